@@ -1,0 +1,126 @@
+//! The one place that wires modules together: config → demo backends (in demo mode) →
+//! engine → HTTP router → listener. `App::build` binds (port 0 in tests) so callers learn
+//! the address before serving; `run_until` serves until the shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::demo::{DemoBackends, DemoError, DemoOptions};
+use crate::graphql::{BackendOverride, Engine, EngineError, EngineOptions, QueryLimits};
+use crate::http::{self, AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A bound, ready-to-serve Facade instance.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    demo: Option<Arc<DemoBackends>>,
+    grace: Duration,
+}
+
+/// Engine options from the config, plus the demo backends' addresses in demo mode.
+pub fn engine_options(config: &Config, demo: Option<&DemoBackends>) -> EngineOptions {
+    let mut overrides: std::collections::HashMap<String, BackendOverride> = config
+        .backends
+        .iter()
+        .map(|(name, b)| {
+            let o = BackendOverride { url: b.url.clone(), timeout_ms: b.timeout_ms, max_batch_size: b.max_batch_size };
+            (name.clone(), o)
+        })
+        .collect();
+    if let Some(demo) = demo {
+        for (name, url) in demo.urls() {
+            overrides.entry(name.to_owned()).or_default().url = Some(url);
+        }
+    }
+    EngineOptions {
+        overrides,
+        default_timeout: Duration::from_millis(config.engine.timeout_ms),
+        default_max_batch_size: config.engine.max_batch_size,
+        limits: QueryLimits { max_depth: config.limits.max_depth },
+    }
+}
+
+impl App {
+    pub async fn build(config: &Config) -> Result<Self, AppError> {
+        let demo = if config.demo.enabled {
+            let options = DemoOptions { seed: config.demo.seed, ..DemoOptions::default() };
+            Some(Arc::new(DemoBackends::start(&options).await?))
+        } else {
+            None
+        };
+        let engine = Engine::load(&config.schema_dir, &engine_options(config, demo.as_deref()))?;
+        let state = AppState { engine: Arc::new(engine), demo: demo.clone() };
+        let router = http::router(state, config.limits.body_bytes);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AppError::Listen { addr: config.listen, source })?;
+        Ok(Self { listener, router, demo, grace: Duration::from_secs(config.shutdown_grace_secs) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn demo(&self) -> Option<&Arc<DemoBackends>> {
+        self.demo.as_ref()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish for the grace
+    /// period before returning.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(true);
+        });
+        let grace = self.grace;
+        tokio::select! {
+            result = server => result,
+            _ = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; dropping in-flight requests");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

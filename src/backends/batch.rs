@@ -1,0 +1,336 @@
+//! Per-request coalescing of backend fetches.
+//!
+//! Every key asked of one batched route while the request's task runs one poll pass (one
+//! "tick": all sibling and cousin resolvers that are ready at once) goes out in one call per
+//! `max_batch_size` keys, and a key or single request already asked for in this request is
+//! answered from the first fetch.
+//!
+//! Why not async-graphql's DataLoader: it collects keys for a fixed timer delay (1–2 ms per
+//! nesting level even when idle) and, on a multi-threaded runtime, its timer task can fire
+//! on another worker while this request's task is still polling siblings, splitting a level
+//! into several calls. Here the first resolver to ask for a route becomes the group's leader,
+//! yields once to the scheduler, and dispatches when it is polled again, which happens only
+//! after every resolver polled in the same pass has added its keys. No timer, no added
+//! latency, and a batch per (level, route) that tests can count on.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared, join_all};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use super::{BatchOutcome, Backends, FetchError, key_text};
+use crate::graphql::model::Method;
+
+/// Characters left as they are in a key placed in a URL.
+const KEY_CHARS: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// A batched route with its arguments filled in: everything but the keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchRoute {
+    pub backend: usize,
+    pub method: Method,
+    /// The path up to `{$keys}` (all of it when the keys travel in a POST body).
+    pub prefix: String,
+    /// The path after `{$keys}`; `None` when the keys travel in a POST body.
+    pub suffix: Option<String>,
+    pub match_field: Option<String>,
+}
+
+/// One key: its text (how it is matched and cached) and its JSON value (how it is sent).
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub text: String,
+    pub value: Value,
+}
+
+impl Key {
+    pub fn from_json(value: Value) -> Option<Self> {
+        Some(Self { text: key_text(&value)?, value })
+    }
+}
+
+/// A fetch that is not batched, identified by everything that makes it distinct.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SingleRequest {
+    pub backend: usize,
+    pub method: Method,
+    pub path: String,
+    /// Serialized JSON body, if any.
+    pub body: Option<String>,
+}
+
+type BatchSlot = Shared<BoxFuture<'static, Arc<BatchOutcome>>>;
+type SingleSlot = Shared<BoxFuture<'static, Result<Arc<Value>, FetchError>>>;
+
+struct Pending {
+    keys: Vec<Key>,
+    tx: oneshot::Sender<Arc<BatchOutcome>>,
+    slot: BatchSlot,
+}
+
+#[derive(Default)]
+struct State {
+    /// Keys waiting for their group's leader to dispatch.
+    pending: HashMap<Arc<BatchRoute>, Pending>,
+    /// Every key asked for in this request, by route: its (pending or finished) fetch.
+    asked: HashMap<Arc<BatchRoute>, HashMap<String, BatchSlot>>,
+    singles: HashMap<SingleRequest, SingleSlot>,
+}
+
+/// One per GraphQL request; dropped with it.
+pub struct Batcher {
+    backends: Arc<Backends>,
+    /// A std mutex: it guards map updates only and is never held across an `.await`.
+    state: Mutex<State>,
+}
+
+/// Dispatches the leader's group when dropped: after its yield, or early if the leader's
+/// resolver is cancelled, so the other waiters are never stranded.
+struct Dispatch<'a> {
+    batcher: &'a Batcher,
+    route: Arc<BatchRoute>,
+}
+
+impl Drop for Dispatch<'_> {
+    fn drop(&mut self) {
+        self.batcher.dispatch(&self.route);
+    }
+}
+
+impl Batcher {
+    pub fn new(backends: Arc<Backends>) -> Self {
+        Self { backends, state: Mutex::new(State::default()) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fetches `keys` from `route` together with every other key asked of it in this tick.
+    /// Per key: the matched item, `None` when the backend did not return it, or the error of
+    /// the call that carried it.
+    pub async fn load_many(&self, route: BatchRoute, keys: Vec<Key>) -> Vec<Result<Option<Value>, FetchError>> {
+        let route = Arc::new(route);
+        let mut lead = false;
+        let slots: Vec<(String, BatchSlot)> = {
+            let mut guard = self.state();
+            let State { pending, asked, .. } = &mut *guard;
+            let asked = asked.entry(route.clone()).or_default();
+            let mut slots = Vec::with_capacity(keys.len());
+            for key in keys {
+                if let Some(slot) = asked.get(&key.text) {
+                    slots.push((key.text, slot.clone()));
+                    continue;
+                }
+                let group = match pending.entry(route.clone()) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        lead = true;
+                        let (tx, rx) = oneshot::channel::<Arc<BatchOutcome>>();
+                        let backend: Arc<str> = Arc::from(self.backends.get(route.backend).name());
+                        let slot = rx
+                            .map(move |r| {
+                                r.unwrap_or_else(|_| {
+                                    Arc::new(BatchOutcome {
+                                        all_failed: Some(FetchError::Cancelled { backend }),
+                                        ..Default::default()
+                                    })
+                                })
+                            })
+                            .boxed()
+                            .shared();
+                        e.insert(Pending { keys: Vec::new(), tx, slot })
+                    }
+                };
+                asked.insert(key.text.clone(), group.slot.clone());
+                slots.push((key.text.clone(), group.slot.clone()));
+                group.keys.push(key);
+            }
+            slots
+        };
+        if lead {
+            let dispatch = Dispatch { batcher: self, route };
+            tokio::task::yield_now().await;
+            drop(dispatch);
+        }
+        let outcomes = join_all(slots.iter().map(|(_, slot)| slot.clone())).await;
+        slots
+            .iter()
+            .zip(outcomes)
+            .map(|((key, _), outcome)| outcome.get(key))
+            .collect()
+    }
+
+    fn dispatch(&self, route: &Arc<BatchRoute>) {
+        let Some(group) = self.state().pending.remove(route) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let backends = self.backends.clone();
+        let route = route.clone();
+        runtime.spawn(
+            async move {
+                let outcome = fetch_batch(&backends, &route, group.keys).await;
+                let _ = group.tx.send(Arc::new(outcome));
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Fetches one request, once per GraphQL request however often it is asked for.
+    pub async fn load_one(&self, request: SingleRequest) -> Result<Arc<Value>, FetchError> {
+        let slot = {
+            let mut state = self.state();
+            match state.singles.get(&request) {
+                Some(slot) => slot.clone(),
+                None => {
+                    let backends = self.backends.clone();
+                    let req = request.clone();
+                    let task = tokio::spawn(
+                        async move {
+                            let body = match req.body.as_deref().map(serde_json::from_str::<Value>) {
+                                Some(Ok(v)) => Some(v),
+                                _ => None,
+                            };
+                            let backend = backends.get(req.backend);
+                            match backend.call(req.method, &req.path, body.as_ref()).await {
+                                Ok(v) => Ok(Arc::new(v)),
+                                // A single resource that does not exist is a null field, not an error.
+                                Err(FetchError::Status { status: 404, .. }) => Ok(Arc::new(Value::Null)),
+                                Err(e) => Err(e),
+                            }
+                        }
+                        .in_current_span(),
+                    );
+                    let backend: Arc<str> = Arc::from(self.backends.get(request.backend).name());
+                    let slot = task
+                        .map(move |r| r.unwrap_or_else(|_| Err(FetchError::Cancelled { backend })))
+                        .boxed()
+                        .shared();
+                    state.singles.insert(request, slot.clone());
+                    slot
+                }
+            }
+        };
+        slot.await
+    }
+}
+
+impl BatchOutcome {
+    fn get(&self, key: &str) -> Result<Option<Value>, FetchError> {
+        if let Some(v) = self.found.get(key) {
+            return Ok(Some(v.clone()));
+        }
+        if let Some(e) = self.failed.get(key).or(self.all_failed.as_ref()) {
+            return Err(e.clone());
+        }
+        Ok(None)
+    }
+}
+
+impl BatchRoute {
+    /// The path and body of one call for `keys`.
+    fn render(&self, keys: &[Key]) -> (String, Option<Value>) {
+        match &self.suffix {
+            Some(suffix) => {
+                let mut path = self.prefix.clone();
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        path.push(',');
+                    }
+                    path.extend(utf8_percent_encode(&key.text, KEY_CHARS));
+                }
+                path.push_str(suffix);
+                (path, None)
+            }
+            None => (
+                self.prefix.clone(),
+                Some(Value::Array(keys.iter().map(|k| k.value.clone()).collect())),
+            ),
+        }
+    }
+}
+
+/// Fetches all keys of one group, split at the backend's max batch size, chunks in parallel.
+async fn fetch_batch(backends: &Backends, route: &BatchRoute, keys: Vec<Key>) -> BatchOutcome {
+    let backend = backends.get(route.backend);
+    let calls = keys.chunks(backend.max_batch_size()).map(|chunk| async move {
+        let (path, body) = route.render(chunk);
+        let result = backend
+            .call(route.method, &path, body.as_ref())
+            .await
+            .and_then(|json| match_items(json, route.match_field.as_deref()).map_err(|reason| {
+                FetchError::Body {
+                    backend: Arc::from(backend.name()),
+                    method: route.method.as_str(),
+                    path: super::shown(&path),
+                    reason,
+                }
+            }));
+        (chunk, result)
+    });
+    let mut outcome = BatchOutcome::default();
+    for (chunk, result) in join_all(calls).await {
+        match result {
+            Ok(items) => outcome.found.extend(items),
+            Err(e) => outcome.failed.extend(chunk.iter().map(|k| (k.text.clone(), e.clone()))),
+        }
+    }
+    outcome
+}
+
+/// Matches a batch answer back to keys: an array of items carrying `match_field`, or, without
+/// a match field, an object keyed by key.
+fn match_items(json: Value, match_field: Option<&str>) -> Result<Vec<(String, Value)>, String> {
+    match (json, match_field) {
+        (Value::Array(items), Some(field)) => items
+            .into_iter()
+            .map(|item| {
+                let key = item
+                    .get(field)
+                    .and_then(key_text)
+                    .ok_or_else(|| format!("an item has no scalar {field:?} to match keys on"))?;
+                Ok((key, item))
+            })
+            .collect(),
+        (Value::Object(map), None) => Ok(map.into_iter().collect()),
+        (_, Some(field)) => Err(format!("expected a JSON array of items with {field:?}")),
+        (_, None) => Err("expected a JSON object keyed by key".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn match_items_by_field_and_by_object_key() {
+        let items = match_items(json!([{"id": 1, "n": "a"}, {"id": "2"}]), Some("id")).unwrap();
+        assert_eq!(items[0].0, "1");
+        assert_eq!(items[1].0, "2");
+        let items = match_items(json!({"7": {"x": 1}}), None).unwrap();
+        assert_eq!(items[0].0, "7");
+        assert!(match_items(json!({"a": 1}), Some("id")).is_err());
+        assert!(match_items(json!([{"x": 1}]), Some("id")).unwrap_err().contains("\"id\""));
+    }
+
+    #[test]
+    fn render_keys_in_url_and_in_body() {
+        let keys: Vec<Key> = [json!(1), json!("a b")].into_iter().filter_map(Key::from_json).collect();
+        let route = BatchRoute {
+            backend: 0,
+            method: Method::Get,
+            prefix: "/t?ids=".into(),
+            suffix: Some("&size=M".into()),
+            match_field: None,
+        };
+        assert_eq!(route.render(&keys), ("/t?ids=1,a%20b&size=M".to_owned(), None));
+        let route = BatchRoute { method: Method::Post, suffix: None, ..route };
+        assert_eq!(route.render(&keys).1, Some(json!([1, "a b"])));
+    }
+}

@@ -1,0 +1,185 @@
+//! The typed configuration tree: defaults here, then `facade.toml` (or `--config FILE`), then
+//! `FACADE_*` environment variables (`__` separates levels: `FACADE_LOG__FORMAT=json`), then
+//! command-line flags. Unknown keys are errors, so a typo never passes silently.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of one Facade instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Folder holding the facade schema (`*.graphql`).
+    pub schema_dir: PathBuf,
+    /// Limits on what a request may ask.
+    pub limits: Limits,
+    /// Engine-wide defaults for backends that do not set their own.
+    pub engine: EngineConfig,
+    /// Per-backend overrides of what `@backend` declares, by backend name.
+    pub backends: BTreeMap<String, BackendConfig>,
+    /// Logging.
+    pub log: LogConfig,
+    /// Demo mode: starts the demo backends in-process and binds the schema to them.
+    pub demo: DemoConfig,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            schema_dir: PathBuf::from("schema"),
+            limits: Limits::default(),
+            engine: EngineConfig::default(),
+            backends: BTreeMap::new(),
+            log: LogConfig::default(),
+            demo: DemoConfig::default(),
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub body_bytes: usize,
+    /// Deepest selection nesting a query may have.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { body_bytes: 1024 * 1024, max_depth: 16 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Most keys sent in one batched backend call; more keys are split over several calls.
+    pub max_batch_size: usize,
+    /// Time allowed for one backend call, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { max_batch_size: 200, timeout_ms: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// Base URL, replacing the one in `@backend`.
+    pub url: Option<String>,
+    /// Time allowed for one call, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Most keys in one batched call.
+    pub max_batch_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// An env-filter directive such as `info` or `facade=debug,info`; `RUST_LOG` wins if set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, filter: "info".to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Start the demo backends and bind every backend of the schema to them.
+    pub enabled: bool,
+    /// Seed of the demo data.
+    pub seed: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self { enabled: false, seed: 1 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("bad configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+}
+
+impl Config {
+    /// Loads defaults, then the file (`facade.toml` if present when `file` is `None`), then
+    /// `FACADE_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::Missing(path.to_owned())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new("facade.toml").exists() => figment = figment.merge(Toml::file_exact("facade.toml")),
+            None => {}
+        }
+        // FACADE_TEST_* variables belong to the test suite, not to the server.
+        let env = Env::prefixed("FACADE_")
+            .split("__")
+            .filter(|key| !key.as_str().get(..5).is_some_and(|p| p.eq_ignore_ascii_case("test_")));
+        figment.merge(env).extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_override_defaults_and_unknown_keys_fail() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "facade.toml",
+                "listen = \"127.0.0.1:9000\"\n[engine]\nmax_batch_size = 50\n[backends.catalog]\nurl = \"http://127.0.0.1:1\"\n",
+            )?;
+            jail.set_env("FACADE_LOG__FORMAT", "json");
+            jail.set_env("FACADE_TEST_DATABASE_URL", "postgres://ignored");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.listen.port(), 9000);
+            assert_eq!(config.engine.max_batch_size, 50);
+            assert_eq!(config.log.format, LogFormat::Json);
+            assert_eq!(config.backends["catalog"].url.as_deref(), Some("http://127.0.0.1:1"));
+            assert_eq!(config.limits, Limits::default());
+
+            jail.create_file("bad.toml", "lisen = \"127.0.0.1:1\"\n")?;
+            let error = Config::load(Some(Path::new("bad.toml"))).unwrap_err().to_string();
+            assert!(error.contains("lisen"), "{error}");
+            assert!(matches!(Config::load(Some(Path::new("nope.toml"))), Err(ConfigError::Missing(_))));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,254 @@
+//! Deterministic demo data: every record is a pure function of (seed, id), so the demo
+//! backends hold nothing in memory and two processes with one seed serve identical data.
+
+use serde::Serialize;
+
+/// Number of titles in the demo catalog.
+pub const TITLES: u64 = 12_000;
+/// Number of member profiles.
+pub const PROFILES: u64 = 1_000;
+/// Rows each profile's home page can have.
+pub const MAX_ROWS: usize = 60;
+/// Title IDs in each row.
+pub const TITLES_PER_ROW: usize = 60;
+
+const ADJECTIVES: &[&str] = &[
+    "Silent", "Crimson", "Hidden", "Last", "Broken", "Golden", "Midnight", "Distant", "Wild",
+    "Frozen", "Electric", "Lost", "Quiet", "Burning", "Hollow", "Bright", "Savage", "Secret",
+    "Endless", "Northern",
+];
+const NOUNS: &[&str] = &[
+    "Harbor", "Empire", "Signal", "Garden", "Frontier", "Orchard", "Kingdom", "Circuit",
+    "Lighthouse", "Canyon", "Archive", "Voyage", "Island", "Protocol", "Reckoning", "Station",
+    "Horizon", "Tide", "Republic", "Parade",
+];
+const GENRES: &[&str] = &[
+    "Action", "Comedy", "Drama", "Documentary", "Thriller", "Sci-Fi", "Romance", "Horror",
+    "Animation", "Crime", "Fantasy", "Family",
+];
+const MATURITY: &[&str] = &["G", "PG", "PG-13", "R", "TV-MA"];
+const FIRST_NAMES: &[&str] = &[
+    "Ana", "Ben", "Chloe", "Dev", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kira",
+    "Luca", "Mei", "Nia", "Omar", "Priya",
+];
+const SIZES: &[&str] = &["SMALL", "MEDIUM", "LARGE"];
+
+/// The seeded generator behind every demo record.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoData {
+    seed: u64,
+}
+
+/// A catalog title.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Title {
+    pub id: u64,
+    pub name: String,
+    pub year: u32,
+    pub maturity: &'static str,
+    pub genres: Vec<&'static str>,
+    pub runtime_minutes: u32,
+    pub synopsis: String,
+}
+
+/// A member profile.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    pub id: u64,
+    pub name: String,
+    pub maturity: &'static str,
+}
+
+/// A row of the home page: a name and the IDs of its titles.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub name: String,
+    pub title_ids: Vec<u64>,
+}
+
+/// An image for one title at one size.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artwork {
+    pub title_id: u64,
+    pub size: &'static str,
+    pub url: String,
+    pub width: u32,
+}
+
+/// Aggregate rating of one title.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rating {
+    pub title_id: u64,
+    pub average: f64,
+    pub count: u64,
+}
+
+/// Where a profile stopped watching a title.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bookmark {
+    pub profile_id: u64,
+    pub title_id: u64,
+    pub position_seconds: u32,
+}
+
+/// splitmix64: a tiny, well-known mixing function. Hand-written because the data only has to
+/// be stable across versions and platforms, which seeded generators from crates do not promise.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn pick<T: Copy>(list: &[T], h: u64) -> T {
+    list[(h % list.len() as u64) as usize]
+}
+
+impl DemoData {
+    pub fn new(seed: u64) -> Self {
+        Self { seed }
+    }
+
+    fn h(&self, salt: u64, a: u64, b: u64) -> u64 {
+        mix(self.seed ^ mix(salt ^ mix(a ^ mix(b))))
+    }
+
+    pub fn title(&self, id: u64) -> Option<Title> {
+        if id == 0 || id > TITLES {
+            return None;
+        }
+        let h = |salt| self.h(salt, id, 0);
+        let genre_count = 1 + (h(5) % 3) as usize;
+        let mut genres: Vec<&'static str> = (0..genre_count)
+            .map(|i| pick(GENRES, self.h(6, id, i as u64)))
+            .collect();
+        genres.dedup();
+        let name = format!("The {} {}", pick(ADJECTIVES, h(1)), pick(NOUNS, h(2)));
+        Some(Title {
+            id,
+            synopsis: format!(
+                "{name}: a {} story of {} and {}.",
+                genres[0].to_lowercase(),
+                pick(NOUNS, h(7)).to_lowercase(),
+                pick(NOUNS, h(8)).to_lowercase()
+            ),
+            name,
+            year: 1950 + (h(3) % 76) as u32,
+            maturity: pick(MATURITY, h(4)),
+            genres,
+            runtime_minutes: 22 + (h(9) % 140) as u32,
+        })
+    }
+
+    pub fn profile(&self, id: u64) -> Option<Profile> {
+        if id == 0 || id > PROFILES {
+            return None;
+        }
+        Some(Profile {
+            id,
+            name: format!("{} {}", pick(FIRST_NAMES, self.h(20, id, 0)), id),
+            maturity: pick(MATURITY, self.h(21, id, 0)),
+        })
+    }
+
+    /// The first `limit` rows of a profile's home page, or `None` for an unknown profile.
+    pub fn rows(&self, profile_id: u64, limit: usize) -> Option<Vec<Row>> {
+        self.profile(profile_id)?;
+        let rows = (0..limit.min(MAX_ROWS))
+            .map(|r| {
+                let name = match r {
+                    0 => "Continue Watching".to_owned(),
+                    1 => "Trending Now".to_owned(),
+                    2 => "Top Picks".to_owned(),
+                    n => format!("{} #{}", GENRES[n % GENRES.len()], n / GENRES.len() + 1),
+                };
+                let title_ids = (0..TITLES_PER_ROW as u64)
+                    .map(|i| 1 + self.h(30, profile_id, (r as u64) << 32 | i) % TITLES)
+                    .collect();
+                Row { name, title_ids }
+            })
+            .collect();
+        Some(rows)
+    }
+
+    pub fn artwork(&self, title_id: u64, size: &str) -> Option<Artwork> {
+        self.title(title_id)?;
+        let size = *SIZES.iter().find(|s| s.eq_ignore_ascii_case(size))?;
+        let width = match size {
+            "SMALL" => 342,
+            "MEDIUM" => 780,
+            _ => 1920,
+        };
+        let hash = self.h(40, title_id, 0) & 0xffff_ffff;
+        Some(Artwork {
+            title_id,
+            size,
+            url: format!("https://art.facade.example/{title_id}/{width}/{hash:08x}.jpg"),
+            width,
+        })
+    }
+
+    pub fn rating(&self, title_id: u64) -> Option<Rating> {
+        self.title(title_id)?;
+        let h = self.h(50, title_id, 0);
+        Some(Rating {
+            title_id,
+            average: 1.0 + (h % 41) as f64 / 10.0,
+            count: 10 + (h >> 8) % 100_000,
+        })
+    }
+
+    /// A bookmark exists for about half of the (profile, title) pairs.
+    pub fn bookmark(&self, profile_id: u64, title_id: u64) -> Option<Bookmark> {
+        self.profile(profile_id)?;
+        let title = self.title(title_id)?;
+        let h = self.h(60, profile_id, title_id);
+        (h % 2 == 0).then(|| Bookmark {
+            profile_id,
+            title_id,
+            position_seconds: ((h >> 8) % (u64::from(title.runtime_minutes) * 60)) as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_data_other_seed_other_data() {
+        let a = DemoData::new(7);
+        let b = DemoData::new(7);
+        let c = DemoData::new(8);
+        assert_eq!(a.title(42).unwrap().name, b.title(42).unwrap().name);
+        let differs = (1..50).any(|id| a.title(id).unwrap().name != c.title(id).unwrap().name);
+        assert!(differs);
+    }
+
+    #[test]
+    fn catalog_has_ten_thousand_titles_and_bounds() {
+        let d = DemoData::new(1);
+        assert!(TITLES >= 10_000);
+        assert!(d.title(TITLES).is_some());
+        assert!(d.title(TITLES + 1).is_none());
+        assert!(d.title(0).is_none());
+    }
+
+    #[test]
+    fn rows_reference_existing_titles() {
+        let d = DemoData::new(1);
+        let rows = d.rows(1, 50).unwrap();
+        assert_eq!(rows.len(), 50);
+        for row in rows {
+            assert_eq!(row.title_ids.len(), TITLES_PER_ROW);
+            assert!(row.title_ids.iter().all(|id| d.title(*id).is_some()));
+        }
+        assert!(d.rows(PROFILES + 1, 10).is_none());
+    }
+}

@@ -1,0 +1,225 @@
+//! The REST routes of each demo backend, the fault middleware in front of them, and the
+//! per-backend control routes (`/_demo/stats`, `/_demo/faults`) that are neither counted nor
+//! faulted, so a separate `facade demo-backends` process can be steered too.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::data::{MAX_ROWS, mix};
+use super::{BackendState, Faults, MAX_BATCH_KEYS};
+
+type St = State<Arc<BackendState>>;
+
+pub(super) fn router(state: Arc<BackendState>) -> Router {
+    let api = match state.name {
+        "members" => Router::new()
+            .route("/profiles/{id}", get(profile))
+            .route("/profiles", get(profiles)),
+        "lists" => Router::new().route("/profiles/{id}/rows", get(rows)),
+        "catalog" => Router::new()
+            .route("/titles/{id}", get(title))
+            .route("/titles", get(titles)),
+        "artwork" => Router::new()
+            .route("/artwork/{id}", get(artwork))
+            .route("/artwork", get(artworks)),
+        "ratings" => Router::new()
+            .route("/ratings/{id}", get(rating))
+            .route("/ratings/batch", post(ratings)),
+        "history" => Router::new()
+            .route("/profiles/{pid}/bookmarks/{tid}", get(bookmark))
+            .route("/profiles/{pid}/bookmarks", get(bookmarks)),
+        other => unreachable!("no routes for demo backend {other}"),
+    };
+    let api = api.layer(middleware::from_fn_with_state(state.clone(), faults_layer));
+    Router::new()
+        .route("/_demo/stats", get(stats))
+        .route("/_demo/faults", post(set_faults))
+        .merge(api)
+        .with_state(state)
+}
+
+/// Counts the request, then applies the backend's current faults before the handler runs.
+async fn faults_layer(State(state): St, request: Request, next: Next) -> Response {
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    let mut faults = state.faults.subscribe();
+    if faults.borrow().hang {
+        // Hangs until the knob is turned off (or the client gives up and drops the request).
+        let _ = faults.wait_for(|f| !f.hang).await;
+    }
+    let f = *faults.borrow();
+    let jitter = if f.jitter_ms > 0 { mix(n) % (f.jitter_ms + 1) } else { 0 };
+    let delay = f.latency_ms + jitter;
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if f.error_rate > 0.0 && (mix(n ^ 0xE44) % 10_000) as f64 / 10_000.0 < f.error_rate {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "injected fault").into_response();
+    }
+    next.run(request).await
+}
+
+async fn stats(State(state): St) -> Json<Value> {
+    Json(json!({"name": state.name, "requests": state.requests(), "faults": state.faults()}))
+}
+
+async fn set_faults(State(state): St, Json(faults): Json<Faults>) -> Response {
+    match faults.validate() {
+        Ok(()) => {
+            state.set_faults(faults);
+            Json(faults).into_response()
+        }
+        Err(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
+    }
+}
+
+fn not_found(what: &str, id: impl std::fmt::Display) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": format!("{what} {id} not found")}))).into_response()
+}
+
+fn bad_request(reason: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": reason}))).into_response()
+}
+
+fn found<T: serde::Serialize>(what: &str, id: u64, item: Option<T>) -> Response {
+    match item {
+        Some(item) => Json(item).into_response(),
+        None => not_found(what, id),
+    }
+}
+
+/// Parses `1,2,3` into IDs, capped at [`MAX_BATCH_KEYS`].
+fn parse_ids(raw: &str) -> Result<Vec<u64>, Response> {
+    let ids: Vec<u64> = raw
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim().parse().map_err(|_| bad_request(format!("bad id {s:?} in ids"))))
+        .collect::<Result<_, _>>()?;
+    check_batch(ids)
+}
+
+fn check_batch(ids: Vec<u64>) -> Result<Vec<u64>, Response> {
+    if ids.len() > MAX_BATCH_KEYS {
+        return Err(bad_request(format!(
+            "at most {MAX_BATCH_KEYS} ids per call, got {}",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+#[derive(Deserialize)]
+struct Ids {
+    ids: String,
+}
+
+async fn profile(State(s): St, Path(id): Path<u64>) -> Response {
+    found("profile", id, s.data.profile(id))
+}
+
+async fn profiles(State(s): St, Query(q): Query<Ids>) -> Response {
+    match parse_ids(&q.ids) {
+        Ok(ids) => Json(ids.into_iter().filter_map(|id| s.data.profile(id)).collect::<Vec<_>>())
+            .into_response(),
+        Err(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+struct RowsQuery {
+    limit: Option<usize>,
+}
+
+async fn rows(State(s): St, Path(id): Path<u64>, Query(q): Query<RowsQuery>) -> Response {
+    found("profile", id, s.data.rows(id, q.limit.unwrap_or(10).min(MAX_ROWS)))
+}
+
+async fn title(State(s): St, Path(id): Path<u64>) -> Response {
+    found("title", id, s.data.title(id))
+}
+
+async fn titles(State(s): St, Query(q): Query<Ids>) -> Response {
+    match parse_ids(&q.ids) {
+        Ok(ids) => Json(ids.into_iter().filter_map(|id| s.data.title(id)).collect::<Vec<_>>())
+            .into_response(),
+        Err(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+struct SizeQuery {
+    size: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ArtworksQuery {
+    ids: String,
+    size: Option<String>,
+}
+
+async fn artwork(State(s): St, Path(id): Path<u64>, Query(q): Query<SizeQuery>) -> Response {
+    found("artwork for title", id, s.data.artwork(id, q.size.as_deref().unwrap_or("MEDIUM")))
+}
+
+async fn artworks(State(s): St, Query(q): Query<ArtworksQuery>) -> Response {
+    let size = q.size.as_deref().unwrap_or("MEDIUM");
+    match parse_ids(&q.ids) {
+        Ok(ids) => Json(ids.into_iter().filter_map(|id| s.data.artwork(id, size)).collect::<Vec<_>>())
+            .into_response(),
+        Err(e) => e,
+    }
+}
+
+async fn rating(State(s): St, Path(id): Path<u64>) -> Response {
+    found("rating for title", id, s.data.rating(id))
+}
+
+/// `POST /ratings/batch` with a JSON array of title IDs (numbers or numeric strings).
+async fn ratings(State(s): St, Json(ids): Json<Vec<Value>>) -> Response {
+    let ids: Result<Vec<u64>, Response> = ids
+        .iter()
+        .map(|v| match v {
+            Value::Number(n) => n.as_u64().ok_or(()),
+            Value::String(s) => s.parse().map_err(|_| ()),
+            _ => Err(()),
+        }
+        .map_err(|()| bad_request(format!("bad title id {v} in body"))))
+        .collect();
+    match ids.and_then(check_batch) {
+        Ok(ids) => Json(ids.into_iter().filter_map(|id| s.data.rating(id)).collect::<Vec<_>>())
+            .into_response(),
+        Err(e) => e,
+    }
+}
+
+async fn bookmark(State(s): St, Path((pid, tid)): Path<(u64, u64)>) -> Response {
+    found("bookmark for title", tid, s.data.bookmark(pid, tid))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BookmarksQuery {
+    title_ids: String,
+}
+
+async fn bookmarks(State(s): St, Path(pid): Path<u64>, Query(q): Query<BookmarksQuery>) -> Response {
+    if s.data.profile(pid).is_none() {
+        return not_found("profile", pid);
+    }
+    match parse_ids(&q.title_ids) {
+        Ok(ids) => Json(
+            ids.into_iter().filter_map(|tid| s.data.bookmark(pid, tid)).collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => e,
+    }
+}

@@ -1,0 +1,357 @@
+//! Turns the checked [`FacadeSchema`] into an `async_graphql::dynamic::Schema` whose
+//! resolvers read the parent's JSON or fetch through the request's [`Batcher`].
+
+use std::sync::Arc;
+
+use async_graphql::dynamic::{
+    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar,
+    Schema, SchemaError, TypeRef,
+};
+use async_graphql::parser::types::{BaseType, Type};
+use async_graphql::{Error as GqlError, ErrorExtensions, Name, Value as GqlValue};
+use serde_json::Value;
+
+use super::model::*;
+use crate::backends::{BatchRoute, Batcher, FetchError, Key, SingleRequest};
+
+/// Limits applied to every operation at validation time.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    pub max_depth: usize,
+}
+
+pub fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema, SchemaError> {
+    let mut builder = Schema::build(&model.query, model.mutation.as_deref(), None)
+        .limit_depth(limits.max_depth);
+    for (name, def) in &model.types {
+        builder = match def {
+            TypeDef::Object { description, fields } => {
+                let mut object = Object::new(name);
+                if let Some(d) = description {
+                    object = object.description(d);
+                }
+                for field in fields {
+                    object = object.field(build_field(model, name, field));
+                }
+                builder.register(object)
+            }
+            TypeDef::Enum { description, values } => {
+                let mut e = Enum::new(name).items(values.iter().map(String::as_str));
+                if let Some(d) = description {
+                    e = e.description(d);
+                }
+                builder.register(e)
+            }
+            TypeDef::Scalar { description } => {
+                let mut s = Scalar::new(name);
+                if let Some(d) = description {
+                    s = s.description(d);
+                }
+                builder.register(s)
+            }
+            TypeDef::Input { description, fields } => {
+                let mut input = InputObject::new(name);
+                if let Some(d) = description {
+                    input = input.description(d);
+                }
+                for f in fields {
+                    input = input.field(input_value(f));
+                }
+                builder.register(input)
+            }
+        };
+    }
+    builder.finish()
+}
+
+fn type_ref(ty: &Type) -> TypeRef {
+    let base = match &ty.base {
+        BaseType::Named(n) => TypeRef::Named(n.to_string().into()),
+        BaseType::List(inner) => TypeRef::List(Box::new(type_ref(inner))),
+    };
+    if ty.nullable { base } else { TypeRef::NonNull(Box::new(base)) }
+}
+
+fn input_value(arg: &ArgDef) -> InputValue {
+    let mut v = InputValue::new(&arg.name, type_ref(&arg.ty));
+    if let Some(d) = &arg.description {
+        v = v.description(d);
+    }
+    if let Some(default) = &arg.default {
+        v = v.default_value(default.clone());
+    }
+    v
+}
+
+/// How a JSON value is turned into a GraphQL output value.
+#[derive(Debug, Clone)]
+enum Shape {
+    List { item: Box<Shape>, item_nullable: bool },
+    Leaf(Leaf),
+    Object,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Leaf {
+    Text,
+    Int,
+    Float,
+    Bool,
+    Enum,
+    Custom,
+}
+
+fn shape(model: &FacadeSchema, ty: &Type) -> Shape {
+    match &ty.base {
+        BaseType::List(inner) => Shape::List { item: Box::new(shape(model, inner)), item_nullable: inner.nullable },
+        BaseType::Named(n) => match n.as_str() {
+            "String" | "ID" => Shape::Leaf(Leaf::Text),
+            "Int" => Shape::Leaf(Leaf::Int),
+            "Float" => Shape::Leaf(Leaf::Float),
+            "Boolean" => Shape::Leaf(Leaf::Bool),
+            other => match model.types.get(other) {
+                Some(TypeDef::Enum { .. }) => Shape::Leaf(Leaf::Enum),
+                Some(TypeDef::Object { .. }) => Shape::Object,
+                _ => Shape::Leaf(Leaf::Custom),
+            },
+        },
+    }
+}
+
+/// Everything a field's resolver needs, shared by all its invocations.
+struct Plan {
+    path: String,
+    name: String,
+    shape: Shape,
+    binding: Binding,
+}
+
+fn build_field(model: &FacadeSchema, owner: &str, def: &FieldDef) -> Field {
+    let plan = Arc::new(Plan {
+        path: format!("{owner}.{}", def.name),
+        name: def.name.clone(),
+        shape: shape(model, &def.ty),
+        binding: def.binding.clone(),
+    });
+    let mut field = Field::new(&def.name, type_ref(&def.ty), move |ctx| resolve(plan.clone(), ctx));
+    for arg in &def.args {
+        field = field.argument(input_value(arg));
+    }
+    if let Some(d) = &def.description {
+        field = field.description(d);
+    }
+    if let Some(reason) = &def.deprecation {
+        field = field.deprecation(reason.as_deref());
+    }
+    field
+}
+
+fn resolve(plan: Arc<Plan>, ctx: ResolverContext<'_>) -> FieldFuture<'_> {
+    match &plan.binding {
+        Binding::Parent => {
+            let value = parent(&ctx).get(&plan.name).cloned().unwrap_or(Value::Null);
+            match convert(&plan, value, &plan.shape) {
+                Ok(v) => FieldFuture::Value(v),
+                Err(e) => FieldFuture::new(async move { Err::<Option<FieldValue>, _>(e) }),
+            }
+        }
+        Binding::Http(http) => {
+            let http = http.clone();
+            FieldFuture::new(async move {
+                match &http.batch {
+                    Some(batch) => resolve_batch(&plan, &http, batch, &ctx).await,
+                    None => resolve_single(&plan, &http, &ctx).await,
+                }
+            })
+        }
+    }
+}
+
+static NULL: Value = Value::Null;
+
+fn parent<'a>(ctx: &ResolverContext<'a>) -> &'a Value {
+    ctx.parent_value.downcast_ref::<Value>().unwrap_or(&NULL)
+}
+
+fn batcher<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Batcher, GqlError> {
+    ctx.data::<Batcher>()
+}
+
+fn fetch_error(e: &FetchError) -> GqlError {
+    let code = e.code();
+    GqlError::new(e.to_string()).extend_with(|_, ext| ext.set("code", code))
+}
+
+fn bad_value(plan: &Plan, message: String) -> GqlError {
+    GqlError::new(format!("{}: {message}", plan.path)).extend_with(|_, ext| ext.set("code", "BACKEND_ERROR"))
+}
+
+/// Text of an argument or parent value placed in a route, percent-encoded.
+fn route_text(value: Option<Value>) -> Option<String> {
+    let text = match value? {
+        Value::String(s) => s,
+        Value::Null => return None,
+        other => other.to_string(),
+    };
+    Some(percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC).to_string())
+}
+
+fn arg_json(ctx: &ResolverContext<'_>, name: &str) -> Option<Value> {
+    ctx.args.get(name).and_then(|a| a.as_value().clone().into_json().ok())
+}
+
+/// Renders template parts other than `{$keys}`; returns the text before and after it.
+fn render(plan: &Plan, parts: &[Part], ctx: &ResolverContext<'_>) -> Result<(String, Option<String>), GqlError> {
+    let mut before = String::new();
+    let mut after: Option<String> = None;
+    for part in parts {
+        let text = match part {
+            Part::Lit(s) => s.clone(),
+            Part::Keys => {
+                after = Some(String::new());
+                continue;
+            }
+            Part::Arg(a) => route_text(arg_json(ctx, a))
+                .ok_or_else(|| GqlError::new(format!("{}: argument {a} is null and the route needs it", plan.path)))?,
+            Part::Parent(p) => route_text(parent(ctx).get(p).cloned())
+                .ok_or_else(|| GqlError::new(format!("{}: the parent has no {p} for the route", plan.path)))?,
+        };
+        match after.as_mut() {
+            Some(a) => a.push_str(&text),
+            None => before.push_str(&text),
+        }
+    }
+    Ok((before, after))
+}
+
+async fn resolve_single<'a>(
+    plan: &Plan,
+    http: &HttpBinding,
+    ctx: &ResolverContext<'a>,
+) -> Result<Option<FieldValue<'a>>, GqlError> {
+    let (path, _) = render(plan, &http.template.parts, ctx)?;
+    let body = match http.template.method {
+        Method::Post => Some(ctx.args.as_index_map().iter().map(|(k, v)| (k.to_string(), v.clone().into_json().unwrap_or(Value::Null))).collect::<serde_json::Map<_, _>>()),
+        Method::Get => None,
+    };
+    let request = SingleRequest {
+        backend: http.backend,
+        method: http.template.method,
+        path,
+        body: body.map(|b| Value::Object(b).to_string()),
+    };
+    let json = batcher(ctx)?.load_one(request).await.map_err(|e| fetch_error(&e))?;
+    let value = match &http.select {
+        Some(key) => json.get(key).cloned().unwrap_or(Value::Null),
+        None => Value::clone(&json),
+    };
+    convert(plan, value, &plan.shape)
+}
+
+async fn resolve_batch<'a>(
+    plan: &Plan,
+    http: &HttpBinding,
+    batch: &BatchSpec,
+    ctx: &ResolverContext<'a>,
+) -> Result<Option<FieldValue<'a>>, GqlError> {
+    let raw = match parent(ctx).get(&batch.keys_from) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let mut keys: Vec<Key> = match (raw, batch.keys_are_list) {
+        (Value::Array(items), true) => items.iter().cloned().filter_map(Key::from_json).collect(),
+        (v, false) => Key::from_json(v.clone()).into_iter().collect(),
+        (v, true) => return Err(bad_value(plan, format!("key field {} should be a list, got {v}", batch.keys_from))),
+    };
+    if let Some(limit) = &http.limit_arg {
+        if let Some(n) = ctx.args.get(limit).map(|a| a.i64()).transpose()? {
+            let n = usize::try_from(n)
+                .map_err(|_| GqlError::new(format!("{}: argument {limit} must not be negative", plan.path)))?;
+            keys.truncate(n);
+        }
+    }
+    let (prefix, suffix) = render(plan, &http.template.parts, ctx)?;
+    let route = BatchRoute {
+        backend: http.backend,
+        method: http.template.method,
+        prefix,
+        suffix,
+        match_field: batch.match_field.clone(),
+    };
+    let results = batcher(ctx)?.load_many(route, keys).await;
+    let select = |v: Value| match &http.select {
+        Some(key) => v.get(key).cloned().unwrap_or(Value::Null),
+        None => v,
+    };
+    if !batch.keys_are_list {
+        return match results.into_iter().next() {
+            Some(Ok(Some(v))) => convert(plan, select(v), &plan.shape),
+            Some(Err(e)) => Err(fetch_error(&e)),
+            _ => Ok(None),
+        };
+    }
+    let Shape::List { item, item_nullable } = &plan.shape else {
+        return Err(bad_value(plan, "a list of keys needs a list field".to_owned()));
+    };
+    let mut items = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(Some(v)) => items.push(convert(plan, select(v), item)?.unwrap_or(FieldValue::NULL)),
+            // A key the backend did not return: a null item where nulls are allowed, else left out.
+            Ok(None) if *item_nullable => items.push(FieldValue::NULL),
+            Ok(None) => {}
+            Err(e) => return Err(fetch_error(&e)),
+        }
+    }
+    Ok(Some(FieldValue::list(items)))
+}
+
+/// JSON to a GraphQL output value of the given shape; `None` for null.
+fn convert(plan: &Plan, value: Value, shape: &Shape) -> Result<Option<FieldValue<'static>>, GqlError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    match shape {
+        Shape::Object if value.is_object() => Ok(Some(FieldValue::owned_any(value))),
+        Shape::Object => Err(bad_value(plan, format!("expected an object, got {}", preview(&value)))),
+        Shape::List { item, .. } => match value {
+            Value::Array(items) => {
+                let items = items
+                    .into_iter()
+                    .map(|v| Ok(convert(plan, v, item)?.unwrap_or(FieldValue::NULL)))
+                    .collect::<Result<Vec<_>, GqlError>>()?;
+                Ok(Some(FieldValue::list(items)))
+            }
+            other => Err(bad_value(plan, format!("expected a list, got {}", preview(&other)))),
+        },
+        Shape::Leaf(leaf) => leaf_value(*leaf, value)
+            .map(|v| Some(FieldValue::value(v)))
+            .map_err(|expected| bad_value(plan, format!("expected {expected}"))),
+    }
+}
+
+fn leaf_value(leaf: Leaf, value: Value) -> Result<GqlValue, String> {
+    match (leaf, value) {
+        (Leaf::Text, Value::String(s)) => Ok(GqlValue::String(s)),
+        (Leaf::Text, v @ (Value::Number(_) | Value::Bool(_))) => Ok(GqlValue::String(v.to_string())),
+        (Leaf::Int, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(GqlValue::Number(n)),
+        (Leaf::Float, Value::Number(n)) => Ok(GqlValue::Number(n)),
+        (Leaf::Bool, Value::Bool(b)) => Ok(GqlValue::Boolean(b)),
+        (Leaf::Enum, Value::String(s)) => Ok(GqlValue::Enum(Name::new(s))),
+        (Leaf::Custom, v) => GqlValue::from_json(v).map_err(|e| e.to_string()),
+        (leaf, v) => Err(format!("{leaf:?}, got {}", preview(&v))),
+    }
+}
+
+fn preview(value: &Value) -> String {
+    let mut s = value.to_string();
+    if s.len() > 60 {
+        let mut end = 60;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,216 @@
+//! The engine: reads the facade SDL (`sdl.rs`), checks it into a model (`model.rs`), builds an
+//! executable `async_graphql::dynamic::Schema` from it (`build.rs`), and executes requests.
+//! Only this module knows async-graphql types; callers hand in query text and JSON and get
+//! JSON back.
+
+pub mod build;
+pub mod model;
+pub mod sdl;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::dynamic::Schema;
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::{Request, ServerError, Variables};
+use serde_json::{Map, Value, json};
+
+use crate::backends::{BackendSettings, Backends, Batcher, ClientError};
+pub use build::QueryLimits;
+use model::{Diagnostics, FacadeSchema};
+pub use sdl::LoadError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("the schema has {count} problem(s):\n{0}", count = .0.0.len())]
+    Schema(Diagnostics),
+    #[error("the schema could not be built: {0}")]
+    Build(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// Per-backend settings that override what the SDL declares (from config or demo mode).
+#[derive(Debug, Clone, Default)]
+pub struct BackendOverride {
+    pub url: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub max_batch_size: Option<usize>,
+}
+
+/// How the engine is built beyond what the SDL says.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub overrides: HashMap<String, BackendOverride>,
+    pub default_timeout: Duration,
+    pub default_max_batch_size: usize,
+    pub limits: QueryLimits,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            overrides: HashMap::new(),
+            default_timeout: Duration::from_secs(1),
+            default_max_batch_size: 100,
+            limits: QueryLimits { max_depth: 16 },
+        }
+    }
+}
+
+/// Reads and checks the schema folder without building clients: `facade schema check`.
+pub fn check_dir(dir: &Path) -> Result<FacadeSchema, EngineError> {
+    let files = sdl::load_dir(dir)?;
+    sdl::analyze(&files).map_err(EngineError::Schema)
+}
+
+/// A GraphQL request as it arrives over HTTP.
+#[derive(Debug, Clone, Default)]
+pub struct GraphqlRequest {
+    pub query: String,
+    pub operation_name: Option<String>,
+    pub variables: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    Query,
+    Mutation,
+    Subscription,
+}
+
+/// A request whose document parsed.
+pub struct Parsed {
+    request: GraphqlRequest,
+    document: ExecutableDocument,
+}
+
+impl Parsed {
+    /// The kind of the operation that will run, when the document makes it unambiguous.
+    pub fn operation_kind(&self) -> Option<OperationKind> {
+        let ty = match (&self.document.operations, self.request.operation_name.as_deref()) {
+            (DocumentOperations::Single(op), None) => op.node.ty,
+            (DocumentOperations::Single(_), Some(_)) => return None,
+            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?.node.ty,
+            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next()?.node.ty,
+            (DocumentOperations::Multiple(_), None) => return None,
+        };
+        Some(match ty {
+            OperationType::Query => OperationKind::Query,
+            OperationType::Mutation => OperationKind::Mutation,
+            OperationType::Subscription => OperationKind::Subscription,
+        })
+    }
+}
+
+/// The JSON body of a GraphQL response, and whether it is a request error (no execution
+/// happened: the document did not parse or validate), which GraphQL over HTTP answers with 400.
+#[derive(Debug)]
+pub struct Outcome {
+    pub body: Value,
+    pub request_error: bool,
+}
+
+impl Outcome {
+    fn request_errors(errors: Vec<ServerError>) -> Self {
+        Self { body: json!({ "errors": errors }), request_error: true }
+    }
+}
+
+/// An executable facade schema bound to its backends. Immutable; swapped whole on reload.
+pub struct Engine {
+    schema: Schema,
+    backends: Arc<Backends>,
+    model: FacadeSchema,
+}
+
+impl Engine {
+    /// Loads `dir`, checks it, binds it to backends and builds the executable schema.
+    pub fn load(dir: &Path, options: &EngineOptions) -> Result<Self, EngineError> {
+        Self::from_model(check_dir(dir)?, options)
+    }
+
+    pub fn from_model(model: FacadeSchema, options: &EngineOptions) -> Result<Self, EngineError> {
+        let settings = model
+            .backends
+            .iter()
+            .map(|b| {
+                let o = options.overrides.get(&b.name).cloned().unwrap_or_default();
+                BackendSettings {
+                    name: b.name.clone(),
+                    url: o.url.unwrap_or_else(|| b.url.clone()),
+                    timeout: o
+                        .timeout_ms
+                        .or(b.timeout_ms)
+                        .map_or(options.default_timeout, Duration::from_millis),
+                    max_batch_size: o
+                        .max_batch_size
+                        .or(b.max_batch_size)
+                        .unwrap_or(options.default_max_batch_size),
+                }
+            })
+            .collect();
+        let backends = Arc::new(Backends::new(settings)?);
+        let schema = build::build_schema(&model, options.limits).map_err(|e| EngineError::Build(e.0))?;
+        Ok(Self { schema, backends, model })
+    }
+
+    pub fn model(&self) -> &FacadeSchema {
+        &self.model
+    }
+
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// The schema as SDL, without Facade's directives.
+    pub fn sdl(&self) -> String {
+        self.schema.sdl()
+    }
+
+    /// Parses the document; a syntax error is a request error.
+    pub fn parse(&self, request: GraphqlRequest) -> Result<Parsed, Outcome> {
+        match async_graphql::parser::parse_query(&request.query) {
+            Ok(document) => Ok(Parsed { request, document }),
+            Err(e) => Err(Outcome::request_errors(vec![e.into()])),
+        }
+    }
+
+    #[tracing::instrument(name = "graphql execute", skip_all, fields(graphql.operation.name))]
+    pub async fn execute(&self, parsed: Parsed) -> Outcome {
+        let Parsed { request, document } = parsed;
+        if let Some(name) = &request.operation_name {
+            tracing::Span::current().record("graphql.operation.name", name.as_str());
+        }
+        let mut gql = Request::new(request.query);
+        if let Some(name) = request.operation_name {
+            gql = gql.operation_name(name);
+        }
+        if let Some(vars) = request.variables {
+            gql = gql.variables(Variables::from_json(Value::Object(vars)));
+        }
+        gql.set_parsed_query(document);
+        let gql = gql.data(Batcher::new(self.backends.clone()));
+        let response = self.schema.execute(gql).await;
+        // Parse and validation failures never reach execution: no data, no error paths.
+        let request_error = response.data == async_graphql::Value::Null
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|e| e.path.is_empty());
+        if request_error {
+            return Outcome::request_errors(response.errors);
+        }
+        let mut body = Map::new();
+        body.insert("data".into(), response.data.into_json().unwrap_or(Value::Null));
+        if !response.errors.is_empty() {
+            body.insert("errors".into(), serde_json::to_value(&response.errors).unwrap_or(Value::Null));
+        }
+        if !response.extensions.is_empty() {
+            body.insert("extensions".into(), serde_json::to_value(&response.extensions).unwrap_or(Value::Null));
+        }
+        Outcome { body: Value::Object(body), request_error: false }
+    }
+}

@@ -1,0 +1,36 @@
+//! The one place that maps errors to HTTP status codes and JSON bodies for the non-GraphQL
+//! routes. (GraphQL responses follow GraphQL over HTTP instead: see `graphql.rs`.)
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::demo::DemoError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl From<DemoError> for ApiError {
+    fn from(e: DemoError) -> Self {
+        match e {
+            DemoError::UnknownBackend(_) => ApiError::NotFound(e.to_string()),
+            DemoError::BadFaults(_) | DemoError::Bind { .. } => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}

@@ -1,0 +1,167 @@
+//! The `facade` command: thin on purpose. Parses flags, loads config, starts telemetry and
+//! hands over to `facade::app` or the tool commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use facade::config::{Config, LogConfig, LogFormat};
+use facade::demo::{DEFAULT_BASE_PORT, DemoBackends, DemoOptions, Faults};
+
+/// Facade: a GraphQL composition server for device APIs.
+///
+/// Devices make one request per screen; Facade runs it on a facade schema bound to backend
+/// services in SDL (`schema/*.graphql`), fetching from backends in parallel and batched.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    ///
+    /// Reads `facade.toml` (or --config) and FACADE_* environment variables (`__` between
+    /// levels, e.g. FACADE_LOG__FORMAT=json), loads the schema folder and listens.
+    Serve {
+        /// Config file (default: ./facade.toml if present).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Folder holding the facade schema (*.graphql) [default: schema].
+        #[arg(long, value_name = "DIR")]
+        schema: Option<PathBuf>,
+        /// Also start the demo backends in-process on loopback and bind the schema to them.
+        #[arg(long)]
+        demo: bool,
+        /// Log format.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Run only the demo backends (members, lists, catalog, artwork, ratings, history) on
+    /// consecutive ports, for a Facade started without --demo or for load tests.
+    DemoBackends {
+        /// Port of the first backend; the others follow in order.
+        #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
+        base_port: u16,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Latency added to every request, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Extra random latency up to this many milliseconds.
+        #[arg(long, default_value_t = 0)]
+        jitter_ms: u64,
+        /// Share of requests answered with HTTP 500 (0.0 to 1.0).
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+    },
+    /// Check the facade schema: syntax, types, backends, route templates and keys.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Check every *.graphql file and list every problem with file:line:column.
+    Check {
+        /// Folder holding the facade schema.
+        #[arg(long, value_name = "DIR", default_value = "schema")]
+        schema: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    // reqwest is built without a default TLS provider; install ring before any client exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Schema { command: SchemaCommand::Check { schema } } => check(&schema),
+        Command::Serve { config, listen, schema, demo, log_format } => {
+            runtime().and_then(|rt| rt.block_on(serve(config, listen, schema, demo, log_format)))
+        }
+        Command::DemoBackends { base_port, seed, latency_ms, jitter_ms, error_rate } => {
+            let faults = Faults { latency_ms, jitter_ms, error_rate, hang: false };
+            runtime().and_then(|rt| rt.block_on(demo_backends(DemoOptions { seed, base_port, faults })))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")
+}
+
+fn check(dir: &std::path::Path) -> anyhow::Result<()> {
+    let schema = facade::graphql::check_dir(dir)?;
+    let fields: usize = schema
+        .types
+        .values()
+        .map(|t| match t {
+            facade::graphql::model::TypeDef::Object { fields, .. } => fields.len(),
+            _ => 0,
+        })
+        .sum();
+    println!(
+        "{}: ok ({} types, {} fields, {} backends)",
+        dir.display(),
+        schema.types.len(),
+        fields,
+        schema.backends.len()
+    );
+    Ok(())
+}
+
+async fn serve(
+    config_file: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    schema: Option<PathBuf>,
+    demo: bool,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<()> {
+    let mut config = Config::load(config_file.as_deref())?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    if let Some(schema) = schema {
+        config.schema_dir = schema;
+    }
+    if let Some(format) = log_format {
+        config.log.format = format;
+    }
+    config.demo.enabled |= demo;
+    facade::telemetry::init(&config.log);
+    let app = facade::app::App::build(&config).await?;
+    if let Some(demo) = app.demo() {
+        for b in demo.info() {
+            tracing::info!(backend = b.name, url = %b.base_url, "demo backend listening");
+        }
+    }
+    tracing::info!(address = %app.local_addr(), schema = %config.schema_dir.display(), "facade listening");
+    app.run_until(facade::app::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn demo_backends(options: DemoOptions) -> anyhow::Result<()> {
+    facade::telemetry::init(&LogConfig::default());
+    let demo = DemoBackends::start(&options).await?;
+    for b in demo.info() {
+        tracing::info!(backend = b.name, url = %b.base_url, "demo backend listening");
+    }
+    facade::app::shutdown_signal().await;
+    Ok(())
+}
