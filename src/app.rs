@@ -38,7 +38,11 @@ pub fn engine_options(config: &Config, demo: Option<&DemoBackends>) -> EngineOpt
         .backends
         .iter()
         .map(|(name, b)| {
-            let o = BackendOverride { url: b.url.clone(), timeout_ms: b.timeout_ms, max_batch_size: b.max_batch_size };
+            let o = BackendOverride {
+                url: b.url.clone(),
+                timeout_ms: b.timeout_ms,
+                max_batch_size: b.max_batch_size,
+            };
             (name.clone(), o)
         })
         .collect();

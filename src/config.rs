@@ -144,7 +144,9 @@ impl Config {
         match file {
             Some(path) if !path.exists() => return Err(ConfigError::Missing(path.to_owned())),
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
-            None if Path::new("facade.toml").exists() => figment = figment.merge(Toml::file_exact("facade.toml")),
+            None if Path::new("facade.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("facade.toml"))
+            }
             None => {}
         }
         // FACADE_TEST_* variables belong to the test suite, not to the server.
@@ -160,6 +162,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err, reason = "figment::Jail's closure returns figment::Error")]
     fn file_then_env_override_defaults_and_unknown_keys_fail() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

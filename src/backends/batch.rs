@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::{BatchOutcome, Backends, FetchError, key_text};
+use super::{Backends, BatchOutcome, FetchError, key_text};
 use crate::graphql::model::Method;
 
 /// Characters left as they are in a key placed in a URL.
@@ -115,7 +115,11 @@ impl Batcher {
     /// Fetches `keys` from `route` together with every other key asked of it in this tick.
     /// Per key: the matched item, `None` when the backend did not return it, or the error of
     /// the call that carried it.
-    pub async fn load_many(&self, route: BatchRoute, keys: Vec<Key>) -> Vec<Result<Option<Value>, FetchError>> {
+    pub async fn load_many(
+        &self,
+        route: BatchRoute,
+        keys: Vec<Key>,
+    ) -> Vec<Result<Option<Value>, FetchError>> {
         let route = Arc::new(route);
         let mut lead = false;
         let slots: Vec<(String, BatchSlot)> = {
@@ -160,11 +164,7 @@ impl Batcher {
             drop(dispatch);
         }
         let outcomes = join_all(slots.iter().map(|(_, slot)| slot.clone())).await;
-        slots
-            .iter()
-            .zip(outcomes)
-            .map(|((key, _), outcome)| outcome.get(key))
-            .collect()
+        slots.iter().zip(outcomes).map(|((key, _), outcome)| outcome.get(key)).collect()
     }
 
     fn dispatch(&self, route: &Arc<BatchRoute>) {
@@ -247,10 +247,7 @@ impl BatchRoute {
                 path.push_str(suffix);
                 (path, None)
             }
-            None => (
-                self.prefix.clone(),
-                Some(Value::Array(keys.iter().map(|k| k.value.clone()).collect())),
-            ),
+            None => (self.prefix.clone(), Some(Value::Array(keys.iter().map(|k| k.value.clone()).collect()))),
         }
     }
 }
@@ -260,17 +257,14 @@ async fn fetch_batch(backends: &Backends, route: &BatchRoute, keys: Vec<Key>) ->
     let backend = backends.get(route.backend);
     let calls = keys.chunks(backend.max_batch_size()).map(|chunk| async move {
         let (path, body) = route.render(chunk);
-        let result = backend
-            .call(route.method, &path, body.as_ref())
-            .await
-            .and_then(|json| match_items(json, route.match_field.as_deref()).map_err(|reason| {
-                FetchError::Body {
-                    backend: Arc::from(backend.name()),
-                    method: route.method.as_str(),
-                    path: super::shown(&path),
-                    reason,
-                }
-            }));
+        let result = backend.call(route.method, &path, body.as_ref()).await.and_then(|json| {
+            match_items(json, route.match_field.as_deref()).map_err(|reason| FetchError::Body {
+                backend: Arc::from(backend.name()),
+                method: route.method.as_str(),
+                path: super::shown(&path),
+                reason,
+            })
+        });
         (chunk, result)
     });
     let mut outcome = BatchOutcome::default();

@@ -93,7 +93,12 @@ impl Backend {
         self.call_inner(method, path, body).instrument(span).await
     }
 
-    async fn call_inner(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, FetchError> {
+    async fn call_inner(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, FetchError> {
         let url = format!("{}{}", self.base, path);
         let m = method.as_str();
         let mut request = match method {
@@ -115,7 +120,12 @@ impl Backend {
             let status = response.status();
             tracing::Span::current().record("http.response.status_code", status.as_u16());
             if !status.is_success() {
-                return Err(FetchError::Status { backend: backend.clone(), method: m, path: shown(path), status: status.as_u16() });
+                return Err(FetchError::Status {
+                    backend: backend.clone(),
+                    method: m,
+                    path: shown(path),
+                    status: status.as_u16(),
+                });
             }
             let bytes = response.bytes().await.map_err(|e| FetchError::Connect {
                 backend: backend.clone(),

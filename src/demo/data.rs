@@ -13,23 +13,49 @@ pub const MAX_ROWS: usize = 60;
 pub const TITLES_PER_ROW: usize = 60;
 
 const ADJECTIVES: &[&str] = &[
-    "Silent", "Crimson", "Hidden", "Last", "Broken", "Golden", "Midnight", "Distant", "Wild",
-    "Frozen", "Electric", "Lost", "Quiet", "Burning", "Hollow", "Bright", "Savage", "Secret",
-    "Endless", "Northern",
+    "Silent", "Crimson", "Hidden", "Last", "Broken", "Golden", "Midnight", "Distant", "Wild", "Frozen",
+    "Electric", "Lost", "Quiet", "Burning", "Hollow", "Bright", "Savage", "Secret", "Endless", "Northern",
 ];
 const NOUNS: &[&str] = &[
-    "Harbor", "Empire", "Signal", "Garden", "Frontier", "Orchard", "Kingdom", "Circuit",
-    "Lighthouse", "Canyon", "Archive", "Voyage", "Island", "Protocol", "Reckoning", "Station",
-    "Horizon", "Tide", "Republic", "Parade",
+    "Harbor",
+    "Empire",
+    "Signal",
+    "Garden",
+    "Frontier",
+    "Orchard",
+    "Kingdom",
+    "Circuit",
+    "Lighthouse",
+    "Canyon",
+    "Archive",
+    "Voyage",
+    "Island",
+    "Protocol",
+    "Reckoning",
+    "Station",
+    "Horizon",
+    "Tide",
+    "Republic",
+    "Parade",
 ];
 const GENRES: &[&str] = &[
-    "Action", "Comedy", "Drama", "Documentary", "Thriller", "Sci-Fi", "Romance", "Horror",
-    "Animation", "Crime", "Fantasy", "Family",
+    "Action",
+    "Comedy",
+    "Drama",
+    "Documentary",
+    "Thriller",
+    "Sci-Fi",
+    "Romance",
+    "Horror",
+    "Animation",
+    "Crime",
+    "Fantasy",
+    "Family",
 ];
 const MATURITY: &[&str] = &["G", "PG", "PG-13", "R", "TV-MA"];
 const FIRST_NAMES: &[&str] = &[
-    "Ana", "Ben", "Chloe", "Dev", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kira",
-    "Luca", "Mei", "Nia", "Omar", "Priya",
+    "Ana", "Ben", "Chloe", "Dev", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kira", "Luca", "Mei",
+    "Nia", "Omar", "Priya",
 ];
 const SIZES: &[&str] = &["SMALL", "MEDIUM", "LARGE"];
 
@@ -125,9 +151,8 @@ impl DemoData {
         }
         let h = |salt| self.h(salt, id, 0);
         let genre_count = 1 + (h(5) % 3) as usize;
-        let mut genres: Vec<&'static str> = (0..genre_count)
-            .map(|i| pick(GENRES, self.h(6, id, i as u64)))
-            .collect();
+        let mut genres: Vec<&'static str> =
+            (0..genre_count).map(|i| pick(GENRES, self.h(6, id, i as u64))).collect();
         genres.dedup();
         let name = format!("The {} {}", pick(ADJECTIVES, h(1)), pick(NOUNS, h(2)));
         Some(Title {
@@ -197,11 +222,7 @@ impl DemoData {
     pub fn rating(&self, title_id: u64) -> Option<Rating> {
         self.title(title_id)?;
         let h = self.h(50, title_id, 0);
-        Some(Rating {
-            title_id,
-            average: 1.0 + (h % 41) as f64 / 10.0,
-            count: 10 + (h >> 8) % 100_000,
-        })
+        Some(Rating { title_id, average: 1.0 + (h % 41) as f64 / 10.0, count: 10 + (h >> 8) % 100_000 })
     }
 
     /// A bookmark exists for about half of the (profile, title) pairs.
@@ -209,7 +230,7 @@ impl DemoData {
         self.profile(profile_id)?;
         let title = self.title(title_id)?;
         let h = self.h(60, profile_id, title_id);
-        (h % 2 == 0).then(|| Bookmark {
+        h.is_multiple_of(2).then(|| Bookmark {
             profile_id,
             title_id,
             position_seconds: ((h >> 8) % (u64::from(title.runtime_minutes) * 60)) as u32,
@@ -234,7 +255,7 @@ mod tests {
     #[test]
     fn catalog_has_ten_thousand_titles_and_bounds() {
         let d = DemoData::new(1);
-        assert!(TITLES >= 10_000);
+        const { assert!(TITLES >= 10_000) };
         assert!(d.title(TITLES).is_some());
         assert!(d.title(TITLES + 1).is_none());
         assert!(d.title(0).is_none());

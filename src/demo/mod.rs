@@ -146,12 +146,9 @@ impl DemoBackends {
         for (i, name) in BACKEND_NAMES.into_iter().enumerate() {
             let port = if options.base_port == 0 { 0 } else { options.base_port + i as u16 };
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| DemoError::Bind { name, addr, source })?;
-            let local = listener
-                .local_addr()
-                .map_err(|source| DemoError::Bind { name, addr, source })?;
+            let listener =
+                TcpListener::bind(addr).await.map_err(|source| DemoError::Bind { name, addr, source })?;
+            let local = listener.local_addr().map_err(|source| DemoError::Bind { name, addr, source })?;
             let state = Arc::new(BackendState::new(name, data, options.faults));
             let router = routes::router(state.clone());
             tasks.push(tokio::spawn(async move {

@@ -22,19 +22,11 @@ type St = State<Arc<BackendState>>;
 
 pub(super) fn router(state: Arc<BackendState>) -> Router {
     let api = match state.name {
-        "members" => Router::new()
-            .route("/profiles/{id}", get(profile))
-            .route("/profiles", get(profiles)),
+        "members" => Router::new().route("/profiles/{id}", get(profile)).route("/profiles", get(profiles)),
         "lists" => Router::new().route("/profiles/{id}/rows", get(rows)),
-        "catalog" => Router::new()
-            .route("/titles/{id}", get(title))
-            .route("/titles", get(titles)),
-        "artwork" => Router::new()
-            .route("/artwork/{id}", get(artwork))
-            .route("/artwork", get(artworks)),
-        "ratings" => Router::new()
-            .route("/ratings/{id}", get(rating))
-            .route("/ratings/batch", post(ratings)),
+        "catalog" => Router::new().route("/titles/{id}", get(title)).route("/titles", get(titles)),
+        "artwork" => Router::new().route("/artwork/{id}", get(artwork)).route("/artwork", get(artworks)),
+        "ratings" => Router::new().route("/ratings/{id}", get(rating)).route("/ratings/batch", post(ratings)),
         "history" => Router::new()
             .route("/profiles/{pid}/bookmarks/{tid}", get(bookmark))
             .route("/profiles/{pid}/bookmarks", get(bookmarks)),
@@ -98,23 +90,28 @@ fn found<T: serde::Serialize>(what: &str, id: u64, item: Option<T>) -> Response 
 }
 
 /// Parses `1,2,3` into IDs, capped at [`MAX_BATCH_KEYS`].
-fn parse_ids(raw: &str) -> Result<Vec<u64>, Response> {
+fn parse_ids(raw: &str) -> Result<Vec<u64>, String> {
     let ids: Vec<u64> = raw
         .split(',')
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim().parse().map_err(|_| bad_request(format!("bad id {s:?} in ids"))))
+        .map(|s| s.trim().parse().map_err(|_| format!("bad id {s:?} in ids")))
         .collect::<Result<_, _>>()?;
     check_batch(ids)
 }
 
-fn check_batch(ids: Vec<u64>) -> Result<Vec<u64>, Response> {
+fn check_batch(ids: Vec<u64>) -> Result<Vec<u64>, String> {
     if ids.len() > MAX_BATCH_KEYS {
-        return Err(bad_request(format!(
-            "at most {MAX_BATCH_KEYS} ids per call, got {}",
-            ids.len()
-        )));
+        return Err(format!("at most {MAX_BATCH_KEYS} ids per call, got {}", ids.len()));
     }
     Ok(ids)
+}
+
+/// Answers a batch: the items found for `ids`, in order, or 400 naming the bad input.
+fn batch<T: serde::Serialize>(ids: Result<Vec<u64>, String>, item: impl Fn(u64) -> Option<T>) -> Response {
+    match ids {
+        Ok(ids) => Json(ids.into_iter().filter_map(item).collect::<Vec<_>>()).into_response(),
+        Err(reason) => bad_request(reason),
+    }
 }
 
 #[derive(Deserialize)]
@@ -127,11 +124,7 @@ async fn profile(State(s): St, Path(id): Path<u64>) -> Response {
 }
 
 async fn profiles(State(s): St, Query(q): Query<Ids>) -> Response {
-    match parse_ids(&q.ids) {
-        Ok(ids) => Json(ids.into_iter().filter_map(|id| s.data.profile(id)).collect::<Vec<_>>())
-            .into_response(),
-        Err(e) => e,
-    }
+    batch(parse_ids(&q.ids), |id| s.data.profile(id))
 }
 
 #[derive(Deserialize)]
@@ -148,11 +141,7 @@ async fn title(State(s): St, Path(id): Path<u64>) -> Response {
 }
 
 async fn titles(State(s): St, Query(q): Query<Ids>) -> Response {
-    match parse_ids(&q.ids) {
-        Ok(ids) => Json(ids.into_iter().filter_map(|id| s.data.title(id)).collect::<Vec<_>>())
-            .into_response(),
-        Err(e) => e,
-    }
+    batch(parse_ids(&q.ids), |id| s.data.title(id))
 }
 
 #[derive(Deserialize)]
@@ -172,11 +161,7 @@ async fn artwork(State(s): St, Path(id): Path<u64>, Query(q): Query<SizeQuery>) 
 
 async fn artworks(State(s): St, Query(q): Query<ArtworksQuery>) -> Response {
     let size = q.size.as_deref().unwrap_or("MEDIUM");
-    match parse_ids(&q.ids) {
-        Ok(ids) => Json(ids.into_iter().filter_map(|id| s.data.artwork(id, size)).collect::<Vec<_>>())
-            .into_response(),
-        Err(e) => e,
-    }
+    batch(parse_ids(&q.ids), |id| s.data.artwork(id, size))
 }
 
 async fn rating(State(s): St, Path(id): Path<u64>) -> Response {
@@ -185,20 +170,18 @@ async fn rating(State(s): St, Path(id): Path<u64>) -> Response {
 
 /// `POST /ratings/batch` with a JSON array of title IDs (numbers or numeric strings).
 async fn ratings(State(s): St, Json(ids): Json<Vec<Value>>) -> Response {
-    let ids: Result<Vec<u64>, Response> = ids
+    let ids: Result<Vec<u64>, String> = ids
         .iter()
-        .map(|v| match v {
-            Value::Number(n) => n.as_u64().ok_or(()),
-            Value::String(s) => s.parse().map_err(|_| ()),
-            _ => Err(()),
-        }
-        .map_err(|()| bad_request(format!("bad title id {v} in body"))))
+        .map(|v| {
+            match v {
+                Value::Number(n) => n.as_u64().ok_or(()),
+                Value::String(s) => s.parse().map_err(|_| ()),
+                _ => Err(()),
+            }
+            .map_err(|()| format!("bad title id {v} in body"))
+        })
         .collect();
-    match ids.and_then(check_batch) {
-        Ok(ids) => Json(ids.into_iter().filter_map(|id| s.data.rating(id)).collect::<Vec<_>>())
-            .into_response(),
-        Err(e) => e,
-    }
+    batch(ids.and_then(check_batch), |id| s.data.rating(id))
 }
 
 async fn bookmark(State(s): St, Path((pid, tid)): Path<(u64, u64)>) -> Response {
@@ -215,11 +198,5 @@ async fn bookmarks(State(s): St, Path(pid): Path<u64>, Query(q): Query<Bookmarks
     if s.data.profile(pid).is_none() {
         return not_found("profile", pid);
     }
-    match parse_ids(&q.title_ids) {
-        Ok(ids) => Json(
-            ids.into_iter().filter_map(|tid| s.data.bookmark(pid, tid)).collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(e) => e,
-    }
+    batch(parse_ids(&q.title_ids), |tid| s.data.bookmark(pid, tid))
 }

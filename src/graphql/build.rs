@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
-    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar,
-    Schema, SchemaError, TypeRef,
+    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar, Schema,
+    SchemaError, TypeRef,
 };
 use async_graphql::parser::types::{BaseType, Type};
 use async_graphql::{Error as GqlError, ErrorExtensions, Name, Value as GqlValue};
@@ -22,7 +22,8 @@ pub struct QueryLimits {
 
 pub fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema, SchemaError> {
     let mut builder = Schema::build(&model.query, model.mutation.as_deref(), None)
-        .limit_depth(limits.max_depth);
+        .limit_depth(limits.max_depth)
+        .extension(super::nulls::NullPropagation);
     for (name, def) in &model.types {
         builder = match def {
             TypeDef::Object { description, fields } => {
@@ -103,7 +104,9 @@ enum Leaf {
 
 fn shape(model: &FacadeSchema, ty: &Type) -> Shape {
     match &ty.base {
-        BaseType::List(inner) => Shape::List { item: Box::new(shape(model, inner)), item_nullable: inner.nullable },
+        BaseType::List(inner) => {
+            Shape::List { item: Box::new(shape(model, inner)), item_nullable: inner.nullable }
+        }
         BaseType::Named(n) => match n.as_str() {
             "String" | "ID" => Shape::Leaf(Leaf::Text),
             "Int" => Shape::Leaf(Leaf::Int),
@@ -201,7 +204,11 @@ fn arg_json(ctx: &ResolverContext<'_>, name: &str) -> Option<Value> {
 }
 
 /// Renders template parts other than `{$keys}`; returns the text before and after it.
-fn render(plan: &Plan, parts: &[Part], ctx: &ResolverContext<'_>) -> Result<(String, Option<String>), GqlError> {
+fn render(
+    plan: &Plan,
+    parts: &[Part],
+    ctx: &ResolverContext<'_>,
+) -> Result<(String, Option<String>), GqlError> {
     let mut before = String::new();
     let mut after: Option<String> = None;
     for part in parts {
@@ -211,10 +218,12 @@ fn render(plan: &Plan, parts: &[Part], ctx: &ResolverContext<'_>) -> Result<(Str
                 after = Some(String::new());
                 continue;
             }
-            Part::Arg(a) => route_text(arg_json(ctx, a))
-                .ok_or_else(|| GqlError::new(format!("{}: argument {a} is null and the route needs it", plan.path)))?,
-            Part::Parent(p) => route_text(parent(ctx).get(p).cloned())
-                .ok_or_else(|| GqlError::new(format!("{}: the parent has no {p} for the route", plan.path)))?,
+            Part::Arg(a) => route_text(arg_json(ctx, a)).ok_or_else(|| {
+                GqlError::new(format!("{}: argument {a} is null and the route needs it", plan.path))
+            })?,
+            Part::Parent(p) => route_text(parent(ctx).get(p).cloned()).ok_or_else(|| {
+                GqlError::new(format!("{}: the parent has no {p} for the route", plan.path))
+            })?,
         };
         match after.as_mut() {
             Some(a) => a.push_str(&text),
@@ -231,7 +240,13 @@ async fn resolve_single<'a>(
 ) -> Result<Option<FieldValue<'a>>, GqlError> {
     let (path, _) = render(plan, &http.template.parts, ctx)?;
     let body = match http.template.method {
-        Method::Post => Some(ctx.args.as_index_map().iter().map(|(k, v)| (k.to_string(), v.clone().into_json().unwrap_or(Value::Null))).collect::<serde_json::Map<_, _>>()),
+        Method::Post => Some(
+            ctx.args
+                .as_index_map()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone().into_json().unwrap_or(Value::Null)))
+                .collect::<serde_json::Map<_, _>>(),
+        ),
         Method::Get => None,
     };
     let request = SingleRequest {
@@ -261,14 +276,16 @@ async fn resolve_batch<'a>(
     let mut keys: Vec<Key> = match (raw, batch.keys_are_list) {
         (Value::Array(items), true) => items.iter().cloned().filter_map(Key::from_json).collect(),
         (v, false) => Key::from_json(v.clone()).into_iter().collect(),
-        (v, true) => return Err(bad_value(plan, format!("key field {} should be a list, got {v}", batch.keys_from))),
-    };
-    if let Some(limit) = &http.limit_arg {
-        if let Some(n) = ctx.args.get(limit).map(|a| a.i64()).transpose()? {
-            let n = usize::try_from(n)
-                .map_err(|_| GqlError::new(format!("{}: argument {limit} must not be negative", plan.path)))?;
-            keys.truncate(n);
+        (v, true) => {
+            return Err(bad_value(plan, format!("key field {} should be a list, got {v}", batch.keys_from)));
         }
+    };
+    if let Some(limit) = &http.limit_arg
+        && let Some(n) = ctx.args.get(limit).map(|a| a.i64()).transpose()?
+    {
+        let n = usize::try_from(n)
+            .map_err(|_| GqlError::new(format!("{}: argument {limit} must not be negative", plan.path)))?;
+        keys.truncate(n);
     }
     let (prefix, suffix) = render(plan, &http.template.parts, ctx)?;
     let route = BatchRoute {

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod model;
+mod nulls;
 pub mod sdl;
 
 use std::collections::HashMap;
@@ -194,8 +195,14 @@ impl Engine {
             gql = gql.variables(Variables::from_json(Value::Object(vars)));
         }
         gql.set_parsed_query(document);
-        let gql = gql.data(Batcher::new(self.backends.clone()));
-        let response = self.schema.execute(gql).await;
+        let sink = Arc::new(nulls::ErrorSink::default());
+        let gql = gql.data(Batcher::new(self.backends.clone())).data(sink.clone());
+        let mut response = self.schema.execute(gql).await;
+        let (field_errors, data_is_null) = sink.finish();
+        response.errors.extend(field_errors);
+        if data_is_null {
+            response.data = async_graphql::Value::Null;
+        }
         // Parse and validation failures never reach execution: no data, no error paths.
         let request_error = response.data == async_graphql::Value::Null
             && !response.errors.is_empty()
@@ -209,7 +216,10 @@ impl Engine {
             body.insert("errors".into(), serde_json::to_value(&response.errors).unwrap_or(Value::Null));
         }
         if !response.extensions.is_empty() {
-            body.insert("extensions".into(), serde_json::to_value(&response.extensions).unwrap_or(Value::Null));
+            body.insert(
+                "extensions".into(),
+                serde_json::to_value(&response.extensions).unwrap_or(Value::Null),
+            );
         }
         Outcome { body: Value::Object(body), request_error: false }
     }

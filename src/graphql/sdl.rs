@@ -9,8 +9,8 @@ use std::sync::Arc;
 use async_graphql::Value as GqlValue;
 use async_graphql::parser::parse_schema;
 use async_graphql::parser::types::{
-    BaseType, ConstDirective, FieldDefinition, InputValueDefinition, ServiceDocument, Type,
-    TypeKind, TypeSystemDefinition,
+    BaseType, ConstDirective, FieldDefinition, InputValueDefinition, ServiceDocument, Type, TypeKind,
+    TypeSystemDefinition,
 };
 use async_graphql::parser::{Pos, Positioned};
 
@@ -35,8 +35,8 @@ pub enum LoadError {
 
 /// Reads every `*.graphql` file of `dir`, sorted by name.
 pub fn load_dir(dir: &Path) -> Result<Vec<SchemaFile>, LoadError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|source| LoadError::ReadDir { dir: dir.to_owned(), source })?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|source| LoadError::ReadDir { dir: dir.to_owned(), source })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "graphql") && p.is_file())
@@ -72,11 +72,7 @@ pub fn analyze(files: &[SchemaFile]) -> Result<FacadeSchema, Diagnostics> {
     }
     cx.collect(&docs);
     let schema = cx.convert();
-    if cx.diagnostics.is_empty() {
-        Ok(schema)
-    } else {
-        Err(Diagnostics(cx.diagnostics))
-    }
+    if cx.diagnostics.is_empty() { Ok(schema) } else { Err(Diagnostics(cx.diagnostics)) }
 }
 
 /// A type definition as written, kept with its file for positions.
@@ -148,12 +144,17 @@ impl<'a> Analyzer<'a> {
                     TypeSystemDefinition::Type(t) => {
                         let name = t.node.name.node.to_string();
                         if let Some(prev) = self.raw.get(&name) {
-                            let msg = format!("type {name} is already defined at {}", loc(&prev.file, prev.pos));
+                            let msg =
+                                format!("type {name} is already defined at {}", loc(&prev.file, prev.pos));
                             self.error(file, t.node.name.pos, msg);
                             continue;
                         }
                         if matches!(t.node.kind, TypeKind::Interface(_) | TypeKind::Union(_)) {
-                            self.error(file, t.pos, format!("type {name}: interfaces and unions are not supported yet"));
+                            self.error(
+                                file,
+                                t.pos,
+                                format!("type {name}: interfaces and unions are not supported yet"),
+                            );
                             continue;
                         }
                         self.raw.insert(
@@ -177,8 +178,12 @@ impl<'a> Analyzer<'a> {
                 (Some(raw), TypeKind::Object(obj)) if matches!(raw.kind, TypeKind::Object(_)) => {
                     raw.extra_fields.extend(obj.fields.iter().map(|f| (file.clone(), f)));
                 }
-                (Some(_), _) => self.error(file, t.pos, format!("extend type {name}: only object types can be extended")),
-                (None, _) => self.error(file, t.pos, format!("extend type {name}: no type {name} is defined")),
+                (Some(_), _) => {
+                    self.error(file, t.pos, format!("extend type {name}: only object types can be extended"))
+                }
+                (None, _) => {
+                    self.error(file, t.pos, format!("extend type {name}: no type {name} is defined"))
+                }
             }
         }
     }
@@ -244,8 +249,13 @@ impl<'a> Analyzer<'a> {
             // A file that did not parse may well hold the root type: that error is enough.
             _ if !self.diagnostics.is_empty() => {}
             _ => {
-                let file: Arc<str> = self.raw.values().next().map_or_else(|| Arc::from("schema"), |r| r.file.clone());
-                self.error(&file, Pos { line: 1, column: 1 }, format!("the query root type {query} is not defined as an object type"));
+                let file: Arc<str> =
+                    self.raw.values().next().map_or_else(|| Arc::from("schema"), |r| r.file.clone());
+                self.error(
+                    &file,
+                    Pos { line: 1, column: 1 },
+                    format!("the query root type {query} is not defined as an object type"),
+                );
             }
         }
         let mut types = BTreeMap::new();
@@ -260,7 +270,11 @@ impl<'a> Analyzer<'a> {
                     let mut fields: Vec<FieldDef> = Vec::new();
                     for (ffile, f) in all {
                         if fields.iter().any(|x| x.name == f.node.name.node.as_str()) {
-                            self.error(&ffile, f.pos, format!("field {name}.{} is defined twice", f.node.name.node));
+                            self.error(
+                                &ffile,
+                                f.pos,
+                                format!("field {name}.{} is defined twice", f.node.name.node),
+                            );
                             continue;
                         }
                         let is_root = name == query || Some(&name) == mutation.as_ref();
@@ -276,7 +290,8 @@ impl<'a> Analyzer<'a> {
                 },
                 TypeKind::Scalar => TypeDef::Scalar { description },
                 TypeKind::InputObject(input) => {
-                    let fields = input.fields.iter().filter_map(|f| self.input_value(&file, &name, f)).collect();
+                    let fields =
+                        input.fields.iter().filter_map(|f| self.input_value(&file, &name, f)).collect();
                     TypeDef::Input { description, fields }
                 }
                 TypeKind::Interface(_) | TypeKind::Union(_) => continue,
@@ -298,15 +313,31 @@ impl<'a> Analyzer<'a> {
         })
     }
 
-    fn input_value(&mut self, file: &Arc<str>, owner: &str, v: &Positioned<InputValueDefinition>) -> Option<ArgDef> {
+    fn input_value(
+        &mut self,
+        file: &Arc<str>,
+        owner: &str,
+        v: &Positioned<InputValueDefinition>,
+    ) -> Option<ArgDef> {
         let tname = named(&v.node.ty.node);
         match self.kind_of(tname) {
             None => {
-                self.error(file, v.node.ty.pos, format!("{owner}.{}: unknown type {tname}", v.node.name.node));
+                self.error(
+                    file,
+                    v.node.ty.pos,
+                    format!("{owner}.{}: unknown type {tname}", v.node.name.node),
+                );
                 return None;
             }
             Some(Kind::Object) => {
-                self.error(file, v.node.ty.pos, format!("{owner}.{}: {tname} is an output type and cannot be an argument or input field", v.node.name.node));
+                self.error(
+                    file,
+                    v.node.ty.pos,
+                    format!(
+                        "{owner}.{}: {tname} is an output type and cannot be an argument or input field",
+                        v.node.name.node
+                    ),
+                );
                 return None;
             }
             _ => {}
@@ -319,7 +350,13 @@ impl<'a> Analyzer<'a> {
         })
     }
 
-    fn field(&mut self, file: &Arc<str>, owner: &str, is_root: bool, f: &Positioned<FieldDefinition>) -> Option<FieldDef> {
+    fn field(
+        &mut self,
+        file: &Arc<str>,
+        owner: &str,
+        is_root: bool,
+        f: &Positioned<FieldDefinition>,
+    ) -> Option<FieldDef> {
         let fname = f.node.name.node.to_string();
         let path = format!("{owner}.{fname}");
         let tname = named(&f.node.ty.node);
@@ -329,12 +366,17 @@ impl<'a> Analyzer<'a> {
                 return None;
             }
             Some(Kind::Input) => {
-                self.error(file, f.node.ty.pos, format!("{path}: {tname} is an input type and cannot be a field's type"));
+                self.error(
+                    file,
+                    f.node.ty.pos,
+                    format!("{path}: {tname} is an input type and cannot be a field's type"),
+                );
                 return None;
             }
             _ => {}
         }
-        let args: Vec<ArgDef> = f.node.arguments.iter().filter_map(|a| self.input_value(file, &path, a)).collect();
+        let args: Vec<ArgDef> =
+            f.node.arguments.iter().filter_map(|a| self.input_value(file, &path, a)).collect();
         let mut binding = Binding::Parent;
         let mut deprecation = None;
         for d in &f.node.directives {
@@ -351,13 +393,19 @@ impl<'a> Analyzer<'a> {
                     });
                     deprecation = Some(reason);
                 }
-                other => {
-                    self.error(file, d.pos, format!("{path}: unknown directive @{other} (known: @http, @deprecated)"))
-                }
+                other => self.error(
+                    file,
+                    d.pos,
+                    format!("{path}: unknown directive @{other} (known: @http, @deprecated)"),
+                ),
             }
         }
         if is_root && matches!(binding, Binding::Parent) {
-            self.error(file, f.pos, format!("{path}: a root field needs @http, it has no parent to read from"));
+            self.error(
+                file,
+                f.pos,
+                format!("{path}: a root field needs @http, it has no parent to read from"),
+            );
         }
         Some(FieldDef {
             name: fname,
@@ -386,14 +434,25 @@ impl<'a> Analyzer<'a> {
         for (arg, value) in &d.arguments {
             let known = ["backend", "get", "post", "batch", "keys", "match", "select", "limit"];
             if !known.contains(&arg.node.as_str()) {
-                self.error(file, arg.pos, format!("{path}: unknown @http argument {} (known: {})", arg.node, known.join(", ")));
+                self.error(
+                    file,
+                    arg.pos,
+                    format!("{path}: unknown @http argument {} (known: {})", arg.node, known.join(", ")),
+                );
                 continue;
             }
             match &value.node {
                 GqlValue::String(s) => {
-                    strings.insert(known.iter().find(|k| **k == arg.node.as_str()).copied().unwrap_or(""), (s.clone(), value.pos));
+                    strings.insert(
+                        known.iter().find(|k| **k == arg.node.as_str()).copied().unwrap_or(""),
+                        (s.clone(), value.pos),
+                    );
                 }
-                _ => self.error(file, value.pos, format!("{path}: @http argument {} must be a string", arg.node)),
+                _ => self.error(
+                    file,
+                    value.pos,
+                    format!("{path}: @http argument {} must be a string", arg.node),
+                ),
             }
         }
         let Some((backend_name, bpos)) = strings.get("backend").cloned() else {
@@ -403,9 +462,17 @@ impl<'a> Analyzer<'a> {
         let backend = self.backends.iter().position(|b| b.name == backend_name);
         if backend.is_none() {
             let known: Vec<&str> = self.backends.iter().map(|b| b.name.as_str()).collect();
-            self.error(file, bpos, format!("{path}: unknown backend {backend_name:?} (declared: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") }));
+            self.error(
+                file,
+                bpos,
+                format!(
+                    "{path}: unknown backend {backend_name:?} (declared: {})",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
+            );
         }
-        let routes: Vec<&str> = ["get", "post", "batch"].into_iter().filter(|k| strings.contains_key(k)).collect();
+        let routes: Vec<&str> =
+            ["get", "post", "batch"].into_iter().filter(|k| strings.contains_key(k)).collect();
         if routes.len() != 1 {
             self.error(file, dpos, format!("{path}: @http needs exactly one of get, post or batch"));
             return None;
@@ -425,20 +492,36 @@ impl<'a> Analyzer<'a> {
         // Keys: only for batch, required there.
         let mut batch = None;
         match (route_kind, strings.get("keys").cloned()) {
-            ("batch", None) => self.error(file, dpos, format!("{path}: a batch route needs keys: \"$parent.FIELD\"")),
+            ("batch", None) => {
+                self.error(file, dpos, format!("{path}: a batch route needs keys: \"$parent.FIELD\""))
+            }
             ("batch", Some((keys, kpos))) => match keys.strip_prefix("$parent.") {
-                None => self.error(file, kpos, format!("{path}: keys must be \"$parent.FIELD\", got {keys:?}")),
+                None => {
+                    self.error(file, kpos, format!("{path}: keys must be \"$parent.FIELD\", got {keys:?}"))
+                }
                 Some(field) => match self.parent_field_type(owner, field) {
-                    None => self.error(file, kpos, format!("{path}: missing key field: {owner} has no field {field} for keys")),
+                    None => self.error(
+                        file,
+                        kpos,
+                        format!("{path}: missing key field: {owner} has no field {field} for keys"),
+                    ),
                     Some(kty) => {
                         let keys_are_list = is_list(&kty);
                         if self.kind_of(named(&kty)) != Some(Kind::Leaf) {
-                            self.error(file, kpos, format!("{path}: type mismatch: key field {owner}.{field} must hold scalars"));
+                            self.error(
+                                file,
+                                kpos,
+                                format!("{path}: type mismatch: key field {owner}.{field} must hold scalars"),
+                            );
                         } else if keys_are_list != returns_list {
                             let msg = if keys_are_list {
-                                format!("{path}: type mismatch: keys {owner}.{field} is a list, so the field must return a list, not {return_type}")
+                                format!(
+                                    "{path}: type mismatch: keys {owner}.{field} is a list, so the field must return a list, not {return_type}"
+                                )
                             } else {
-                                format!("{path}: type mismatch: keys {owner}.{field} is a single value, so the field must not return a list")
+                                format!(
+                                    "{path}: type mismatch: keys {owner}.{field} is a single value, so the field must not return a list"
+                                )
                             };
                             self.error(file, kpos, msg);
                         }
@@ -453,14 +536,18 @@ impl<'a> Analyzer<'a> {
             (_, Some((_, kpos))) => self.error(file, kpos, format!("{path}: keys is only for batch routes")),
             _ => {}
         }
-        if let (Some((m, mpos)), None) = (strings.get("match"), strings.get("select")) {
-            if let Some(TypeKind::Object(obj)) = self.raw.get(&return_type).map(|r| r.kind) {
-                let extra = &self.raw[&return_type].extra_fields;
-                let has = obj.fields.iter().any(|x| x.node.name.node == m.as_str())
-                    || extra.iter().any(|(_, x)| x.node.name.node == m.as_str());
-                if !has {
-                    self.error(file, *mpos, format!("{path}: missing key field: match field {m} is not a field of {return_type}"));
-                }
+        if let (Some((m, mpos)), None) = (strings.get("match"), strings.get("select"))
+            && let Some(TypeKind::Object(obj)) = self.raw.get(&return_type).map(|r| r.kind)
+        {
+            let extra = &self.raw[&return_type].extra_fields;
+            let has = obj.fields.iter().any(|x| x.node.name.node == m.as_str())
+                || extra.iter().any(|(_, x)| x.node.name.node == m.as_str());
+            if !has {
+                self.error(
+                    file,
+                    *mpos,
+                    format!("{path}: missing key field: match field {m} is not a field of {return_type}"),
+                );
             }
         }
         if route_kind != "batch" && strings.contains_key("match") {
@@ -507,7 +594,11 @@ impl<'a> Analyzer<'a> {
                 }
             }
             if route_kind == "batch" && t.method == Method::Get && !t.parts.contains(&Part::Keys) {
-                self.error(file, rpos, format!("{path}: a GET batch route must place {{$keys}} in its path or query"));
+                self.error(
+                    file,
+                    rpos,
+                    format!("{path}: a GET batch route must place {{$keys}} in its path or query"),
+                );
             }
         }
         if self.diagnostics.len() > before {
@@ -633,8 +724,16 @@ mod tests {
              type T {{ id: ID! xs: [T] @http(backend: \"cat\", batch: \"/t?ids={{$keys}}\", keys: \"$parent.id\", match: \"zz\") }}"
         );
         let errors = check(&sdl).unwrap_err();
-        assert!(errors.iter().any(|e| e.starts_with("t.graphql:3:") && e.contains("unknown backend \"nope\"")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("t.graphql:4:") && e.contains("bad template variable {$args.x}")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with("t.graphql:3:") && e.contains("unknown backend \"nope\"")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("t.graphql:4:") && e.contains("bad template variable {$args.x}")),
+            "{errors:?}"
+        );
         assert!(errors.iter().any(|e| e.contains("type mismatch") && e.contains("T.xs")), "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("missing key field: match field zz")), "{errors:?}");
     }

@@ -17,7 +17,8 @@ pub async fn set_faults(
     Path(name): Path<String>,
     body: Result<Json<Faults>, JsonRejection>,
 ) -> Result<Json<Faults>, ApiError> {
-    let Json(faults) = body.map_err(|e| ApiError::BadRequest(format!("faults for {name}: {}", e.body_text())))?;
+    let Json(faults) =
+        body.map_err(|e| ApiError::BadRequest(format!("faults for {name}: {}", e.body_text())))?;
     let demo = state.demo.as_ref().ok_or_else(|| ApiError::NotFound("demo mode is off".to_owned()))?;
     demo.set_faults(&name, faults)?;
     Ok(Json(faults))

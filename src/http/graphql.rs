@@ -81,7 +81,8 @@ fn malformed(media: MediaType, message: impl Into<String>) -> Response {
 }
 
 fn not_acceptable() -> Response {
-    let body = json!({ "errors": [{ "message": format!("Accept must allow {GRAPHQL_RESPONSE_JSON} or {JSON}") }] });
+    let body =
+        json!({ "errors": [{ "message": format!("Accept must allow {GRAPHQL_RESPONSE_JSON} or {JSON}") }] });
     respond(MediaType::Json, StatusCode::NOT_ACCEPTABLE, &body)
 }
 
@@ -170,7 +171,8 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw
         match text {
             None => Ok(None),
             Some(t) => {
-                let v: Value = serde_json::from_str(&t).map_err(|e| format!("{what} is not valid JSON: {e}"))?;
+                let v: Value =
+                    serde_json::from_str(&t).map_err(|e| format!("{what} is not valid JSON: {e}"))?;
                 optional_object(Some(v), what)
             }
         }

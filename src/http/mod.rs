@@ -35,8 +35,5 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             .route("/demo/backends", get(demo::list))
             .route("/demo/backends/{name}/faults", post(demo::set_faults));
     }
-    router
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+    router.layer(DefaultBodyLimit::max(body_limit)).layer(TraceLayer::new_for_http()).with_state(state)
 }

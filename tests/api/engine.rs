@@ -1,0 +1,199 @@
+//! The engine against the demo backends: batching, deduplication, failure isolation.
+
+use std::collections::BTreeSet;
+
+use facade::demo::{DemoData, TITLES_PER_ROW};
+use serde_json::{Value, json};
+
+use crate::helpers::{home_query, spawn_app, spawn_with};
+
+const BACKENDS: [&str; 6] = ["members", "lists", "catalog", "artwork", "ratings", "history"];
+
+/// Distinct title IDs on the first `rows` rows (first `per_row` titles each) of a profile.
+fn distinct_titles(profile: u64, rows: usize, per_row: usize) -> usize {
+    let data = DemoData::new(1);
+    let ids: BTreeSet<u64> = data
+        .rows(profile, rows)
+        .unwrap()
+        .into_iter()
+        .flat_map(|r| r.title_ids.into_iter().take(per_row))
+        .collect();
+    ids.len()
+}
+
+fn titles(body: &Value) -> Vec<&Value> {
+    body["data"]["profile"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["titles"].as_array().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn home_query_makes_one_call_per_level_and_backend() {
+    let app = spawn_app().await;
+    let (body, calls) = app.calls_during(app.graphql(&home_query(), json!({"profileId": "1"}))).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    for backend in BACKENDS {
+        assert_eq!(calls[backend], 1, "calls to {backend}: {calls:?}");
+    }
+    let rows = body["data"]["profile"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 10);
+    assert!(rows.iter().all(|r| r["titles"].as_array().unwrap().len() == 20));
+    let all = titles(&body);
+    assert!(all.iter().all(|t| t["name"].is_string() && t["artwork"]["url"].is_string()));
+    assert!(all.iter().all(|t| t["rating"]["average"].is_f64()));
+    // About half of the (profile, title) pairs have a bookmark in the demo data.
+    let bookmarked = all.iter().filter(|t| t["bookmark"].is_object()).count();
+    assert!(bookmarked > 40 && bookmarked < 160, "{bookmarked} bookmarks");
+}
+
+#[tokio::test]
+async fn response_keeps_the_query_field_order() {
+    let app = spawn_app().await;
+    let body = app.graphql("{ title(id: 7) { year name id } }", json!({})).await;
+    let keys: Vec<&String> = body["data"]["title"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["year", "name", "id"]);
+}
+
+#[tokio::test]
+async fn one_call_per_item_when_batches_hold_one_key() {
+    let app = spawn_with(|c| c.engine.max_batch_size = 1).await;
+    let (body, calls) = app.calls_during(app.graphql(&home_query(), json!({"profileId": "1"}))).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let distinct = distinct_titles(1, 10, 20) as u64;
+    assert_eq!(calls["members"], 1);
+    assert_eq!(calls["lists"], 1);
+    for backend in ["catalog", "artwork", "ratings", "history"] {
+        assert_eq!(calls[backend], distinct, "{backend}: {calls:?}");
+    }
+}
+
+#[tokio::test]
+async fn large_home_screen_splits_batches_as_predicted() {
+    const MAX: usize = 100;
+    let app = spawn_with(|c| c.engine.max_batch_size = MAX).await;
+    let query = home_query()
+        .replace("rows(first: 10)", "rows(first: 50)")
+        .replace("titles(first: 20)", "titles(first: 40)");
+    const { assert!(40 <= TITLES_PER_ROW) };
+    let (body, calls) = app.calls_during(app.graphql(&query, json!({"profileId": "3"}))).await;
+    assert!(body.get("errors").is_none(), "{}", &body.to_string()[..500]);
+    assert_eq!(titles(&body).len(), 50 * 40);
+    let expected = distinct_titles(3, 50, 40).div_ceil(MAX) as u64;
+    assert!(expected >= 18, "the case must split: {expected}");
+    assert_eq!(calls["members"], 1);
+    assert_eq!(calls["lists"], 1);
+    for backend in ["catalog", "artwork", "ratings", "history"] {
+        assert_eq!(calls[backend], expected, "{backend}: {calls:?}");
+    }
+}
+
+#[tokio::test]
+async fn identical_fetches_in_one_request_are_made_once() {
+    let app = spawn_app().await;
+    let query = r#"{
+        a: profile(id: 2) { name rows(first: 2) { name } }
+        b: profile(id: 2) { id rows(first: 2) { titleIds } }
+        t1: title(id: 5) { name } t2: title(id: 5) { year }
+    }"#;
+    let (body, calls) = app.calls_during(app.graphql(query, json!({}))).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(body["data"]["a"]["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(body["data"]["b"]["rows"][0]["titleIds"].as_array().unwrap().len(), 60);
+    assert!(body["data"]["t1"]["name"].is_string());
+    assert!(body["data"]["t2"]["year"].is_i64());
+    assert_eq!(calls["members"], 1, "{calls:?}");
+    assert_eq!(calls["lists"], 1, "{calls:?}");
+    assert_eq!(calls["catalog"], 1, "{calls:?}");
+}
+
+#[tokio::test]
+async fn failing_backend_costs_only_its_own_fields() {
+    let app = spawn_app().await;
+    app.set_faults("ratings", json!({"errorRate": 1.0})).await;
+    let body = app.graphql(&home_query(), json!({"profileId": "1"})).await;
+    let all = titles(&body);
+    assert_eq!(all.len(), 200);
+    assert!(all.iter().all(|t| t["rating"].is_null()));
+    assert!(all.iter().all(|t| t["name"].is_string() && t["artwork"]["url"].is_string()));
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 200, "one error per failed path");
+    let paths: BTreeSet<String> = errors.iter().map(|e| e["path"].to_string()).collect();
+    assert_eq!(paths.len(), 200, "distinct paths");
+    for e in errors {
+        let path = e["path"].as_array().unwrap();
+        assert_eq!(path.last().unwrap(), "rating");
+        assert_eq!(e["extensions"]["code"], "BACKEND_ERROR");
+        assert!(e["message"].as_str().unwrap().contains("backend ratings"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn timed_out_backend_is_a_timeout_error_and_the_rest_arrives() {
+    let app = spawn_with(|c| {
+        c.backends.entry("artwork".into()).or_default().timeout_ms = Some(100);
+    })
+    .await;
+    app.set_faults("artwork", json!({"hang": true})).await;
+    let body = app.graphql(&home_query(), json!({"profileId": "1"})).await;
+    app.set_faults("artwork", json!({})).await;
+    let all = titles(&body);
+    assert_eq!(all.len(), 200);
+    assert!(all.iter().all(|t| t["artwork"].is_null() && t["rating"].is_object()));
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 200);
+    assert!(errors.iter().all(|e| e["extensions"]["code"] == "TIMEOUT"), "{}", errors[0]);
+}
+
+#[tokio::test]
+async fn unknown_ids_are_null_without_errors() {
+    let app = spawn_app().await;
+    let body = app.graphql("{ profile(id: 999999) { name } title(id: 0) { name } }", json!({})).await;
+    assert_eq!(body, json!({"data": {"profile": null, "title": null}}));
+}
+
+#[tokio::test]
+async fn faults_endpoint_rejects_bad_input_and_unknown_backends() {
+    let app = spawn_app().await;
+    let url = |name: &str| format!("{}/demo/backends/{name}/faults", app.base);
+    let r = app.client.post(url("ratings")).json(&json!({"errorRate": 1.5})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("errorRate"));
+    let r = app.client.post(url("nope")).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app.client.post(url("ratings")).json(&json!({"latency": 5})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("latency"));
+}
+
+#[tokio::test]
+async fn a_failed_non_null_field_nulls_its_nearest_nullable_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdl = std::fs::read_to_string(crate::helpers::repo_path("schema/facade.graphql")).unwrap();
+    assert!(sdl.contains("  rating: Rating\n"));
+    std::fs::write(
+        dir.path().join("facade.graphql"),
+        sdl.replace("  rating: Rating\n", "  rating: Rating!\n"),
+    )
+    .unwrap();
+    let app = spawn_with(|c| c.schema_dir = dir.path().to_owned()).await;
+    app.set_faults("ratings", json!({"errorRate": 1.0})).await;
+    let body = app.graphql(&home_query(), json!({"profileId": "1"})).await;
+    let rows = body["data"]["profile"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 10);
+    // Title! items cannot be null, so each row's nullable titles list takes the null.
+    assert!(rows.iter().all(|r| r["name"].is_string() && r["titles"].is_null()), "{:?}", rows[0]);
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 200, "one error per failed path");
+    for (i, e) in errors.iter().enumerate() {
+        let path = e["path"].as_array().unwrap();
+        assert_eq!(path[..3], [json!("profile"), json!("rows"), json!(path[2].as_u64().unwrap())]);
+        assert_eq!(path.last().unwrap(), "rating", "error {i}: {e}");
+    }
+    let mut rows_hit: Vec<u64> = errors.iter().map(|e| e["path"][2].as_u64().unwrap()).collect();
+    rows_hit.sort_unstable();
+    rows_hit.dedup();
+    assert_eq!(rows_hit.len(), 10);
+}

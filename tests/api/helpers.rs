@@ -1,0 +1,106 @@
+//! `spawn_app()` and typed helpers over a running instance.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use facade::app::App;
+use facade::config::Config;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The reference home-screen query: `../shared/queries/home.graphql` when it is beside the
+/// repository, else the copy under `tests/cases/`.
+pub fn home_query() -> String {
+    let shared = repo_path("../shared/queries/home.graphql");
+    let path = if shared.exists() { shared } else { repo_path("tests/cases/home.graphql") };
+    std::fs::read_to_string(path).expect("home query")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+/// A demo-mode config on an ephemeral port with the repository's schema.
+pub fn test_config() -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        schema_dir: repo_path("schema"),
+        ..Config::default()
+    };
+    config.demo.enabled = true;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = test_config();
+    adjust(&mut config);
+    let app = App::build(&config).await.expect("app builds");
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp { base, client: reqwest::Client::new(), _stop: stop }
+}
+
+impl TestApp {
+    /// Requests served so far by each demo backend.
+    pub async fn backend_calls(&self) -> HashMap<String, u64> {
+        let list: Vec<Value> = self
+            .client
+            .get(format!("{}/demo/backends", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.iter()
+            .map(|b| (b["name"].as_str().unwrap().to_owned(), b["requests"].as_u64().unwrap()))
+            .collect()
+    }
+
+    /// Runs `f` and returns how many calls each backend received meanwhile.
+    pub async fn calls_during<F: std::future::Future>(&self, f: F) -> (F::Output, HashMap<String, u64>) {
+        let before = self.backend_calls().await;
+        let out = f.await;
+        let after = self.backend_calls().await;
+        let delta = after.iter().map(|(k, v)| (k.clone(), v - before[k])).collect();
+        (out, delta)
+    }
+
+    pub async fn set_faults(&self, backend: &str, faults: Value) {
+        let response = self
+            .client
+            .post(format!("{}/demo/backends/{backend}/faults", self.base))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+
+    /// POSTs a GraphQL request and returns the parsed body (asserting HTTP 200).
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+}
