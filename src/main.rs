@@ -46,7 +46,7 @@ enum Command {
     /// Run only the demo backends (members, lists, catalog, artwork, ratings, history) on
     /// consecutive ports, for a Facade started without --demo or for load tests.
     DemoBackends {
-        /// Port of the first backend; the others follow in order.
+        /// Port of the first backend; the others follow in order. 0 lets the OS pick each.
         #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
         base_port: u16,
         /// Seed of the generated data.
@@ -152,6 +152,8 @@ async fn serve(
         }
     }
     tracing::info!(address = %app.local_addr(), schema = %config.schema_dir.display(), "facade listening");
+    // One machine-readable line on stdout, for scripts and the benchmark harness.
+    println!("facade listening on http://{}", app.local_addr());
     app.run_until(facade::app::shutdown_signal()).await?;
     Ok(())
 }
@@ -162,6 +164,8 @@ async fn demo_backends(options: DemoOptions) -> anyhow::Result<()> {
     for b in demo.info() {
         tracing::info!(backend = b.name, url = %b.base_url, "demo backend listening");
     }
+    // One machine-readable line on stdout: the backends and their URLs, as JSON.
+    println!("{}", serde_json::to_string(&demo.info())?);
     facade::app::shutdown_signal().await;
     Ok(())
 }

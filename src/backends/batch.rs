@@ -120,51 +120,72 @@ impl Batcher {
         route: BatchRoute,
         keys: Vec<Key>,
     ) -> Vec<Result<Option<Value>, FetchError>> {
-        let route = Arc::new(route);
-        let mut lead = false;
-        let slots: Vec<(String, BatchSlot)> = {
-            let mut guard = self.state();
-            let State { pending, asked, .. } = &mut *guard;
-            let asked = asked.entry(route.clone()).or_default();
-            let mut slots = Vec::with_capacity(keys.len());
-            for key in keys {
-                if let Some(slot) = asked.get(&key.text) {
-                    slots.push((key.text, slot.clone()));
-                    continue;
-                }
-                let group = match pending.entry(route.clone()) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => {
-                        lead = true;
-                        let (tx, rx) = oneshot::channel::<Arc<BatchOutcome>>();
-                        let backend: Arc<str> = Arc::from(self.backends.get(route.backend).name());
-                        let slot = rx
-                            .map(move |r| {
-                                r.unwrap_or_else(|_| {
-                                    Arc::new(BatchOutcome {
-                                        all_failed: Some(FetchError::Cancelled { backend }),
-                                        ..Default::default()
-                                    })
-                                })
-                            })
-                            .boxed()
-                            .shared();
-                        e.insert(Pending { keys: Vec::new(), tx, slot })
-                    }
-                };
-                asked.insert(key.text.clone(), group.slot.clone());
-                slots.push((key.text.clone(), group.slot.clone()));
-                group.keys.push(key);
-            }
-            slots
-        };
-        if lead {
-            let dispatch = Dispatch { batcher: self, route };
+        let (slots, lead) = self.register(Arc::new(route), keys);
+        if let Some(dispatch) = lead {
             tokio::task::yield_now().await;
             drop(dispatch);
         }
         let outcomes = join_all(slots.iter().map(|(_, slot)| slot.clone())).await;
         slots.iter().zip(outcomes).map(|((key, _), outcome)| outcome.get(key)).collect()
+    }
+
+    /// Starts fetches that resolvers will ask for later (see `graphql/build.rs` on why):
+    /// registers every key, and dispatches the groups this call leads after the current tick.
+    pub async fn prefetch(&self, groups: Vec<(BatchRoute, Vec<Key>)>, singles: Vec<SingleRequest>) {
+        for request in singles {
+            drop(self.single_slot(request));
+        }
+        let leads: Vec<Dispatch<'_>> =
+            groups.into_iter().filter_map(|(route, keys)| self.register(Arc::new(route), keys).1).collect();
+        if !leads.is_empty() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Adds keys to the route's pending group (or finds them already asked for). Returns each
+    /// key's slot and, if this call opened the group, the guard that dispatches it.
+    fn register(
+        &self,
+        route: Arc<BatchRoute>,
+        keys: Vec<Key>,
+    ) -> (Vec<(String, BatchSlot)>, Option<Dispatch<'_>>) {
+        let mut lead = false;
+        let mut guard = self.state();
+        let State { pending, asked, .. } = &mut *guard;
+        let asked = asked.entry(route.clone()).or_default();
+        let mut slots = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(slot) = asked.get(&key.text) {
+                slots.push((key.text, slot.clone()));
+                continue;
+            }
+            let group = match pending.entry(route.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    lead = true;
+                    let (tx, rx) = oneshot::channel::<Arc<BatchOutcome>>();
+                    let backend: Arc<str> = Arc::from(self.backends.get(route.backend).name());
+                    let slot = rx
+                        .map(move |r| {
+                            r.unwrap_or_else(|_| {
+                                Arc::new(BatchOutcome {
+                                    all_failed: Some(FetchError::Cancelled { backend }),
+                                    ..Default::default()
+                                })
+                            })
+                        })
+                        .boxed()
+                        .shared();
+                    e.insert(Pending { keys: Vec::new(), tx, slot })
+                }
+            };
+            asked.insert(key.text.clone(), group.slot.clone());
+            slots.push((key.text.clone(), group.slot.clone()));
+            group.keys.push(key);
+        }
+        drop(guard);
+        // `then`, not `then_some`: building a guard we do not return would dispatch on drop.
+        (slots, lead.then(|| Dispatch { batcher: self, route }))
     }
 
     fn dispatch(&self, route: &Arc<BatchRoute>) {
@@ -183,40 +204,38 @@ impl Batcher {
 
     /// Fetches one request, once per GraphQL request however often it is asked for.
     pub async fn load_one(&self, request: SingleRequest) -> Result<Arc<Value>, FetchError> {
-        let slot = {
-            let mut state = self.state();
-            match state.singles.get(&request) {
-                Some(slot) => slot.clone(),
-                None => {
-                    let backends = self.backends.clone();
-                    let req = request.clone();
-                    let task = tokio::spawn(
-                        async move {
-                            let body = match req.body.as_deref().map(serde_json::from_str::<Value>) {
-                                Some(Ok(v)) => Some(v),
-                                _ => None,
-                            };
-                            let backend = backends.get(req.backend);
-                            match backend.call(req.method, &req.path, body.as_ref()).await {
-                                Ok(v) => Ok(Arc::new(v)),
-                                // A single resource that does not exist is a null field, not an error.
-                                Err(FetchError::Status { status: 404, .. }) => Ok(Arc::new(Value::Null)),
-                                Err(e) => Err(e),
-                            }
-                        }
-                        .in_current_span(),
-                    );
-                    let backend: Arc<str> = Arc::from(self.backends.get(request.backend).name());
-                    let slot = task
-                        .map(move |r| r.unwrap_or_else(|_| Err(FetchError::Cancelled { backend })))
-                        .boxed()
-                        .shared();
-                    state.singles.insert(request, slot.clone());
-                    slot
+        self.single_slot(request).await
+    }
+
+    /// The request's fetch, started now if it was not asked for before in this request.
+    fn single_slot(&self, request: SingleRequest) -> SingleSlot {
+        let mut state = self.state();
+        if let Some(slot) = state.singles.get(&request) {
+            return slot.clone();
+        }
+        let backends = self.backends.clone();
+        let req = request.clone();
+        let task = tokio::spawn(
+            async move {
+                let body = match req.body.as_deref().map(serde_json::from_str::<Value>) {
+                    Some(Ok(v)) => Some(v),
+                    _ => None,
+                };
+                let backend = backends.get(req.backend);
+                match backend.call(req.method, &req.path, body.as_ref()).await {
+                    Ok(v) => Ok(Arc::new(v)),
+                    // A single resource that does not exist is a null field, not an error.
+                    Err(FetchError::Status { status: 404, .. }) => Ok(Arc::new(Value::Null)),
+                    Err(e) => Err(e),
                 }
             }
-        };
-        slot.await
+            .in_current_span(),
+        );
+        let backend: Arc<str> = Arc::from(self.backends.get(request.backend).name());
+        let slot =
+            task.map(move |r| r.unwrap_or_else(|_| Err(FetchError::Cancelled { backend }))).boxed().shared();
+        state.singles.insert(request, slot.clone());
+        slot
     }
 }
 

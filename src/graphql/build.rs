@@ -127,14 +127,44 @@ struct Plan {
     name: String,
     shape: Shape,
     binding: Binding,
+    /// The `@http` fields of the type this field returns, to prefetch (see [`prefetch`]).
+    children: Vec<Child>,
+}
+
+/// An `@http` field of a returned object type, with what is needed to plan its fetch.
+struct Child {
+    path: String,
+    name: String,
+    http: Arc<HttpBinding>,
+    defaults: Vec<(String, Value)>,
 }
 
 fn build_field(model: &FacadeSchema, owner: &str, def: &FieldDef) -> Field {
+    let children = match (&def.binding, model.types.get(named_type(&def.ty))) {
+        (Binding::Http(_), Some(TypeDef::Object { fields, .. })) => fields
+            .iter()
+            .filter_map(|f| match &f.binding {
+                Binding::Http(http) => Some(Child {
+                    path: format!("{}.{}", named_type(&def.ty), f.name),
+                    name: f.name.clone(),
+                    http: http.clone(),
+                    defaults: f
+                        .args
+                        .iter()
+                        .filter_map(|a| Some((a.name.clone(), a.default.clone()?.into_json().ok()?)))
+                        .collect(),
+                }),
+                Binding::Parent => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let plan = Arc::new(Plan {
         path: format!("{owner}.{}", def.name),
         name: def.name.clone(),
         shape: shape(model, &def.ty),
         binding: def.binding.clone(),
+        children,
     });
     let mut field = Field::new(&def.name, type_ref(&def.ty), move |ctx| resolve(plan.clone(), ctx));
     for arg in &def.args {
@@ -149,6 +179,13 @@ fn build_field(model: &FacadeSchema, owner: &str, def: &FieldDef) -> Field {
     field
 }
 
+fn named_type(ty: &Type) -> &str {
+    match &ty.base {
+        BaseType::Named(n) => n.as_str(),
+        BaseType::List(inner) => named_type(inner),
+    }
+}
+
 fn resolve(plan: Arc<Plan>, ctx: ResolverContext<'_>) -> FieldFuture<'_> {
     match &plan.binding {
         Binding::Parent => {
@@ -160,12 +197,7 @@ fn resolve(plan: Arc<Plan>, ctx: ResolverContext<'_>) -> FieldFuture<'_> {
         }
         Binding::Http(http) => {
             let http = http.clone();
-            FieldFuture::new(async move {
-                match &http.batch {
-                    Some(batch) => resolve_batch(&plan, &http, batch, &ctx).await,
-                    None => resolve_single(&plan, &http, &ctx).await,
-                }
-            })
+            FieldFuture::new(async move { resolve_http(&plan, &http, &ctx).await })
         }
     }
 }
@@ -185,29 +217,45 @@ fn fetch_error(e: &FetchError) -> GqlError {
     GqlError::new(e.to_string()).extend_with(|_, ext| ext.set("code", code))
 }
 
-fn bad_value(plan: &Plan, message: String) -> GqlError {
-    GqlError::new(format!("{}: {message}", plan.path)).extend_with(|_, ext| ext.set("code", "BACKEND_ERROR"))
+fn bad_value(path: &str, message: String) -> GqlError {
+    GqlError::new(format!("{path}: {message}")).extend_with(|_, ext| ext.set("code", "BACKEND_ERROR"))
 }
 
 /// Text of an argument or parent value placed in a route, percent-encoded.
-fn route_text(value: Option<Value>) -> Option<String> {
+fn route_text(value: Option<&Value>) -> Option<String> {
     let text = match value? {
-        Value::String(s) => s,
+        Value::String(s) => s.clone(),
         Value::Null => return None,
         other => other.to_string(),
     };
     Some(percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC).to_string())
 }
 
-fn arg_json(ctx: &ResolverContext<'_>, name: &str) -> Option<Value> {
-    ctx.args.get(name).and_then(|a| a.as_value().clone().into_json().ok())
+type Args = serde_json::Map<String, Value>;
+
+/// The field's arguments as JSON (defaults included).
+fn args_of(ctx: &ResolverContext<'_>) -> Args {
+    ctx.args
+        .as_index_map()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone().into_json().unwrap_or(Value::Null)))
+        .collect()
+}
+
+/// What one `@http` field needs fetched for one parent.
+enum Fetch {
+    Single(SingleRequest),
+    Batch(BatchRoute, Vec<Key>),
+    /// The parent holds no key: the field is null without a fetch.
+    Nothing,
 }
 
 /// Renders template parts other than `{$keys}`; returns the text before and after it.
 fn render(
-    plan: &Plan,
+    path: &str,
     parts: &[Part],
-    ctx: &ResolverContext<'_>,
+    args: &Args,
+    parent: &Value,
 ) -> Result<(String, Option<String>), GqlError> {
     let mut before = String::new();
     let mut after: Option<String> = None;
@@ -218,12 +266,11 @@ fn render(
                 after = Some(String::new());
                 continue;
             }
-            Part::Arg(a) => route_text(arg_json(ctx, a)).ok_or_else(|| {
-                GqlError::new(format!("{}: argument {a} is null and the route needs it", plan.path))
+            Part::Arg(a) => route_text(args.get(a)).ok_or_else(|| {
+                GqlError::new(format!("{path}: argument {a} is null and the route needs it"))
             })?,
-            Part::Parent(p) => route_text(parent(ctx).get(p).cloned()).ok_or_else(|| {
-                GqlError::new(format!("{}: the parent has no {p} for the route", plan.path))
-            })?,
+            Part::Parent(p) => route_text(parent.get(p))
+                .ok_or_else(|| GqlError::new(format!("{path}: the parent has no {p} for the route")))?,
         };
         match after.as_mut() {
             Some(a) => a.push_str(&text),
@@ -233,61 +280,41 @@ fn render(
     Ok((before, after))
 }
 
-async fn resolve_single<'a>(
-    plan: &Plan,
-    http: &HttpBinding,
-    ctx: &ResolverContext<'a>,
-) -> Result<Option<FieldValue<'a>>, GqlError> {
-    let (path, _) = render(plan, &http.template.parts, ctx)?;
-    let body = match http.template.method {
-        Method::Post => Some(
-            ctx.args
-                .as_index_map()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone().into_json().unwrap_or(Value::Null)))
-                .collect::<serde_json::Map<_, _>>(),
-        ),
-        Method::Get => None,
+/// Plans the fetch of an `@http` field for one parent: the same plan whether the field's
+/// resolver asks or its parent prefetches, so both meet in the batcher's cache.
+fn plan_fetch(path: &str, http: &HttpBinding, args: &Args, parent: &Value) -> Result<Fetch, GqlError> {
+    let Some(batch) = &http.batch else {
+        let (route, _) = render(path, &http.template.parts, args, parent)?;
+        let body = match http.template.method {
+            Method::Post => Some(Value::Object(args.clone()).to_string()),
+            Method::Get => None,
+        };
+        return Ok(Fetch::Single(SingleRequest {
+            backend: http.backend,
+            method: http.template.method,
+            path: route,
+            body,
+        }));
     };
-    let request = SingleRequest {
-        backend: http.backend,
-        method: http.template.method,
-        path,
-        body: body.map(|b| Value::Object(b).to_string()),
-    };
-    let json = batcher(ctx)?.load_one(request).await.map_err(|e| fetch_error(&e))?;
-    let value = match &http.select {
-        Some(key) => json.get(key).cloned().unwrap_or(Value::Null),
-        None => Value::clone(&json),
-    };
-    convert(plan, value, &plan.shape)
-}
-
-async fn resolve_batch<'a>(
-    plan: &Plan,
-    http: &HttpBinding,
-    batch: &BatchSpec,
-    ctx: &ResolverContext<'a>,
-) -> Result<Option<FieldValue<'a>>, GqlError> {
-    let raw = match parent(ctx).get(&batch.keys_from) {
-        None | Some(Value::Null) => return Ok(None),
+    let raw = match parent.get(&batch.keys_from) {
+        None | Some(Value::Null) => return Ok(Fetch::Nothing),
         Some(v) => v,
     };
     let mut keys: Vec<Key> = match (raw, batch.keys_are_list) {
         (Value::Array(items), true) => items.iter().cloned().filter_map(Key::from_json).collect(),
         (v, false) => Key::from_json(v.clone()).into_iter().collect(),
         (v, true) => {
-            return Err(bad_value(plan, format!("key field {} should be a list, got {v}", batch.keys_from)));
+            return Err(bad_value(path, format!("key field {} should be a list, got {v}", batch.keys_from)));
         }
     };
     if let Some(limit) = &http.limit_arg
-        && let Some(n) = ctx.args.get(limit).map(|a| a.i64()).transpose()?
+        && let Some(n) = args.get(limit).and_then(Value::as_i64)
     {
         let n = usize::try_from(n)
-            .map_err(|_| GqlError::new(format!("{}: argument {limit} must not be negative", plan.path)))?;
+            .map_err(|_| GqlError::new(format!("{path}: argument {limit} must not be negative")))?;
         keys.truncate(n);
     }
-    let (prefix, suffix) = render(plan, &http.template.parts, ctx)?;
+    let (prefix, suffix) = render(path, &http.template.parts, args, parent)?;
     let route = BatchRoute {
         backend: http.backend,
         method: http.template.method,
@@ -295,32 +322,95 @@ async fn resolve_batch<'a>(
         suffix,
         match_field: batch.match_field.clone(),
     };
-    let results = batcher(ctx)?.load_many(route, keys).await;
+    Ok(Fetch::Batch(route, keys))
+}
+
+async fn resolve_http<'a>(
+    plan: &Plan,
+    http: &HttpBinding,
+    ctx: &ResolverContext<'a>,
+) -> Result<Option<FieldValue<'a>>, GqlError> {
     let select = |v: Value| match &http.select {
         Some(key) => v.get(key).cloned().unwrap_or(Value::Null),
         None => v,
     };
-    if !batch.keys_are_list {
-        return match results.into_iter().next() {
-            Some(Ok(Some(v))) => convert(plan, select(v), &plan.shape),
-            Some(Err(e)) => Err(fetch_error(&e)),
-            _ => Ok(None),
-        };
-    }
-    let Shape::List { item, item_nullable } = &plan.shape else {
-        return Err(bad_value(plan, "a list of keys needs a list field".to_owned()));
+    let batcher = batcher(ctx)?;
+    let value = match plan_fetch(&plan.path, http, &args_of(ctx), parent(ctx))? {
+        Fetch::Nothing => return Ok(None),
+        Fetch::Single(request) => {
+            let json = batcher.load_one(request).await.map_err(|e| fetch_error(&e))?;
+            select(Value::clone(&json))
+        }
+        Fetch::Batch(route, keys) => {
+            let list = http.batch.as_ref().is_some_and(|b| b.keys_are_list);
+            let mut results = batcher.load_many(route, keys).await;
+            if list {
+                let mut items = Vec::with_capacity(results.len());
+                let item_nullable = matches!(plan.shape, Shape::List { item_nullable: true, .. });
+                for result in results {
+                    match result {
+                        Ok(Some(v)) => items.push(select(v)),
+                        // A key the backend did not return: null where items may be null, else left out.
+                        Ok(None) if item_nullable => items.push(Value::Null),
+                        Ok(None) => {}
+                        Err(e) => return Err(fetch_error(&e)),
+                    }
+                }
+                Value::Array(items)
+            } else {
+                match results.pop() {
+                    Some(Ok(Some(v))) => select(v),
+                    Some(Err(e)) => return Err(fetch_error(&e)),
+                    _ => Value::Null,
+                }
+            }
+        }
     };
-    let mut items = Vec::with_capacity(results.len());
-    for result in results {
-        match result {
-            Ok(Some(v)) => items.push(convert(plan, select(v), item)?.unwrap_or(FieldValue::NULL)),
-            // A key the backend did not return: a null item where nulls are allowed, else left out.
-            Ok(None) if *item_nullable => items.push(FieldValue::NULL),
-            Ok(None) => {}
-            Err(e) => return Err(fetch_error(&e)),
+    prefetch(plan, ctx, batcher, &value).await;
+    convert(plan, value, &plan.shape)
+}
+
+/// Starts the fetches of the `@http` fields selected under the objects this field returns.
+///
+/// async-graphql 7.2's dynamic schema resolves the fields of a nested object one after the
+/// other, not concurrently, so a title's `artwork`, `rating` and `bookmark` would each wait
+/// for the previous one. Planning their fetches here, when their parents arrive, lets them
+/// run in parallel (and batched across all parents); the children's resolvers then find them
+/// in the batcher's cache. A child that cannot be planned here is simply fetched later.
+async fn prefetch(plan: &Plan, ctx: &ResolverContext<'_>, batcher: &Batcher, value: &Value) {
+    if plan.children.is_empty() {
+        return;
+    }
+    let parents: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().filter(|v| v.is_object()).collect(),
+        v if v.is_object() => vec![v],
+        _ => return,
+    };
+    let mut groups: Vec<(BatchRoute, Vec<Key>)> = Vec::new();
+    let mut singles = Vec::new();
+    for selected in ctx.ctx.field().selection_set() {
+        let Some(child) = plan.children.iter().find(|c| c.name == selected.name()) else { continue };
+        let conditional = selected.directives().map_or(true, |d| !d.is_empty());
+        let Ok(given) = selected.arguments() else { continue };
+        if conditional {
+            continue;
+        }
+        let mut args: Args = child.defaults.iter().cloned().collect();
+        for (name, value) in given {
+            args.insert(name.to_string(), value.into_json().unwrap_or(Value::Null));
+        }
+        for parent in &parents {
+            match plan_fetch(&child.path, &child.http, &args, parent) {
+                Ok(Fetch::Single(request)) => singles.push(request),
+                Ok(Fetch::Batch(route, keys)) => match groups.iter_mut().find(|(r, _)| *r == route) {
+                    Some((_, all)) => all.extend(keys),
+                    None => groups.push((route, keys)),
+                },
+                Ok(Fetch::Nothing) | Err(_) => {}
+            }
         }
     }
-    Ok(Some(FieldValue::list(items)))
+    batcher.prefetch(groups, singles).await;
 }
 
 /// JSON to a GraphQL output value of the given shape; `None` for null.
@@ -330,7 +420,7 @@ fn convert(plan: &Plan, value: Value, shape: &Shape) -> Result<Option<FieldValue
     }
     match shape {
         Shape::Object if value.is_object() => Ok(Some(FieldValue::owned_any(value))),
-        Shape::Object => Err(bad_value(plan, format!("expected an object, got {}", preview(&value)))),
+        Shape::Object => Err(bad_value(&plan.path, format!("expected an object, got {}", preview(&value)))),
         Shape::List { item, .. } => match value {
             Value::Array(items) => {
                 let items = items
@@ -339,11 +429,11 @@ fn convert(plan: &Plan, value: Value, shape: &Shape) -> Result<Option<FieldValue
                     .collect::<Result<Vec<_>, GqlError>>()?;
                 Ok(Some(FieldValue::list(items)))
             }
-            other => Err(bad_value(plan, format!("expected a list, got {}", preview(&other)))),
+            other => Err(bad_value(&plan.path, format!("expected a list, got {}", preview(&other)))),
         },
         Shape::Leaf(leaf) => leaf_value(*leaf, value)
             .map(|v| Some(FieldValue::value(v)))
-            .map_err(|expected| bad_value(plan, format!("expected {expected}"))),
+            .map_err(|expected| bad_value(&plan.path, format!("expected {expected}"))),
     }
 }
 

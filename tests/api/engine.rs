@@ -197,3 +197,38 @@ async fn a_failed_non_null_field_nulls_its_nearest_nullable_parent() {
     rows_hit.dedup();
     assert_eq!(rows_hit.len(), 10);
 }
+
+#[tokio::test]
+async fn sibling_fetches_run_concurrently() {
+    // artwork hangs (with a long timeout); if title fields were fetched one after another,
+    // ratings and history would not be called until artwork answered.
+    let app = std::sync::Arc::new(
+        spawn_with(|c| {
+            c.backends.entry("artwork".into()).or_default().timeout_ms = Some(60_000);
+        })
+        .await,
+    );
+    app.set_faults("artwork", json!({"hang": true})).await;
+    let before = app.backend_calls().await;
+    let query = {
+        let app = app.clone();
+        tokio::spawn(async move { app.graphql(&home_query(), json!({"profileId": "1"})).await })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = app.backend_calls().await;
+        let called = |b: &str| now[b] > before[b];
+        if called("artwork") && called("ratings") && called("history") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ratings and history were not called while artwork hung"
+        );
+        tokio::task::yield_now().await;
+    }
+    app.set_faults("artwork", json!({})).await;
+    let body = query.await.unwrap();
+    assert!(body.get("errors").is_none(), "{}", body["errors"]);
+    assert!(titles(&body).iter().all(|t| t["artwork"]["url"].is_string()));
+}

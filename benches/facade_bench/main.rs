@@ -1,0 +1,132 @@
+//! `facade-bench`: measures what Facade promises, side by side, on loopback.
+//!
+//! `cargo run --release --bin facade-bench -- all` starts the demo backends and Facade as
+//! separate processes (this binary re-executed with hidden subcommands), runs every scenario
+//! and prints one markdown table per scenario. See docs/BENCHMARKS.md.
+
+mod load;
+mod procs;
+mod scenarios;
+mod static_server;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Benchmarks for Facade: chattiness, batching, parallelism, throughput, overhead.
+#[derive(Parser)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    child: Option<Child>,
+    /// Scenarios to run, in order.
+    #[arg(value_enum, default_value = "all")]
+    scenarios: Vec<Scenario>,
+    /// A few seconds per scenario: checks the harness, measures nothing worth keeping.
+    #[arg(long)]
+    smoke: bool,
+    /// Also write every figure as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    All,
+    Chattiness,
+    Batching,
+    Parallelism,
+    Throughput,
+    Overhead,
+}
+
+#[derive(Subcommand)]
+enum Child {
+    #[command(name = "_demo-backends", hide = true)]
+    DemoBackends,
+    #[command(name = "_serve", hide = true)]
+    Serve,
+    #[command(name = "_static-server", hide = true)]
+    StaticServer {
+        #[arg(long)]
+        backends: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.child {
+        Some(Child::DemoBackends) => rt.block_on(demo_backends()),
+        Some(Child::Serve) => rt.block_on(serve()),
+        Some(Child::StaticServer { backends }) => {
+            rt.block_on(static_server::serve(serde_json::from_str(&backends)?))
+        }
+        None => rt.block_on(run(cli.scenarios, cli.smoke, cli.json)),
+    }
+}
+
+async fn demo_backends() -> anyhow::Result<()> {
+    let demo = facade::demo::DemoBackends::start(&facade::demo::DemoOptions::default()).await?;
+    println!("{}", serde_json::to_string(&demo.info())?);
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let mut config = facade::config::Config::load(None)?;
+    config.listen = "127.0.0.1:0".parse()?;
+    config.schema_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema");
+    config.log.filter = "warn".into();
+    facade::telemetry::init(&config.log);
+    let app = facade::app::App::build(&config).await?;
+    println!("facade listening on http://{}", app.local_addr());
+    app.run_until(std::future::pending()).await?;
+    Ok(())
+}
+
+async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -> anyhow::Result<()> {
+    if scenarios.contains(&Scenario::All) {
+        scenarios = vec![
+            Scenario::Chattiness,
+            Scenario::Batching,
+            Scenario::Parallelism,
+            Scenario::Throughput,
+            Scenario::Overhead,
+        ];
+    }
+    let env = scenarios::Env::start(smoke)?;
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!(
+        "# facade-bench{} — commit {commit}, {} cores\n",
+        if smoke { " (smoke)" } else { "" },
+        num_cpus()
+    );
+    let mut all = serde_json::Map::new();
+    for scenario in scenarios {
+        let report = match scenario {
+            Scenario::Chattiness => scenarios::chattiness(&env).await?,
+            Scenario::Batching => scenarios::batching(&env).await?,
+            Scenario::Parallelism => scenarios::parallelism(&env).await?,
+            Scenario::Throughput => scenarios::throughput(&env).await?,
+            Scenario::Overhead => scenarios::overhead(&env).await?,
+            Scenario::All => unreachable!("expanded above"),
+        };
+        println!("## {}\n\n{}\n", report.name, report.table);
+        all.insert(report.name.to_owned(), report.figures);
+    }
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(&all)?)?;
+    }
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}

@@ -1,0 +1,317 @@
+//! The scenarios. Each starts what it needs, measures both sides of a comparison in the same
+//! run, and returns a markdown table plus its figures as JSON.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::load::{self, Target};
+use crate::procs::{self, Backends, Proc};
+
+const HOME: &str = include_str!("../../tests/cases/home.graphql");
+
+pub struct Report {
+    pub name: &'static str,
+    pub table: String,
+    pub figures: Value,
+}
+
+/// What every scenario shares: the demo backends and one Facade bound to them.
+pub struct Env {
+    pub backends: Backends,
+    pub facade: Proc,
+    pub facade_url: String,
+    pub smoke: bool,
+}
+
+impl Env {
+    pub fn start(smoke: bool) -> anyhow::Result<Self> {
+        let backends = Backends::start()?;
+        let facade = start_facade(&backends, None)?;
+        let facade_url = procs::server_url(&facade)?;
+        Ok(Self { backends, facade, facade_url, smoke })
+    }
+
+    fn graphql(&self) -> String {
+        format!("{}/graphql", self.facade_url)
+    }
+}
+
+fn start_facade(backends: &Backends, max_batch_size: Option<usize>) -> anyhow::Result<Proc> {
+    let mut env: Vec<(&str, String)> = Vec::new();
+    let vars = backends.facade_env();
+    for (k, v) in &vars {
+        env.push((k.as_str(), v.clone()));
+    }
+    if let Some(n) = max_batch_size {
+        env.push(("FACADE_ENGINE__MAX_BATCH_SIZE", n.to_string()));
+    }
+    Proc::start(&["_serve"], &env)
+}
+
+fn home_body() -> Value {
+    json!({ "query": HOME, "variables": { "profileId": "1" } })
+}
+
+async fn backend_calls(backends: &Backends) -> BTreeMap<String, u64> {
+    let client = reqwest::Client::new();
+    let mut out = BTreeMap::new();
+    for (name, url) in &backends.urls {
+        let stats: Value =
+            client.get(format!("{url}/_demo/stats")).send().await.unwrap().json().await.unwrap();
+        out.insert(name.clone(), stats["requests"].as_u64().unwrap_or(0));
+    }
+    out
+}
+
+async fn set_faults(backends: &Backends, faults: Value) {
+    let client = reqwest::Client::new();
+    for (_, url) in &backends.urls {
+        let _ = client.post(format!("{url}/_demo/faults")).json(&faults).send().await;
+    }
+}
+
+fn p50(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// 1. Device-perceived latency of the home screen with a simulated round trip per request.
+pub async fn chattiness(env: &Env) -> anyhow::Result<Report> {
+    let rtt = if env.smoke { Duration::from_millis(5) } else { Duration::from_millis(100) };
+    let n = if env.smoke { 2 } else { 10 };
+    let client = load::client(8);
+    let target = Target::post(env.graphql(), &home_body());
+
+    let mut facade = Vec::new();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        tokio::time::sleep(rtt).await;
+        target.send(&client).await.map_err(anyhow::Error::msg)?;
+        facade.push(ms(t0.elapsed()));
+    }
+    let device = Device {
+        client: client.clone(),
+        rtt,
+        connections: Arc::new(Semaphore::new(6)),
+        calls: Default::default(),
+    };
+    let mut batched = Vec::new();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        device.home(&env.backends, true).await?;
+        batched.push(ms(t0.elapsed()));
+    }
+    let batched_calls = device.calls.swap(0, std::sync::atomic::Ordering::Relaxed) / n as u64;
+    let t0 = Instant::now();
+    device.home(&env.backends, false).await?;
+    let per_item = ms(t0.elapsed());
+    let per_item_calls = device.calls.load(std::sync::atomic::Ordering::Relaxed);
+    let (f, b) = (p50(facade), p50(batched));
+    let table = format!(
+        "| client | requests per screen | latency (p50 of {n}) | vs Facade |\n|---|---:|---:|---:|\n\
+         | Facade, one call | 1 | {f:.0} ms | 1.00 |\n\
+         | REST device, batch routes | {batched_calls} | {b:.0} ms | {:.2} |\n\
+         | REST device, one call per item | {per_item_calls} | {per_item:.0} ms (one run) | {:.2} |\n\n\
+         Simulated round trip per device request: {} ms; the device uses at most 6 connections.",
+        b / f,
+        per_item / f,
+        rtt.as_millis()
+    );
+    Ok(Report {
+        name: "chattiness",
+        table,
+        figures: json!({"rtt_ms": rtt.as_millis() as u64, "facade_ms": f, "rest_batched_ms": b, "rest_batched_calls": batched_calls,
+                        "rest_per_item_ms": per_item, "rest_per_item_calls": per_item_calls}),
+    })
+}
+
+/// A device talking REST to the backends itself: every request pays the round trip.
+struct Device {
+    client: reqwest::Client,
+    rtt: Duration,
+    connections: Arc<Semaphore>,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Device {
+    async fn get(&self, url: String, body: Option<Value>) -> anyhow::Result<Value> {
+        let _permit = self.connections.acquire().await?;
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(self.rtt).await;
+        let request = match body {
+            Some(b) => self.client.post(url).json(&b),
+            None => self.client.get(url),
+        };
+        Ok(request.send().await?.json().await?)
+    }
+
+    async fn home(&self, b: &Backends, batch: bool) -> anyhow::Result<()> {
+        let _profile = self.get(format!("{}/profiles/1", b.url("members")), None).await?;
+        let rows = self.get(format!("{}/profiles/1/rows?limit=10", b.url("lists")), None).await?;
+        let mut ids: Vec<String> = Vec::new();
+        for row in rows.as_array().into_iter().flatten() {
+            ids.extend(row["titleIds"].as_array().into_iter().flatten().take(20).map(|v| v.to_string()));
+        }
+        if batch {
+            let joined = ids.join(",");
+            self.get(format!("{}/titles?ids={joined}", b.url("catalog")), None).await?;
+            let art = self.get(format!("{}/artwork?ids={joined}&size=MEDIUM", b.url("artwork")), None);
+            let ratings = self.get(format!("{}/ratings/batch", b.url("ratings")), Some(json!(ids)));
+            let marks =
+                self.get(format!("{}/profiles/1/bookmarks?titleIds={joined}", b.url("history")), None);
+            let (a, r, m) = tokio::join!(art, ratings, marks);
+            a?;
+            r?;
+            m?;
+        } else {
+            let titles = ids.iter().map(|id| self.get(format!("{}/titles/{id}", b.url("catalog")), None));
+            futures_util::future::join_all(titles).await;
+            let per_title = ids.iter().flat_map(|id| {
+                [
+                    format!("{}/artwork/{id}?size=MEDIUM", b.url("artwork")),
+                    format!("{}/ratings/{id}", b.url("ratings")),
+                    format!("{}/profiles/1/bookmarks/{id}", b.url("history")),
+                ]
+            });
+            futures_util::future::join_all(per_title.map(|u| self.get(u, None))).await;
+        }
+        Ok(())
+    }
+}
+
+/// 2. Backend calls per home query: batched vs one call per item.
+pub async fn batching(env: &Env) -> anyhow::Result<Report> {
+    let client = load::client(2);
+    let target = Target::post(env.graphql(), &home_body());
+    let before = backend_calls(&env.backends).await;
+    target.send(&client).await.map_err(anyhow::Error::msg)?;
+    let mid = backend_calls(&env.backends).await;
+    let per_item_facade = start_facade(&env.backends, Some(1))?;
+    let per_item_target =
+        Target::post(format!("{}/graphql", procs::server_url(&per_item_facade)?), &home_body());
+    per_item_target.send(&client).await.map_err(anyhow::Error::msg)?;
+    let after = backend_calls(&env.backends).await;
+    let mut rows = String::new();
+    let (mut batched_total, mut item_total) = (0, 0);
+    let mut figures = serde_json::Map::new();
+    for name in facade::demo::BACKEND_NAMES {
+        let batched = mid[name] - before[name];
+        let per_item = after[name] - mid[name];
+        batched_total += batched;
+        item_total += per_item;
+        rows.push_str(&format!("| {name} | {batched} | {per_item} |\n"));
+        figures.insert(name.to_owned(), json!({"batched": batched, "per_item": per_item}));
+    }
+    figures.insert("total".into(), json!({"batched": batched_total, "per_item": item_total}));
+    let table = format!(
+        "| backend | batched | one call per item |\n|---|---:|---:|\n{rows}| **total** | **{batched_total}** | **{item_total}** |"
+    );
+    Ok(Report { name: "batching", table, figures: Value::Object(figures) })
+}
+
+/// 3. Server time over the backend critical path with 20 ms on every backend.
+pub async fn parallelism(env: &Env) -> anyhow::Result<Report> {
+    const LATENCY_MS: f64 = 20.0;
+    // members -> lists -> catalog -> (artwork | ratings | history): four dependent levels.
+    const LEVELS: f64 = 4.0;
+    let n = if env.smoke { 3 } else { 30 };
+    set_faults(&env.backends, json!({"latencyMs": LATENCY_MS as u64})).await;
+    let client = load::client(2);
+    let target = Target::post(env.graphql(), &home_body());
+    target.send(&client).await.map_err(anyhow::Error::msg)?;
+    let mut samples = Vec::new();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        target.send(&client).await.map_err(anyhow::Error::msg)?;
+        samples.push(ms(t0.elapsed()));
+    }
+    set_faults(&env.backends, json!({})).await;
+    let critical = LATENCY_MS * LEVELS;
+    let server = p50(samples);
+    let table = format!(
+        "| backend critical path | Facade server time (p50 of {n}) | ratio (goal ≤ 1.1) |\n|---:|---:|---:|\n\
+         | {critical:.0} ms (4 levels × {LATENCY_MS:.0} ms) | {server:.1} ms | {:.3} |",
+        server / critical
+    );
+    Ok(Report {
+        name: "parallelism",
+        table,
+        figures: json!({"critical_path_ms": critical, "server_ms": server, "ratio": server / critical}),
+    })
+}
+
+/// 4. Home-query throughput at 50 virtual users: Facade vs the static async-graphql server.
+pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
+    let (vus, secs, rate, open_secs) = if env.smoke { (4, 1, 50, 1) } else { (50, 30, 500, 10) };
+    let duration = Duration::from_secs(secs);
+    let urls = serde_json::to_string(&env.backends.urls)?;
+    let static_server = Proc::start(&["_static-server", "--backends", &urls], &[])?;
+    let static_target = Target::post(format!("{}/graphql", procs::server_url(&static_server)?), &home_body());
+    let target = Target::post(env.graphql(), &home_body());
+    let dynamic = load::closed_loop(&target, vus, duration).await;
+    let rss_kib = env.facade.peak_rss_kib();
+    let fixed = load::closed_loop(&static_target, vus, duration).await;
+    let open = load::open_loop(&target, rate, Duration::from_secs(open_secs)).await;
+    let row = |name: &str, s: &load::Stats, ratio: f64| {
+        format!(
+            "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.0} KiB | {ratio:.2} |\n",
+            s.rps,
+            s.p50_ms,
+            s.p95_ms,
+            s.p99_ms,
+            s.errors,
+            s.mean_bytes / 1024.0
+        )
+    };
+    let ratio = dynamic.rps / fixed.rps;
+    let table = format!(
+        "Closed loop, {vus} virtual users, {secs} s each:\n\n\
+         | server | RPS | p50 ms | p95 ms | p99 ms | errors | body | RPS ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|\n{}{}\n\
+         Facade peak RSS: {} MiB. Goal: ≥ 1,500 RPS with p99 < 50 ms; dynamic/static ratio ≥ 0.8.\n\n\
+         Open loop, {rate} requests/s for {open_secs} s against Facade: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {} errors.",
+        row("Facade (dynamic schema)", &dynamic, ratio),
+        row("static async-graphql", &fixed, 1.0),
+        rss_kib.map_or("?".to_owned(), |k| format!("{:.0}", k as f64 / 1024.0)),
+        open.p50_ms,
+        open.p95_ms,
+        open.p99_ms,
+        open.errors
+    );
+    Ok(Report {
+        name: "throughput",
+        table,
+        figures: json!({"facade": dynamic, "static": fixed, "ratio": ratio, "facade_peak_rss_kib": rss_kib, "open_loop": open}),
+    })
+}
+
+/// 5. A one-field query through Facade vs calling that backend directly.
+pub async fn overhead(env: &Env) -> anyhow::Result<Report> {
+    let duration = if env.smoke { Duration::from_millis(500) } else { Duration::from_secs(5) };
+    let through = Target::post(env.graphql(), &json!({"query": "{ title(id: 7) { name } }"}));
+    let direct = Target::get(format!("{}/titles/7", env.backends.url("catalog")));
+    let f = load::closed_loop(&through, 1, duration).await;
+    let d = load::closed_loop(&direct, 1, duration).await;
+    let table = format!(
+        "One virtual user, {:.1} s each:\n\n| path | p50 ms | p99 ms | RPS |\n|---|---:|---:|---:|\n\
+         | catalog directly | {:.3} | {:.3} | {:.0} |\n| through Facade | {:.3} | {:.3} | {:.0} |\n\n\
+         Facade adds {:.3} ms at p50 ({:.2}× the direct call).",
+        duration.as_secs_f64(),
+        d.p50_ms,
+        d.p99_ms,
+        d.rps,
+        f.p50_ms,
+        f.p99_ms,
+        f.rps,
+        f.p50_ms - d.p50_ms,
+        f.p50_ms / d.p50_ms
+    );
+    Ok(Report { name: "overhead", table, figures: json!({"facade": f, "direct": d}) })
+}
