@@ -9,6 +9,12 @@ use clap::{Parser, Subcommand};
 use facade::config::{Config, LogConfig, LogFormat};
 use facade::demo::{DEFAULT_BASE_PORT, DemoBackends, DemoOptions, Faults};
 
+/// mimalloc instead of the system allocator: glibc's arenas contended on a lock when memory
+/// allocated on one worker thread is freed on another (about a third of server CPU in a
+/// profile of the home query; see docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Facade: a GraphQL composition server for device APIs.
 ///
 /// Devices make one request per screen; Facade runs it on a facade schema bound to backend

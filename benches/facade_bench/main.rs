@@ -13,6 +13,12 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// mimalloc instead of the system allocator: glibc's arenas contended on a lock when memory
+/// allocated on one worker thread is freed on another (about a third of server CPU in a
+/// profile of the home query; see docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmarks for Facade: chattiness, batching, parallelism, throughput, overhead.
 #[derive(Parser)]
 #[command(args_conflicts_with_subcommands = true)]
