@@ -83,7 +83,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// 1. Device-perceived latency of the home screen with a simulated round trip per request.
+/// Scenario 1: Device-perceived latency of the home screen with a simulated round trip per request.
 pub async fn chattiness(env: &Env) -> anyhow::Result<Report> {
     let rtt = if env.smoke { Duration::from_millis(5) } else { Duration::from_millis(100) };
     let n = if env.smoke { 2 } else { 10 };
@@ -187,7 +187,7 @@ impl Device {
     }
 }
 
-/// 2. Backend calls per home query: batched vs one call per item.
+/// Scenario 2: Backend calls per home query: batched vs one call per item.
 pub async fn batching(env: &Env) -> anyhow::Result<Report> {
     let client = load::client(2);
     let target = Target::post(env.graphql(), &home_body());
@@ -217,7 +217,7 @@ pub async fn batching(env: &Env) -> anyhow::Result<Report> {
     Ok(Report { name: "batching", table, figures: Value::Object(figures) })
 }
 
-/// 3. Server time over the backend critical path with 20 ms on every backend. The critical
+/// Scenario 3: Server time over the backend critical path with 20 ms on every backend. The critical
 /// path is measured, not assumed: the same four dependent rounds (members, lists, catalog,
 /// then artwork, ratings and history together) made directly against the backends.
 pub async fn parallelism(env: &Env) -> anyhow::Result<Report> {
@@ -256,9 +256,9 @@ pub async fn parallelism(env: &Env) -> anyhow::Result<Report> {
     })
 }
 
-/// 4. Home-query throughput at 50 virtual users: Facade vs the static async-graphql server.
+/// Scenario 4: Home-query throughput at 50 virtual users: Facade vs the static async-graphql server.
 pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
-    let (vus, secs, rate, open_secs) = if env.smoke { (4, 1, 50, 1) } else { (50, 30, 500, 10) };
+    let (vus, secs, rate, open_secs) = if env.smoke { (4, 1, 50, 1) } else { (50, 30, 100, 10) };
     let duration = Duration::from_secs(secs);
     let urls = serde_json::to_string(&env.backends.urls)?;
     let static_server = Proc::start(&["_static-server", "--backends", &urls], &[])?;
@@ -300,7 +300,7 @@ pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
     })
 }
 
-/// 5. A one-field query through Facade vs calling that backend directly.
+/// Scenario 5: A one-field query through Facade vs calling that backend directly.
 pub async fn overhead(env: &Env) -> anyhow::Result<Report> {
     let duration = if env.smoke { Duration::from_millis(500) } else { Duration::from_secs(5) };
     let through = Target::post(env.graphql(), &json!({"query": "{ title(id: 7) { name } }"}));
