@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use std::collections::HashMap;
+
+use crate::config::{BackendConfig, Config};
 use crate::demo::{DemoBackends, DemoError, DemoOptions};
-use crate::graphql::{BackendOverride, Engine, EngineError, EngineOptions, QueryLimits};
+use crate::graphql::{Engine, EngineError, EngineOptions, QueryLimits};
 use crate::http::{self, AppState};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,18 +36,7 @@ pub struct App {
 
 /// Engine options from the config, plus the demo backends' addresses in demo mode.
 pub fn engine_options(config: &Config, demo: Option<&DemoBackends>) -> EngineOptions {
-    let mut overrides: std::collections::HashMap<String, BackendOverride> = config
-        .backends
-        .iter()
-        .map(|(name, b)| {
-            let o = BackendOverride {
-                url: b.url.clone(),
-                timeout_ms: b.timeout_ms,
-                max_batch_size: b.max_batch_size,
-            };
-            (name.clone(), o)
-        })
-        .collect();
+    let mut overrides: HashMap<String, BackendConfig> = config.backends.clone().into_iter().collect();
     if let Some(demo) = demo {
         for (name, url) in demo.urls() {
             overrides.entry(name.to_owned()).or_default().url = Some(url);
@@ -53,8 +44,7 @@ pub fn engine_options(config: &Config, demo: Option<&DemoBackends>) -> EngineOpt
     }
     EngineOptions {
         overrides,
-        default_timeout: Duration::from_millis(config.engine.timeout_ms),
-        default_max_batch_size: config.engine.max_batch_size,
+        defaults: config.engine.clone(),
         limits: QueryLimits { max_depth: config.limits.max_depth },
     }
 }

@@ -67,13 +67,25 @@ impl Default for Limits {
 pub struct EngineConfig {
     /// Most keys sent in one batched backend call; more keys are split over several calls.
     pub max_batch_size: usize,
-    /// Time allowed for one backend call, in milliseconds.
+    /// Time allowed for one attempt of a backend call, in milliseconds.
     pub timeout_ms: u64,
+    /// Time allowed for a whole request; backend attempts get what is left of it.
+    pub request_timeout_ms: u64,
+    /// Default bulkhead: most calls in flight per backend.
+    pub max_concurrent: usize,
+    /// Default retries of a failed read per backend call.
+    pub max_retries: u32,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { max_batch_size: 200, timeout_ms: 1000 }
+        Self {
+            max_batch_size: 200,
+            timeout_ms: 1000,
+            request_timeout_ms: 5000,
+            max_concurrent: 64,
+            max_retries: 1,
+        }
     }
 }
 
@@ -82,10 +94,28 @@ impl Default for EngineConfig {
 pub struct BackendConfig {
     /// Base URL, replacing the one in `@backend`.
     pub url: Option<String>,
-    /// Time allowed for one call, in milliseconds.
+    /// Time allowed for one attempt, in milliseconds.
     pub timeout_ms: Option<u64>,
     /// Most keys in one batched call.
     pub max_batch_size: Option<usize>,
+    /// Bulkhead: most calls in flight.
+    pub max_concurrent: Option<usize>,
+    /// Rate limit: calls per second (no limit when unset).
+    pub rate_per_sec: Option<u32>,
+    /// Rate limit burst (default: `rate_per_sec`).
+    pub burst: Option<u32>,
+    /// Retries of a failed read.
+    pub max_retries: Option<u32>,
+    /// Retry budget: share of the last 10 s of requests that retries may add (default 0.2).
+    pub retry_ratio: Option<f64>,
+    /// Retry budget floor, retries per second (default 10).
+    pub retry_floor_per_sec: Option<u32>,
+    /// Circuit breaker: fewest calls in the 10 s window before it may trip (default 20).
+    pub breaker_min_calls: Option<u32>,
+    /// Circuit breaker: failure share that trips it (default 0.5).
+    pub breaker_failure_ratio: Option<f64>,
+    /// Circuit breaker: first open time in milliseconds (default 5000; doubles up to 60000).
+    pub breaker_open_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

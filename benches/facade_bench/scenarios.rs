@@ -48,6 +48,8 @@ fn start_facade(backends: &Backends, max_batch_size: Option<usize>) -> anyhow::R
     }
     if let Some(n) = max_batch_size {
         env.push(("FACADE_ENGINE__MAX_BATCH_SIZE", n.to_string()));
+        // One call per item puts ~200 calls in flight at once: lift the bulkhead.
+        env.push(("FACADE_ENGINE__MAX_CONCURRENT", "1000".to_owned()));
     }
     Proc::start(&["_serve"], &env)
 }

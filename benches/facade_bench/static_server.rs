@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Enum, ID, Object, Result, Schema};
 use axum::routing::post;
 use axum::{Json, Router};
+use facade::backends::policy::Resilience;
 use facade::backends::{BackendSettings, Backends, BatchRoute, Batcher, Key, SingleRequest};
 use facade::graphql::model::Method;
 use serde_json::Value;
@@ -201,8 +202,8 @@ pub async fn serve(urls: Vec<(String, String)>) -> anyhow::Result<()> {
         .map(|(name, url)| BackendSettings {
             name,
             url,
-            timeout: Duration::from_secs(1),
             max_batch_size: 200,
+            resilience: Resilience::default(),
         })
         .collect();
     let backends = Arc::new(Backends::new(settings)?);
@@ -212,7 +213,8 @@ pub async fn serve(urls: Vec<(String, String)>) -> anyhow::Result<()> {
         post(move |Json(request): Json<async_graphql::Request>| {
             let schema = schema.clone();
             let backends = backends.clone();
-            async move { Json(schema.execute(request.data(Batcher::new(backends))).await) }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            async move { Json(schema.execute(request.data(Batcher::new(backends, deadline))).await) }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

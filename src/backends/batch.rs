@@ -22,6 +22,7 @@ use futures_util::future::{BoxFuture, Shared, join_all};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{Backends, BatchOutcome, FetchError, key_text};
@@ -86,6 +87,8 @@ struct State {
 /// One per GraphQL request; dropped with it.
 pub struct Batcher {
     backends: Arc<Backends>,
+    /// The request's deadline: no backend attempt runs past it.
+    deadline: Instant,
     /// A std mutex: it guards map updates only and is never held across an `.await`.
     state: Mutex<State>,
 }
@@ -104,8 +107,8 @@ impl Drop for Dispatch<'_> {
 }
 
 impl Batcher {
-    pub fn new(backends: Arc<Backends>) -> Self {
-        Self { backends, state: Mutex::new(State::default()) }
+    pub fn new(backends: Arc<Backends>, deadline: Instant) -> Self {
+        Self { backends, deadline, state: Mutex::new(State::default()) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -193,9 +196,10 @@ impl Batcher {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let backends = self.backends.clone();
         let route = route.clone();
+        let deadline = self.deadline;
         runtime.spawn(
             async move {
-                let outcome = fetch_batch(&backends, &route, group.keys).await;
+                let outcome = fetch_batch(&backends, &route, group.keys, deadline).await;
                 let _ = group.tx.send(Arc::new(outcome));
             }
             .in_current_span(),
@@ -215,6 +219,7 @@ impl Batcher {
         }
         let backends = self.backends.clone();
         let req = request.clone();
+        let deadline = self.deadline;
         let task = tokio::spawn(
             async move {
                 let body = match req.body.as_deref().map(serde_json::from_str::<Value>) {
@@ -222,7 +227,9 @@ impl Batcher {
                     _ => None,
                 };
                 let backend = backends.get(req.backend);
-                match backend.call(req.method, &req.path, body.as_ref()).await {
+                // Only GETs are reads: a single POST may change something and is never retried.
+                let read = req.method == Method::Get;
+                match backend.call(req.method, &req.path, body.as_ref(), deadline, read).await {
                     Ok(v) => Ok(Arc::new(v)),
                     // A single resource that does not exist is a null field, not an error.
                     Err(FetchError::Status { status: 404, .. }) => Ok(Arc::new(Value::Null)),
@@ -272,18 +279,25 @@ impl BatchRoute {
 }
 
 /// Fetches all keys of one group, split at the backend's max batch size, chunks in parallel.
-async fn fetch_batch(backends: &Backends, route: &BatchRoute, keys: Vec<Key>) -> BatchOutcome {
+async fn fetch_batch(
+    backends: &Backends,
+    route: &BatchRoute,
+    keys: Vec<Key>,
+    deadline: Instant,
+) -> BatchOutcome {
     let backend = backends.get(route.backend);
     let calls = keys.chunks(backend.max_batch_size()).map(|chunk| async move {
         let (path, body) = route.render(chunk);
-        let result = backend.call(route.method, &path, body.as_ref()).await.and_then(|json| {
-            match_items(json, route.match_field.as_deref()).map_err(|reason| FetchError::Body {
-                backend: Arc::from(backend.name()),
-                method: route.method.as_str(),
-                path: super::shown(&path),
-                reason,
-            })
-        });
+        // A batch is a read whatever its method: it may be retried.
+        let result =
+            backend.call(route.method, &path, body.as_ref(), deadline, true).await.and_then(|json| {
+                match_items(json, route.match_field.as_deref()).map_err(|reason| FetchError::Body {
+                    backend: Arc::from(backend.name()),
+                    method: route.method.as_str(),
+                    path: super::shown(&path),
+                    reason,
+                })
+            });
         (chunk, result)
     });
     let mut outcome = BatchOutcome::default();

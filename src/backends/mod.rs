@@ -3,17 +3,24 @@
 //! it takes routes and keys and hands back JSON or a [`FetchError`].
 
 mod batch;
+pub mod breaker;
+pub mod policy;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use batch::{BatchRoute, Batcher, Key, SingleRequest};
+use breaker::{Breaker, Outcome, TokioClock};
+use policy::{Limiter, Resilience, RetryBudget};
 
 use crate::graphql::model::Method;
+use crate::telemetry::metrics as m;
 
 /// Why a fetch failed. Cheap to clone: one failed batch is reported on every path it served.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -26,6 +33,14 @@ pub enum FetchError {
     Status { backend: Arc<str>, method: &'static str, path: String, status: u16 },
     #[error("backend {backend}: {method} {path} sent a malformed body: {reason}")]
     Body { backend: Arc<str>, method: &'static str, path: String, reason: String },
+    #[error("backend {backend}: circuit open, not called")]
+    CircuitOpen { backend: Arc<str> },
+    #[error("backend {backend}: bulkhead full ({max} calls in flight), not called")]
+    BulkheadFull { backend: Arc<str>, max: usize },
+    #[error("backend {backend}: rate limited, not called")]
+    RateLimited { backend: Arc<str> },
+    #[error("backend {backend}: the request's deadline passed before the call")]
+    Deadline { backend: Arc<str> },
     #[error("backend {backend}: fetch was cancelled")]
     Cancelled { backend: Arc<str> },
 }
@@ -34,8 +49,32 @@ impl FetchError {
     /// The `extensions.code` a GraphQL error for this failure carries.
     pub fn code(&self) -> &'static str {
         match self {
-            FetchError::Timeout { .. } => "TIMEOUT",
+            FetchError::Timeout { .. } | FetchError::Deadline { .. } => "TIMEOUT",
+            FetchError::CircuitOpen { .. } => "CIRCUIT_OPEN",
+            FetchError::BulkheadFull { .. } => "BULKHEAD_FULL",
+            FetchError::RateLimited { .. } => "RATE_LIMITED",
             _ => "BACKEND_ERROR",
+        }
+    }
+
+    /// What the breaker makes of it: 4xx and local rejections count for nothing.
+    fn breaker_outcome(&self) -> Outcome {
+        match self {
+            FetchError::Status { status, .. } if *status < 500 => Outcome::Ignored,
+            FetchError::Connect { .. }
+            | FetchError::Timeout { .. }
+            | FetchError::Status { .. }
+            | FetchError::Body { .. } => Outcome::Failure,
+            _ => Outcome::Ignored,
+        }
+    }
+
+    /// Worth another attempt (for a read): the backend may answer next time.
+    fn retryable(&self) -> bool {
+        match self {
+            FetchError::Status { status, .. } => *status >= 500,
+            FetchError::Connect { .. } | FetchError::Timeout { .. } => true,
+            _ => false,
         }
     }
 }
@@ -45,17 +84,26 @@ impl FetchError {
 pub struct BackendSettings {
     pub name: String,
     pub url: String,
-    pub timeout: Duration,
     pub max_batch_size: usize,
+    pub resilience: Resilience,
 }
 
-#[derive(Debug)]
 pub struct Backend {
     name: Arc<str>,
     base: String,
     client: reqwest::Client,
-    timeout: Duration,
     max_batch_size: usize,
+    resilience: Resilience,
+    breaker: Breaker,
+    limiter: Limiter,
+    bulkhead: Arc<Semaphore>,
+    budget: RetryBudget,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("name", &self.name).field("base", &self.base).finish_non_exhaustive()
+    }
 }
 
 /// Longest path shown in an error message or span; batch URLs can be long.
@@ -72,6 +120,13 @@ fn shown(path: &str) -> String {
     format!("{}…", &path[..end])
 }
 
+/// A backend's `Retry-After` in seconds (the HTTP-date form is not honoured).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 =
+        response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(3600)))
+}
+
 impl Backend {
     pub fn name(&self) -> &str {
         &self.name
@@ -81,24 +136,117 @@ impl Backend {
         self.max_batch_size
     }
 
-    /// One HTTP call; the body must be JSON. The span is the unit operators trace.
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, FetchError> {
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// One fetch through the whole policy stack. Outer to inner:
+    /// fallback (per field, in the engine) → retry (reads only, within the retry budget, never
+    /// while the breaker is open) → circuit breaker → rate limit → bulkhead → per-attempt
+    /// timeout (capped by what is left of the request's deadline) → HTTP.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        deadline: Instant,
+        read: bool,
+    ) -> Result<Value, FetchError> {
         let span = tracing::info_span!(
             "backend fetch",
             backend = %self.name,
             http.request.method = method.as_str(),
             url.path = %shown(path),
             http.response.status_code = tracing::field::Empty,
+            retries = tracing::field::Empty,
         );
-        self.call_inner(method, path, body).instrument(span).await
+        async {
+            self.budget.record_request();
+            let mut attempt = 0;
+            loop {
+                let result = self.attempt(method, path, body, deadline).await;
+                let outcome = match &result {
+                    Ok(_) => "ok",
+                    Err(e) => e.code(),
+                };
+                metrics::counter!(m::BACKEND_CALLS, "backend" => self.name.to_string(), "outcome" => outcome.to_ascii_lowercase())
+                    .increment(1);
+                match result {
+                    Err(e)
+                        if read
+                            && e.retryable()
+                            && attempt < self.resilience.max_retries
+                            && self.breaker.state() != breaker::State::Open
+                            && self.budget.try_withdraw() =>
+                    {
+                        attempt += 1;
+                        tracing::Span::current().record("retries", attempt);
+                        metrics::counter!(m::RETRIES, "backend" => self.name.to_string()).increment(1);
+                        let pause = policy::backoff(self.resilience.backoff_base, attempt);
+                        if Instant::now() + pause >= deadline {
+                            return Err(e);
+                        }
+                        tokio::time::sleep(pause).await;
+                    }
+                    other => return other,
+                }
+            }
+        }
+        .instrument(span)
+        .await
     }
 
-    async fn call_inner(
+    fn reject(&self, reason: &'static str) {
+        metrics::counter!(m::REJECTIONS, "backend" => self.name.to_string(), "reason" => reason).increment(1);
+    }
+
+    async fn attempt(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
+        deadline: Instant,
     ) -> Result<Value, FetchError> {
+        let backend = self.name.clone();
+        let Ok(permit) = self.breaker.try_acquire() else {
+            self.reject("circuit_open");
+            return Err(FetchError::CircuitOpen { backend });
+        };
+        if !self.limiter.admit() {
+            self.reject("rate_limited");
+            permit.record(Outcome::Ignored);
+            return Err(FetchError::RateLimited { backend });
+        }
+        let Ok(_slot) = self.bulkhead.clone().try_acquire_owned() else {
+            self.reject("bulkhead_full");
+            permit.record(Outcome::Ignored);
+            return Err(FetchError::BulkheadFull { backend, max: self.resilience.max_concurrent });
+        };
+        let now = Instant::now();
+        let timeout = self.resilience.attempt_timeout.min(deadline.saturating_duration_since(now));
+        if timeout.is_zero() {
+            permit.record(Outcome::Ignored);
+            return Err(FetchError::Deadline { backend });
+        }
+        let result = match tokio::time::timeout(timeout, self.http(method, path, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout {
+                backend,
+                method: method.as_str(),
+                path: shown(path),
+                after_ms: timeout.as_millis() as u64,
+            }),
+        };
+        metrics::histogram!(m::BACKEND_LATENCY, "backend" => self.name.to_string())
+            .record(now.elapsed().as_secs_f64());
+        permit.record(match &result {
+            Ok(_) => Outcome::Success,
+            Err(e) => e.breaker_outcome(),
+        });
+        result
+    }
+
+    async fn http(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, FetchError> {
         let url = format!("{}{}", self.base, path);
         let m = method.as_str();
         let mut request = match method {
@@ -108,47 +256,36 @@ impl Backend {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let backend = self.name.clone();
-        let timeout = self.timeout;
-        let work = async {
-            let response = request.send().await.map_err(|e| FetchError::Connect {
-                backend: backend.clone(),
-                method: m,
-                path: shown(path),
-                reason: e.to_string(),
-            })?;
-            let status = response.status();
-            tracing::Span::current().record("http.response.status_code", status.as_u16());
-            if !status.is_success() {
-                return Err(FetchError::Status {
-                    backend: backend.clone(),
-                    method: m,
-                    path: shown(path),
-                    status: status.as_u16(),
-                });
-            }
-            let bytes = response.bytes().await.map_err(|e| FetchError::Connect {
-                backend: backend.clone(),
-                method: m,
-                path: shown(path),
-                reason: e.to_string(),
-            })?;
-            serde_json::from_slice(&bytes).map_err(|e| FetchError::Body {
-                backend: backend.clone(),
-                method: m,
-                path: shown(path),
-                reason: e.to_string(),
-            })
+        let backend = &self.name;
+        let connect = |e: reqwest::Error| FetchError::Connect {
+            backend: backend.clone(),
+            method: m,
+            path: shown(path),
+            reason: e.to_string(),
         };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(FetchError::Timeout {
-                backend,
+        let response = request.send().await.map_err(connect)?;
+        let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            && let Some(wait) = retry_after(&response)
+        {
+            self.limiter.pause_for(wait);
+        }
+        if !status.is_success() {
+            return Err(FetchError::Status {
+                backend: backend.clone(),
                 method: m,
                 path: shown(path),
-                after_ms: timeout.as_millis() as u64,
-            }),
+                status: status.as_u16(),
+            });
         }
+        let bytes = response.bytes().await.map_err(connect)?;
+        serde_json::from_slice(&bytes).map_err(|e| FetchError::Body {
+            backend: backend.clone(),
+            method: m,
+            path: shown(path),
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -175,12 +312,26 @@ impl Backends {
                     .tcp_nodelay(true)
                     .build()
                     .map_err(|e| ClientError { backend: s.name.clone(), reason: e.to_string() })?;
+                let name: Arc<str> = Arc::from(s.name.as_str());
+                let r = s.resilience;
+                let state_name = name.to_string();
+                let breaker = Breaker::new(r.breaker, Arc::new(TokioClock)).on_transition(move |state| {
+                    for st in [breaker::State::Closed, breaker::State::Open, breaker::State::HalfOpen] {
+                        let value = if st == state { 1.0 } else { 0.0 };
+                        metrics::gauge!(m::BREAKER_STATE, "backend" => state_name.clone(), "state" => st.as_str()).set(value);
+                    }
+                });
+                metrics::gauge!(m::BREAKER_STATE, "backend" => name.to_string(), "state" => "closed").set(1.0);
                 Ok(Backend {
-                    name: Arc::from(s.name.as_str()),
                     base: s.url.trim_end_matches('/').to_owned(),
                     client,
-                    timeout: s.timeout,
                     max_batch_size: s.max_batch_size.max(1),
+                    breaker,
+                    limiter: Limiter::new(r.rate_per_sec, r.burst),
+                    bulkhead: Arc::new(Semaphore::new(r.max_concurrent.max(1))),
+                    budget: RetryBudget::new(r.retry_ratio, r.retry_floor_per_sec),
+                    resilience: r,
+                    name,
                 })
             })
             .collect::<Result<_, ClientError>>()?;
@@ -193,6 +344,10 @@ impl Backends {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(|b| b.name())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Backend> {
+        self.list.iter()
     }
 }
 

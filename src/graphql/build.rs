@@ -20,6 +20,12 @@ pub struct QueryLimits {
     pub max_depth: usize,
 }
 
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self { max_depth: 16 }
+    }
+}
+
 pub fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema, SchemaError> {
     let mut builder = Schema::build(&model.query, model.mutation.as_deref(), None)
         .limit_depth(limits.max_depth)

@@ -9,6 +9,7 @@ mod nulls;
 pub mod sdl;
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,10 @@ use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Opera
 use async_graphql::{Request, ServerError, Variables};
 use serde_json::{Map, Value, json};
 
+use crate::backends::breaker::BreakerSettings;
+use crate::backends::policy::Resilience;
 use crate::backends::{BackendSettings, Backends, Batcher, ClientError};
+use crate::config::{BackendConfig, EngineConfig};
 pub use build::QueryLimits;
 use model::{Diagnostics, FacadeSchema};
 pub use sdl::LoadError;
@@ -35,31 +39,42 @@ pub enum EngineError {
     Client(#[from] ClientError),
 }
 
-/// Per-backend settings that override what the SDL declares (from config or demo mode).
-#[derive(Debug, Clone, Default)]
-pub struct BackendOverride {
-    pub url: Option<String>,
-    pub timeout_ms: Option<u64>,
-    pub max_batch_size: Option<usize>,
-}
-
 /// How the engine is built beyond what the SDL says.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
-    pub overrides: HashMap<String, BackendOverride>,
-    pub default_timeout: Duration,
-    pub default_max_batch_size: usize,
+    /// Per-backend settings that win over `@backend` (from config; URLs in demo mode).
+    pub overrides: HashMap<String, BackendConfig>,
+    /// Defaults for what neither the override nor `@backend` sets.
+    pub defaults: EngineConfig,
     pub limits: QueryLimits,
 }
 
-impl Default for EngineOptions {
-    fn default() -> Self {
-        Self {
-            overrides: HashMap::new(),
-            default_timeout: Duration::from_secs(1),
-            default_max_batch_size: 100,
-            limits: QueryLimits { max_depth: 16 },
-        }
+/// One backend's settings: config override, else `@backend`, else the engine defaults.
+fn backend_settings(decl: &model::BackendDecl, options: &EngineOptions) -> BackendSettings {
+    let o = options.overrides.get(&decl.name).cloned().unwrap_or_default();
+    let d = &options.defaults;
+    let breaker = BreakerSettings::default();
+    let resilience = Resilience {
+        attempt_timeout: Duration::from_millis(o.timeout_ms.or(decl.timeout_ms).unwrap_or(d.timeout_ms)),
+        max_concurrent: o.max_concurrent.or(decl.max_concurrent).unwrap_or(d.max_concurrent),
+        rate_per_sec: o.rate_per_sec.or(decl.rate_per_sec).and_then(NonZeroU32::new),
+        burst: o.burst.or(decl.burst).and_then(NonZeroU32::new),
+        max_retries: o.max_retries.or(decl.max_retries).unwrap_or(d.max_retries),
+        retry_ratio: o.retry_ratio.unwrap_or(0.2),
+        retry_floor_per_sec: o.retry_floor_per_sec.unwrap_or(10),
+        breaker: BreakerSettings {
+            min_calls: o.breaker_min_calls.unwrap_or(breaker.min_calls),
+            failure_ratio: o.breaker_failure_ratio.unwrap_or(breaker.failure_ratio),
+            open_for: o.breaker_open_ms.map_or(breaker.open_for, Duration::from_millis),
+            ..breaker
+        },
+        ..Resilience::default()
+    };
+    BackendSettings {
+        name: decl.name.clone(),
+        url: o.url.unwrap_or_else(|| decl.url.clone()),
+        max_batch_size: o.max_batch_size.or(decl.max_batch_size).unwrap_or(d.max_batch_size),
+        resilience,
     }
 }
 
@@ -125,6 +140,7 @@ impl Outcome {
 /// An executable facade schema bound to its backends. Immutable; swapped whole on reload.
 pub struct Engine {
     schema: Schema,
+    request_timeout: Duration,
     backends: Arc<Backends>,
     model: FacadeSchema,
 }
@@ -136,28 +152,11 @@ impl Engine {
     }
 
     pub fn from_model(model: FacadeSchema, options: &EngineOptions) -> Result<Self, EngineError> {
-        let settings = model
-            .backends
-            .iter()
-            .map(|b| {
-                let o = options.overrides.get(&b.name).cloned().unwrap_or_default();
-                BackendSettings {
-                    name: b.name.clone(),
-                    url: o.url.unwrap_or_else(|| b.url.clone()),
-                    timeout: o
-                        .timeout_ms
-                        .or(b.timeout_ms)
-                        .map_or(options.default_timeout, Duration::from_millis),
-                    max_batch_size: o
-                        .max_batch_size
-                        .or(b.max_batch_size)
-                        .unwrap_or(options.default_max_batch_size),
-                }
-            })
-            .collect();
+        let settings = model.backends.iter().map(|b| backend_settings(b, options)).collect();
         let backends = Arc::new(Backends::new(settings)?);
         let schema = build::build_schema(&model, options.limits).map_err(|e| EngineError::Build(e.0))?;
-        Ok(Self { schema, backends, model })
+        let request_timeout = Duration::from_millis(options.defaults.request_timeout_ms);
+        Ok(Self { schema, request_timeout, backends, model })
     }
 
     pub fn model(&self) -> &FacadeSchema {
@@ -196,7 +195,8 @@ impl Engine {
         }
         gql.set_parsed_query(document);
         let sink = Arc::new(nulls::ErrorSink::default());
-        let gql = gql.data(Batcher::new(self.backends.clone())).data(sink.clone());
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let gql = gql.data(Batcher::new(self.backends.clone(), deadline)).data(sink.clone());
         let mut response = self.schema.execute(gql).await;
         let (field_errors, data_is_null) = sink.finish();
         response.errors.extend(field_errors);

@@ -59,6 +59,10 @@ pub struct BackendDecl {
     pub url: String,
     pub timeout_ms: Option<u64>,
     pub max_batch_size: Option<usize>,
+    pub max_concurrent: Option<usize>,
+    pub rate_per_sec: Option<u32>,
+    pub burst: Option<u32>,
+    pub max_retries: Option<u32>,
     pub loc: Loc,
 }
 

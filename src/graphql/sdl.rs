@@ -194,32 +194,34 @@ impl<'a> Analyzer<'a> {
             self.error(file, d.pos, msg);
             return;
         }
+        const NUMBERS: [&str; 6] =
+            ["timeoutMs", "maxBatchSize", "maxConcurrent", "ratePerSec", "burst", "maxRetries"];
         let mut name = None;
         let mut url = None;
-        let mut timeout_ms = None;
-        let mut max_batch_size = None;
+        let mut numbers: HashMap<&'static str, u64> = HashMap::new();
         for (arg, value) in &d.node.arguments {
-            match (arg.node.as_str(), &value.node) {
-                ("name", GqlValue::String(s)) => name = Some(s.clone()),
-                ("url", GqlValue::String(s)) => url = Some(s.clone()),
-                ("timeoutMs", GqlValue::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {
-                    timeout_ms = n.as_u64()
-                }
-                ("maxBatchSize", GqlValue::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {
-                    max_batch_size = n.as_u64().map(|n| n as usize)
-                }
-                ("name" | "url", _) => {
+            let number = NUMBERS.iter().find(|k| **k == arg.node.as_str()).copied();
+            match (arg.node.as_str(), &value.node, number) {
+                ("name", GqlValue::String(s), _) => name = Some(s.clone()),
+                ("url", GqlValue::String(s), _) => url = Some(s.clone()),
+                ("name" | "url", _, _) => {
                     self.error(file, value.pos, format!("@backend argument {} must be a string", arg.node))
                 }
-                ("timeoutMs" | "maxBatchSize", _) => self.error(
+                // maxRetries may be 0; every other number must be positive.
+                (_, GqlValue::Number(n), Some(key))
+                    if n.as_u64().is_some_and(|n| n > 0 || key == "maxRetries") =>
+                {
+                    numbers.insert(key, n.as_u64().unwrap_or(0));
+                }
+                (_, _, Some(_)) => self.error(
                     file,
                     value.pos,
                     format!("@backend argument {} must be a positive integer", arg.node),
                 ),
-                (other, _) => self.error(
+                (other, _, None) => self.error(
                     file,
                     arg.pos,
-                    format!("unknown @backend argument {other} (known: name, url, timeoutMs, maxBatchSize)"),
+                    format!("unknown @backend argument {other} (known: name, url, {})", NUMBERS.join(", ")),
                 ),
             }
         }
@@ -235,7 +237,17 @@ impl<'a> Analyzer<'a> {
         if let Err(reason) = check_url(&url) {
             self.error(file, d.pos, format!("backend {name:?}: {reason}"));
         }
-        self.backends.push(BackendDecl { name, url, timeout_ms, max_batch_size, loc: loc(file, d.pos) });
+        self.backends.push(BackendDecl {
+            name,
+            url,
+            timeout_ms: numbers.get("timeoutMs").copied(),
+            max_batch_size: numbers.get("maxBatchSize").map(|n| *n as usize),
+            max_concurrent: numbers.get("maxConcurrent").map(|n| *n as usize),
+            rate_per_sec: numbers.get("ratePerSec").map(|n| (*n).min(u64::from(u32::MAX)) as u32),
+            burst: numbers.get("burst").map(|n| (*n).min(u64::from(u32::MAX)) as u32),
+            max_retries: numbers.get("maxRetries").map(|n| (*n).min(100) as u32),
+            loc: loc(file, d.pos),
+        });
     }
 
     fn convert(&mut self) -> FacadeSchema {

@@ -2,6 +2,8 @@
 //! JSON lines on stderr. Spans are opened per HTTP request (in `http/`), per GraphQL
 //! execution (in the engine) and per backend fetch (in `backends/`).
 
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;
 

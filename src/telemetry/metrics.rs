@@ -1,0 +1,43 @@
+//! Every metric name in one place, and the Prometheus recorder behind `/metrics`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Backend calls by `backend` and `outcome` (`ok`, or the error code in lower case).
+pub const BACKEND_CALLS: &str = "facade_backend_calls_total";
+/// Latency of backend calls that reached the backend, by `backend`, in seconds.
+pub const BACKEND_LATENCY: &str = "facade_backend_request_duration_seconds";
+/// Calls refused before reaching a backend or the engine, by `reason`
+/// (`circuit_open`, `bulkhead_full`, `rate_limited`, `door_client`, `door_device`).
+pub const REJECTIONS: &str = "facade_rejections_total";
+/// Breaker state per `backend`: 1 for the current `state` (closed, open, half_open), 0 else.
+pub const BREAKER_STATE: &str = "facade_breaker_state";
+/// Retries made, by `backend`.
+pub const RETRIES: &str = "facade_backend_retries_total";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls return the same handle. `None` if
+/// another recorder was installed first.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(BACKEND_LATENCY.to_owned()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                )
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Prometheus text for `/metrics`.
+pub fn render() -> String {
+    handle().map(PrometheusHandle::render).unwrap_or_default()
+}
