@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use crate::config::{BackendConfig, Config};
 use crate::demo::{DemoBackends, DemoError, DemoOptions};
+use crate::graphql::limits::OperationLimits;
 use crate::graphql::{Engine, EngineError, EngineOptions, QueryLimits};
 use crate::http::{self, AppState};
 
@@ -46,6 +47,12 @@ pub fn engine_options(config: &Config, demo: Option<&DemoBackends>) -> EngineOpt
         overrides,
         defaults: config.engine.clone(),
         limits: QueryLimits { max_depth: config.limits.max_depth },
+        operation_limits: OperationLimits {
+            max_aliases: config.limits.max_aliases,
+            max_root_fields: config.limits.max_root_fields,
+            max_cost: config.limits.max_cost,
+            default_list_size: config.limits.default_list_size,
+        },
     }
 }
 
@@ -59,7 +66,14 @@ impl App {
         };
         let engine = Engine::load(&config.schema_dir, &engine_options(config, demo.as_deref()))?;
         let state = AppState { engine: Arc::new(engine), demo: demo.clone() };
-        let router = http::router(state, config.limits.body_bytes);
+        crate::telemetry::metrics::handle();
+        let door = http::door::Door::new(http::door::DoorLimits {
+            client_rate: config.limits.client_rate_per_sec,
+            client_burst: config.limits.client_burst,
+            device_rate: config.limits.device_rate_per_sec,
+            device_burst: config.limits.device_burst,
+        });
+        let router = http::router(state, config.limits.body_bytes, door);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Listen { addr: config.listen, source })?;

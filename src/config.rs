@@ -54,11 +54,38 @@ pub struct Limits {
     pub body_bytes: usize,
     /// Deepest selection nesting a query may have.
     pub max_depth: usize,
+    /// Most aliases in one operation.
+    pub max_aliases: usize,
+    /// Most root fields in one operation.
+    pub max_root_fields: usize,
+    /// Highest estimated cost: each field once per item of the lists above it.
+    pub max_cost: u64,
+    /// List length the cost assumes for a list field without a `first` argument.
+    pub default_list_size: u64,
+    /// Requests per second per client (`X-Facade-Client`, or the endpoint's client).
+    pub client_rate_per_sec: u32,
+    /// Burst per client.
+    pub client_burst: u32,
+    /// Requests per second per device (`X-Device-Id`).
+    pub device_rate_per_sec: u32,
+    /// Burst per device.
+    pub device_burst: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { body_bytes: 1024 * 1024, max_depth: 16 }
+        Self {
+            body_bytes: 1024 * 1024,
+            max_depth: 16,
+            max_aliases: 30,
+            max_root_fields: 20,
+            max_cost: 50_000,
+            default_list_size: 10,
+            client_rate_per_sec: 5_000,
+            client_burst: 10_000,
+            device_rate_per_sec: 20,
+            device_burst: 40,
+        }
     }
 }
 

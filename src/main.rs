@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(serve(config, listen, schema, demo, log_format)))
         }
         Command::DemoBackends { base_port, seed, latency_ms, jitter_ms, error_rate } => {
-            let faults = Faults { latency_ms, jitter_ms, error_rate, hang: false };
+            let faults = Faults { latency_ms, jitter_ms, error_rate, ..Faults::default() };
             runtime().and_then(|rt| rt.block_on(demo_backends(DemoOptions { seed, base_port, faults })))
         }
     };

@@ -40,6 +40,12 @@ pub struct Faults {
     pub error_rate: f64,
     /// Requests wait without answering until `hang` is turned off again.
     pub hang: bool,
+    /// The next this-many requests fail (with `errorStatus`), then faults go back to the rest.
+    pub fail_next: u32,
+    /// Status of injected failures (default 500); 429 carries `Retry-After: retryAfterSecs`.
+    pub error_status: Option<u16>,
+    /// `Retry-After` seconds sent with an injected 429.
+    pub retry_after_secs: Option<u32>,
 }
 
 impl Faults {
@@ -52,6 +58,11 @@ impl Faults {
         if self.latency_ms > HOUR_MS || self.jitter_ms > HOUR_MS {
             return Err("latencyMs and jitterMs must be at most 3600000 (one hour)".to_owned());
         }
+        if let Some(status) = self.error_status
+            && !(400..=599).contains(&status)
+        {
+            return Err(format!("errorStatus must be a 4xx or 5xx status, got {status}"));
+        }
         Ok(())
     }
 }
@@ -63,11 +74,19 @@ pub struct BackendState {
     data: DemoData,
     requests: AtomicU64,
     faults: watch::Sender<Faults>,
+    /// Injected failures still owed from `fail_next`.
+    fail_next: std::sync::atomic::AtomicU32,
 }
 
 impl BackendState {
     fn new(name: &'static str, data: DemoData, faults: Faults) -> Self {
-        Self { name, data, requests: AtomicU64::new(0), faults: watch::Sender::new(faults) }
+        Self {
+            name,
+            data,
+            requests: AtomicU64::new(0),
+            fail_next: std::sync::atomic::AtomicU32::new(faults.fail_next),
+            faults: watch::Sender::new(faults),
+        }
     }
 
     /// Requests served so far (control routes excluded).
@@ -80,6 +99,7 @@ impl BackendState {
     }
 
     pub fn set_faults(&self, faults: Faults) {
+        self.fail_next.store(faults.fail_next, Ordering::Relaxed);
         self.faults.send_replace(faults);
     }
 }

@@ -54,8 +54,18 @@ async fn faults_layer(State(state): St, request: Request, next: Next) -> Respons
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    if f.error_rate > 0.0 && (mix(n ^ 0xE44) % 10_000) as f64 / 10_000.0 < f.error_rate {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "injected fault").into_response();
+    let owed =
+        state.fail_next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok();
+    if owed || (f.error_rate > 0.0 && (mix(n ^ 0xE44) % 10_000) as f64 / 10_000.0 < f.error_rate) {
+        let status = f
+            .error_status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, "injected fault").into_response();
+        if let Some(secs) = f.retry_after_secs {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        return response;
     }
     next.run(request).await
 }

@@ -133,6 +133,7 @@ struct Plan {
     name: String,
     shape: Shape,
     binding: Binding,
+    fallback: Option<Value>,
     /// The `@http` fields of the type this field returns, to prefetch (see [`prefetch`]).
     children: Vec<Child>,
 }
@@ -170,6 +171,7 @@ fn build_field(model: &FacadeSchema, owner: &str, def: &FieldDef) -> Field {
         name: def.name.clone(),
         shape: shape(model, &def.ty),
         binding: def.binding.clone(),
+        fallback: def.fallback.clone(),
         children,
     });
     let mut field = Field::new(&def.name, type_ref(&def.ty), move |ctx| resolve(plan.clone(), ctx));
@@ -203,7 +205,20 @@ fn resolve(plan: Arc<Plan>, ctx: ResolverContext<'_>) -> FieldFuture<'_> {
         }
         Binding::Http(http) => {
             let http = http.clone();
-            FieldFuture::new(async move { resolve_http(&plan, &http, &ctx).await })
+            FieldFuture::new(async move {
+                match (resolve_http(&plan, &http, &ctx).await, &plan.fallback) {
+                    // A fallback that does not fit the field's type keeps the fetch's error (and code).
+                    (Err(mut error), Some(fallback)) => convert(&plan, fallback.clone(), &plan.shape)
+                        .map_err(|bad| {
+                            error.message = format!(
+                                "{} (and the @fallback value does not fit: {})",
+                                error.message, bad.message
+                            );
+                            error
+                        }),
+                    (result, _) => result,
+                }
+            })
         }
     }
 }

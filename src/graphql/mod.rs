@@ -4,6 +4,7 @@
 //! JSON back.
 
 pub mod build;
+pub mod limits;
 pub mod model;
 mod nulls;
 pub mod sdl;
@@ -47,6 +48,7 @@ pub struct EngineOptions {
     /// Defaults for what neither the override nor `@backend` sets.
     pub defaults: EngineConfig,
     pub limits: QueryLimits,
+    pub operation_limits: limits::OperationLimits,
 }
 
 /// One backend's settings: config override, else `@backend`, else the engine defaults.
@@ -140,6 +142,7 @@ impl Outcome {
 /// An executable facade schema bound to its backends. Immutable; swapped whole on reload.
 pub struct Engine {
     schema: Schema,
+    operation_limits: limits::OperationLimits,
     request_timeout: Duration,
     backends: Arc<Backends>,
     model: FacadeSchema,
@@ -156,7 +159,7 @@ impl Engine {
         let backends = Arc::new(Backends::new(settings)?);
         let schema = build::build_schema(&model, options.limits).map_err(|e| EngineError::Build(e.0))?;
         let request_timeout = Duration::from_millis(options.defaults.request_timeout_ms);
-        Ok(Self { schema, request_timeout, backends, model })
+        Ok(Self { schema, operation_limits: options.operation_limits, request_timeout, backends, model })
     }
 
     pub fn model(&self) -> &FacadeSchema {
@@ -172,12 +175,24 @@ impl Engine {
         self.schema.sdl()
     }
 
-    /// Parses the document; a syntax error is a request error.
+    /// Parses the document and checks the operation limits; a failure is a request error.
     pub fn parse(&self, request: GraphqlRequest) -> Result<Parsed, Outcome> {
-        match async_graphql::parser::parse_query(&request.query) {
-            Ok(document) => Ok(Parsed { request, document }),
-            Err(e) => Err(Outcome::request_errors(vec![e.into()])),
-        }
+        let document = async_graphql::parser::parse_query(&request.query)
+            .map_err(|e| Outcome::request_errors(vec![e.into()]))?;
+        let empty = Map::new();
+        let variables = request.variables.as_ref().unwrap_or(&empty);
+        limits::check(
+            &document,
+            request.operation_name.as_deref(),
+            &self.model,
+            variables,
+            self.operation_limits,
+        )
+        .map_err(|reason| {
+            let error = ServerError::new(reason, None);
+            Outcome::request_errors(vec![error])
+        })?;
+        Ok(Parsed { request, document })
     }
 
     #[tracing::instrument(name = "graphql execute", skip_all, fields(graphql.operation.name))]

@@ -142,6 +142,8 @@ pub struct FieldDef {
     pub args: Vec<ArgDef>,
     pub ty: Type,
     pub binding: Binding,
+    /// `@fallback(value: …)`: served instead of an error when the field's fetch fails.
+    pub fallback: Option<serde_json::Value>,
     pub deprecation: Option<Option<String>>,
     pub loc: Loc,
 }

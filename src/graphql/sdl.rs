@@ -391,6 +391,7 @@ impl<'a> Analyzer<'a> {
             f.node.arguments.iter().filter_map(|a| self.input_value(file, &path, a)).collect();
         let mut binding = Binding::Parent;
         let mut deprecation = None;
+        let mut fallback = None;
         for d in &f.node.directives {
             match d.node.name.node.as_str() {
                 "http" => {
@@ -398,6 +399,18 @@ impl<'a> Analyzer<'a> {
                         binding = Binding::Http(Arc::new(http));
                     }
                 }
+                "fallback" => match string_arg(&d.node, "value") {
+                    None => self.error(file, d.pos, format!("{path}: @fallback needs a value")),
+                    Some((_, v)) if v.node == GqlValue::Null && !f.node.ty.node.nullable => self.error(
+                        file,
+                        v.pos,
+                        format!("{path}: type mismatch: @fallback value null for a non-null field"),
+                    ),
+                    Some((_, v)) => match v.node.clone().into_json() {
+                        Ok(json) => fallback = Some(json),
+                        Err(e) => self.error(file, v.pos, format!("{path}: bad @fallback value: {e}")),
+                    },
+                },
                 "deprecated" => {
                     let reason = string_arg(&d.node, "reason").and_then(|(_, v)| match &v.node {
                         GqlValue::String(s) => Some(s.clone()),
@@ -408,7 +421,7 @@ impl<'a> Analyzer<'a> {
                 other => self.error(
                     file,
                     d.pos,
-                    format!("{path}: unknown directive @{other} (known: @http, @deprecated)"),
+                    format!("{path}: unknown directive @{other} (known: @http, @fallback, @deprecated)"),
                 ),
             }
         }
@@ -425,6 +438,7 @@ impl<'a> Analyzer<'a> {
             args,
             ty: f.node.ty.node.clone(),
             binding,
+            fallback,
             deprecation,
             loc: loc(file, f.pos),
         })

@@ -2,6 +2,7 @@
 //! business logic; handlers call the engine and the demo backends and shape their answers.
 
 mod demo;
+pub mod door;
 mod error;
 mod graphql;
 mod ops;
@@ -24,11 +25,16 @@ pub struct AppState {
     pub demo: Option<Arc<DemoBackends>>,
 }
 
-/// All routes, with the body limit and a tracing span per request.
-pub fn router(state: AppState, body_limit: usize) -> Router {
-    let mut router = Router::new()
+/// All routes, with the body limit and a tracing span per request; device-facing routes
+/// pass the door's rate limits first.
+pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Router {
+    let devices = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .layer(axum::middleware::from_fn_with_state(door, door::guard));
+    let mut router = Router::new()
+        .merge(devices)
         .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
         .route("/schema.graphql", get(ops::schema_sdl));
     if state.demo.is_some() {
         router = router

@@ -11,6 +11,23 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "status": "ok", "backends": backends }))
 }
 
+/// Prometheus text: backend calls by outcome, breaker states, rejections, latencies.
+pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    // Breaker gauges are set on transitions; refresh them so a scrape always sees every backend.
+    for backend in state.engine.backends().iter() {
+        let current = backend.breaker().state();
+        for s in [
+            crate::backends::breaker::State::Closed,
+            crate::backends::breaker::State::Open,
+            crate::backends::breaker::State::HalfOpen,
+        ] {
+            metrics::gauge!(crate::telemetry::metrics::BREAKER_STATE, "backend" => backend.name().to_owned(), "state" => s.as_str())
+                .set(if s == current { 1.0 } else { 0.0 });
+        }
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::metrics::render())
+}
+
 /// The executable schema as SDL (without Facade's binding directives).
 pub async fn schema_sdl(State(state): State<AppState>) -> String {
     state.engine.sdl()
