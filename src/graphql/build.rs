@@ -463,7 +463,12 @@ fn leaf_value(leaf: Leaf, value: Value) -> Result<GqlValue, String> {
         (Leaf::Text, Value::String(s)) => Ok(GqlValue::String(s)),
         (Leaf::Text, v @ (Value::Number(_) | Value::Bool(_))) => Ok(GqlValue::String(v.to_string())),
         (Leaf::Int, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(GqlValue::Number(n)),
-        (Leaf::Float, Value::Number(n)) => Ok(GqlValue::Number(n)),
+        (Leaf::Float, Value::Number(n)) if n.is_f64() => Ok(GqlValue::Number(n)),
+        (Leaf::Float, Value::Number(n)) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map(GqlValue::Number)
+            .ok_or_else(|| format!("Float, got {n}")),
         (Leaf::Bool, Value::Bool(b)) => Ok(GqlValue::Boolean(b)),
         (Leaf::Enum, Value::String(s)) => Ok(GqlValue::Enum(Name::new(s))),
         (Leaf::Custom, v) => GqlValue::from_json(v).map_err(|e| e.to_string()),

@@ -5,4 +5,5 @@ mod bench_smoke;
 mod engine;
 mod graphql_http;
 mod helpers;
+mod resilience;
 mod schema_check;
