@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Benchmarks for Facade: chattiness, batching, parallelism, throughput, overhead.
+/// Benchmarks for Facade: chattiness, batching, parallelism, throughput, overhead, isolation.
 #[derive(Parser)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -44,6 +44,7 @@ enum Scenario {
     Parallelism,
     Throughput,
     Overhead,
+    Isolation,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +101,7 @@ async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -
             Scenario::Parallelism,
             Scenario::Throughput,
             Scenario::Overhead,
+            Scenario::Isolation,
         ];
     }
     let env = scenarios::Env::start(smoke)?;
@@ -122,6 +124,7 @@ async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -
             Scenario::Parallelism => scenarios::parallelism(&env).await?,
             Scenario::Throughput => scenarios::throughput(&env).await?,
             Scenario::Overhead => scenarios::overhead(&env).await?,
+            Scenario::Isolation => scenarios::isolation(&env).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         println!("## {}\n\n{}\n", report.name, report.table);

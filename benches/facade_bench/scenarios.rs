@@ -325,3 +325,54 @@ pub async fn overhead(env: &Env) -> anyhow::Result<Report> {
     );
     Ok(Report { name: "overhead", table, figures: json!({"facade": f, "direct": d}) })
 }
+
+/// Scenario 6: bulkhead and breaker isolation. p99 of the home query while artwork hangs
+/// (after a warm-up in which the breaker opens), over p99 of a healthy run; and the time to
+/// reject with the breaker open.
+pub async fn isolation(env: &Env) -> anyhow::Result<Report> {
+    let (vus, secs, warm) = if env.smoke { (4, 1, 500) } else { (20, 15, 3000) };
+    let duration = Duration::from_secs(secs);
+    let home = Target::post(env.graphql(), &home_body());
+    let healthy = load::closed_loop(&home, vus, duration).await;
+    let artwork = env.backends.url("artwork").to_owned();
+    let client = load::client(2);
+    client.post(format!("{artwork}/_demo/faults")).json(&json!({"hang": true})).send().await?;
+    // Warm-up: the first calls wait out their 1 s timeouts until the breaker opens.
+    load::closed_loop(&home, vus, Duration::from_millis(warm)).await;
+    let hung = load::closed_loop(&home, vus, duration).await;
+    let one = Duration::from_millis(if env.smoke { 300 } else { 3000 });
+    let open = load::closed_loop(
+        &Target::post(env.graphql(), &json!({"query": "{ title(id: 7) { name artwork { url } } }"})),
+        1,
+        one,
+    )
+    .await;
+    client.post(format!("{artwork}/_demo/faults")).json(&json!({})).send().await?;
+    let closed = load::closed_loop(
+        &Target::post(env.graphql(), &json!({"query": "{ title(id: 7) { name artwork { url } } }"})),
+        1,
+        one,
+    )
+    .await;
+    let ratio = hung.p99_ms / healthy.p99_ms;
+    let table = format!(
+        "Home query, closed loop, {vus} users, {secs} s each:\n\n| run | RPS | p50 ms | p99 ms |\n|---|---:|---:|---:|\n\
+         | all backends healthy | {:.0} | {:.1} | {:.1} |\n| artwork hanging (breaker open after warm-up) | {:.0} | {:.1} | {:.1} |\n\n\
+         Isolation ratio p99(hanging) / p99(healthy) = **{ratio:.2}** (goal ≤ 1.2).\n\n\
+         Time to reject: `{{ title(id: 7) {{ name artwork {{ url }} }} }}` takes p50 {:.3} ms with artwork's breaker open \
+         vs {:.3} ms with artwork healthy (one user).",
+        healthy.rps,
+        healthy.p50_ms,
+        healthy.p99_ms,
+        hung.rps,
+        hung.p50_ms,
+        hung.p99_ms,
+        open.p50_ms,
+        closed.p50_ms
+    );
+    Ok(Report {
+        name: "isolation",
+        table,
+        figures: json!({"healthy": healthy, "hanging": hung, "ratio": ratio, "open_p50_ms": open.p50_ms, "closed_p50_ms": closed.p50_ms}),
+    })
+}

@@ -15,7 +15,9 @@ fn every_scenario_runs_and_counts_are_right() {
         .expect("facade-bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for section in ["## chattiness", "## batching", "## parallelism", "## throughput", "## overhead"] {
+    for section in
+        ["## chattiness", "## batching", "## parallelism", "## throughput", "## overhead", "## isolation"]
+    {
         assert!(stdout.contains(section), "missing {section}");
     }
     let figures: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
@@ -31,5 +33,9 @@ fn every_scenario_runs_and_counts_are_right() {
         assert_eq!(s["errors"], 0, "{side}: {s}");
     }
     assert_eq!(figures["overhead"]["facade"]["errors"], 0);
+    assert_eq!(
+        figures["isolation"]["hanging"]["errors"], 0,
+        "a hanging backend still gets HTTP 200 with partial data"
+    );
     assert!(figures["parallelism"]["server_ms"].as_f64().unwrap() > 0.0);
 }
