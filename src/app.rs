@@ -73,7 +73,10 @@ impl App {
             device_rate: config.limits.device_rate_per_sec,
             device_burst: config.limits.device_burst,
         });
-        let router = http::router(state, config.limits.body_bytes, door);
+        let admin = http::admin::AdminTokens(Arc::new(
+            config.admin.token_sha256.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+        ));
+        let router = http::router(state, config.limits.body_bytes, door, admin);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Listen { addr: config.listen, source })?;

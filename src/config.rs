@@ -30,6 +30,16 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     pub shutdown_grace_secs: u64,
+    /// The admin API.
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// SHA-256 (hex) of each admin token; `facade token new` makes a token and its hash.
+    /// Empty: the admin API answers 403.
+    pub token_sha256: Vec<String>,
 }
 
 impl Default for Config {
@@ -43,6 +53,7 @@ impl Default for Config {
             log: LogConfig::default(),
             demo: DemoConfig::default(),
             shutdown_grace_secs: 10,
+            admin: AdminConfig::default(),
         }
     }
 }

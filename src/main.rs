@@ -73,6 +73,18 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// Admin tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new random admin token. Prints the token (give it to the operator; it is shown
+    /// only now) and the line to put in facade.toml under [admin], which holds only its hash.
+    New,
 }
 
 #[derive(Subcommand)]
@@ -91,6 +103,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Schema { command: SchemaCommand::Check { schema } } => check(&schema),
+        Command::Token { command: TokenCommand::New } => new_token(),
         Command::Serve { config, listen, schema, demo, log_format } => {
             runtime().and_then(|rt| rt.block_on(serve(config, listen, schema, demo, log_format)))
         }
@@ -110,6 +123,15 @@ fn main() -> ExitCode {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")
+}
+
+fn new_token() -> anyhow::Result<()> {
+    let (token, hash) =
+        facade::http::admin::new_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    println!("token: {token}");
+    println!("# facade.toml (or FACADE_ADMIN__TOKEN_SHA256='[\"{hash}\"]'):");
+    println!("[admin]\ntoken_sha256 = [\"{hash}\"]");
+    Ok(())
 }
 
 fn check(dir: &std::path::Path) -> anyhow::Result<()> {

@@ -96,6 +96,8 @@ enum Phase {
 
 #[derive(Debug)]
 struct Inner {
+    /// Settings live under the lock so they can change at runtime.
+    settings: BreakerSettings,
     phase: Phase,
     buckets: Vec<Bucket>,
     /// Base open time for the next trip; doubles after each failed trial.
@@ -104,7 +106,6 @@ struct Inner {
 }
 
 pub struct Breaker {
-    settings: BreakerSettings,
     clock: Arc<dyn Clock>,
     start: Instant,
     /// Returns a value in [-1, 1]; scaled by `settings.jitter`.
@@ -128,11 +129,11 @@ impl Breaker {
     pub fn new(settings: BreakerSettings, clock: Arc<dyn Clock>) -> Self {
         let start = clock.now();
         Self {
-            settings,
             clock,
             start,
             random: Box::new(|| fastrand::f64() * 2.0 - 1.0),
             inner: Mutex::new(Inner {
+                settings,
                 phase: Phase::Closed,
                 buckets: vec![Bucket::default(); settings.buckets.max(1) as usize],
                 next_open_for: settings.open_for,
@@ -156,6 +157,40 @@ impl Breaker {
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn settings(&self) -> BreakerSettings {
+        self.inner().settings
+    }
+
+    /// Changes the numbers; the state (open, closed, half-open) and the window are kept,
+    /// except that a new bucket count starts an empty window.
+    pub fn set_settings(&self, settings: BreakerSettings) {
+        let mut inner = self.inner();
+        if settings.buckets != inner.settings.buckets {
+            inner.buckets = vec![Bucket::default(); settings.buckets.max(1) as usize];
+        }
+        inner.next_open_for =
+            inner.next_open_for.clamp(settings.open_for, settings.max_open_for.max(settings.open_for));
+        inner.settings = settings;
+    }
+
+    /// Operator controls: `trip` opens the breaker now (for the current open time), `reset`
+    /// closes it and forgets the window and the backoff.
+    pub fn force(&self, open: bool) {
+        let now = self.clock.now();
+        let mut inner = self.inner();
+        if open {
+            self.open(&mut inner, now);
+        } else {
+            inner.next_open_for = inner.settings.open_for;
+            for b in &mut inner.buckets {
+                *b = Bucket::default();
+            }
+            if !matches!(inner.phase, Phase::Closed) {
+                self.transition(&mut inner, Phase::Closed);
+            }
+        }
     }
 
     pub fn state(&self) -> State {
@@ -201,17 +236,15 @@ impl Breaker {
         (self.on_transition)(state);
     }
 
-    fn bucket_width(&self) -> Duration {
-        self.settings.window / self.settings.buckets.max(1)
-    }
-
-    fn epoch(&self, now: Instant) -> u64 {
-        (now.duration_since(self.start).as_nanos() / self.bucket_width().as_nanos().max(1)) as u64
+    fn epoch(&self, settings: &BreakerSettings, now: Instant) -> u64 {
+        let width = settings.window / settings.buckets.max(1);
+        (now.duration_since(self.start).as_nanos() / width.as_nanos().max(1)) as u64
     }
 
     fn open(&self, inner: &mut Inner, now: Instant) {
         let base = inner.next_open_for;
-        let jittered = base.mul_f64((1.0 + self.settings.jitter * (self.random)().clamp(-1.0, 1.0)).max(0.0));
+        let jittered =
+            base.mul_f64((1.0 + inner.settings.jitter * (self.random)().clamp(-1.0, 1.0)).max(0.0));
         for b in &mut inner.buckets {
             *b = Bucket::default();
         }
@@ -224,11 +257,11 @@ impl Breaker {
         if trial {
             match outcome {
                 Outcome::Success => {
-                    inner.next_open_for = self.settings.open_for;
+                    inner.next_open_for = inner.settings.open_for;
                     self.transition(&mut inner, Phase::Closed);
                 }
                 Outcome::Failure => {
-                    inner.next_open_for = (inner.next_open_for * 2).min(self.settings.max_open_for);
+                    inner.next_open_for = (inner.next_open_for * 2).min(inner.settings.max_open_for);
                     self.open(&mut inner, now);
                 }
                 Outcome::Ignored => inner.phase = Phase::HalfOpen { trial_in_flight: false },
@@ -238,7 +271,7 @@ impl Breaker {
         if outcome == Outcome::Ignored || !matches!(inner.phase, Phase::Closed) {
             return;
         }
-        let epoch = self.epoch(now);
+        let epoch = self.epoch(&inner.settings, now);
         let len = inner.buckets.len() as u64;
         let bucket = &mut inner.buckets[(epoch % len) as usize];
         if bucket.epoch != epoch {
@@ -253,9 +286,8 @@ impl Breaker {
             .iter()
             .filter(|b| b.epoch + len > epoch)
             .fold((0u32, 0u32), |(c, f), b| (c + b.calls, f + b.failures));
-        if calls >= self.settings.min_calls
-            && f64::from(failures) >= self.settings.failure_ratio * f64::from(calls)
-        {
+        let settings = inner.settings;
+        if calls >= settings.min_calls && f64::from(failures) >= settings.failure_ratio * f64::from(calls) {
             self.open(&mut inner, now);
         }
     }

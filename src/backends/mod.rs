@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -93,11 +94,30 @@ pub struct Backend {
     base: String,
     client: reqwest::Client,
     max_batch_size: usize,
-    resilience: Resilience,
     breaker: Breaker,
+    /// Swapped whole when an operator changes the numbers; each call works on one snapshot.
+    policy: ArcSwap<Policy>,
+}
+
+/// The policy numbers of a backend and the state that depends on them. A change builds a new
+/// one: the rate limiter and retry budget start afresh, calls in flight finish on the old
+/// bulkhead (so the new limit can be briefly exceeded during the switch).
+struct Policy {
+    resilience: Resilience,
     limiter: Limiter,
     bulkhead: Arc<Semaphore>,
     budget: RetryBudget,
+}
+
+impl Policy {
+    fn new(r: Resilience) -> Self {
+        Self {
+            limiter: Limiter::new(r.rate_per_sec, r.burst),
+            bulkhead: Arc::new(Semaphore::new(r.max_concurrent.max(1))),
+            budget: RetryBudget::new(r.retry_ratio, r.retry_floor_per_sec),
+            resilience: r,
+        }
+    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -140,6 +160,23 @@ impl Backend {
         &self.breaker
     }
 
+    /// The numbers in force.
+    pub fn resilience(&self) -> Resilience {
+        let mut r = self.policy.load().resilience.clone();
+        r.breaker = self.breaker.settings();
+        r
+    }
+
+    /// Changes the numbers at runtime (admin API).
+    pub fn set_resilience(&self, r: Resilience) {
+        self.breaker.set_settings(r.breaker);
+        self.policy.store(Arc::new(Policy::new(r)));
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     /// One fetch through the whole policy stack. Outer to inner:
     /// fallback (per field, in the engine) → retry (reads only, within the retry budget, never
     /// while the breaker is open) → circuit breaker → rate limit → bulkhead → per-attempt
@@ -161,10 +198,11 @@ impl Backend {
             retries = tracing::field::Empty,
         );
         async {
-            self.budget.record_request();
+            let policy = self.policy.load_full();
+            policy.budget.record_request();
             let mut attempt = 0;
             loop {
-                let result = self.attempt(method, path, body, deadline).await;
+                let result = self.attempt(&policy, method, path, body, deadline).await;
                 let outcome = match &result {
                     Ok(_) => "ok",
                     Err(e) => e.code(),
@@ -175,14 +213,14 @@ impl Backend {
                     Err(e)
                         if read
                             && e.retryable()
-                            && attempt < self.resilience.max_retries
+                            && attempt < policy.resilience.max_retries
                             && self.breaker.state() != breaker::State::Open
-                            && self.budget.try_withdraw() =>
+                            && policy.budget.try_withdraw() =>
                     {
                         attempt += 1;
                         tracing::Span::current().record("retries", attempt);
                         metrics::counter!(m::RETRIES, "backend" => self.name.to_string()).increment(1);
-                        let pause = policy::backoff(self.resilience.backoff_base, attempt);
+                        let pause = policy::backoff(policy.resilience.backoff_base, attempt);
                         if Instant::now() + pause >= deadline {
                             return Err(e);
                         }
@@ -202,6 +240,7 @@ impl Backend {
 
     async fn attempt(
         &self,
+        policy: &Policy,
         method: Method,
         path: &str,
         body: Option<&Value>,
@@ -212,23 +251,23 @@ impl Backend {
             self.reject("circuit_open");
             return Err(FetchError::CircuitOpen { backend });
         };
-        if !self.limiter.admit() {
+        if !policy.limiter.admit() {
             self.reject("rate_limited");
             permit.record(Outcome::Ignored);
             return Err(FetchError::RateLimited { backend });
         }
-        let Ok(_slot) = self.bulkhead.clone().try_acquire_owned() else {
+        let Ok(_slot) = policy.bulkhead.clone().try_acquire_owned() else {
             self.reject("bulkhead_full");
             permit.record(Outcome::Ignored);
-            return Err(FetchError::BulkheadFull { backend, max: self.resilience.max_concurrent });
+            return Err(FetchError::BulkheadFull { backend, max: policy.resilience.max_concurrent });
         };
         let now = Instant::now();
-        let timeout = self.resilience.attempt_timeout.min(deadline.saturating_duration_since(now));
+        let timeout = policy.resilience.attempt_timeout.min(deadline.saturating_duration_since(now));
         if timeout.is_zero() {
             permit.record(Outcome::Ignored);
             return Err(FetchError::Deadline { backend });
         }
-        let result = match tokio::time::timeout(timeout, self.http(method, path, body)).await {
+        let result = match tokio::time::timeout(timeout, self.http(policy, method, path, body)).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::Timeout {
                 backend,
@@ -246,7 +285,13 @@ impl Backend {
         result
     }
 
-    async fn http(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, FetchError> {
+    async fn http(
+        &self,
+        policy: &Policy,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, FetchError> {
         let url = format!("{}{}", self.base, path);
         let m = method.as_str();
         let mut request = match method {
@@ -269,7 +314,7 @@ impl Backend {
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS
             && let Some(wait) = retry_after(&response)
         {
-            self.limiter.pause_for(wait);
+            policy.limiter.pause_for(wait);
         }
         if !status.is_success() {
             return Err(FetchError::Status {
@@ -327,10 +372,7 @@ impl Backends {
                     client,
                     max_batch_size: s.max_batch_size.max(1),
                     breaker,
-                    limiter: Limiter::new(r.rate_per_sec, r.burst),
-                    bulkhead: Arc::new(Semaphore::new(r.max_concurrent.max(1))),
-                    budget: RetryBudget::new(r.retry_ratio, r.retry_floor_per_sec),
-                    resilience: r,
+                    policy: ArcSwap::from_pointee(Policy::new(r)),
                     name,
                 })
             })

@@ -1,6 +1,7 @@
 //! HTTP only: axum routes, request limits, content negotiation and error mapping. No
 //! business logic; handlers call the engine and the demo backends and shape their answers.
 
+pub mod admin;
 mod demo;
 pub mod door;
 mod error;
@@ -27,12 +28,18 @@ pub struct AppState {
 
 /// All routes, with the body limit and a tracing span per request; device-facing routes
 /// pass the door's rate limits first.
-pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Router {
+pub fn router(
+    state: AppState,
+    body_limit: usize,
+    door: Arc<door::Door>,
+    admin: admin::AdminTokens,
+) -> Router {
     let devices = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .layer(axum::middleware::from_fn_with_state(door, door::guard));
     let mut router = Router::new()
         .merge(devices)
+        .merge(admin::routes(admin))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/schema.graphql", get(ops::schema_sdl));

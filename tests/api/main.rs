@@ -1,6 +1,7 @@
 //! One integration-test binary: each module starts real Facade servers on 127.0.0.1:0 with
 //! the demo backends over real HTTP.
 
+mod admin;
 mod bench_smoke;
 mod engine;
 mod graphql_http;

@@ -1,0 +1,244 @@
+//! The admin API (`/admin/v1`), bearer-token protected. For now: backends — see each one's
+//! policy numbers and breaker, change the numbers at runtime, trip or reset a breaker.
+//!
+//! Admin tokens are never stored: config holds their SHA-256 (`[admin] token_sha256`), made
+//! with `facade token new`. A request's token is hashed and compared in constant time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::backends::Backend;
+
+/// SHA-256 of a token, lower-case hex.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random admin token (256 bits) and its hash.
+pub fn new_token() -> Result<(String, String), getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let token = format!("fcd_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The configured token hashes.
+#[derive(Clone, Default)]
+pub struct AdminTokens(pub Arc<Vec<String>>);
+
+/// 401 without a valid `Authorization: Bearer` admin token; the token is never logged.
+pub async fn require_admin(
+    State(tokens): State<AdminTokens>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if tokens.0.is_empty() {
+        return Err(ApiError::Forbidden(
+            "the admin API is disabled: no admin token is configured ([admin] token_sha256; see `facade token new`)".into(),
+        ));
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(presented) = presented else {
+        return Err(ApiError::Unauthorized("missing bearer token".into()));
+    };
+    let hash = token_hash(presented);
+    if !tokens.0.iter().any(|h| constant_time_eq(h.as_bytes(), hash.as_bytes())) {
+        return Err(ApiError::Unauthorized("invalid token".into()));
+    }
+    Ok(next.run(request).await)
+}
+
+pub fn routes(tokens: AdminTokens) -> Router<AppState> {
+    use axum::routing::{get, post};
+    Router::new()
+        .route("/admin/v1/backends", get(list_backends))
+        .route("/admin/v1/backends/{name}", get(get_backend).patch(patch_backend))
+        .route("/admin/v1/backends/{name}/breaker", post(breaker_action))
+        .layer(axum::middleware::from_fn_with_state(tokens, require_admin))
+}
+
+fn view(b: &Backend) -> Value {
+    let r = b.resilience();
+    json!({
+        "name": b.name(),
+        "url": b.base_url(),
+        "maxBatchSize": b.max_batch_size(),
+        "policy": {
+            "timeoutMs": r.attempt_timeout.as_millis() as u64,
+            "maxConcurrent": r.max_concurrent,
+            "ratePerSec": r.rate_per_sec.map(|n| n.get()),
+            "burst": r.burst.map(|n| n.get()),
+            "maxRetries": r.max_retries,
+            "retryRatio": r.retry_ratio,
+            "retryFloorPerSec": r.retry_floor_per_sec,
+            "breakerMinCalls": r.breaker.min_calls,
+            "breakerFailureRatio": r.breaker.failure_ratio,
+            "breakerOpenMs": r.breaker.open_for.as_millis() as u64,
+            "breakerMaxOpenMs": r.breaker.max_open_for.as_millis() as u64,
+        },
+        "breaker": { "state": b.breaker().state().as_str(), "transitions": b.breaker().transitions() },
+    })
+}
+
+fn find<'a>(state: &'a AppState, name: &str) -> Result<&'a Backend, ApiError> {
+    state.engine.backends().iter().find(|b| b.name() == name).ok_or_else(|| {
+        let known: Vec<&str> = state.engine.backends().names().collect();
+        ApiError::NotFound(format!("unknown backend {name:?} (known: {})", known.join(", ")))
+    })
+}
+
+async fn list_backends(State(state): State<AppState>) -> Json<Vec<Value>> {
+    Json(state.engine.backends().iter().map(view).collect())
+}
+
+async fn get_backend(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(view(find(&state, &name)?)))
+}
+
+/// The numbers an operator may change; absent fields stay as they are. `ratePerSec: 0`
+/// removes the rate limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicyPatch {
+    timeout_ms: Option<u64>,
+    max_concurrent: Option<usize>,
+    rate_per_sec: Option<u32>,
+    burst: Option<u32>,
+    max_retries: Option<u32>,
+    retry_ratio: Option<f64>,
+    retry_floor_per_sec: Option<u32>,
+    breaker_min_calls: Option<u32>,
+    breaker_failure_ratio: Option<f64>,
+    breaker_open_ms: Option<u64>,
+    breaker_max_open_ms: Option<u64>,
+}
+
+async fn patch_backend(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<PolicyPatch>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let backend = find(&state, &name)?;
+    let Json(p) = body.map_err(|e| ApiError::BadRequest(format!("backend {name}: {}", e.body_text())))?;
+    let bad = |field: &str, rule: &str| ApiError::BadRequest(format!("backend {name}: {field} {rule}"));
+    let mut r = backend.resilience();
+    if let Some(ms) = p.timeout_ms {
+        if ms == 0 || ms > 600_000 {
+            return Err(bad("timeoutMs", "must be between 1 and 600000"));
+        }
+        r.attempt_timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = p.max_concurrent {
+        if n == 0 || n > 100_000 {
+            return Err(bad("maxConcurrent", "must be between 1 and 100000"));
+        }
+        r.max_concurrent = n;
+    }
+    if let Some(n) = p.rate_per_sec {
+        r.rate_per_sec = std::num::NonZeroU32::new(n);
+    }
+    if let Some(n) = p.burst {
+        r.burst = Some(std::num::NonZeroU32::new(n).ok_or_else(|| bad("burst", "must be at least 1"))?);
+    }
+    if let Some(n) = p.max_retries {
+        if n > 10 {
+            return Err(bad("maxRetries", "must be at most 10"));
+        }
+        r.max_retries = n;
+    }
+    for (field, value, target) in [
+        ("retryRatio", p.retry_ratio, &mut r.retry_ratio),
+        ("breakerFailureRatio", p.breaker_failure_ratio, &mut r.breaker.failure_ratio),
+    ] {
+        if let Some(v) = value {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(field, "must be between 0.0 and 1.0"));
+            }
+            *target = v;
+        }
+    }
+    if let Some(n) = p.retry_floor_per_sec {
+        r.retry_floor_per_sec = n;
+    }
+    if let Some(n) = p.breaker_min_calls {
+        r.breaker.min_calls = n.max(1);
+    }
+    if let Some(ms) = p.breaker_open_ms {
+        r.breaker.open_for = Duration::from_millis(ms.max(1));
+    }
+    if let Some(ms) = p.breaker_max_open_ms {
+        r.breaker.max_open_for = Duration::from_millis(ms.max(1));
+    }
+    if r.breaker.max_open_for < r.breaker.open_for {
+        return Err(bad("breakerMaxOpenMs", "must not be below breakerOpenMs"));
+    }
+    backend.set_resilience(r);
+    tracing::info!(backend = %name, "backend policy changed through the admin API");
+    Ok(Json(view(backend)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerAction {
+    action: String,
+}
+
+async fn breaker_action(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<BreakerAction>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let backend = find(&state, &name)?;
+    let Json(a) = body.map_err(|e| ApiError::BadRequest(format!("breaker of {name}: {}", e.body_text())))?;
+    match a.action.as_str() {
+        "trip" => backend.breaker().force(true),
+        "reset" => backend.breaker().force(false),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "breaker of {name}: unknown action {other:?} (trip, reset)"
+            )));
+        }
+    }
+    tracing::info!(backend = %name, action = %a.action, "breaker forced through the admin API");
+    Ok(Json(view(backend)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_hash_and_compare() {
+        let (token, hash) = new_token().unwrap();
+        assert!(token.starts_with("fcd_") && token.len() == 68);
+        assert_eq!(token_hash(&token), hash);
+        assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert!(constant_time_eq(b"ab", b"ab"));
+        assert!(!constant_time_eq(b"ab", b"ac") && !constant_time_eq(b"ab", b"abc"));
+    }
+}

@@ -1,0 +1,91 @@
+//! The admin API for backends: bearer auth, runtime policy changes, breaker controls.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_with};
+
+/// The token whose SHA-256 the test config holds.
+const TOKEN: &str = "fcd_test_token";
+
+async fn admin_app() -> TestApp {
+    let hash = facade::http::admin::token_hash(TOKEN);
+    spawn_with(move |c| c.admin.token_sha256 = vec![hash]).await
+}
+
+fn req(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    app.client.request(method, format!("{}/admin/v1{path}", app.base))
+}
+
+#[tokio::test]
+async fn no_or_bad_token_is_401_and_no_configured_token_is_403() {
+    let app = admin_app().await;
+    let r = req(&app, reqwest::Method::GET, "/backends").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = req(&app, reqwest::Method::GET, "/backends").bearer_auth("nope").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body = r.text().await.unwrap();
+    assert!(!body.contains("nope"), "a presented token is never echoed");
+    let r = req(&app, reqwest::Method::GET, "/backends").bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Vec<Value>>().await.unwrap().len(), 6);
+
+    let unconfigured = spawn_with(|_| {}).await;
+    let r = req(&unconfigured, reqwest::Method::GET, "/backends").bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn policy_changes_apply_at_runtime_and_bad_input_is_refused() {
+    let app = admin_app().await;
+    let patch = |body: Value| {
+        req(&app, reqwest::Method::PATCH, "/backends/catalog").bearer_auth(TOKEN).json(&body).send()
+    };
+    let r = patch(json!({"ratePerSec": 1, "burst": 2, "maxRetries": 0})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["policy"]["burst"], 2);
+    let query = "{ a: title(id: 1) { id } b: title(id: 2) { id } c: title(id: 3) { id } }";
+    let (body, calls) = app.calls_during(app.graphql(query, json!({}))).await;
+    assert_eq!(calls["catalog"], 2, "the new burst is in force");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+
+    for (bad, field) in [
+        (json!({"maxConcurrent": 0}), "maxConcurrent"),
+        (json!({"retryRatio": 1.5}), "retryRatio"),
+        (json!({"breakerOpenMs": 5000, "breakerMaxOpenMs": 10}), "breakerMaxOpenMs"),
+        (json!({"maxConcurent": 3}), "maxConcurent"),
+    ] {
+        let r = patch(bad).await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains(field), "{field}");
+    }
+    let r = req(&app, reqwest::Method::PATCH, "/backends/nope")
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn operators_can_trip_and_reset_a_breaker() {
+    let app = admin_app().await;
+    let action = |a: &'static str| {
+        req(&app, reqwest::Method::POST, "/backends/catalog/breaker")
+            .bearer_auth(TOKEN)
+            .json(&json!({"action": a}))
+            .send()
+    };
+    let view: Value = action("trip").await.unwrap().json().await.unwrap();
+    assert_eq!(view["breaker"]["state"], "open");
+    let (body, calls) = app.calls_during(app.graphql("{ title(id: 1) { id } }", json!({}))).await;
+    assert_eq!(calls["catalog"], 0);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "CIRCUIT_OPEN");
+    let view: Value = action("reset").await.unwrap().json().await.unwrap();
+    assert_eq!(view["breaker"]["state"], "closed");
+    let body = app.graphql("{ title(id: 1) { id } }", json!({})).await;
+    assert_eq!(body["data"]["title"]["id"], "1");
+    assert_eq!(action("explode").await.unwrap().status(), 400);
+}
