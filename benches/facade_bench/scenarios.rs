@@ -30,7 +30,7 @@ pub struct Env {
 impl Env {
     pub fn start(smoke: bool) -> anyhow::Result<Self> {
         let backends = Backends::start()?;
-        let facade = start_facade(&backends, None)?;
+        let facade = start_facade(&backends, None, smoke)?;
         let facade_url = procs::server_url(&facade)?;
         Ok(Self { backends, facade, facade_url, smoke })
     }
@@ -40,8 +40,14 @@ impl Env {
     }
 }
 
-fn start_facade(backends: &Backends, max_batch_size: Option<usize>) -> anyhow::Result<Proc> {
+fn start_facade(backends: &Backends, max_batch_size: Option<usize>, smoke: bool) -> anyhow::Result<Proc> {
     let mut env: Vec<(&str, String)> = Vec::new();
+    if smoke {
+        // The isolation scenario waits out artwork's timeouts until its breaker opens: keep
+        // that short when only checking the harness.
+        env.push(("FACADE_BACKENDS__ARTWORK__TIMEOUT_MS", "50".to_owned()));
+        env.push(("FACADE_BACKENDS__ARTWORK__BREAKER_MIN_CALLS", "4".to_owned()));
+    }
     let vars = backends.facade_env();
     for (k, v) in &vars {
         env.push((k.as_str(), v.clone()));
@@ -196,7 +202,7 @@ pub async fn batching(env: &Env) -> anyhow::Result<Report> {
     let before = backend_calls(&env.backends).await;
     target.send(&client).await.map_err(anyhow::Error::msg)?;
     let mid = backend_calls(&env.backends).await;
-    let per_item_facade = start_facade(&env.backends, Some(1))?;
+    let per_item_facade = start_facade(&env.backends, Some(1), false)?;
     let per_item_target =
         Target::post(format!("{}/graphql", procs::server_url(&per_item_facade)?), &home_body());
     per_item_target.send(&client).await.map_err(anyhow::Error::msg)?;

@@ -129,14 +129,31 @@ impl Parsed {
 /// happened: the document did not parse or validate), which GraphQL over HTTP answers with 400.
 #[derive(Debug)]
 pub struct Outcome {
-    pub body: Value,
+    /// The serialized JSON body.
+    pub body: bytes::Bytes,
     pub request_error: bool,
 }
 
 impl Outcome {
     fn request_errors(errors: Vec<ServerError>) -> Self {
-        Self { body: json!({ "errors": errors }), request_error: true }
+        Self { body: json!({ "errors": errors }).to_string().into(), request_error: true }
     }
+
+    /// A request error with one message.
+    pub fn request_error(message: &str) -> Self {
+        Self { body: json!({ "errors": [{ "message": message }] }).to_string().into(), request_error: true }
+    }
+}
+
+/// A response body serialized straight from async-graphql's values (no detour through
+/// `serde_json::Value`, which cost a copy of every field).
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    data: &'a async_graphql::Value,
+    #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
+    errors: &'a [ServerError],
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
 }
 
 /// An executable facade schema bound to its backends. Immutable; swapped whole on reload.
@@ -225,17 +242,12 @@ impl Engine {
         if request_error {
             return Outcome::request_errors(response.errors);
         }
-        let mut body = Map::new();
-        body.insert("data".into(), response.data.into_json().unwrap_or(Value::Null));
-        if !response.errors.is_empty() {
-            body.insert("errors".into(), serde_json::to_value(&response.errors).unwrap_or(Value::Null));
-        }
-        if !response.extensions.is_empty() {
-            body.insert(
-                "extensions".into(),
-                serde_json::to_value(&response.extensions).unwrap_or(Value::Null),
-            );
-        }
-        Outcome { body: Value::Object(body), request_error: false }
+        let body = Body { data: &response.data, errors: &response.errors, extensions: &response.extensions };
+        let body = serde_json::to_vec(&body).unwrap_or_else(|e| {
+            json!({ "errors": [{ "message": format!("the response could not be serialized: {e}") }] })
+                .to_string()
+                .into_bytes()
+        });
+        Outcome { body: body.into(), request_error: false }
     }
 }

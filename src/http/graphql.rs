@@ -70,7 +70,11 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
 }
 
 fn respond(media: MediaType, status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    respond_bytes(media, status, body.to_string().into())
+}
+
+fn respond_bytes(media: MediaType, status: StatusCode, body: bytes::Bytes) -> Response {
+    let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, media.header());
     response
 }
@@ -92,7 +96,7 @@ fn outcome(media: MediaType, outcome: Outcome) -> Response {
     } else {
         StatusCode::OK
     };
-    respond(media, status, &outcome.body)
+    respond_bytes(media, status, outcome.body)
 }
 
 /// Reads an optional JSON object (variables, extensions) that may also be null.
@@ -201,13 +205,7 @@ async fn run(state: &AppState, media: MediaType, request: GraphqlRequest, over_g
             return response;
         }
         Some(OperationKind::Subscription) => {
-            return outcome(
-                media,
-                Outcome {
-                    body: json!({ "errors": [{ "message": "subscriptions are not supported over HTTP" }] }),
-                    request_error: true,
-                },
-            );
+            return outcome(media, Outcome::request_error("subscriptions are not supported over HTTP"));
         }
         _ => {}
     }
