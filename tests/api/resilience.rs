@@ -325,3 +325,25 @@ async fn operation_limits_refuse_costly_or_wide_queries_with_a_reason() {
     let text = r.text().await.unwrap();
     assert!(text.contains("estimated cost") && text.contains("the limit is 1000"), "{text}");
 }
+
+#[tokio::test]
+async fn a_full_bulkhead_rejects_at_once_instead_of_queueing() {
+    let app = spawn_with(|c| {
+        let b = backend(c, "catalog");
+        b.max_concurrent = Some(2);
+        b.max_retries = Some(0);
+    })
+    .await;
+    app.set_faults("catalog", json!({"latencyMs": 200})).await;
+    let query = format!(
+        "{{ {} }}",
+        (1..=5).map(|i| format!("t{i}: title(id: {i}) {{ id }}")).collect::<Vec<_>>().join(" ")
+    );
+    let (body, calls) = app.calls_during(app.graphql(&query, json!({}))).await;
+    assert_eq!(calls["catalog"], 2, "two in flight, the other three refused");
+    let mut full = codes(&body);
+    full.sort();
+    assert_eq!(full, ["BULKHEAD_FULL"; 3]);
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("bulkhead full (2 calls in flight)"), "{message}");
+}
