@@ -16,6 +16,7 @@ use crate::demo::{DemoBackends, DemoError, DemoOptions};
 use crate::graphql::limits::OperationLimits;
 use crate::graphql::{Engine, EngineError, EngineOptions, QueryLimits};
 use crate::http::{self, AppState};
+use crate::registry::Registry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -23,6 +24,8 @@ pub enum AppError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Demo(#[from] DemoError),
+    #[error("registry: {0}")]
+    Registry(#[from] crate::registry::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -64,8 +67,16 @@ impl App {
         } else {
             None
         };
-        let engine = Engine::load(&config.schema_dir, &engine_options(config, demo.as_deref()))?;
-        let state = AppState { engine: Arc::new(engine), demo: demo.clone() };
+        let engine = Arc::new(Engine::load(&config.schema_dir, &engine_options(config, demo.as_deref()))?);
+        let registry = Registry::open(&config.database.url, engine.clone()).await?;
+        registry.watch(Duration::from_secs(config.database.poll_secs.max(1)));
+        let admin_tokens = http::admin::AdminTokens(Arc::new(
+            config.admin.token_sha256.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+        ));
+        let state = AppState { engine, registry: registry.clone(), admin_tokens, demo: demo.clone() };
+        if config.demo.enabled {
+            crate::registry::samples::publish_samples(&registry).await?;
+        }
         crate::telemetry::metrics::handle();
         let door = http::door::Door::new(http::door::DoorLimits {
             client_rate: config.limits.client_rate_per_sec,
@@ -73,10 +84,7 @@ impl App {
             device_rate: config.limits.device_rate_per_sec,
             device_burst: config.limits.device_burst,
         });
-        let admin = http::admin::AdminTokens(Arc::new(
-            config.admin.token_sha256.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
-        ));
-        let router = http::router(state, config.limits.body_bytes, door, admin);
+        let router = http::router(state, config.limits.body_bytes, door);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Listen { addr: config.listen, source })?;

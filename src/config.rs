@@ -32,6 +32,25 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// The admin API.
     pub admin: AdminConfig,
+    /// Where the registry (clients, endpoints, versions, rollouts, tokens) lives.
+    pub database: DatabaseConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` (created and migrated on first start) or `postgres://…` for several
+    /// instances sharing one registry.
+    pub url: String,
+    /// Seconds between checks for changes made by other instances (PostgreSQL also pushes
+    /// them at once with LISTEN/NOTIFY).
+    pub poll_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://facade.db".to_owned(), poll_secs: 5 }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -54,6 +73,7 @@ impl Default for Config {
             demo: DemoConfig::default(),
             shutdown_grace_secs: 10,
             admin: AdminConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }

@@ -125,6 +125,47 @@ impl Parsed {
     }
 }
 
+/// How a variable's value is read from a query-string parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarKind {
+    Int,
+    Float,
+    Boolean,
+    /// String, ID, enums and custom scalars: the text as it is.
+    Text,
+    /// Lists and input objects: the text is JSON.
+    Json,
+}
+
+/// A stored document, parsed and validated once (at publish or load), run many times.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub text: String,
+    pub operation_name: Option<String>,
+    pub kind: OperationKind,
+    document: ExecutableDocument,
+    variables: Vec<(String, VarKind)>,
+}
+
+impl Prepared {
+    /// A query-string parameter as the JSON value of the variable it names: numbers and
+    /// booleans are parsed by the variable's declared type; unknown names are ignored.
+    pub fn variable_from_text(&self, name: &str, raw: &str) -> Option<Value> {
+        let (_, kind) = self.variables.iter().find(|(n, _)| n == name)?;
+        Some(match kind {
+            VarKind::Int => raw.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(raw.to_owned())),
+            VarKind::Float => raw.parse::<f64>().map(Value::from).unwrap_or_else(|_| Value::String(raw.to_owned())),
+            VarKind::Boolean => match raw {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                other => Value::String(other.to_owned()),
+            },
+            VarKind::Text => Value::String(raw.to_owned()),
+            VarKind::Json => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned())),
+        })
+    }
+}
+
 /// The JSON body of a GraphQL response, and whether it is a request error (no execution
 /// happened: the document did not parse or validate), which GraphQL over HTTP answers with 400.
 #[derive(Debug)]
@@ -210,6 +251,97 @@ impl Engine {
             Outcome::request_errors(vec![error])
         })?;
         Ok(Parsed { request, document })
+    }
+
+    /// Parses `text`, picks its operation and validates it against this schema without
+    /// running it. Every problem comes back, with line:column where there is one.
+    pub async fn prepare(&self, text: &str, operation_name: Option<&str>) -> Result<Prepared, Vec<String>> {
+        let document = async_graphql::parser::parse_query(text).map_err(|e| {
+            let at = e.positions().next().map(|p| format!("{}:{}: ", p.line, p.column)).unwrap_or_default();
+            vec![format!("{at}{}", e.to_string().replace('\n', " ").trim())]
+        })?;
+        let operation = match (&document.operations, operation_name) {
+            (DocumentOperations::Single(op), None) => op,
+            (DocumentOperations::Single(_), Some(name)) => {
+                return Err(vec![format!("operation {name:?} is not in the document (it has one unnamed operation)")]);
+            }
+            (DocumentOperations::Multiple(ops), Some(name)) => ops
+                .get(name)
+                .ok_or_else(|| vec![format!("operation {name:?} is not in the document")])?,
+            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next().expect("one"),
+            (DocumentOperations::Multiple(_), None) => {
+                return Err(vec!["the document has several operations: give operationName".to_owned()]);
+            }
+        };
+        let kind = match operation.node.ty {
+            OperationType::Query => OperationKind::Query,
+            OperationType::Mutation => OperationKind::Mutation,
+            OperationType::Subscription => return Err(vec!["subscriptions cannot be endpoints".to_owned()]),
+        };
+        let variables = operation
+            .node
+            .variable_definitions
+            .iter()
+            .map(|v| {
+                let ty = &v.node.var_type.node;
+                let kind = match &ty.base {
+                    async_graphql::parser::types::BaseType::List(_) => VarKind::Json,
+                    async_graphql::parser::types::BaseType::Named(n) => match (n.as_str(), self.model.types.get(n.as_str())) {
+                        ("Int", _) => VarKind::Int,
+                        ("Float", _) => VarKind::Float,
+                        ("Boolean", _) => VarKind::Boolean,
+                        (_, Some(model::TypeDef::Input { .. })) => VarKind::Json,
+                        _ => VarKind::Text,
+                    },
+                };
+                (v.node.name.node.to_string(), kind)
+            })
+            .collect();
+        // Validation without execution: in introspection-only mode no resolver runs.
+        let mut request = Request::new(text).only_introspection();
+        if let Some(name) = operation_name {
+            request = request.operation_name(name);
+        }
+        request.set_parsed_query(document.clone());
+        let response = self.schema.execute(request).await;
+        let errors: Vec<String> = response
+            .errors
+            .iter()
+            .filter(|e| !e.message.contains("is not provided") && !e.message.starts_with("Invalid value for argument"))
+            .map(|e| match e.locations.first() {
+                Some(p) => format!("{}:{}: {}", p.line, p.column, e.message),
+                None => e.message.clone(),
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Prepared {
+            text: text.to_owned(),
+            operation_name: operation_name.map(str::to_owned),
+            kind,
+            document,
+            variables,
+        })
+    }
+
+    /// Runs a prepared document with these variables (operation limits checked first).
+    pub async fn execute_prepared(&self, prepared: &Prepared, variables: Map<String, Value>) -> Outcome {
+        if let Err(reason) = limits::check(
+            &prepared.document,
+            prepared.operation_name.as_deref(),
+            &self.model,
+            &variables,
+            self.operation_limits,
+        ) {
+            return Outcome::request_errors(vec![ServerError::new(reason, None)]);
+        }
+        let request = GraphqlRequest {
+            query: prepared.text.clone(),
+            operation_name: prepared.operation_name.clone(),
+            variables: Some(variables),
+        };
+        self.execute(Parsed { request, document: prepared.document.clone() }).await
     }
 
     #[tracing::instrument(name = "graphql execute", skip_all, fields(graphql.operation.name))]

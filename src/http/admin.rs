@@ -1,8 +1,10 @@
-//! The admin API (`/admin/v1`), bearer-token protected. For now: backends — see each one's
-//! policy numbers and breaker, change the numbers at runtime, trip or reset a breaker.
+//! The admin API (`/admin/v1`), bearer-token protected: authentication for all of it, and the
+//! backend routes (policy numbers at runtime, breaker trip/reset; admin tokens only). The
+//! registry routes are in `registry_admin.rs`.
 //!
-//! Admin tokens are never stored: config holds their SHA-256 (`[admin] token_sha256`), made
-//! with `facade token new`. A request's token is hashed and compared in constant time.
+//! Tokens are never stored: the store keeps their SHA-256 (`facade token create`), and config
+//! may list more admin hashes (`[admin] token_sha256`, `facade token new`). A presented token
+//! is hashed and compared.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -20,6 +22,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::ApiError;
 use crate::backends::Backend;
+use crate::registry::model::Principal;
 
 /// SHA-256 of a token, lower-case hex.
 pub fn token_hash(token: &str) -> String {
@@ -39,44 +42,49 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The configured token hashes.
+/// Admin token hashes from config (bootstrap and break-glass); the store holds the others.
 #[derive(Clone, Default)]
 pub struct AdminTokens(pub Arc<Vec<String>>);
 
-/// 401 without a valid `Authorization: Bearer` admin token; the token is never logged.
-pub async fn require_admin(
-    State(tokens): State<AdminTokens>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if tokens.0.is_empty() {
-        return Err(ApiError::Forbidden(
-            "the admin API is disabled: no admin token is configured ([admin] token_sha256; see `facade token new`)".into(),
-        ));
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// Who a token belongs to: an admin token from config, or a token from the store.
+pub async fn principal(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+    let hash = token_hash(token);
+    if state.admin_tokens.0.iter().any(|h| constant_time_eq(h.as_bytes(), hash.as_bytes())) {
+        return Ok(Some(Principal::Admin { label: "config".into() }));
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(presented) = presented else {
+    state.registry.store().principal(&hash).await.map_err(ApiError::from)
+}
+
+/// 401 without a valid `Authorization: Bearer` token; puts the [`Principal`] in the request's
+/// extensions for the handlers to authorize. The token is never logged nor echoed.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(token) = bearer(request.headers()) else {
         return Err(ApiError::Unauthorized("missing bearer token".into()));
     };
-    let hash = token_hash(presented);
-    if !tokens.0.iter().any(|h| constant_time_eq(h.as_bytes(), hash.as_bytes())) {
+    let Some(principal) = principal(&state, token).await? else {
         return Err(ApiError::Unauthorized("invalid token".into()));
-    }
+    };
+    request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 
-pub fn routes(tokens: AdminTokens) -> Router<AppState> {
+pub fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+    if principal.is_admin() { Ok(()) } else { Err(ApiError::Forbidden("this needs an admin token".into())) }
+}
+
+pub fn routes(state: AppState) -> Router<AppState> {
     use axum::routing::{get, post};
     Router::new()
         .route("/admin/v1/backends", get(list_backends))
         .route("/admin/v1/backends/{name}", get(get_backend).patch(patch_backend))
         .route("/admin/v1/backends/{name}/breaker", post(breaker_action))
-        .layer(axum::middleware::from_fn_with_state(tokens, require_admin))
+        .merge(super::registry_admin::routes())
+        .layer(axum::middleware::from_fn_with_state(state, authenticate))
 }
 
 fn view(b: &Backend) -> Value {
@@ -140,9 +148,11 @@ pub struct PolicyPatch {
 
 async fn patch_backend(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     body: Result<Json<PolicyPatch>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    require_admin(&who)?;
     let backend = find(&state, &name)?;
     let Json(p) = body.map_err(|e| ApiError::BadRequest(format!("backend {name}: {}", e.body_text())))?;
     let bad = |field: &str, rule: &str| ApiError::BadRequest(format!("backend {name}: {field} {rule}"));
@@ -210,9 +220,11 @@ pub struct BreakerAction {
 
 async fn breaker_action(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     body: Result<Json<BreakerAction>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    require_admin(&who)?;
     let backend = find(&state, &name)?;
     let Json(a) = body.map_err(|e| ApiError::BadRequest(format!("breaker of {name}: {}", e.body_text())))?;
     match a.action.as_str() {

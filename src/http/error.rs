@@ -18,13 +18,37 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<crate::registry::store::StoreError> for ApiError {
+    fn from(e: crate::registry::store::StoreError) -> Self {
+        use crate::registry::store::StoreError as E;
+        match e {
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::Conflict(m) => ApiError::Conflict(m),
+            E::Invalid(m) => ApiError::BadRequest(m),
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError::Internal("the registry store failed; see the server log".into())
+            }
+        }
+    }
 }
 
 impl From<DemoError> for ApiError {
     fn from(e: DemoError) -> Self {
         match e {
             DemoError::UnknownBackend(_) => ApiError::NotFound(e.to_string()),
-            DemoError::BadFaults(_) | DemoError::Bind { .. } => ApiError::BadRequest(e.to_string()),
+            DemoError::BadFaults(_) => ApiError::BadRequest(e.to_string()),
+            DemoError::Bind { .. } => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -36,6 +60,10 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
         if status == StatusCode::UNAUTHORIZED {

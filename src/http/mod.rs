@@ -3,10 +3,12 @@
 
 pub mod admin;
 mod demo;
+mod device;
 pub mod door;
 mod error;
 mod graphql;
 mod ops;
+mod registry_admin;
 
 use std::sync::Arc;
 
@@ -17,29 +19,28 @@ use tower_http::trace::TraceLayer;
 
 use crate::demo::DemoBackends;
 use crate::graphql::Engine;
+use crate::registry::Registry;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    pub registry: Arc<Registry>,
+    pub admin_tokens: admin::AdminTokens,
     /// Present in demo mode only.
     pub demo: Option<Arc<DemoBackends>>,
 }
 
 /// All routes, with the body limit and a tracing span per request; device-facing routes
 /// pass the door's rate limits first.
-pub fn router(
-    state: AppState,
-    body_limit: usize,
-    door: Arc<door::Door>,
-    admin: admin::AdminTokens,
-) -> Router {
+pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Router {
     let devices = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/v1/{client}/{endpoint}", get(device::call).post(device::call))
         .layer(axum::middleware::from_fn_with_state(door, door::guard));
     let mut router = Router::new()
         .merge(devices)
-        .merge(admin::routes(admin))
+        .merge(admin::routes(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/schema.graphql", get(ops::schema_sdl));

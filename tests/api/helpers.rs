@@ -23,6 +23,8 @@ pub fn home_query() -> String {
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
+    /// Holds the SQLite registry file of this instance.
+    pub dir: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
 }
 
@@ -43,7 +45,9 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
     let mut config = test_config();
+    config.database.url = format!("sqlite://{}", dir.path().join("facade.db").display());
     adjust(&mut config);
     let app = App::build(&config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
@@ -51,7 +55,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
-    TestApp { base, client: reqwest::Client::new(), _stop: stop }
+    TestApp { base, client: reqwest::Client::new(), dir, _stop: stop }
 }
 
 impl TestApp {

@@ -47,6 +47,7 @@ async fn startup_fails_on_a_broken_schema() {
     broken_schema(dir.path());
     let mut config = test_config();
     config.schema_dir = dir.path().to_owned();
+    config.database.url = format!("sqlite://{}", dir.path().join("facade.db").display());
     let error = App::build(&config).await.err().expect("startup refuses the schema").to_string();
     assert!(error.contains("extra.graphql:3:"), "{error}");
     assert!(error.contains("zbroken.graphql:4:"), "{error}");

@@ -1,0 +1,71 @@
+//! Device calls by endpoint ID: `GET` and `POST /v1/{client}/{endpoint}`. Variables come from
+//! the query string (typed by the document's variable declarations) or a JSON object body; an
+//! `X-Device-Id` header picks the side of a canary rollout by a stable hash; response headers
+//! name the endpoint, version and side that served the request.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::door::DEVICE_HEADER;
+use crate::graphql::OperationKind;
+use crate::registry::{PickError, Registry};
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, axum::Json(json!({ "errors": [{ "message": message }] }))).into_response()
+}
+
+pub async fn call(
+    State(state): State<AppState>,
+    method: Method,
+    Path((client, endpoint)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let (client, endpoint) = match Registry::parse_names(&client, &endpoint) {
+        Ok(names) => names,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let target = format!("{client}/{endpoint}");
+    let device = headers.get(DEVICE_HEADER).and_then(|v| v.to_str().ok());
+    let snapshot = state.registry.snapshot();
+    let picked = match snapshot.pick(client.as_str(), endpoint.as_str(), device) {
+        Ok(p) => p,
+        Err(PickError::UnknownEndpoint(e)) => return error(StatusCode::NOT_FOUND, format!("unknown endpoint {e}")),
+        Err(PickError::Unservable(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let prepared = &picked.version.prepared;
+    if method == Method::GET && prepared.kind == OperationKind::Mutation {
+        let mut r = error(StatusCode::METHOD_NOT_ALLOWED, format!("{target} is a mutation: use POST"));
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    let mut variables = Map::new();
+    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        if let Some(value) = prepared.variable_from_text(&k, &v) {
+            variables.insert(k.into_owned(), value);
+        }
+    }
+    if !body.is_empty() {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => variables.extend(map),
+            Ok(_) => return error(StatusCode::BAD_REQUEST, format!("{target}: the body must be a JSON object of variables")),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("{target}: the body is not valid JSON: {e}")),
+        }
+    }
+    let outcome = state.engine.execute_prepared(prepared, variables).await;
+    let status = if outcome.request_error { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let mut response = (status, outcome.body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(&target) {
+        h.insert("x-facade-endpoint", v);
+    }
+    h.insert("x-facade-endpoint-version", HeaderValue::from(picked.version.version));
+    h.insert("x-facade-rollout", HeaderValue::from_static(if picked.canary { "canary" } else { "stable" }));
+    response
+}

@@ -1,0 +1,362 @@
+//! Admin routes of the registry: clients, tokens, endpoint versions, rollouts, the audit log.
+//! Every route authorizes the [`Principal`] put there by `admin::authenticate`: admin tokens
+//! may do anything; a team token only what concerns its own team's clients.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::admin::{new_token, require_admin};
+use super::error::ApiError;
+use crate::registry::model::{ClientName, EndpointName, Principal, Rollout, TeamName};
+use crate::registry::sha256_hex;
+use crate::registry::store::NewVersion;
+
+/// Largest document or script accepted by a publish.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/clients", post(create_client).get(list_clients))
+        .route("/admin/v1/tokens", post(create_token))
+        .route("/admin/v1/clients/{client}/endpoints", get(list_endpoints))
+        .route("/admin/v1/clients/{client}/endpoints/{name}/versions", post(publish).get(list_versions))
+        .route("/admin/v1/clients/{client}/endpoints/{name}/versions/{n}", get(get_version))
+        .route("/admin/v1/clients/{client}/endpoints/{name}/rollout", put(put_rollout).get(get_rollout))
+        .route("/admin/v1/clients/{client}/endpoints/{name}/promote", post(promote))
+        .route("/admin/v1/clients/{client}/endpoints/{name}/rollback", post(rollback))
+        .route("/admin/v1/audit", get(audit))
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>, what: &str) -> Result<T, ApiError> {
+    body.map(|Json(b)| b).map_err(|e| ApiError::BadRequest(format!("{what}: {}", e.body_text())))
+}
+
+/// The client, parsed, after checking it exists and `who` may manage it.
+fn authorize(state: &AppState, who: &Principal, client: &str) -> Result<ClientName, ApiError> {
+    let name = ClientName::parse(client).map_err(ApiError::BadRequest)?;
+    let snapshot = state.registry.snapshot();
+    let team = snapshot.client_team(name.as_str()).ok_or_else(|| ApiError::NotFound(format!("unknown client {name}")))?;
+    if !who.may_manage(team) {
+        return Err(ApiError::Forbidden(format!("client {name} belongs to another team")));
+    }
+    Ok(name)
+}
+
+fn endpoint_name(raw: &str) -> Result<EndpointName, ApiError> {
+    EndpointName::parse(raw).map_err(ApiError::BadRequest)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewClient {
+    name: String,
+    team: String,
+    reason: Option<String>,
+}
+
+async fn create_client(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<NewClient>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_admin(&who)?;
+    let c = json_body(body, "new client")?;
+    let name = ClientName::parse(&c.name).map_err(ApiError::BadRequest)?;
+    let team = TeamName::parse(&c.team).map_err(ApiError::BadRequest)?;
+    state.registry.store().create_client(name.as_str(), team.as_str(), &who.actor(), c.reason.as_deref()).await?;
+    state.registry.changed().await?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": name, "team": team }))))
+}
+
+async fn list_clients(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Json<Value> {
+    let snapshot = state.registry.snapshot();
+    let mut clients: Vec<Value> = snapshot
+        .clients()
+        .filter(|(_, team)| who.may_manage(team))
+        .map(|(name, team)| json!({ "name": name, "team": team }))
+        .collect();
+    clients.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Json(Value::Array(clients))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    /// A team token when set; an admin token when absent.
+    team: Option<String>,
+    label: Option<String>,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<NewToken>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_admin(&who)?;
+    let t = json_body(body, "new token")?;
+    let team = t.team.as_deref().map(TeamName::parse).transpose().map_err(ApiError::BadRequest)?;
+    let label = t.label.unwrap_or_else(|| "unnamed".into());
+    if label.len() > 100 {
+        return Err(ApiError::BadRequest("label: at most 100 characters".into()));
+    }
+    let (token, hash) = new_token().map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
+    state.registry.store().create_token(&hash, team.as_ref().map(TeamName::as_str), &label, &who.actor()).await?;
+    let kind = if team.is_some() { "team" } else { "admin" };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "kind": kind,
+            "team": team,
+            "label": label,
+            "note": "the token is shown only now; the server keeps only its SHA-256",
+        })),
+    ))
+}
+
+async fn list_endpoints(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(client): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let client = authorize(&state, &who, &client)?;
+    let loaded = state.registry.store().load().await?;
+    let endpoints: Vec<Value> = loaded
+        .rollouts
+        .iter()
+        .filter(|(c, _, _)| c == client.as_str())
+        .map(|(_, e, r)| json!({ "name": e, "rollout": r }))
+        .collect();
+    Ok(Json(Value::Array(endpoints)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Publish {
+    document: String,
+    operation_name: Option<String>,
+    script: Option<String>,
+    reason: Option<String>,
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((client, name)): Path<(String, String)>,
+    body: Result<Json<Publish>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let client = authorize(&state, &who, &client)?;
+    let name = endpoint_name(&name)?;
+    let p = json_body(body, "publish")?;
+    let target = format!("{client}/{name}");
+    for (what, text) in [("document", Some(&p.document)), ("script", p.script.as_ref())] {
+        if let Some(text) = text
+            && text.len() > MAX_DOCUMENT_BYTES
+        {
+            return Err(ApiError::TooLarge(format!(
+                "{target}: the {what} is {} bytes; at most {MAX_DOCUMENT_BYTES}",
+                text.len()
+            )));
+        }
+    }
+    state
+        .engine
+        .prepare(&p.document, p.operation_name.as_deref())
+        .await
+        .map_err(|errors| ApiError::BadRequest(format!("{target}: the document was refused: {}", errors.join("; "))))?;
+    let sha256 = sha256_hex(&[&p.document, p.operation_name.as_deref().unwrap_or(""), p.script.as_deref().unwrap_or("")]);
+    let document_sha256 = sha256_hex(&[&p.document]);
+    let author = who.actor();
+    let (version, created) = state
+        .registry
+        .store()
+        .publish(&NewVersion {
+            client: client.as_str(),
+            endpoint: name.as_str(),
+            document: &p.document,
+            operation_name: p.operation_name.as_deref(),
+            script: p.script.as_deref(),
+            sha256: &sha256,
+            document_sha256: &document_sha256,
+            author: &author,
+            reason: p.reason.as_deref(),
+        })
+        .await?;
+    if created {
+        state.registry.changed().await?;
+    }
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({ "endpoint": target, "version": version, "created": created, "sha256": sha256, "documentId": document_sha256 }))))
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((client, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let client = authorize(&state, &who, &client)?;
+    let name = endpoint_name(&name)?;
+    let versions = state.registry.store().versions(client.as_str(), name.as_str()).await?;
+    if versions.is_empty() {
+        return Err(ApiError::NotFound(format!("unknown endpoint {client}/{name}")));
+    }
+    Ok(Json(serde_json::to_value(versions).unwrap_or(Value::Null)))
+}
+
+async fn get_version(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((client, name, n)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let client = authorize(&state, &who, &client)?;
+    let name = endpoint_name(&name)?;
+    let n: i64 = n.parse().map_err(|_| ApiError::BadRequest(format!("bad version {n:?}: a positive number")))?;
+    let versions = state.registry.store().versions(client.as_str(), name.as_str()).await?;
+    let v = versions
+        .into_iter()
+        .find(|v| v.version == n)
+        .ok_or_else(|| ApiError::NotFound(format!("{client}/{name} has no version {n}")))?;
+    Ok(Json(serde_json::to_value(v).unwrap_or(Value::Null)))
+}
+
+async fn get_rollout(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((client, name)): Path<(String, String)>,
+) -> Result<Json<Rollout>, ApiError> {
+    let client = authorize(&state, &who, &client)?;
+    let name = endpoint_name(&name)?;
+    let rollout = state.registry.rollout(client.as_str(), name.as_str()).await?;
+    rollout.map(Json).ok_or_else(|| ApiError::NotFound(format!("unknown endpoint {client}/{name}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SetRollout {
+    stable: i64,
+    canary: Option<i64>,
+    #[serde(default)]
+    canary_percent: i64,
+    reason: Option<String>,
+}
+
+async fn put_rollout(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((client, name)): Path<(String, String)>,
+    body: Result<Json<SetRollout>, JsonRejection>,
+) -> Result<Json<Rollout>, ApiError> {
+    let client = authorize(&state, &who, &client)?;
+    let name = endpoint_name(&name)?;
+    let r = json_body(body, "rollout")?;
+    if !(0..=100).contains(&r.canary_percent) {
+        return Err(ApiError::BadRequest(format!("canaryPercent must be between 0 and 100, got {}", r.canary_percent)));
+    }
+    if r.canary.is_none() && r.canary_percent != 0 {
+        return Err(ApiError::BadRequest("canaryPercent needs a canary version".into()));
+    }
+    let store = state.registry.store();
+    let next = store
+        .update_rollout(client.as_str(), name.as_str(), &who.actor(), "rollout.set", r.reason.as_deref(), |cur| {
+            Ok(Rollout {
+                stable: r.stable,
+                canary: r.canary,
+                canary_percent: r.canary_percent,
+                previous_stable: if cur.stable != r.stable { Some(cur.stable) } else { cur.previous_stable },
+            })
+        })
+        .await?;
+    state.registry.changed().await?;
+    Ok(Json(next))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    reason: Option<String>,
+}
+
+fn reason_of(body: Option<Json<Reason>>) -> Option<String> {
+    body.and_then(|Json(r)| r.reason)
+}
+
+/// The canary becomes the stable version.
+async fn promote(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((client, name)): Path<(String, String)>,
+    body: Option<Json<Reason>>,
+) -> Result<Json<Rollout>, ApiError> {
+    let client = authorize(&state, &who, &client)?;
+    let name = endpoint_name(&name)?;
+    let target = format!("{client}/{name}");
+    let next = state
+        .registry
+        .store()
+        .update_rollout(client.as_str(), name.as_str(), &who.actor(), "rollout.promote", reason_of(body).as_deref(), |cur| {
+            let canary = cur
+                .canary
+                .ok_or_else(|| crate::registry::store::StoreError::Conflict(format!("{target} has no canary to promote")))?;
+            Ok(Rollout { stable: canary, canary: None, canary_percent: 0, previous_stable: Some(cur.stable) })
+        })
+        .await?;
+    state.registry.changed().await?;
+    Ok(Json(next))
+}
+
+/// Drops the canary if there is one; otherwise returns to the previous stable version.
+async fn rollback(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((client, name)): Path<(String, String)>,
+    body: Option<Json<Reason>>,
+) -> Result<Json<Rollout>, ApiError> {
+    let client = authorize(&state, &who, &client)?;
+    let name = endpoint_name(&name)?;
+    let target = format!("{client}/{name}");
+    let next = state
+        .registry
+        .store()
+        .update_rollout(client.as_str(), name.as_str(), &who.actor(), "rollout.rollback", reason_of(body).as_deref(), |cur| {
+            if cur.canary.is_some() {
+                return Ok(Rollout { canary: None, canary_percent: 0, ..cur });
+            }
+            let previous = cur.previous_stable.ok_or_else(|| {
+                crate::registry::store::StoreError::Conflict(format!("{target} has no canary and no previous stable version"))
+            })?;
+            Ok(Rollout { stable: previous, canary: None, canary_percent: 0, previous_stable: None })
+        })
+        .await?;
+    state.registry.changed().await?;
+    Ok(Json(next))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    client: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let client = match &q.client {
+        Some(c) => Some(authorize(&state, &who, c)?),
+        None => {
+            require_admin(&who)?;
+            None
+        }
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = state.registry.store().audit_log(client.as_ref().map(ClientName::as_str), limit).await?;
+    Ok(Json(serde_json::to_value(entries).unwrap_or(Value::Null)))
+}

@@ -1,0 +1,281 @@
+//! The registry: clients, tokens, endpoints with immutable versions, rollouts and the audit
+//! log, kept in SQL (`store.rs`) and served from an in-memory [`Snapshot`] that is rebuilt and
+//! swapped whole after every change — at once on the instance that made it, and on the others
+//! through PostgreSQL's LISTEN/NOTIFY, with a slow poll of the registry generation as a safety
+//! net (`watch`).
+
+pub mod model;
+pub mod samples;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+use crate::graphql::{Engine, Prepared};
+use model::{ClientName, EndpointName, Rollout};
+use store::{Store, StoreError};
+
+/// PostgreSQL channel on which instances announce registry changes.
+const CHANNEL: &str = "facade_registry";
+
+/// A version that devices can be served.
+#[derive(Clone)]
+pub struct LiveVersion {
+    pub version: i64,
+    pub prepared: Arc<Prepared>,
+    pub script: Option<Arc<str>>,
+}
+
+struct LiveEndpoint {
+    stable: Result<LiveVersion, String>,
+    canary: Option<(Result<LiveVersion, String>, i64)>,
+}
+
+/// The registry as devices see it: immutable, replaced whole.
+#[derive(Default)]
+pub struct Snapshot {
+    pub generation: i64,
+    clients: HashMap<String, String>,
+    endpoints: HashMap<(String, String), LiveEndpoint>,
+    /// Stored documents by the SHA-256 of their text: (text, operation name).
+    documents: HashMap<String, (Arc<str>, Option<String>)>,
+}
+
+/// Which side of a rollout a request got.
+pub struct Picked {
+    pub version: LiveVersion,
+    pub canary: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PickError {
+    #[error("unknown endpoint {0}")]
+    UnknownEndpoint(String),
+    #[error("{0}")]
+    Unservable(String),
+}
+
+/// Stable bucket 0..100 of a device for one endpoint: the same device always lands on the
+/// same side, on every instance and across restarts.
+pub fn device_bucket(client: &str, endpoint: &str, device: &str) -> u64 {
+    let digest = Sha256::new().chain_update(client).chain_update("/").chain_update(endpoint).chain_update("#").chain_update(device).finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first) % 100
+}
+
+pub fn sha256_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update([0u8]);
+        }
+        h.update(p.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Snapshot {
+    pub fn client_team(&self, client: &str) -> Option<&str> {
+        self.clients.get(client).map(String::as_str)
+    }
+
+    pub fn clients(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.clients.iter().map(|(c, t)| (c.as_str(), t.as_str()))
+    }
+
+    /// The version a device gets: the canary if the rollout has one and the device's bucket
+    /// falls under its percent, else the stable version.
+    pub fn pick(&self, client: &str, endpoint: &str, device: Option<&str>) -> Result<Picked, PickError> {
+        let live = self
+            .endpoints
+            .get(&(client.to_owned(), endpoint.to_owned()))
+            .ok_or_else(|| PickError::UnknownEndpoint(format!("{client}/{endpoint}")))?;
+        if let (Some((canary, percent)), Some(device)) = (&live.canary, device)
+            && device_bucket(client, endpoint, device) < *percent as u64
+        {
+            let version = canary.clone().map_err(PickError::Unservable)?;
+            return Ok(Picked { version, canary: true });
+        }
+        let version = live.stable.clone().map_err(PickError::Unservable)?;
+        Ok(Picked { version, canary: false })
+    }
+
+    /// A stored document by the SHA-256 of its text (persisted queries, safelist).
+    pub fn document(&self, sha256: &str) -> Option<(Arc<str>, Option<String>)> {
+        self.documents.get(sha256).cloned()
+    }
+}
+
+pub struct Registry {
+    store: Store,
+    engine: Arc<Engine>,
+    snapshot: ArcSwap<Snapshot>,
+}
+
+impl Registry {
+    /// Connects, migrates and loads the first snapshot.
+    pub async fn open(url: &str, engine: Arc<Engine>) -> Result<Arc<Self>, StoreError> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        let registry = Arc::new(Self { store, engine, snapshot: ArcSwap::from_pointee(Snapshot::default()) });
+        registry.reload().await?;
+        Ok(registry)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    async fn prepare(&self, document: &str, operation_name: Option<&str>, what: &str) -> Result<LiveVersion, String> {
+        let _ = what;
+        self.engine
+            .prepare(document, operation_name)
+            .await
+            .map(|p| LiveVersion { version: 0, prepared: Arc::new(p), script: None })
+            .map_err(|errors| errors.join("; "))
+    }
+
+    /// Rebuilds the snapshot from the store and swaps it in.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let loaded = self.store.load().await?;
+        let mut by_key: HashMap<(String, String, i64), &model::VersionRecord> = HashMap::new();
+        let mut documents = HashMap::new();
+        for v in &loaded.versions {
+            by_key.insert((v.client.clone(), v.endpoint.clone(), v.version), v);
+            documents.insert(v.document_sha256.clone(), (Arc::<str>::from(v.document.as_str()), v.operation_name.clone()));
+        }
+        let mut endpoints = HashMap::new();
+        for (client, endpoint, rollout) in &loaded.rollouts {
+            let live = |n: i64| {
+                let record = by_key.get(&(client.clone(), endpoint.clone(), n)).copied();
+                async move {
+                    let Some(record) = record else { return Err(format!("{client}/{endpoint} has no version {n}")) };
+                    let what = format!("{client}/{endpoint} version {n}");
+                    self.prepare(&record.document, record.operation_name.as_deref(), &what)
+                        .await
+                        .map(|mut l| {
+                            l.version = n;
+                            l.script = record.script.as_deref().map(Arc::from);
+                            l
+                        })
+                        .map_err(|e| format!("{client}/{endpoint} version {n} no longer validates against the schema: {e}"))
+                }
+            };
+            let stable = live(rollout.stable).await;
+            let canary = match rollout.canary {
+                Some(c) if rollout.canary_percent > 0 => Some((live(c).await, rollout.canary_percent)),
+                _ => None,
+            };
+            if let Err(e) = &stable {
+                tracing::warn!(error = %e, "endpoint cannot be served");
+            }
+            endpoints.insert((client.clone(), endpoint.clone()), LiveEndpoint { stable, canary });
+        }
+        let snapshot = Snapshot {
+            generation: loaded.generation,
+            clients: loaded.clients.into_iter().collect(),
+            endpoints,
+            documents,
+        };
+        tracing::debug!(generation = snapshot.generation, "registry snapshot loaded");
+        self.snapshot.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    /// After a change made here: reload now and tell the other instances.
+    pub async fn changed(&self) -> Result<(), StoreError> {
+        self.reload().await?;
+        if let Store::Postgres(p) = &self.store {
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(self.snapshot().generation.to_string()).execute(p).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps this instance's snapshot current with changes made elsewhere: LISTEN/NOTIFY on
+    /// PostgreSQL, and on every store a poll of the generation every `poll` as a safety net.
+    /// Stops when the registry is dropped.
+    pub fn watch(self: &Arc<Self>, poll: Duration) {
+        let weak = Arc::downgrade(self);
+        let listener_pool = match &self.store {
+            Store::Postgres(p) => Some(p.clone()),
+            Store::Sqlite(_) => None,
+        };
+        tokio::spawn(async move {
+            let mut listener = match listener_pool {
+                Some(pool) => match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(mut l) => match l.listen(CHANNEL).await {
+                        Ok(()) => Some(l),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "registry LISTEN failed; polling only");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "registry listener could not connect; polling only");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let mut tick = tokio::time::interval(poll);
+            tick.tick().await;
+            loop {
+                let notified = async {
+                    match listener.as_mut() {
+                        Some(l) => l.recv().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    ok = notified => if !ok { tracing::warn!("registry notification stream failed"); }
+                }
+                let Some(registry) = weak.upgrade() else { return };
+                let current = registry.snapshot().generation;
+                match registry.store.generation().await {
+                    Ok(g) if g != current => {
+                        if let Err(e) = registry.reload().await {
+                            tracing::warn!(error = %e, "registry reload failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "registry poll failed"),
+                }
+            }
+        });
+    }
+
+    /// Names parsed at the edge.
+    pub fn parse_names(client: &str, endpoint: &str) -> Result<(ClientName, EndpointName), String> {
+        Ok((ClientName::parse(client)?, EndpointName::parse(endpoint)?))
+    }
+
+    pub async fn rollout(&self, client: &str, endpoint: &str) -> Result<Option<Rollout>, StoreError> {
+        self.store.rollout(client, endpoint).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        assert_eq!(device_bucket("tv", "home", "d-1"), device_bucket("tv", "home", "d-1"));
+        let under_10 = (0..10_000).filter(|i| device_bucket("tv", "home", &format!("device-{i}")) < 10).count();
+        assert!((900..=1100).contains(&under_10), "{under_10}");
+    }
+}

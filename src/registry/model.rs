@@ -1,0 +1,154 @@
+//! The registry's vocabulary. Names are parsed at the edge (`ClientName::parse`…), so an
+//! invalid name cannot reach the store.
+
+use serde::Serialize;
+use serde_json::Value;
+
+fn parse_name(kind: &str, raw: &str, max: usize) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= max
+        && raw.starts_with(|c: char| c.is_ascii_lowercase())
+        && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "bad {kind} {raw:?}: 1 to {max} characters, lower-case letters, digits, '-' or '_', starting with a letter"
+        ))
+    }
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<Self, String> {
+                parse_name($kind, raw, $max).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A device family such as `tv`, `ios` or `web`.
+    ClientName,
+    "client name",
+    32
+);
+name_type!(
+    /// An endpoint's name within its client, such as `home`.
+    EndpointName,
+    "endpoint name",
+    64
+);
+name_type!(
+    /// The team that owns clients.
+    TeamName,
+    "team name",
+    64
+);
+
+/// Who is calling the admin API. Tokens themselves are never kept, only their SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Admin { label: String },
+    Team { team: String, label: String },
+}
+
+impl Principal {
+    /// How the audit log names the actor (never the token).
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Admin { label } => format!("admin:{label}"),
+            Principal::Team { team, label } => format!("team:{team}:{label}"),
+        }
+    }
+
+    pub fn may_manage(&self, team: &str) -> bool {
+        match self {
+            Principal::Admin { .. } => true,
+            Principal::Team { team: t, .. } => t == team,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Principal::Admin { .. })
+    }
+}
+
+/// One immutable version of an endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionRecord {
+    pub client: String,
+    pub endpoint: String,
+    pub version: i64,
+    pub document: String,
+    pub operation_name: Option<String>,
+    pub script: Option<String>,
+    /// SHA-256 of the whole version (document, operation name, script).
+    pub sha256: String,
+    /// SHA-256 of the document text alone: its ID for persisted queries.
+    pub document_sha256: String,
+    pub author: String,
+    pub created_ms: i64,
+}
+
+/// Which versions of an endpoint devices get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    pub stable: i64,
+    pub canary: Option<i64>,
+    pub canary_percent: i64,
+    pub previous_stable: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: Value,
+    pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_at_the_edge() {
+        assert!(ClientName::parse("tv").is_ok());
+        assert!(EndpointName::parse("home-v2_b").is_ok());
+        for bad in ["", "TV", "1tv", "tv/home", "a b", &"x".repeat(33)] {
+            assert!(ClientName::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(ClientName::parse("Tv").unwrap_err().contains("lower-case"));
+    }
+
+    #[test]
+    fn team_tokens_manage_only_their_team() {
+        let t = Principal::Team { team: "tv-team".into(), label: "ci".into() };
+        assert!(t.may_manage("tv-team") && !t.may_manage("ios-team") && !t.is_admin());
+        assert!(Principal::Admin { label: "root".into() }.may_manage("anything"));
+        assert_eq!(t.actor(), "team:tv-team:ci");
+    }
+}

@@ -1,0 +1,84 @@
+//! Sample endpoints for the demo: `resolvers-js/endpoints/<client>/<name>.graphql`, published
+//! on `serve --demo` start for clients `tv`, `ios` and `web` (teams `<client>-team`).
+//! Publishing identical content again keeps the existing version, so restarts add nothing.
+
+use std::path::Path;
+
+use super::Registry;
+use super::model::{ClientName, EndpointName};
+use super::sha256_hex;
+use super::store::{NewVersion, StoreError};
+
+/// Where the sample endpoints live, relative to the working directory.
+pub const SAMPLES_DIR: &str = "resolvers-js/endpoints";
+
+/// A `<client>/<name>.graphql` file (and an optional `<name>.js` beside it).
+pub struct EndpointFile {
+    pub client: ClientName,
+    pub name: EndpointName,
+    pub document: String,
+    pub script: Option<String>,
+}
+
+/// Reads `<dir>/<client>/<name>.graphql` files; bad names are errors naming the file.
+pub fn read_dir(dir: &Path) -> Result<Vec<EndpointFile>, String> {
+    let mut out = Vec::new();
+    let clients = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for client_dir in clients.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
+        let client_raw = client_dir.file_name().to_string_lossy().into_owned();
+        let client = ClientName::parse(&client_raw).map_err(|e| format!("{}: {e}", client_dir.path().display()))?;
+        for file in std::fs::read_dir(client_dir.path()).map_err(|e| e.to_string())?.filter_map(Result::ok) {
+            let path = file.path();
+            if path.extension().is_none_or(|e| e != "graphql") {
+                continue;
+            }
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = EndpointName::parse(&stem).map_err(|e| format!("{}: {e}", path.display()))?;
+            let document = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let script = std::fs::read_to_string(path.with_extension("js")).ok();
+            out.push(EndpointFile { client: client.clone(), name, document, script });
+        }
+    }
+    out.sort_by(|a, b| (a.client.as_str(), a.name.as_str()).cmp(&(b.client.as_str(), b.name.as_str())));
+    Ok(out)
+}
+
+pub async fn publish_samples(registry: &Registry) -> Result<(), StoreError> {
+    let files = match read_dir(Path::new(SAMPLES_DIR)) {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::warn!(error = %e, "no sample endpoints published");
+            return Ok(());
+        }
+    };
+    let store = registry.store();
+    for f in files {
+        if store.client_team(f.client.as_str()).await?.is_none() {
+            let team = format!("{}-team", f.client);
+            store.create_client(f.client.as_str(), &team, "demo", Some("demo sample")).await?;
+        }
+        if let Err(errors) = registry.engine().prepare(&f.document, None).await {
+            tracing::warn!(endpoint = %format!("{}/{}", f.client, f.name), errors = %errors.join("; "), "sample endpoint refused");
+            continue;
+        }
+        let sha256 = sha256_hex(&[&f.document, "", f.script.as_deref().unwrap_or("")]);
+        let document_sha256 = sha256_hex(&[&f.document]);
+        let (version, created) = store
+            .publish(&NewVersion {
+                client: f.client.as_str(),
+                endpoint: f.name.as_str(),
+                document: &f.document,
+                operation_name: None,
+                script: None,
+                sha256: &sha256,
+                document_sha256: &document_sha256,
+                author: "demo",
+                reason: Some("demo sample"),
+            })
+            .await?;
+        if created {
+            tracing::info!(endpoint = %format!("{}/{}", f.client, f.name), version, "sample endpoint published");
+        }
+    }
+    registry.changed().await
+}

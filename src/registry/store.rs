@@ -1,0 +1,438 @@
+//! The registry in SQL through sqlx: SQLite (a file, the default) or PostgreSQL (several
+//! instances). An enum over the two pools rather than `AnyPool`, which fails at runtime on
+//! several types; each method's SQL is written once with `$N` placeholders, which both accept,
+//! and runs on whichever pool this is (`on_pool!`).
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{PgPool, Row, SqlitePool};
+
+use super::model::{AuditEntry, Principal, Rollout, VersionRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same code on whichever pool this is; `$p` is the pool.
+macro_rules! on_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($p) => $body,
+            Store::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite, so concurrent writers queue on
+/// the busy timeout instead of failing on a lock upgrade.
+macro_rules! begin_write {
+    (sqlite $p:ident) => {
+        $p.begin_with("BEGIN IMMEDIATE").await?
+    };
+    (postgres $p:ident) => {
+        $p.begin().await?
+    };
+}
+
+/// Appends to the audit log inside the open transaction `$tx`.
+macro_rules! audit {
+    ($tx:ident, $at:expr, $actor:expr, $action:expr, $target:expr, $detail:expr, $reason:expr) => {
+        sqlx::query("INSERT INTO audit (at_ms, actor, action, target, detail, reason) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind($at)
+            .bind($actor)
+            .bind($action)
+            .bind($target)
+            .bind($detail)
+            .bind($reason)
+            .execute(&mut *$tx)
+            .await?
+    };
+}
+
+/// Bumps the registry generation inside the open transaction `$tx`.
+macro_rules! bump {
+    ($tx:ident) => {
+        sqlx::query("UPDATE registry_generation SET generation = generation + 1 WHERE id = 1").execute(&mut *$tx).await?
+    };
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What a publish stores.
+pub struct NewVersion<'a> {
+    pub client: &'a str,
+    pub endpoint: &'a str,
+    pub document: &'a str,
+    pub operation_name: Option<&'a str>,
+    pub script: Option<&'a str>,
+    pub sha256: &'a str,
+    pub document_sha256: &'a str,
+    pub author: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// Everything the in-memory snapshot is built from.
+pub struct Loaded {
+    pub generation: i64,
+    pub clients: Vec<(String, String)>,
+    pub versions: Vec<VersionRecord>,
+    pub rollouts: Vec<(String, String, Rollout)>,
+}
+
+fn version_of(row: &impl RowLike) -> Result<VersionRecord, sqlx::Error> {
+    Ok(VersionRecord {
+        client: row.get_str("client")?,
+        endpoint: row.get_str("endpoint")?,
+        version: row.get_i64("version")?,
+        document: row.get_str("document")?,
+        operation_name: row.get_opt_str("operation_name")?,
+        script: row.get_opt_str("script")?,
+        sha256: row.get_str("sha256")?,
+        document_sha256: row.get_str("document_sha256")?,
+        author: row.get_str("author")?,
+        created_ms: row.get_i64("created_ms")?,
+    })
+}
+
+fn rollout_of(row: &impl RowLike) -> Result<Rollout, sqlx::Error> {
+    Ok(Rollout {
+        stable: row.get_i64("stable")?,
+        canary: row.get_opt_i64("canary")?,
+        canary_percent: row.get_i64("canary_percent")?,
+        previous_stable: row.get_opt_i64("previous_stable")?,
+    })
+}
+
+/// Column access shared by SQLite and PostgreSQL rows.
+trait RowLike {
+    fn get_str(&self, col: &str) -> Result<String, sqlx::Error>;
+    fn get_opt_str(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+    fn get_i64(&self, col: &str) -> Result<i64, sqlx::Error>;
+    fn get_opt_i64(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+}
+
+macro_rules! row_like {
+    ($row:ty) => {
+        impl RowLike for $row {
+            fn get_str(&self, col: &str) -> Result<String, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn get_opt_str(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn get_i64(&self, col: &str) -> Result<i64, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn get_opt_i64(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(col)
+            }
+        }
+    };
+}
+row_like!(sqlx::sqlite::SqliteRow);
+row_like!(sqlx::postgres::PgRow);
+
+/// The columns of `versions`, for `concat!` (sqlx takes only literal SQL).
+macro_rules! version_columns {
+    () => {
+        "client, endpoint, version, document, operation_name, script, sha256, document_sha256, author, created_ms"
+    };
+}
+
+impl Store {
+    /// Opens `sqlite://FILE` (created if missing) or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+            return Ok(Store::Postgres(pool));
+        }
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::Invalid(format!(
+                "database url must start with sqlite: or postgres://, got {:?}",
+                url.split(':').next().unwrap_or("")
+            )));
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        Ok(Store::Sqlite(pool))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies pending migrations. Migrations applied by a newer binary are tolerated, so an
+    /// older instance keeps running during a rolling deploy.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(p) => {
+                let mut m = sqlx::migrate!("migrations/sqlite");
+                m.set_ignore_missing(true);
+                m.run(p).await?
+            }
+            Store::Postgres(p) => {
+                let mut m = sqlx::migrate!("migrations/postgres");
+                m.set_ignore_missing(true);
+                m.run(p).await?
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn generation(&self) -> Result<i64, StoreError> {
+        let sql = "SELECT generation FROM registry_generation WHERE id = 1";
+        Ok(on_pool!(self, p => sqlx::query(sql).fetch_one(p).await?.try_get::<i64, _>("generation")?))
+    }
+
+    pub async fn principal(&self, token_sha256: &str) -> Result<Option<Principal>, StoreError> {
+        let sql = "SELECT kind, team, label FROM tokens WHERE sha256 = $1";
+        let row = on_pool!(self, p => sqlx::query(sql).bind(token_sha256).fetch_optional(p).await?.map(|r| {
+            (r.get_str("kind"), r.get_opt_str("team"), r.get_str("label"))
+        }));
+        Ok(match row {
+            Some((Ok(kind), Ok(team), Ok(label))) => match (kind.as_str(), team) {
+                ("admin", _) => Some(Principal::Admin { label }),
+                (_, Some(team)) => Some(Principal::Team { team, label }),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    pub async fn load(&self) -> Result<Loaded, StoreError> {
+        let generation = self.generation().await?;
+        let versions_sql = concat!("SELECT ", version_columns!(), " FROM versions ORDER BY client, endpoint, version");
+        on_pool!(self, p => {
+            let clients = sqlx::query("SELECT name, team FROM clients")
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(|r| Ok((r.get_str("name")?, r.get_str("team")?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+            let versions = sqlx::query(versions_sql).fetch_all(p).await?.iter().map(version_of).collect::<Result<_, _>>()?;
+            let rollouts = sqlx::query("SELECT client, endpoint, stable, canary, canary_percent, previous_stable FROM rollouts")
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(|r| Ok((r.get_str("client")?, r.get_str("endpoint")?, rollout_of(r)?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+            Ok(Loaded { generation, clients, versions, rollouts })
+        })
+    }
+
+    pub async fn client_team(&self, client: &str) -> Result<Option<String>, StoreError> {
+        let sql = "SELECT team FROM clients WHERE name = $1";
+        Ok(on_pool!(self, p => match sqlx::query(sql).bind(client).fetch_optional(p).await? {
+            Some(r) => Some(r.get_str("team")?),
+            None => None,
+        }))
+    }
+
+    pub async fn create_client(&self, name: &str, team: &str, actor: &str, reason: Option<&str>) -> Result<(), StoreError> {
+        let now = now_ms();
+        let detail = serde_json::json!({ "team": team }).to_string();
+        macro_rules! body {
+            ($kind:ident, $p:ident) => {{
+                let mut tx = begin_write!($kind $p);
+                let inserted = sqlx::query("INSERT INTO clients (name, team, created_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                    .bind(name).bind(team).bind(now).execute(&mut *tx).await?.rows_affected();
+                if inserted == 0 {
+                    return Err(StoreError::Conflict(format!("client {name} already exists")));
+                }
+                audit!(tx, now, actor, "client.create", name, &detail, reason);
+                bump!(tx);
+                tx.commit().await?;
+            }};
+        }
+        match self {
+            Store::Sqlite(p) => body!(sqlite, p),
+            Store::Postgres(p) => body!(postgres, p),
+        }
+        Ok(())
+    }
+
+    /// Stores a token's hash; `team` is `None` for an admin token.
+    pub async fn create_token(&self, sha256: &str, team: Option<&str>, label: &str, actor: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        let kind = if team.is_some() { "team" } else { "admin" };
+        let detail = serde_json::json!({ "kind": kind, "team": team, "label": label }).to_string();
+        macro_rules! body {
+            ($kind:ident, $p:ident) => {{
+                let mut tx = begin_write!($kind $p);
+                sqlx::query("INSERT INTO tokens (sha256, kind, team, label, created_ms) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(sha256).bind(kind).bind(team).bind(label).bind(now).execute(&mut *tx).await?;
+                audit!(tx, now, actor, "token.create", label, &detail, None::<&str>);
+                tx.commit().await?;
+            }};
+        }
+        match self {
+            Store::Sqlite(p) => body!(sqlite, p),
+            Store::Postgres(p) => body!(postgres, p),
+        }
+        Ok(())
+    }
+
+    /// Stores a new version, or returns the existing one with identical content. The first
+    /// version of an endpoint becomes its stable version.
+    pub async fn publish(&self, v: &NewVersion<'_>) -> Result<(i64, bool), StoreError> {
+        let now = now_ms();
+        let lock = match self {
+            Store::Sqlite(_) => "SELECT next_version FROM endpoints WHERE client = $1 AND name = $2",
+            Store::Postgres(_) => "SELECT next_version FROM endpoints WHERE client = $1 AND name = $2 FOR UPDATE",
+        };
+        macro_rules! body {
+            ($kind:ident, $p:ident) => {{
+                let mut tx = begin_write!($kind $p);
+                if sqlx::query("SELECT name FROM clients WHERE name = $1").bind(v.client).fetch_optional(&mut *tx).await?.is_none() {
+                    return Err(StoreError::NotFound(format!("unknown client {}", v.client)));
+                }
+                sqlx::query("INSERT INTO endpoints (client, name, next_version, created_ms) VALUES ($1, $2, 1, $3) ON CONFLICT (client, name) DO NOTHING")
+                    .bind(v.client).bind(v.endpoint).bind(now).execute(&mut *tx).await?;
+                // Serializes publishes of one endpoint (row lock on PostgreSQL; SQLite's write
+                // transaction already does), so numbers have no gaps and duplicates are seen.
+                sqlx::query(lock).bind(v.client).bind(v.endpoint).fetch_one(&mut *tx).await?;
+                let existing = sqlx::query("SELECT version FROM versions WHERE client = $1 AND endpoint = $2 AND sha256 = $3")
+                    .bind(v.client).bind(v.endpoint).bind(v.sha256).fetch_optional(&mut *tx).await?;
+                if let Some(row) = existing {
+                    let n = row.get_i64("version")?;
+                    tx.commit().await?;
+                    return Ok((n, false));
+                }
+                let n = sqlx::query("UPDATE endpoints SET next_version = next_version + 1 WHERE client = $1 AND name = $2 RETURNING next_version - 1 AS version")
+                    .bind(v.client).bind(v.endpoint).fetch_one(&mut *tx).await?.get_i64("version")?;
+                let insert = concat!("INSERT INTO versions (", version_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+                sqlx::query(insert)
+                    .bind(v.client).bind(v.endpoint).bind(n).bind(v.document).bind(v.operation_name).bind(v.script)
+                    .bind(v.sha256).bind(v.document_sha256).bind(v.author).bind(now)
+                    .execute(&mut *tx).await?;
+                if n == 1 {
+                    sqlx::query("INSERT INTO rollouts (client, endpoint, stable, canary, canary_percent, previous_stable, updated_ms) VALUES ($1, $2, 1, NULL, 0, NULL, $3)")
+                        .bind(v.client).bind(v.endpoint).bind(now).execute(&mut *tx).await?;
+                }
+                let target = format!("{}/{}", v.client, v.endpoint);
+                let detail = serde_json::json!({ "version": n, "sha256": v.sha256 }).to_string();
+                audit!(tx, now, v.author, "version.publish", &target, &detail, v.reason);
+                bump!(tx);
+                tx.commit().await?;
+                Ok((n, true))
+            }};
+        }
+        match self {
+            Store::Sqlite(p) => body!(sqlite, p),
+            Store::Postgres(p) => body!(postgres, p),
+        }
+    }
+
+    pub async fn versions(&self, client: &str, endpoint: &str) -> Result<Vec<VersionRecord>, StoreError> {
+        let sql = concat!("SELECT ", version_columns!(), " FROM versions WHERE client = $1 AND endpoint = $2 ORDER BY version");
+        Ok(on_pool!(self, p => sqlx::query(sql).bind(client).bind(endpoint).fetch_all(p).await?.iter().map(version_of).collect::<Result<_, _>>()?))
+    }
+
+    pub async fn rollout(&self, client: &str, endpoint: &str) -> Result<Option<Rollout>, StoreError> {
+        let sql = "SELECT stable, canary, canary_percent, previous_stable FROM rollouts WHERE client = $1 AND endpoint = $2";
+        Ok(on_pool!(self, p => match sqlx::query(sql).bind(client).bind(endpoint).fetch_optional(p).await? {
+            Some(r) => Some(rollout_of(&r)?),
+            None => None,
+        }))
+    }
+
+    /// Changes a rollout with `change(current) -> new`, checking in the same transaction that
+    /// every version it names exists; records `action` in the audit log.
+    pub async fn update_rollout(
+        &self,
+        client: &str,
+        endpoint: &str,
+        actor: &str,
+        action: &str,
+        reason: Option<&str>,
+        change: impl Fn(Rollout) -> Result<Rollout, StoreError>,
+    ) -> Result<Rollout, StoreError> {
+        let now = now_ms();
+        let target = format!("{client}/{endpoint}");
+        macro_rules! body {
+            ($kind:ident, $p:ident) => {{
+                let mut tx = begin_write!($kind $p);
+                let current = sqlx::query("SELECT stable, canary, canary_percent, previous_stable FROM rollouts WHERE client = $1 AND endpoint = $2")
+                    .bind(client).bind(endpoint).fetch_optional(&mut *tx).await?;
+                let Some(current) = current else {
+                    return Err(StoreError::NotFound(format!("unknown endpoint {target}")));
+                };
+                let current = rollout_of(&current)?;
+                let next = change(current)?;
+                for v in [Some(next.stable), next.canary].into_iter().flatten() {
+                    let found = sqlx::query("SELECT version FROM versions WHERE client = $1 AND endpoint = $2 AND version = $3")
+                        .bind(client).bind(endpoint).bind(v).fetch_optional(&mut *tx).await?;
+                    if found.is_none() {
+                        return Err(StoreError::Invalid(format!("{target} has no version {v}")));
+                    }
+                }
+                sqlx::query("UPDATE rollouts SET stable = $3, canary = $4, canary_percent = $5, previous_stable = $6, updated_ms = $7 WHERE client = $1 AND endpoint = $2")
+                    .bind(client).bind(endpoint).bind(next.stable).bind(next.canary).bind(next.canary_percent).bind(next.previous_stable).bind(now)
+                    .execute(&mut *tx).await?;
+                let detail = serde_json::json!({ "from": current, "to": next }).to_string();
+                audit!(tx, now, actor, action, &target, &detail, reason);
+                bump!(tx);
+                tx.commit().await?;
+                Ok(next)
+            }};
+        }
+        match self {
+            Store::Sqlite(p) => body!(sqlite, p),
+            Store::Postgres(p) => body!(postgres, p),
+        }
+    }
+
+    /// The newest audit entries first, optionally only those about one client's endpoints.
+    pub async fn audit_log(&self, client: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let (sql, prefix) = match client {
+            Some(c) => (
+                "SELECT id, at_ms, actor, action, target, detail, reason FROM audit WHERE target = $1 OR target LIKE $2 ORDER BY id DESC LIMIT $3",
+                Some(c),
+            ),
+            None => ("SELECT id, at_ms, actor, action, target, detail, reason FROM audit WHERE $1 = $1 AND $2 = $2 ORDER BY id DESC LIMIT $3", None),
+        };
+        let exact = prefix.unwrap_or("");
+        let like = prefix.map(|c| format!("{c}/%")).unwrap_or_default();
+        Ok(on_pool!(self, p => sqlx::query(sql).bind(exact).bind(&like).bind(limit).fetch_all(p).await?.iter().map(|r| {
+            Ok(AuditEntry {
+                id: r.get_i64("id")?,
+                at_ms: r.get_i64("at_ms")?,
+                actor: r.get_str("actor")?,
+                action: r.get_str("action")?,
+                target: r.get_str("target")?,
+                detail: serde_json::from_str(&r.get_str("detail")?).unwrap_or(Value::Null),
+                reason: r.get_opt_str("reason")?,
+            })
+        }).collect::<Result<_, sqlx::Error>>()?))
+    }
+}
+
