@@ -15,6 +15,6 @@ pub mod backends;
 pub mod config;
 pub mod demo;
 pub mod graphql;
-pub mod registry;
 pub mod http;
+pub mod registry;
 pub mod telemetry;

@@ -43,7 +43,11 @@ impl Env {
 fn start_facade(backends: &Backends, max_batch_size: Option<usize>, smoke: bool) -> anyhow::Result<Proc> {
     let mut env: Vec<(&str, String)> = Vec::new();
     // A registry file of its own, so a run leaves nothing behind in the working directory.
-    let db = std::env::temp_dir().join(format!("facade-bench-{}-{}.db", std::process::id(), max_batch_size.unwrap_or(0)));
+    let db = std::env::temp_dir().join(format!(
+        "facade-bench-{}-{}.db",
+        std::process::id(),
+        max_batch_size.unwrap_or(0)
+    ));
     let _ = std::fs::remove_file(&db);
     env.push(("FACADE_DATABASE__URL", format!("sqlite://{}", db.display())));
     if smoke {

@@ -153,8 +153,12 @@ impl Prepared {
     pub fn variable_from_text(&self, name: &str, raw: &str) -> Option<Value> {
         let (_, kind) = self.variables.iter().find(|(n, _)| n == name)?;
         Some(match kind {
-            VarKind::Int => raw.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(raw.to_owned())),
-            VarKind::Float => raw.parse::<f64>().map(Value::from).unwrap_or_else(|_| Value::String(raw.to_owned())),
+            VarKind::Int => {
+                raw.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(raw.to_owned()))
+            }
+            VarKind::Float => {
+                raw.parse::<f64>().map(Value::from).unwrap_or_else(|_| Value::String(raw.to_owned()))
+            }
             VarKind::Boolean => match raw {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
@@ -263,11 +267,13 @@ impl Engine {
         let operation = match (&document.operations, operation_name) {
             (DocumentOperations::Single(op), None) => op,
             (DocumentOperations::Single(_), Some(name)) => {
-                return Err(vec![format!("operation {name:?} is not in the document (it has one unnamed operation)")]);
+                return Err(vec![format!(
+                    "operation {name:?} is not in the document (it has one unnamed operation)"
+                )]);
             }
-            (DocumentOperations::Multiple(ops), Some(name)) => ops
-                .get(name)
-                .ok_or_else(|| vec![format!("operation {name:?} is not in the document")])?,
+            (DocumentOperations::Multiple(ops), Some(name)) => {
+                ops.get(name).ok_or_else(|| vec![format!("operation {name:?} is not in the document")])?
+            }
             (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next().expect("one"),
             (DocumentOperations::Multiple(_), None) => {
                 return Err(vec!["the document has several operations: give operationName".to_owned()]);
@@ -286,13 +292,15 @@ impl Engine {
                 let ty = &v.node.var_type.node;
                 let kind = match &ty.base {
                     async_graphql::parser::types::BaseType::List(_) => VarKind::Json,
-                    async_graphql::parser::types::BaseType::Named(n) => match (n.as_str(), self.model.types.get(n.as_str())) {
-                        ("Int", _) => VarKind::Int,
-                        ("Float", _) => VarKind::Float,
-                        ("Boolean", _) => VarKind::Boolean,
-                        (_, Some(model::TypeDef::Input { .. })) => VarKind::Json,
-                        _ => VarKind::Text,
-                    },
+                    async_graphql::parser::types::BaseType::Named(n) => {
+                        match (n.as_str(), self.model.types.get(n.as_str())) {
+                            ("Int", _) => VarKind::Int,
+                            ("Float", _) => VarKind::Float,
+                            ("Boolean", _) => VarKind::Boolean,
+                            (_, Some(model::TypeDef::Input { .. })) => VarKind::Json,
+                            _ => VarKind::Text,
+                        }
+                    }
                 };
                 (v.node.name.node.to_string(), kind)
             })
@@ -307,7 +315,9 @@ impl Engine {
         let errors: Vec<String> = response
             .errors
             .iter()
-            .filter(|e| !e.message.contains("is not provided") && !e.message.starts_with("Invalid value for argument"))
+            .filter(|e| {
+                !e.message.contains("is not provided") && !e.message.starts_with("Invalid value for argument")
+            })
             .map(|e| match e.locations.first() {
                 Some(p) => format!("{}:{}: {}", p.line, p.column, e.message),
                 None => e.message.clone(),

@@ -62,7 +62,11 @@ pub async fn principal(state: &AppState, token: &str) -> Result<Option<Principal
 
 /// 401 without a valid `Authorization: Bearer` token; puts the [`Principal`] in the request's
 /// extensions for the handlers to authorize. The token is never logged nor echoed.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let Some(token) = bearer(request.headers()) else {
         return Err(ApiError::Unauthorized("missing bearer token".into()));
     };

@@ -35,7 +35,9 @@ pub async fn call(
     let snapshot = state.registry.snapshot();
     let picked = match snapshot.pick(client.as_str(), endpoint.as_str(), device) {
         Ok(p) => p,
-        Err(PickError::UnknownEndpoint(e)) => return error(StatusCode::NOT_FOUND, format!("unknown endpoint {e}")),
+        Err(PickError::UnknownEndpoint(e)) => {
+            return error(StatusCode::NOT_FOUND, format!("unknown endpoint {e}"));
+        }
         Err(PickError::Unservable(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
     let prepared = &picked.version.prepared;
@@ -53,8 +55,15 @@ pub async fn call(
     if !body.is_empty() {
         match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(map)) => variables.extend(map),
-            Ok(_) => return error(StatusCode::BAD_REQUEST, format!("{target}: the body must be a JSON object of variables")),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("{target}: the body is not valid JSON: {e}")),
+            Ok(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{target}: the body must be a JSON object of variables"),
+                );
+            }
+            Err(e) => {
+                return error(StatusCode::BAD_REQUEST, format!("{target}: the body is not valid JSON: {e}"));
+            }
         }
     }
     let outcome = state.engine.execute_prepared(prepared, variables).await;

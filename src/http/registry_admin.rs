@@ -41,7 +41,9 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>, what: &str) -> Result<T, A
 fn authorize(state: &AppState, who: &Principal, client: &str) -> Result<ClientName, ApiError> {
     let name = ClientName::parse(client).map_err(ApiError::BadRequest)?;
     let snapshot = state.registry.snapshot();
-    let team = snapshot.client_team(name.as_str()).ok_or_else(|| ApiError::NotFound(format!("unknown client {name}")))?;
+    let team = snapshot
+        .client_team(name.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("unknown client {name}")))?;
     if !who.may_manage(team) {
         return Err(ApiError::Forbidden(format!("client {name} belongs to another team")));
     }
@@ -69,7 +71,11 @@ async fn create_client(
     let c = json_body(body, "new client")?;
     let name = ClientName::parse(&c.name).map_err(ApiError::BadRequest)?;
     let team = TeamName::parse(&c.team).map_err(ApiError::BadRequest)?;
-    state.registry.store().create_client(name.as_str(), team.as_str(), &who.actor(), c.reason.as_deref()).await?;
+    state
+        .registry
+        .store()
+        .create_client(name.as_str(), team.as_str(), &who.actor(), c.reason.as_deref())
+        .await?;
     state.registry.changed().await?;
     Ok((StatusCode::CREATED, Json(json!({ "name": name, "team": team }))))
 }
@@ -106,7 +112,11 @@ async fn create_token(
         return Err(ApiError::BadRequest("label: at most 100 characters".into()));
     }
     let (token, hash) = new_token().map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
-    state.registry.store().create_token(&hash, team.as_ref().map(TeamName::as_str), &label, &who.actor()).await?;
+    state
+        .registry
+        .store()
+        .create_token(&hash, team.as_ref().map(TeamName::as_str), &label, &who.actor())
+        .await?;
     let kind = if team.is_some() { "team" } else { "admin" };
     Ok((
         StatusCode::CREATED,
@@ -165,12 +175,14 @@ async fn publish(
             )));
         }
     }
-    state
-        .engine
-        .prepare(&p.document, p.operation_name.as_deref())
-        .await
-        .map_err(|errors| ApiError::BadRequest(format!("{target}: the document was refused: {}", errors.join("; "))))?;
-    let sha256 = sha256_hex(&[&p.document, p.operation_name.as_deref().unwrap_or(""), p.script.as_deref().unwrap_or("")]);
+    state.engine.prepare(&p.document, p.operation_name.as_deref()).await.map_err(|errors| {
+        ApiError::BadRequest(format!("{target}: the document was refused: {}", errors.join("; ")))
+    })?;
+    let sha256 = sha256_hex(&[
+        &p.document,
+        p.operation_name.as_deref().unwrap_or(""),
+        p.script.as_deref().unwrap_or(""),
+    ]);
     let document_sha256 = sha256_hex(&[&p.document]);
     let author = who.actor();
     let (version, created) = state
@@ -192,7 +204,12 @@ async fn publish(
         state.registry.changed().await?;
     }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "endpoint": target, "version": version, "created": created, "sha256": sha256, "documentId": document_sha256 }))))
+    Ok((
+        status,
+        Json(
+            json!({ "endpoint": target, "version": version, "created": created, "sha256": sha256, "documentId": document_sha256 }),
+        ),
+    ))
 }
 
 async fn list_versions(
@@ -216,7 +233,8 @@ async fn get_version(
 ) -> Result<Json<Value>, ApiError> {
     let client = authorize(&state, &who, &client)?;
     let name = endpoint_name(&name)?;
-    let n: i64 = n.parse().map_err(|_| ApiError::BadRequest(format!("bad version {n:?}: a positive number")))?;
+    let n: i64 =
+        n.parse().map_err(|_| ApiError::BadRequest(format!("bad version {n:?}: a positive number")))?;
     let versions = state.registry.store().versions(client.as_str(), name.as_str()).await?;
     let v = versions
         .into_iter()
@@ -256,21 +274,35 @@ async fn put_rollout(
     let name = endpoint_name(&name)?;
     let r = json_body(body, "rollout")?;
     if !(0..=100).contains(&r.canary_percent) {
-        return Err(ApiError::BadRequest(format!("canaryPercent must be between 0 and 100, got {}", r.canary_percent)));
+        return Err(ApiError::BadRequest(format!(
+            "canaryPercent must be between 0 and 100, got {}",
+            r.canary_percent
+        )));
     }
     if r.canary.is_none() && r.canary_percent != 0 {
         return Err(ApiError::BadRequest("canaryPercent needs a canary version".into()));
     }
     let store = state.registry.store();
     let next = store
-        .update_rollout(client.as_str(), name.as_str(), &who.actor(), "rollout.set", r.reason.as_deref(), |cur| {
-            Ok(Rollout {
-                stable: r.stable,
-                canary: r.canary,
-                canary_percent: r.canary_percent,
-                previous_stable: if cur.stable != r.stable { Some(cur.stable) } else { cur.previous_stable },
-            })
-        })
+        .update_rollout(
+            client.as_str(),
+            name.as_str(),
+            &who.actor(),
+            "rollout.set",
+            r.reason.as_deref(),
+            |cur| {
+                Ok(Rollout {
+                    stable: r.stable,
+                    canary: r.canary,
+                    canary_percent: r.canary_percent,
+                    previous_stable: if cur.stable != r.stable {
+                        Some(cur.stable)
+                    } else {
+                        cur.previous_stable
+                    },
+                })
+            },
+        )
         .await?;
     state.registry.changed().await?;
     Ok(Json(next))
@@ -299,12 +331,24 @@ async fn promote(
     let next = state
         .registry
         .store()
-        .update_rollout(client.as_str(), name.as_str(), &who.actor(), "rollout.promote", reason_of(body).as_deref(), |cur| {
-            let canary = cur
-                .canary
-                .ok_or_else(|| crate::registry::store::StoreError::Conflict(format!("{target} has no canary to promote")))?;
-            Ok(Rollout { stable: canary, canary: None, canary_percent: 0, previous_stable: Some(cur.stable) })
-        })
+        .update_rollout(
+            client.as_str(),
+            name.as_str(),
+            &who.actor(),
+            "rollout.promote",
+            reason_of(body).as_deref(),
+            |cur| {
+                let canary = cur.canary.ok_or_else(|| {
+                    crate::registry::store::StoreError::Conflict(format!("{target} has no canary to promote"))
+                })?;
+                Ok(Rollout {
+                    stable: canary,
+                    canary: None,
+                    canary_percent: 0,
+                    previous_stable: Some(cur.stable),
+                })
+            },
+        )
         .await?;
     state.registry.changed().await?;
     Ok(Json(next))
@@ -323,15 +367,24 @@ async fn rollback(
     let next = state
         .registry
         .store()
-        .update_rollout(client.as_str(), name.as_str(), &who.actor(), "rollout.rollback", reason_of(body).as_deref(), |cur| {
-            if cur.canary.is_some() {
-                return Ok(Rollout { canary: None, canary_percent: 0, ..cur });
-            }
-            let previous = cur.previous_stable.ok_or_else(|| {
-                crate::registry::store::StoreError::Conflict(format!("{target} has no canary and no previous stable version"))
-            })?;
-            Ok(Rollout { stable: previous, canary: None, canary_percent: 0, previous_stable: None })
-        })
+        .update_rollout(
+            client.as_str(),
+            name.as_str(),
+            &who.actor(),
+            "rollout.rollback",
+            reason_of(body).as_deref(),
+            |cur| {
+                if cur.canary.is_some() {
+                    return Ok(Rollout { canary: None, canary_percent: 0, ..cur });
+                }
+                let previous = cur.previous_stable.ok_or_else(|| {
+                    crate::registry::store::StoreError::Conflict(format!(
+                        "{target} has no canary and no previous stable version"
+                    ))
+                })?;
+                Ok(Rollout { stable: previous, canary: None, canary_percent: 0, previous_stable: None })
+            },
+        )
         .await?;
     state.registry.changed().await?;
     Ok(Json(next))

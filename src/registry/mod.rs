@@ -62,7 +62,13 @@ pub enum PickError {
 /// Stable bucket 0..100 of a device for one endpoint: the same device always lands on the
 /// same side, on every instance and across restarts.
 pub fn device_bucket(client: &str, endpoint: &str, device: &str) -> u64 {
-    let digest = Sha256::new().chain_update(client).chain_update("/").chain_update(endpoint).chain_update("#").chain_update(device).finalize();
+    let digest = Sha256::new()
+        .chain_update(client)
+        .chain_update("/")
+        .chain_update(endpoint)
+        .chain_update("#")
+        .chain_update(device)
+        .finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(first) % 100
@@ -139,7 +145,12 @@ impl Registry {
         self.snapshot.load_full()
     }
 
-    async fn prepare(&self, document: &str, operation_name: Option<&str>, what: &str) -> Result<LiveVersion, String> {
+    async fn prepare(
+        &self,
+        document: &str,
+        operation_name: Option<&str>,
+        what: &str,
+    ) -> Result<LiveVersion, String> {
         let _ = what;
         self.engine
             .prepare(document, operation_name)
@@ -155,14 +166,19 @@ impl Registry {
         let mut documents = HashMap::new();
         for v in &loaded.versions {
             by_key.insert((v.client.clone(), v.endpoint.clone(), v.version), v);
-            documents.insert(v.document_sha256.clone(), (Arc::<str>::from(v.document.as_str()), v.operation_name.clone()));
+            documents.insert(
+                v.document_sha256.clone(),
+                (Arc::<str>::from(v.document.as_str()), v.operation_name.clone()),
+            );
         }
         let mut endpoints = HashMap::new();
         for (client, endpoint, rollout) in &loaded.rollouts {
             let live = |n: i64| {
                 let record = by_key.get(&(client.clone(), endpoint.clone(), n)).copied();
                 async move {
-                    let Some(record) = record else { return Err(format!("{client}/{endpoint} has no version {n}")) };
+                    let Some(record) = record else {
+                        return Err(format!("{client}/{endpoint} has no version {n}"));
+                    };
                     let what = format!("{client}/{endpoint} version {n}");
                     self.prepare(&record.document, record.operation_name.as_deref(), &what)
                         .await
@@ -171,7 +187,11 @@ impl Registry {
                             l.script = record.script.as_deref().map(Arc::from);
                             l
                         })
-                        .map_err(|e| format!("{client}/{endpoint} version {n} no longer validates against the schema: {e}"))
+                        .map_err(|e| {
+                            format!(
+                                "{client}/{endpoint} version {n} no longer validates against the schema: {e}"
+                            )
+                        })
                 }
             };
             let stable = live(rollout.stable).await;
@@ -199,7 +219,11 @@ impl Registry {
     pub async fn changed(&self) -> Result<(), StoreError> {
         self.reload().await?;
         if let Store::Postgres(p) = &self.store {
-            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(self.snapshot().generation.to_string()).execute(p).await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(self.snapshot().generation.to_string())
+                .execute(p)
+                .await?;
         }
         Ok(())
     }
@@ -275,7 +299,8 @@ mod tests {
     #[test]
     fn buckets_are_stable_and_spread() {
         assert_eq!(device_bucket("tv", "home", "d-1"), device_bucket("tv", "home", "d-1"));
-        let under_10 = (0..10_000).filter(|i| device_bucket("tv", "home", &format!("device-{i}")) < 10).count();
+        let under_10 =
+            (0..10_000).filter(|i| device_bucket("tv", "home", &format!("device-{i}")) < 10).count();
         assert!((900..=1100).contains(&under_10), "{under_10}");
     }
 }

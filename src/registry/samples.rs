@@ -26,7 +26,8 @@ pub fn read_dir(dir: &Path) -> Result<Vec<EndpointFile>, String> {
     let clients = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for client_dir in clients.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
         let client_raw = client_dir.file_name().to_string_lossy().into_owned();
-        let client = ClientName::parse(&client_raw).map_err(|e| format!("{}: {e}", client_dir.path().display()))?;
+        let client =
+            ClientName::parse(&client_raw).map_err(|e| format!("{}: {e}", client_dir.path().display()))?;
         for file in std::fs::read_dir(client_dir.path()).map_err(|e| e.to_string())?.filter_map(Result::ok) {
             let path = file.path();
             if path.extension().is_none_or(|e| e != "graphql") {

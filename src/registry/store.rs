@@ -72,7 +72,9 @@ macro_rules! audit {
 /// Bumps the registry generation inside the open transaction `$tx`.
 macro_rules! bump {
     ($tx:ident) => {
-        sqlx::query("UPDATE registry_generation SET generation = generation + 1 WHERE id = 1").execute(&mut *$tx).await?
+        sqlx::query("UPDATE registry_generation SET generation = generation + 1 WHERE id = 1")
+            .execute(&mut *$tx)
+            .await?
     };
 }
 
@@ -165,7 +167,11 @@ impl Store {
     /// Opens `sqlite://FILE` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
             return Ok(Store::Postgres(pool));
         }
         if !url.starts_with("sqlite:") {
@@ -230,7 +236,8 @@ impl Store {
 
     pub async fn load(&self) -> Result<Loaded, StoreError> {
         let generation = self.generation().await?;
-        let versions_sql = concat!("SELECT ", version_columns!(), " FROM versions ORDER BY client, endpoint, version");
+        let versions_sql =
+            concat!("SELECT ", version_columns!(), " FROM versions ORDER BY client, endpoint, version");
         on_pool!(self, p => {
             let clients = sqlx::query("SELECT name, team FROM clients")
                 .fetch_all(p)
@@ -257,7 +264,13 @@ impl Store {
         }))
     }
 
-    pub async fn create_client(&self, name: &str, team: &str, actor: &str, reason: Option<&str>) -> Result<(), StoreError> {
+    pub async fn create_client(
+        &self,
+        name: &str,
+        team: &str,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         let detail = serde_json::json!({ "team": team }).to_string();
         macro_rules! body {
@@ -281,7 +294,13 @@ impl Store {
     }
 
     /// Stores a token's hash; `team` is `None` for an admin token.
-    pub async fn create_token(&self, sha256: &str, team: Option<&str>, label: &str, actor: &str) -> Result<(), StoreError> {
+    pub async fn create_token(
+        &self,
+        sha256: &str,
+        team: Option<&str>,
+        label: &str,
+        actor: &str,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         let kind = if team.is_some() { "team" } else { "admin" };
         let detail = serde_json::json!({ "kind": kind, "team": team, "label": label }).to_string();
@@ -307,7 +326,9 @@ impl Store {
         let now = now_ms();
         let lock = match self {
             Store::Sqlite(_) => "SELECT next_version FROM endpoints WHERE client = $1 AND name = $2",
-            Store::Postgres(_) => "SELECT next_version FROM endpoints WHERE client = $1 AND name = $2 FOR UPDATE",
+            Store::Postgres(_) => {
+                "SELECT next_version FROM endpoints WHERE client = $1 AND name = $2 FOR UPDATE"
+            }
         };
         macro_rules! body {
             ($kind:ident, $p:ident) => {{
@@ -353,8 +374,14 @@ impl Store {
     }
 
     pub async fn versions(&self, client: &str, endpoint: &str) -> Result<Vec<VersionRecord>, StoreError> {
-        let sql = concat!("SELECT ", version_columns!(), " FROM versions WHERE client = $1 AND endpoint = $2 ORDER BY version");
-        Ok(on_pool!(self, p => sqlx::query(sql).bind(client).bind(endpoint).fetch_all(p).await?.iter().map(version_of).collect::<Result<_, _>>()?))
+        let sql = concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM versions WHERE client = $1 AND endpoint = $2 ORDER BY version"
+        );
+        Ok(
+            on_pool!(self, p => sqlx::query(sql).bind(client).bind(endpoint).fetch_all(p).await?.iter().map(version_of).collect::<Result<_, _>>()?),
+        )
     }
 
     pub async fn rollout(&self, client: &str, endpoint: &str) -> Result<Option<Rollout>, StoreError> {
@@ -418,11 +445,15 @@ impl Store {
                 "SELECT id, at_ms, actor, action, target, detail, reason FROM audit WHERE target = $1 OR target LIKE $2 ORDER BY id DESC LIMIT $3",
                 Some(c),
             ),
-            None => ("SELECT id, at_ms, actor, action, target, detail, reason FROM audit WHERE $1 = $1 AND $2 = $2 ORDER BY id DESC LIMIT $3", None),
+            None => (
+                "SELECT id, at_ms, actor, action, target, detail, reason FROM audit WHERE $1 = $1 AND $2 = $2 ORDER BY id DESC LIMIT $3",
+                None,
+            ),
         };
         let exact = prefix.unwrap_or("");
         let like = prefix.map(|c| format!("{c}/%")).unwrap_or_default();
-        Ok(on_pool!(self, p => sqlx::query(sql).bind(exact).bind(&like).bind(limit).fetch_all(p).await?.iter().map(|r| {
+        Ok(
+            on_pool!(self, p => sqlx::query(sql).bind(exact).bind(&like).bind(limit).fetch_all(p).await?.iter().map(|r| {
             Ok(AuditEntry {
                 id: r.get_i64("id")?,
                 at_ms: r.get_i64("at_ms")?,
@@ -432,7 +463,7 @@ impl Store {
                 detail: serde_json::from_str(&r.get_str("detail")?).unwrap_or(Value::Null),
                 reason: r.get_opt_str("reason")?,
             })
-        }).collect::<Result<_, sqlx::Error>>()?))
+        }).collect::<Result<_, sqlx::Error>>()?),
+        )
     }
 }
-

@@ -23,8 +23,8 @@ pub fn home_query() -> String {
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    /// Holds the SQLite registry file of this instance.
-    pub dir: tempfile::TempDir,
+    /// Holds the SQLite registry file of this instance for as long as it runs.
+    _dir: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
 }
 
@@ -55,7 +55,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
-    TestApp { base, client: reqwest::Client::new(), dir, _stop: stop }
+    TestApp { base, client: reqwest::Client::new(), _dir: dir, _stop: stop }
 }
 
 impl TestApp {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench_smoke;
+mod endpoints;
 mod engine;
 mod graphql_http;
 mod helpers;
