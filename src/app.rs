@@ -73,7 +73,15 @@ impl App {
         let admin_tokens = http::admin::AdminTokens(Arc::new(
             config.admin.token_sha256.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
         ));
-        let state = AppState { engine, registry: registry.clone(), admin_tokens, demo: demo.clone() };
+        let state = AppState {
+            engine,
+            registry: registry.clone(),
+            admin_tokens,
+            apq: Arc::new(http::apq::ApqCache::new(config.graphql.apq_capacity)),
+            safelist: config.graphql.safelist,
+            introspection: config.graphql.introspection,
+            demo: demo.clone(),
+        };
         if config.demo.enabled {
             crate::registry::samples::publish_samples(&registry).await?;
         }

@@ -34,6 +34,26 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Where the registry (clients, endpoints, versions, rollouts, tokens) lives.
     pub database: DatabaseConfig,
+    /// What devices may send to `/graphql`.
+    pub graphql: GraphqlConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphqlConfig {
+    /// Safelist mode: requests without an admin or team token may run only published
+    /// documents (by `documentId` or persisted-query hash). Turn on in production.
+    pub safelist: bool,
+    /// Whether requests without a token may use introspection. Turn off in production.
+    pub introspection: bool,
+    /// Automatic persisted queries kept in memory.
+    pub apq_capacity: usize,
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        Self { safelist: false, introspection: true, apq_capacity: 10_000 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +94,7 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             admin: AdminConfig::default(),
             database: DatabaseConfig::default(),
+            graphql: GraphqlConfig::default(),
         }
     }
 }

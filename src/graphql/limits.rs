@@ -160,3 +160,19 @@ fn named(ty: &async_graphql::parser::types::Type) -> &str {
         async_graphql::parser::types::BaseType::List(inner) => named(inner),
     }
 }
+
+/// Whether any operation asks `__schema` or `__type` at its root (fragments included).
+pub fn uses_introspection(doc: &ExecutableDocument) -> bool {
+    fn root(doc: &ExecutableDocument, set: &Positioned<SelectionSet>, depth: usize) -> bool {
+        depth < 16
+            && set.node.items.iter().any(|s| match &s.node {
+                Selection::Field(f) => matches!(f.node.name.node.as_str(), "__schema" | "__type"),
+                Selection::InlineFragment(i) => root(doc, &i.node.selection_set, depth + 1),
+                Selection::FragmentSpread(sp) => doc
+                    .fragments
+                    .get(&sp.node.fragment_name.node)
+                    .is_some_and(|f| root(doc, &f.node.selection_set, depth + 1)),
+            })
+    }
+    doc.operations.iter().any(|(_, op)| root(doc, &op.node.selection_set, 0))
+}

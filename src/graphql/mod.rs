@@ -87,11 +87,13 @@ pub fn check_dir(dir: &Path) -> Result<FacadeSchema, EngineError> {
 }
 
 /// A GraphQL request as it arrives over HTTP.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GraphqlRequest {
     pub query: String,
     pub operation_name: Option<String>,
     pub variables: Option<Map<String, Value>>,
+    /// Whether introspection fields (`__schema`, `__type`) may be asked.
+    pub introspection: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +243,10 @@ impl Engine {
     pub fn parse(&self, request: GraphqlRequest) -> Result<Parsed, Outcome> {
         let document = async_graphql::parser::parse_query(&request.query)
             .map_err(|e| Outcome::request_errors(vec![e.into()]))?;
+        if !request.introspection && limits::uses_introspection(&document) {
+            let error = ServerError::new("introspection is disabled for requests without a token", None);
+            return Err(Outcome::request_errors(vec![error]));
+        }
         let empty = Map::new();
         let variables = request.variables.as_ref().unwrap_or(&empty);
         limits::check(
@@ -350,6 +356,7 @@ impl Engine {
             query: prepared.text.clone(),
             operation_name: prepared.operation_name.clone(),
             variables: Some(variables),
+            introspection: true,
         };
         self.execute(Parsed { request, document: prepared.document.clone() }).await
     }
@@ -361,6 +368,9 @@ impl Engine {
             tracing::Span::current().record("graphql.operation.name", name.as_str());
         }
         let mut gql = Request::new(request.query);
+        if !request.introspection {
+            gql = gql.disable_introspection();
+        }
         if let Some(name) = request.operation_name {
             gql = gql.operation_name(name);
         }

@@ -108,6 +108,15 @@ fn optional_object(value: Option<Value>, what: &str) -> Result<Option<Map<String
     }
 }
 
+/// A request as it arrived, before persisted documents are looked up.
+struct Incoming {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<Map<String, Value>>,
+    extensions: Option<Map<String, Value>>,
+    document_id: Option<String>,
+}
+
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(media) = negotiate(&headers) else { return not_acceptable() };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -123,9 +132,14 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         return malformed(media, "request body must be a JSON object with a query");
     };
     let query = match fields.remove("query") {
-        Some(Value::String(q)) => q,
+        None | Some(Value::Null) => None,
+        Some(Value::String(q)) => Some(q),
         Some(other) => return malformed(media, format!("query must be a string, got {other}")),
-        None => return malformed(media, "request body has no query"),
+    };
+    let document_id = match fields.remove("documentId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(q)) => Some(q),
+        Some(other) => return malformed(media, format!("documentId must be a string, got {other}")),
     };
     let operation_name = match fields.remove("operationName") {
         None | Some(Value::Null) => None,
@@ -136,10 +150,12 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Ok(v) => v,
         Err(e) => return malformed(media, e),
     };
-    if let Err(e) = optional_object(fields.remove("extensions"), "extensions") {
-        return malformed(media, e);
-    }
-    run(&state, media, GraphqlRequest { query, operation_name, variables }, false).await
+    let extensions = match optional_object(fields.remove("extensions"), "extensions") {
+        Ok(v) => v,
+        Err(e) => return malformed(media, e),
+    };
+    let incoming = Incoming { query, operation_name, variables, extensions, document_id };
+    run(&state, &headers, media, incoming, false).await
 }
 
 fn is_json_content_type(value: &str) -> bool {
@@ -158,19 +174,20 @@ fn is_json_content_type(value: &str) -> bool {
 pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let Some(media) = negotiate(&headers) else { return not_acceptable() };
     let mut query = None;
+    let mut document_id = None;
     let mut operation_name = None;
     let mut variables = None;
     let mut extensions = None;
     for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "query" => query = Some(v.into_owned()),
+            "documentId" if !v.is_empty() => document_id = Some(v.into_owned()),
             "operationName" if !v.is_empty() => operation_name = Some(v.into_owned()),
             "variables" if !v.is_empty() => variables = Some(v.into_owned()),
             "extensions" if !v.is_empty() => extensions = Some(v.into_owned()),
             _ => {}
         }
     }
-    let Some(query) = query else { return malformed(media, "the query string has no query parameter") };
     let parse_object = |text: Option<String>, what: &str| -> Result<Option<Map<String, Value>>, String> {
         match text {
             None => Ok(None),
@@ -185,13 +202,109 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw
         Ok(v) => v,
         Err(e) => return malformed(media, e),
     };
-    if let Err(e) = parse_object(extensions, "extensions") {
-        return malformed(media, e);
-    }
-    run(&state, media, GraphqlRequest { query, operation_name, variables }, true).await
+    let extensions = match parse_object(extensions, "extensions") {
+        Ok(v) => v,
+        Err(e) => return malformed(media, e),
+    };
+    let incoming = Incoming { query, operation_name, variables, extensions, document_id };
+    run(&state, &headers, media, incoming, true).await
 }
 
-async fn run(state: &AppState, media: MediaType, request: GraphqlRequest, over_get: bool) -> Response {
+/// Apollo's answer when a hash is not known: clients then resend the query with its hash.
+fn persisted_query_not_found(media: MediaType) -> Response {
+    let body = json!({ "errors": [{
+        "message": "PersistedQueryNotFound",
+        "extensions": { "code": "PERSISTED_QUERY_NOT_FOUND" },
+    }]});
+    respond(media, StatusCode::OK, &body)
+}
+
+/// Turns the incoming request into query text: a stored document by `documentId`, an
+/// automatic persisted query by `extensions.persistedQuery.sha256Hash`, or the text itself;
+/// and applies safelist mode, in which devices without a token run stored documents only.
+async fn resolve_document(
+    state: &AppState,
+    headers: &HeaderMap,
+    media: MediaType,
+    incoming: Incoming,
+) -> Result<(GraphqlRequest, bool), Response> {
+    let trusted = match super::admin::bearer(headers) {
+        Some(token) => matches!(super::admin::principal(state, token).await, Ok(Some(_))),
+        None => false,
+    };
+    let snapshot = state.registry.snapshot();
+    let persisted = incoming
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("persistedQuery"))
+        .and_then(|p| p.get("sha256Hash"))
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase);
+    let (query, stored) = match (incoming.query, incoming.document_id, persisted) {
+        (None, Some(id), _) => {
+            let hash = id.strip_prefix("sha256:").unwrap_or(&id).to_ascii_lowercase();
+            match snapshot.document(&hash) {
+                Some((text, _)) => (text.to_string(), true),
+                None => return Err(persisted_query_not_found(media)),
+            }
+        }
+        (None, None, Some(hash)) => match snapshot.document(&hash) {
+            Some((text, _)) => (text.to_string(), true),
+            None => match state.apq.get(&hash) {
+                Some(text) if trusted || !state.safelist => (text, false),
+                _ => return Err(persisted_query_not_found(media)),
+            },
+        },
+        (Some(query), _, persisted) => {
+            let hash = crate::registry::sha256_hex(&[&query]);
+            if let Some(claimed) = persisted {
+                if claimed != hash {
+                    return Err(malformed(
+                        media,
+                        "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query",
+                    ));
+                }
+                if trusted || !state.safelist {
+                    state.apq.put(hash.clone(), query.clone());
+                }
+            }
+            let stored = snapshot.document(&hash).is_some();
+            (query, stored)
+        }
+        (None, None, None) => {
+            return Err(malformed(media, "the request has no query, documentId or persisted query hash"));
+        }
+    };
+    if state.safelist && !stored && !trusted {
+        let body = json!({ "errors": [{
+            "message": "safelist mode: devices may run only published documents (by documentId or persisted query hash)",
+            "extensions": { "code": "PERSISTED_QUERY_NOT_ALLOWED" },
+        }]});
+        return Err(respond(media, StatusCode::FORBIDDEN, &body));
+    }
+    let introspection = trusted || state.introspection;
+    Ok((
+        GraphqlRequest {
+            query,
+            operation_name: incoming.operation_name,
+            variables: incoming.variables,
+            introspection,
+        },
+        stored,
+    ))
+}
+
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    media: MediaType,
+    incoming: Incoming,
+    over_get: bool,
+) -> Response {
+    let request = match resolve_document(state, headers, media, incoming).await {
+        Ok((request, _)) => request,
+        Err(response) => return response,
+    };
     let engine = state.engine.clone();
     let parsed = match engine.parse(request) {
         Ok(p) => p,

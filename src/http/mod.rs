@@ -2,6 +2,7 @@
 //! business logic; handlers call the engine and the demo backends and shape their answers.
 
 pub mod admin;
+pub mod apq;
 mod demo;
 mod device;
 pub mod door;
@@ -27,6 +28,12 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub registry: Arc<Registry>,
     pub admin_tokens: admin::AdminTokens,
+    /// Automatic persisted queries registered by clients (bounded).
+    pub apq: Arc<apq::ApqCache>,
+    /// Devices without a token may run only published documents.
+    pub safelist: bool,
+    /// Devices without a token may use introspection.
+    pub introspection: bool,
     /// Present in demo mode only.
     pub demo: Option<Arc<DemoBackends>>,
 }

@@ -7,5 +7,6 @@ mod endpoints;
 mod engine;
 mod graphql_http;
 mod helpers;
+mod persisted;
 mod resilience;
 mod schema_check;
