@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod backends;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod graphql;

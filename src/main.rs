@@ -73,17 +73,100 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
-    /// Admin tokens.
+    /// Admin and team tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Apply the registry's database migrations (serve does it too, at start).
+    Migrate {
+        /// Config file (default: ./facade.toml if present); the database is [database] url.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Publish every <client>/<name>.graphql in DIR (with <name>.js beside it, if any)
+    /// through the admin API of a running Facade. Unchanged files keep their version.
+    Publish {
+        /// Folder of <client>/<name>.graphql files.
+        dir: PathBuf,
+        #[command(flatten)]
+        api: Api,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Endpoints of a running Facade.
+    Endpoints {
+        #[command(subcommand)]
+        command: EndpointsCommand,
+    },
+    /// Change which versions of an endpoint devices get.
+    Rollout {
+        /// CLIENT/NAME, such as tv/home.
+        endpoint: String,
+        /// Stable version.
+        #[arg(long, conflicts_with_all = ["promote", "rollback"], required_unless_present_any = ["promote", "rollback"])]
+        stable: Option<i64>,
+        /// Canary version.
+        #[arg(long, requires = "stable")]
+        canary: Option<i64>,
+        /// Share of devices on the canary, 0 to 100.
+        #[arg(long, default_value_t = 0, requires = "canary")]
+        percent: i64,
+        /// Make the canary the stable version.
+        #[arg(long, conflicts_with = "rollback")]
+        promote: bool,
+        /// Drop the canary, or go back to the previous stable version.
+        #[arg(long)]
+        rollback: bool,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+/// Where the admin API is and how to authenticate.
+#[derive(clap::Args)]
+struct Api {
+    /// Base URL of a running Facade.
+    #[arg(long, env = "FACADE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Admin or team token.
+    #[arg(long, env = "FACADE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum EndpointsCommand {
+    /// List endpoints with their stable and canary versions.
+    List {
+        #[command(flatten)]
+        api: Api,
     },
 }
 
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// Make a new random admin token. Prints the token (give it to the operator; it is shown
-    /// only now) and the line to put in facade.toml under [admin], which holds only its hash.
+    /// Create a token in the registry database and print it (only this once; the database
+    /// keeps its SHA-256). `--admin` for a first admin token of a fresh install.
+    Create {
+        /// An admin token: may do everything.
+        #[arg(long, conflicts_with = "team", required_unless_present = "team")]
+        admin: bool,
+        /// A team token: may touch only that team's clients.
+        #[arg(long)]
+        team: Option<String>,
+        /// A name for the token in the audit log.
+        #[arg(long, default_value = "cli")]
+        label: String,
+        /// Config file (default: ./facade.toml if present); the database is [database] url.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Make a random admin token without a database: prints the token and the hash line for
+    /// facade.toml's [admin] token_sha256 (a bootstrap or break-glass token).
     New,
 }
 
@@ -104,6 +187,46 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Schema { command: SchemaCommand::Check { schema } } => check(&schema),
         Command::Token { command: TokenCommand::New } => new_token(),
+        Command::Token { command: TokenCommand::Create { admin: _, team, label, config } } => runtime()
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let config = Config::load(config.as_deref())?;
+                    facade::cli::create_token(&config, team.as_deref(), &label).await
+                })
+            }),
+        Command::Migrate { config } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let config = Config::load(config.as_deref())?;
+                facade::cli::migrate(&config).await
+            })
+        }),
+        Command::Publish { dir, api, reason } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let client = facade::cli::AdminClient::new(&api.url, api.token)?;
+                facade::cli::publish(&client, &dir, reason.as_deref()).await
+            })
+        }),
+        Command::Endpoints { command: EndpointsCommand::List { api } } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let client = facade::cli::AdminClient::new(&api.url, api.token)?;
+                facade::cli::list_endpoints(&client).await
+            })
+        }),
+        Command::Rollout { endpoint, stable, canary, percent, promote, rollback, reason, api } => {
+            use facade::cli::RolloutChange;
+            let change = match (promote, rollback, stable) {
+                (true, _, _) => RolloutChange::Promote,
+                (_, true, _) => RolloutChange::Rollback,
+                (_, _, Some(stable)) => RolloutChange::Set { stable, canary, percent },
+                _ => unreachable!("clap requires --stable, --promote or --rollback"),
+            };
+            runtime().and_then(|rt| {
+                rt.block_on(async {
+                    let client = facade::cli::AdminClient::new(&api.url, api.token)?;
+                    facade::cli::rollout(&client, &endpoint, change, reason.as_deref()).await
+                })
+            })
+        }
         Command::Serve { config, listen, schema, demo, log_format } => {
             runtime().and_then(|rt| rt.block_on(serve(config, listen, schema, demo, log_format)))
         }

@@ -50,6 +50,7 @@ pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Rout
         .merge(admin::routes(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .route("/admin/v1/openapi.json", get(ops::openapi))
         .route("/schema.graphql", get(ops::schema_sdl));
     if state.demo.is_some() {
         router = router

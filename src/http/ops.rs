@@ -32,3 +32,8 @@ pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName
 pub async fn schema_sdl(State(state): State<AppState>) -> String {
     state.engine.sdl()
 }
+
+/// The OpenAPI document of the admin API (kept beside the routes; a test checks it covers them).
+pub async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("openapi.json"))
+}

@@ -89,3 +89,33 @@ async fn operators_can_trip_and_reset_a_breaker() {
     assert_eq!(body["data"]["title"]["id"], "1");
     assert_eq!(action("explode").await.unwrap().status(), 400);
 }
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_admin_route() {
+    let app = spawn_with(|_| {}).await;
+    let spec: Value = app
+        .client
+        .get(format!("{}/admin/v1/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let paths = spec["paths"].as_object().unwrap();
+    let sources = [include_str!("../../src/http/admin.rs"), include_str!("../../src/http/registry_admin.rs")];
+    let mut routes = 0;
+    for source in sources {
+        for line in source.lines().filter(|l| l.trim_start().starts_with(".route(\"/admin/v1")) {
+            let route = line.split('"').nth(1).unwrap();
+            let documented = route.replace("{name}", "{backend}");
+            assert!(
+                paths.contains_key(route) || paths.contains_key(&documented),
+                "{route} is not in openapi.json"
+            );
+            routes += 1;
+        }
+    }
+    assert!(routes >= 12, "{routes} routes found");
+}

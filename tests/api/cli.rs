@@ -1,0 +1,110 @@
+//! The admin CLI against a running server: token create, migrate, publish, endpoints list,
+//! rollout.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::helpers::spawn_with;
+
+fn facade(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_facade"));
+    c.args(args).env_remove("FACADE_TOKEN").env_remove("FACADE_URL");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("runs facade")
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_the_cli_publish_list_and_roll_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("reg.db").display());
+    let config = dir.path().join("facade.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"{db}\"\n")).unwrap();
+    let cfg = config.to_str().unwrap();
+
+    let out = tokio::task::spawn_blocking({
+        let cfg = cfg.to_owned();
+        move || facade(&["migrate", "--config", &cfg], &[])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = tokio::task::spawn_blocking({
+        let cfg = cfg.to_owned();
+        move || facade(&["token", "create", "--admin", "--label", "ops", "--config", &cfg], &[])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("fcd_"), "{token}");
+
+    let db2 = db.clone();
+    let app = spawn_with(move |c| c.database.url = db2).await;
+    let r = app
+        .client
+        .post(format!("{}/admin/v1/clients", app.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "box", "team": "box-team"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "the CLI's token is an admin token of the server");
+
+    let files = dir.path().join("endpoints");
+    std::fs::create_dir_all(files.join("box")).unwrap();
+    std::fs::write(files.join("box/ping.graphql"), "query Ping { __typename }").unwrap();
+    let (base, t, f) = (app.base.clone(), token.clone(), files.to_str().unwrap().to_owned());
+    let run = move |args: Vec<String>| {
+        let (base, t) = (base.clone(), t.clone());
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            facade(&args, &[("FACADE_URL", &base), ("FACADE_TOKEN", &t)])
+        })
+    };
+    let out = run(vec!["publish".into(), f.clone()]).await.unwrap();
+    assert!(out.status.success() && text(&out).contains("box/ping: published version 1"), "{}", text(&out));
+    let out = run(vec!["publish".into(), f.clone()]).await.unwrap();
+    assert!(text(&out).contains("box/ping: unchanged (version 1)"), "{}", text(&out));
+    std::fs::write(files.join("box/ping.graphql"), "query Ping { __typename title(id: 1) { id } }").unwrap();
+    assert!(text(&run(vec!["publish".into(), f.clone()]).await.unwrap()).contains("published version 2"));
+    let out = run(vec![
+        "rollout".into(),
+        "box/ping".into(),
+        "--stable".into(),
+        "1".into(),
+        "--canary".into(),
+        "2".into(),
+        "--percent".into(),
+        "25".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(vec!["endpoints".into(), "list".into()]).await.unwrap();
+    let listing = text(&out);
+    assert!(listing.lines().any(|l| l.starts_with("box/ping") && l.contains("25%")), "{listing}");
+    let out = run(vec![
+        "rollout".into(),
+        "box/ping".into(),
+        "--promote".into(),
+        "--reason".into(),
+        "looks good".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(out.status.success() && text(&out).contains("\"stable\":2"), "{}", text(&out));
+
+    std::fs::write(files.join("box/broken.graphql"), "query { nope }").unwrap();
+    let out = run(vec!["publish".into(), f]).await.unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("box/broken: refused (HTTP 400)"), "{}", text(&out));
+    let out = tokio::task::spawn_blocking(|| facade(&["endpoints", "list"], &[])).await.unwrap();
+    assert!(!out.status.success() && text(&out).contains("no token"), "{}", text(&out));
+}
