@@ -45,6 +45,7 @@ enum Scenario {
     Throughput,
     Overhead,
     Isolation,
+    ById,
 }
 
 #[derive(Subcommand)]
@@ -102,6 +103,7 @@ async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -
             Scenario::Throughput,
             Scenario::Overhead,
             Scenario::Isolation,
+            Scenario::ById,
         ];
     }
     let env = scenarios::Env::start(smoke)?;
@@ -125,6 +127,7 @@ async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -
             Scenario::Throughput => scenarios::throughput(&env).await?,
             Scenario::Overhead => scenarios::overhead(&env).await?,
             Scenario::Isolation => scenarios::isolation(&env).await?,
+            Scenario::ById => scenarios::by_id(&env).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         println!("## {}\n\n{}\n", report.name, report.table);

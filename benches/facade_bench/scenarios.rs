@@ -13,6 +13,9 @@ use crate::procs::{self, Backends, Proc};
 
 const HOME: &str = include_str!("../../tests/cases/home.graphql");
 
+/// The admin token the benchmark's Facade accepts (its hash is passed in the environment).
+const BENCH_TOKEN: &str = "fcd_facade_bench";
+
 pub struct Report {
     pub name: &'static str,
     pub table: String,
@@ -50,6 +53,10 @@ fn start_facade(backends: &Backends, max_batch_size: Option<usize>, smoke: bool)
     ));
     let _ = std::fs::remove_file(&db);
     env.push(("FACADE_DATABASE__URL", format!("sqlite://{}", db.display())));
+    env.push((
+        "FACADE_ADMIN__TOKEN_SHA256",
+        format!("[\"{}\"]", facade::http::admin::token_hash(BENCH_TOKEN)),
+    ));
     if smoke {
         // The isolation scenario waits out artwork's timeouts until its breaker opens: keep
         // that short when only checking the harness.
@@ -388,5 +395,53 @@ pub async fn isolation(env: &Env) -> anyhow::Result<Report> {
         name: "isolation",
         table,
         figures: json!({"healthy": healthy, "hanging": hung, "ratio": ratio, "open_p50_ms": open.p50_ms, "closed_p50_ms": closed.p50_ms}),
+    })
+}
+
+/// Scenario 7: a device call by endpoint ID (`/v1/tv/home`) against posting the same query
+/// text to `/graphql`, one user, then 20 users.
+pub async fn by_id(env: &Env) -> anyhow::Result<Report> {
+    let client = load::client(2);
+    let admin =
+        |path: &str| client.post(format!("{}/admin/v1{path}", env.facade_url)).bearer_auth(BENCH_TOKEN);
+    let _ = admin("/clients").json(&json!({"name": "tv", "team": "tv-team"})).send().await?;
+    let published =
+        admin("/clients/tv/endpoints/home/versions").json(&json!({"document": HOME})).send().await?;
+    anyhow::ensure!(published.status().is_success(), "publish failed: {}", published.text().await?);
+    let by_id = Target::get(format!("{}/v1/tv/home?profileId=1", env.facade_url));
+    let by_text = Target::post(env.graphql(), &home_body());
+    let (one, many) = if env.smoke {
+        (Duration::from_millis(300), Duration::from_millis(300))
+    } else {
+        (Duration::from_secs(5), Duration::from_secs(10))
+    };
+    let id1 = load::closed_loop(&by_id, 1, one).await;
+    let text1 = load::closed_loop(&by_text, 1, one).await;
+    let id20 = load::closed_loop(&by_id, 20, many).await;
+    let text20 = load::closed_loop(&by_text, 20, many).await;
+    let table = format!(
+        "| request | users | RPS | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|\n\
+         | `GET /v1/tv/home?profileId=1` (by ID) | 1 | {:.0} | {:.2} | {:.2} |\n| `POST /graphql` (query text) | 1 | {:.0} | {:.2} | {:.2} |\n\
+         | by ID | 20 | {:.0} | {:.1} | {:.1} |\n| query text | 20 | {:.0} | {:.1} | {:.1} |\n\n\
+         By ID adds {:+.3} ms at p50 with one user ({:.2}× the query-text latency).",
+        id1.rps,
+        id1.p50_ms,
+        id1.p99_ms,
+        text1.rps,
+        text1.p50_ms,
+        text1.p99_ms,
+        id20.rps,
+        id20.p50_ms,
+        id20.p99_ms,
+        text20.rps,
+        text20.p50_ms,
+        text20.p99_ms,
+        id1.p50_ms - text1.p50_ms,
+        id1.p50_ms / text1.p50_ms
+    );
+    Ok(Report {
+        name: "by-id",
+        table,
+        figures: json!({"by_id": id1, "by_text": text1, "by_id_20": id20, "by_text_20": text20}),
     })
 }

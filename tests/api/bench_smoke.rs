@@ -15,9 +15,15 @@ fn every_scenario_runs_and_counts_are_right() {
         .expect("facade-bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for section in
-        ["## chattiness", "## batching", "## parallelism", "## throughput", "## overhead", "## isolation"]
-    {
+    for section in [
+        "## chattiness",
+        "## batching",
+        "## parallelism",
+        "## throughput",
+        "## overhead",
+        "## isolation",
+        "## by-id",
+    ] {
         assert!(stdout.contains(section), "missing {section}");
     }
     let figures: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
