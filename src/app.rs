@@ -61,6 +61,10 @@ pub fn engine_options(config: &Config, demo: Option<&DemoBackends>) -> EngineOpt
 
 impl App {
     pub async fn build(config: &Config) -> Result<Self, AppError> {
+        // Bind first: a taken port fails the start before anything else is touched.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AppError::Listen { addr: config.listen, source })?;
         let demo = if config.demo.enabled {
             let options = DemoOptions { seed: config.demo.seed, ..DemoOptions::default() };
             Some(Arc::new(DemoBackends::start(&options).await?))
@@ -93,9 +97,7 @@ impl App {
             device_burst: config.limits.device_burst,
         });
         let router = http::router(state, config.limits.body_bytes, door);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| AppError::Listen { addr: config.listen, source })?;
+
         Ok(Self { listener, router, demo, grace: Duration::from_secs(config.shutdown_grace_secs) })
     }
 
