@@ -108,3 +108,54 @@ async fn tokens_from_the_cli_publish_list_and_roll_out() {
     let out = tokio::task::spawn_blocking(|| facade(&["endpoints", "list"], &[])).await.unwrap();
     assert!(!out.status.success() && text(&out).contains("no token"), "{}", text(&out));
 }
+
+/// Tokens never reach the logs, even at trace level, whether valid, invalid or just created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_never_appear_in_the_server_log() {
+    use std::io::{BufRead, BufReader};
+    const CONFIG_TOKEN: &str = "fcd_config_token_for_log_test";
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_facade"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "trace")
+        .env("FACADE_DATABASE__URL", format!("sqlite://{}", dir.path().join("log.db").display()))
+        .env("FACADE_ADMIN__TOKEN_SHA256", format!("[\"{}\"]", facade::http::admin::token_hash(CONFIG_TOKEN)))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.split_whitespace().find(|w| w.starts_with("http://")).expect("listening line").to_owned();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{base}/admin/v1/tokens"))
+        .bearer_auth(CONFIG_TOKEN)
+        .json(&json!({"team": "tv-team", "label": "log-test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let team_token = created["token"].as_str().unwrap().to_owned();
+    for token in [CONFIG_TOKEN, team_token.as_str(), "fcd_not_a_real_token"] {
+        let _ = client.get(format!("{base}/admin/v1/clients")).bearer_auth(token).send().await.unwrap();
+        let _ = client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(token)
+            .json(&json!({"query": "{ __typename }"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(log.len() > 1000, "the trace log is there: {} bytes", log.len());
+    for token in [CONFIG_TOKEN, team_token.as_str(), "fcd_not_a_real_token"] {
+        assert!(!log.contains(token), "a token appears in the log");
+        assert!(!log.contains(&token[4..]), "a token's secret part appears in the log");
+    }
+}
