@@ -18,4 +18,5 @@ pub mod demo;
 pub mod graphql;
 pub mod http;
 pub mod registry;
+pub mod scripts;
 pub mod telemetry;

@@ -15,6 +15,10 @@ pub const REJECTIONS: &str = "facade_rejections_total";
 pub const BREAKER_STATE: &str = "facade_breaker_state";
 /// Retries made, by `backend`.
 pub const RETRIES: &str = "facade_backend_retries_total";
+/// Script calls that failed, by `script` and `kind` (thrown, deadline, out_of_memory, …).
+pub const SCRIPT_ERRORS: &str = "facade_script_errors_total";
+/// QuickJS runtimes replaced after an interrupted or out-of-memory call.
+pub const SCRIPT_RUNTIME_REPLACED: &str = "facade_script_runtimes_replaced_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -1,0 +1,494 @@
+//! QuickJS scripts, contained as firmly as a process boundary would: a pool of runtimes, each
+//! on a dedicated OS thread (never a tokio worker), fed through a bounded queue, with a
+//! deadline (interrupt handler), a memory limit and a stack limit per call. Scripts are pure:
+//! no `std`/`os` modules, no loader for `import`, no timers, no network; `console.log` goes to
+//! tracing at debug level.
+//!
+//! A script compiles once per runtime and stays cached by its SHA-256 (loading precompiled
+//! bytecode is `unsafe` in rquickjs, and this crate forbids `unsafe`, so each runtime compiles
+//! a script the first time it meets it). A runtime whose call was interrupted or ran out of
+//! memory may be damaged and is replaced before its next job.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Runtime};
+use tokio::sync::oneshot;
+
+use crate::telemetry::metrics as m;
+
+/// Limits of one script call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScriptLimits {
+    pub deadline: Duration,
+    pub memory_bytes: usize,
+    pub stack_bytes: usize,
+}
+
+impl Default for ScriptLimits {
+    fn default() -> Self {
+        Self { deadline: Duration::from_millis(50), memory_bytes: 16 * 1024 * 1024, stack_bytes: 512 * 1024 }
+    }
+}
+
+/// Why a script call failed; the message names the script and, where QuickJS tells it,
+/// line:column.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScriptError {
+    #[error("{script}: {message}")]
+    Thrown { script: String, message: String },
+    #[error("{script}: stopped after the {deadline_ms} ms deadline")]
+    Deadline { script: String, deadline_ms: u64 },
+    #[error("{script}: out of memory (limit {limit_mib} MiB)")]
+    OutOfMemory { script: String, limit_mib: usize },
+    #[error("{script}: does not compile: {message}")]
+    Compile { script: String, message: String },
+    #[error("{script}: {message}")]
+    Contract { script: String, message: String },
+    #[error("the script pool is busy ({capacity} calls queued); try again")]
+    Busy { capacity: usize },
+    #[error("the script pool is shut down")]
+    Closed,
+}
+
+impl ScriptError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ScriptError::Thrown { .. } => "thrown",
+            ScriptError::Deadline { .. } => "deadline",
+            ScriptError::OutOfMemory { .. } => "out_of_memory",
+            ScriptError::Compile { .. } => "compile",
+            ScriptError::Contract { .. } => "contract",
+            ScriptError::Busy { .. } => "busy",
+            ScriptError::Closed => "closed",
+        }
+    }
+}
+
+/// A script: its source, the name errors and logs use, and its SHA-256 (the cache key).
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub name: Arc<str>,
+    pub source: Arc<str>,
+    pub sha256: Arc<str>,
+}
+
+impl Script {
+    pub fn new(name: impl Into<Arc<str>>, source: &str) -> Self {
+        Self {
+            name: name.into(),
+            source: Arc::from(source),
+            sha256: Arc::from(crate::registry::sha256_hex(&[source]).as_str()),
+        }
+    }
+}
+
+/// What a job asks of a runtime.
+enum Work {
+    /// Calls the module's default export as `f(data, ctx)`; both are JSON text.
+    Call { export: Option<String>, args: Vec<String> },
+    /// Calls one named export once per item: `f(parent, args)`; each item is two JSON texts.
+    Each { export: String, items: Vec<(String, String)> },
+}
+
+struct Job {
+    script: Script,
+    work: Work,
+    reply: oneshot::Sender<Result<Vec<String>, ScriptError>>,
+}
+
+/// The pool. Cloning shares it; it stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct ScriptPool {
+    tx: Sender<Job>,
+    capacity: usize,
+    trips: Arc<AtomicU64>,
+}
+
+impl ScriptPool {
+    /// `threads` runtimes (0: one per core), `queue` jobs waiting at most.
+    pub fn new(threads: usize, queue: usize, limits: ScriptLimits) -> std::io::Result<Self> {
+        let threads =
+            if threads == 0 { std::thread::available_parallelism().map_or(2, usize::from) } else { threads };
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new().name(format!("facade-js-{i}")).spawn(move || worker(rx, limits))?;
+        }
+        Ok(Self { tx, capacity: queue.max(1), trips: Arc::new(AtomicU64::new(0)) })
+    }
+
+    /// Jobs handed to the pool so far (one per call or per batch).
+    pub fn trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
+    async fn submit(&self, script: Script, work: Work) -> Result<Vec<String>, ScriptError> {
+        let (reply, answer) = oneshot::channel();
+        let name = script.name.clone();
+        match self.tx.try_send(Job { script, work, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ScriptError::Busy { capacity: self.capacity }),
+            Err(TrySendError::Disconnected(_)) => return Err(ScriptError::Closed),
+        }
+        self.trips.fetch_add(1, Ordering::Relaxed);
+        let result = answer.await.unwrap_or(Err(ScriptError::Closed));
+        if let Err(e) = &result {
+            metrics::counter!(m::SCRIPT_ERRORS, "script" => name.to_string(), "kind" => e.kind())
+                .increment(1);
+        }
+        result
+    }
+
+    /// Runs `export default function (data, ctx)` with JSON texts; returns its result as JSON.
+    pub async fn transform(&self, script: &Script, data: String, ctx: String) -> Result<String, ScriptError> {
+        let mut out = self.submit(script.clone(), Work::Call { export: None, args: vec![data, ctx] }).await?;
+        out.pop().ok_or(ScriptError::Closed)
+    }
+
+    /// Calls `export function NAME(parent, args)` for every item, in one trip.
+    pub async fn each(
+        &self,
+        script: &Script,
+        export: &str,
+        items: Vec<(String, String)>,
+    ) -> Result<Vec<String>, ScriptError> {
+        self.submit(script.clone(), Work::Each { export: export.to_owned(), items }).await
+    }
+
+    /// Compiles the script and checks it exports what is named (`None`: a default function).
+    pub async fn check(&self, script: &Script, export: Option<&str>) -> Result<(), ScriptError> {
+        let args = vec![];
+        let work = Work::Call { export: Some(format!("?{}", export.unwrap_or("default"))), args };
+        self.submit(script.clone(), work).await.map(|_| ())
+    }
+}
+
+/// One runtime with its context and compiled modules, rebuilt after a fatal error. Fields
+/// drop in order: the modules' persistent handles must go before the runtime that owns them.
+struct Engine {
+    modules: HashMap<Arc<str>, Persistent<Object<'static>>>,
+    context: Context,
+    runtime: Runtime,
+    deadline: Arc<AtomicU64>,
+    interrupted: Arc<AtomicBool>,
+    origin: Instant,
+    current: Arc<std::sync::Mutex<Arc<str>>>,
+}
+
+fn build(limits: ScriptLimits) -> rquickjs::Result<Engine> {
+    let runtime = Runtime::new()?;
+    runtime.set_memory_limit(limits.memory_bytes);
+    runtime.set_max_stack_size(limits.stack_bytes);
+    let origin = Instant::now();
+    let deadline = Arc::new(AtomicU64::new(u64::MAX));
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let (deadline, interrupted) = (deadline.clone(), interrupted.clone());
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            let late = origin.elapsed().as_nanos() as u64 > deadline.load(Ordering::Relaxed);
+            if late {
+                interrupted.store(true, Ordering::Relaxed);
+            }
+            late
+        })));
+    }
+    let context = Context::full(&runtime)?;
+    let current: Arc<std::sync::Mutex<Arc<str>>> = Arc::new(std::sync::Mutex::new(Arc::from("")));
+    {
+        let current = current.clone();
+        context.with(|ctx| -> rquickjs::Result<()> {
+            let console = Object::new(ctx.clone())?;
+            for level in ["log", "info", "warn", "error", "debug"] {
+                let current = current.clone();
+                let f = Function::new(
+                    ctx.clone(),
+                    move |args: rquickjs::function::Rest<rquickjs::Coerced<String>>| {
+                        let line: Vec<String> = args.0.into_iter().map(|s| s.0).collect();
+                        let script = current.lock().map(|s| s.clone()).unwrap_or_else(|_| Arc::from(""));
+                        tracing::debug!(script = %script, message = %line.join(" "), "console.{level}");
+                    },
+                )?;
+                console.set(level, f)?;
+            }
+            ctx.globals().set("console", console)?;
+            Ok(())
+        })?;
+    }
+    Ok(Engine { runtime, context, modules: HashMap::new(), deadline, interrupted, origin, current })
+}
+
+fn worker(rx: Receiver<Job>, limits: ScriptLimits) {
+    let mut engine = match build(limits) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a QuickJS runtime");
+            return;
+        }
+    };
+    while let Ok(job) = rx.recv() {
+        let name = job.script.name.clone();
+        if let Ok(mut c) = engine.current.lock() {
+            *c = name.clone();
+        }
+        engine.interrupted.store(false, Ordering::Relaxed);
+        let deadline = engine.origin.elapsed() + limits.deadline;
+        engine.deadline.store(deadline.as_nanos() as u64, Ordering::Relaxed);
+        let result = run(&mut engine, &job.script, job.work, limits);
+        engine.deadline.store(u64::MAX, Ordering::Relaxed);
+        let fatal = matches!(result, Err(ScriptError::Deadline { .. } | ScriptError::OutOfMemory { .. }));
+        let _ = job.reply.send(result);
+        if fatal {
+            // The runtime may be damaged: start a fresh one.
+            metrics::counter!(m::SCRIPT_RUNTIME_REPLACED).increment(1);
+            match build(limits) {
+                Ok(e) => engine = e,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot rebuild a QuickJS runtime");
+                    return;
+                }
+            }
+        }
+        engine.runtime.run_gc();
+    }
+}
+
+fn describe(ctx: &Ctx<'_>, caught: CaughtError<'_>) -> String {
+    let _ = ctx;
+    match caught {
+        CaughtError::Exception(e) => {
+            let message = e.message().unwrap_or_default();
+            // QuickJS stacks look like "    at transform (home.js:3:11)"; keep the first frame.
+            let at = e.stack().and_then(|s| {
+                s.lines().find_map(|l| l.trim().strip_prefix("at ").map(|f| f.trim().to_owned()))
+            });
+            match at {
+                Some(frame) => format!("{message} (at {frame})"),
+                None => message,
+            }
+        }
+        CaughtError::Value(v) => format!("threw {v:?}"),
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+/// A JS value as JSON text (`undefined` becomes `null`).
+fn stringify<'js>(
+    ctx: &Ctx<'js>,
+    v: rquickjs::Value<'js>,
+    classify: &dyn Fn(String) -> ScriptError,
+) -> Result<String, ScriptError> {
+    let text = ctx.json_stringify(v).catch(ctx).map_err(|e| classify(describe(ctx, e)))?;
+    Ok(text.map(|s| s.to_string().unwrap_or_default()).unwrap_or_else(|| "null".to_owned()))
+}
+
+fn run(
+    engine: &mut Engine,
+    script: &Script,
+    work: Work,
+    limits: ScriptLimits,
+) -> Result<Vec<String>, ScriptError> {
+    let name = script.name.to_string();
+    let interrupted = engine.interrupted.clone();
+    let classify = |message: String| -> ScriptError {
+        if interrupted.load(Ordering::Relaxed) {
+            ScriptError::Deadline { script: name.clone(), deadline_ms: limits.deadline.as_millis() as u64 }
+        } else if message.contains("out of memory") {
+            ScriptError::OutOfMemory { script: name.clone(), limit_mib: limits.memory_bytes / (1024 * 1024) }
+        } else {
+            ScriptError::Thrown { script: name.clone(), message }
+        }
+    };
+    let modules = &mut engine.modules;
+    engine.context.with(|ctx| {
+        let namespace = match modules.get(&script.sha256) {
+            Some(saved) => saved.clone().restore(&ctx).map_err(|e| classify(e.to_string()))?,
+            None => {
+                let declared = Module::declare(ctx.clone(), script.name.as_bytes(), script.source.as_bytes())
+                    .catch(&ctx)
+                    .map_err(|e| ScriptError::Compile { script: name.clone(), message: describe(&ctx, e) })?;
+                let (module, promise) =
+                    declared.eval().catch(&ctx).map_err(|e| classify(describe(&ctx, e)))?;
+                promise.finish::<()>().catch(&ctx).map_err(|e| classify(describe(&ctx, e)))?;
+                let namespace = module.namespace().catch(&ctx).map_err(|e| classify(describe(&ctx, e)))?;
+                modules.insert(script.sha256.clone(), Persistent::save(&ctx, namespace.clone()));
+                namespace
+            }
+        };
+        let export = |key: &str| -> Result<Function<'_>, ScriptError> {
+            namespace.get::<_, Function>(key).map_err(|_| ScriptError::Contract {
+                script: name.clone(),
+                message: if key == "default" {
+                    "must `export default function`".to_owned()
+                } else {
+                    format!("has no exported function {key}")
+                },
+            })
+        };
+        let json =
+            |text: &str| ctx.json_parse(text.to_owned()).catch(&ctx).map_err(|e| classify(describe(&ctx, e)));
+        let stringify = |v| stringify(&ctx, v, &classify);
+        match work {
+            Work::Call { export: Some(check), .. } if check.starts_with('?') => {
+                export(&check[1..])?;
+                Ok(Vec::new())
+            }
+            Work::Call { export: key, args } => {
+                let f = export(key.as_deref().unwrap_or("default"))?;
+                let values = args.iter().map(|a| json(a)).collect::<Result<Vec<_>, _>>()?;
+                let mut call = rquickjs::function::Args::new(ctx.clone(), values.len());
+                for v in values {
+                    call.push_arg(v).map_err(|e| classify(e.to_string()))?;
+                }
+                let out: rquickjs::Value =
+                    f.call_arg(call).catch(&ctx).map_err(|e| classify(describe(&ctx, e)))?;
+                Ok(vec![stringify(out)?])
+            }
+            Work::Each { export: key, items } => {
+                let f = export(&key)?;
+                let mut out = Vec::with_capacity(items.len());
+                for (parent, args) in items {
+                    let result: rquickjs::Value = f
+                        .call((json(&parent)?, json(&args)?))
+                        .catch(&ctx)
+                        .map_err(|e| classify(describe(&ctx, e)))?;
+                    out.push(stringify(result)?);
+                }
+                Ok(out)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> ScriptPool {
+        ScriptPool::new(2, 64, ScriptLimits::default()).unwrap()
+    }
+
+    fn script(source: &str) -> Script {
+        Script::new("test.js", source)
+    }
+
+    #[tokio::test]
+    async fn a_transform_shapes_data_with_ctx() {
+        let s = script(
+            "export default function transform(data, ctx) { return { n: data.items.length, who: ctx.client }; }",
+        );
+        let out =
+            pool().transform(&s, r#"{"items":[1,2,3]}"#.into(), r#"{"client":"tv"}"#.into()).await.unwrap();
+        assert_eq!(out, r#"{"n":3,"who":"tv"}"#);
+    }
+
+    #[tokio::test]
+    async fn an_endless_loop_is_stopped_at_the_deadline_and_the_pool_keeps_serving() {
+        let p = pool();
+        let spin = script("export default function () { while (true) {} }");
+        let started = Instant::now();
+        let e = p.transform(&spin, "{}".into(), "{}".into()).await.unwrap_err();
+        assert!(matches!(e, ScriptError::Deadline { .. }), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "bounded (the benchmark measures the real figure)"
+        );
+        let ok = script("export default function (d) { return d; }");
+        for _ in 0..4 {
+            assert_eq!(p.transform(&ok, "[1]".into(), "{}".into()).await.unwrap(), "[1]");
+        }
+    }
+
+    #[tokio::test]
+    async fn try_catch_cannot_swallow_the_deadline() {
+        let s = script("export default function () { for (;;) { try { while (true) {} } catch (e) {} } }");
+        let e = pool().transform(&s, "{}".into(), "{}".into()).await.unwrap_err();
+        assert!(matches!(e, ScriptError::Deadline { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_gibibyte_is_refused_at_the_memory_cap() {
+        let s = script(
+            "export default function () { const a = []; for (;;) a.push(new Array(1 << 20).fill(1)); }",
+        );
+        let e = pool().transform(&s, "{}".into(), "{}".into()).await.unwrap_err();
+        assert!(matches!(e, ScriptError::OutOfMemory { .. }), "{e}");
+        let big = script("export default function () { return 'x'.repeat(1 << 30).length; }");
+        let e = pool().transform(&big, "{}".into(), "{}".into()).await.unwrap_err();
+        assert!(matches!(e, ScriptError::OutOfMemory { .. } | ScriptError::Thrown { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn deep_recursion_is_an_ordinary_error() {
+        let s = script("function f(n) { return f(n + 1) + 1; }\nexport default function () { return f(0); }");
+        let e = pool().transform(&s, "{}".into(), "{}".into()).await.unwrap_err();
+        assert!(e.to_string().to_lowercase().contains("stack"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn no_way_out_of_the_sandbox() {
+        let p = pool();
+        for probe in [
+            "typeof std",
+            "typeof os",
+            "typeof require",
+            "typeof fetch",
+            "typeof setTimeout",
+            "typeof process",
+        ] {
+            let s = script(&format!("export default function () {{ return {probe}; }}"));
+            assert_eq!(p.transform(&s, "{}".into(), "{}".into()).await.unwrap(), "\"undefined\"", "{probe}");
+        }
+        let s = script("import * as os from 'os';\nexport default function () { return 1; }");
+        assert!(p.transform(&s, "{}".into(), "{}".into()).await.is_err(), "static import of os");
+        let s = script("export default function () { return import('/etc/passwd'); }");
+        let r = p.transform(&s, "{}".into(), "{}".into()).await;
+        assert!(
+            r.as_ref().is_err() || r.as_deref().ok() == Some("{}"),
+            "dynamic import must not load a file: {r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_script_and_line() {
+        let s = Script::new("tv/home@3", "export default function (data) {\n  return data.missing.field;\n}");
+        let e = pool().transform(&s, "{}".into(), "{}".into()).await.unwrap_err().to_string();
+        assert!(e.starts_with("tv/home@3:") && e.contains(":2:"), "{e}");
+        let bad = Script::new("broken.js", "export default function (\n");
+        let e = pool().check(&bad, None).await.unwrap_err();
+        assert!(matches!(e, ScriptError::Compile { .. }), "{e}");
+        let none = Script::new("nodefault.js", "export function x() {}");
+        let e = pool().check(&none, None).await.unwrap_err().to_string();
+        assert!(e.contains("export default function"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn sixty_four_concurrent_calls_all_get_their_own_answer() {
+        let p = pool();
+        let s = script(
+            "export default function (d) { let x = 0; for (let i = 0; i < 1000; i++) x += i; return d.n * 2 + x - 499500; }",
+        );
+        let calls = (0..64).map(|n| {
+            let (p, s) = (p.clone(), s.clone());
+            tokio::spawn(async move { p.transform(&s, format!("{{\"n\":{n}}}"), "{}".into()).await })
+        });
+        for (n, c) in calls.enumerate() {
+            assert_eq!(c.await.unwrap().unwrap(), (n * 2).to_string());
+        }
+    }
+
+    #[tokio::test]
+    async fn each_runs_a_batch_in_one_trip() {
+        let p = pool();
+        let s = script("export function double(parent, args) { return parent.n * args.k; }");
+        let items = (0..200).map(|n| (format!("{{\"n\":{n}}}"), "{\"k\":2}".to_owned())).collect();
+        let before = p.trips();
+        let out = p.each(&s, "double", items).await.unwrap();
+        assert_eq!(p.trips() - before, 1);
+        assert_eq!(out.len(), 200);
+        assert_eq!(out[199], "398");
+    }
+}
