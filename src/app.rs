@@ -17,6 +17,7 @@ use crate::graphql::limits::OperationLimits;
 use crate::graphql::{Engine, EngineError, EngineOptions, QueryLimits};
 use crate::http::{self, AppState};
 use crate::registry::Registry;
+use crate::scripts::{ScriptLimits, ScriptPool};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -24,6 +25,8 @@ pub enum AppError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Demo(#[from] DemoError),
+    #[error("cannot start the script pool: {0}")]
+    Scripts(std::io::Error),
     #[error("registry: {0}")]
     Registry(#[from] crate::registry::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -72,6 +75,16 @@ impl App {
             None
         };
         let engine = Arc::new(Engine::load(&config.schema_dir, &engine_options(config, demo.as_deref()))?);
+        let scripts = ScriptPool::new(
+            config.scripts.threads,
+            config.scripts.queue,
+            ScriptLimits {
+                deadline: Duration::from_millis(config.scripts.deadline_ms.max(1)),
+                memory_bytes: config.scripts.memory_mib.max(1) * 1024 * 1024,
+                stack_bytes: config.scripts.stack_kib.max(64) * 1024,
+            },
+        )
+        .map_err(AppError::Scripts)?;
         let registry = Registry::open(&config.database.url, engine.clone()).await?;
         registry.watch(Duration::from_secs(config.database.poll_secs.max(1)));
         let admin_tokens = http::admin::AdminTokens(Arc::new(
@@ -84,6 +97,10 @@ impl App {
             apq: Arc::new(http::apq::ApqCache::new(config.graphql.apq_capacity)),
             safelist: config.graphql.safelist,
             introspection: config.graphql.introspection,
+            scripts: scripts.clone(),
+            device_headers: Arc::new(
+                config.scripts.device_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            ),
             demo: demo.clone(),
         };
         if config.demo.enabled {

@@ -36,6 +36,38 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// What devices may send to `/graphql`.
     pub graphql: GraphqlConfig,
+    /// The QuickJS pool for transforms and `@js` fields.
+    pub scripts: ScriptsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScriptsConfig {
+    /// Runtimes, each on its own thread (0: one per core).
+    pub threads: usize,
+    /// Calls waiting for a runtime at most; more are refused at once.
+    pub queue: usize,
+    /// Time one call may run, in milliseconds.
+    pub deadline_ms: u64,
+    /// Memory one runtime may use, in MiB.
+    pub memory_mib: usize,
+    /// Stack one call may use, in KiB.
+    pub stack_kib: usize,
+    /// Request headers a transform sees in `ctx.device.headers` (lower case).
+    pub device_headers: Vec<String>,
+}
+
+impl Default for ScriptsConfig {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            queue: 1024,
+            deadline_ms: 50,
+            memory_mib: 16,
+            stack_kib: 512,
+            device_headers: vec!["user-agent".into(), "accept-language".into(), "x-device-model".into()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +127,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             database: DatabaseConfig::default(),
             graphql: GraphqlConfig::default(),
+            scripts: ScriptsConfig::default(),
         }
     }
 }

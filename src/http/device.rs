@@ -66,9 +66,41 @@ pub async fn call(
             }
         }
     }
+    let transform_vars = picked.version.script.as_ref().map(|_| Value::Object(variables.clone()));
     let outcome = state.engine.execute_prepared(prepared, variables).await;
-    let status = if outcome.request_error { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let mut response = (status, outcome.body).into_response();
+    let (status, body) = match (&picked.version.script, outcome.request_error, transform_vars) {
+        (Some(script), false, Some(vars)) => {
+            let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
+            let device_headers: Map<String, Value> = state
+                .device_headers
+                .iter()
+                .filter_map(|h| {
+                    Some((h.clone(), Value::String(headers.get(h.as_str())?.to_str().ok()?.to_owned())))
+                })
+                .collect();
+            let ctx = json!({
+                "variables": vars,
+                "client": client.as_str(),
+                "endpoint": endpoint.as_str(),
+                "version": picked.version.version,
+                "canary": picked.canary,
+                "errors": result.get_mut("errors").map(Value::take).unwrap_or(Value::Null),
+                "device": { "id": device, "headers": device_headers },
+            });
+            let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
+            match state.scripts.transform(script, data.to_string(), ctx.to_string()).await {
+                Ok(shaped) => (StatusCode::OK, bytes::Bytes::from(shaped)),
+                Err(e) => {
+                    tracing::warn!(endpoint = %target, version = picked.version.version, error = %e, "transform failed");
+                    let body = json!({ "errors": [{ "message": format!("transform of {target} version {} failed: {e}", picked.version.version), "extensions": { "code": "SCRIPT_ERROR" } }] });
+                    (StatusCode::INTERNAL_SERVER_ERROR, bytes::Bytes::from(body.to_string()))
+                }
+            }
+        }
+        (_, true, _) => (StatusCode::BAD_REQUEST, outcome.body),
+        _ => (StatusCode::OK, outcome.body),
+    };
+    let mut response = (status, body).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     if let Ok(v) = HeaderValue::from_str(&target) {

@@ -34,6 +34,9 @@ pub struct AppState {
     pub safelist: bool,
     /// Devices without a token may use introspection.
     pub introspection: bool,
+    pub scripts: crate::scripts::ScriptPool,
+    /// Request headers transforms may see.
+    pub device_headers: Arc<Vec<String>>,
     /// Present in demo mode only.
     pub demo: Option<Arc<DemoBackends>>,
 }

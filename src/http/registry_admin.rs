@@ -152,6 +152,8 @@ struct Publish {
     document: String,
     operation_name: Option<String>,
     script: Option<String>,
+    /// Variables to run the document with once, live, so the transform is tried on real data.
+    sample_variables: Option<serde_json::Map<String, Value>>,
     reason: Option<String>,
 }
 
@@ -175,9 +177,28 @@ async fn publish(
             )));
         }
     }
-    state.engine.prepare(&p.document, p.operation_name.as_deref()).await.map_err(|errors| {
-        ApiError::BadRequest(format!("{target}: the document was refused: {}", errors.join("; ")))
-    })?;
+    let prepared =
+        state.engine.prepare(&p.document, p.operation_name.as_deref()).await.map_err(|errors| {
+            ApiError::BadRequest(format!("{target}: the document was refused: {}", errors.join("; ")))
+        })?;
+    if let Some(source) = &p.script {
+        let script = crate::scripts::Script::new(format!("{target}@new"), source);
+        let refused = |e: crate::scripts::ScriptError| {
+            ApiError::BadRequest(format!("{target}: the script was refused: {e}"))
+        };
+        state.scripts.check(&script, None).await.map_err(refused)?;
+        // A trial run on live data when sample variables are given.
+        if let Some(vars) = &p.sample_variables {
+            let outcome = state.engine.execute_prepared(&prepared, vars.clone()).await;
+            let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
+            let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
+            let ctx = json!({
+                "variables": vars, "client": client.as_str(), "endpoint": name.as_str(), "version": 0,
+                "canary": false, "errors": result.get("errors"), "device": { "id": null, "headers": {} },
+            });
+            state.scripts.transform(&script, data.to_string(), ctx.to_string()).await.map_err(refused)?;
+        }
+    }
     let sha256 = sha256_hex(&[
         &p.document,
         p.operation_name.as_deref().unwrap_or(""),

@@ -27,7 +27,8 @@ const CHANNEL: &str = "facade_registry";
 pub struct LiveVersion {
     pub version: i64,
     pub prepared: Arc<Prepared>,
-    pub script: Option<Arc<str>>,
+    /// The version's transform, named `client/endpoint@version` in errors and logs.
+    pub script: Option<crate::scripts::Script>,
 }
 
 struct LiveEndpoint {
@@ -184,7 +185,9 @@ impl Registry {
                         .await
                         .map(|mut l| {
                             l.version = n;
-                            l.script = record.script.as_deref().map(Arc::from);
+                            l.script = record.script.as_deref().map(|src| {
+                                crate::scripts::Script::new(format!("{client}/{endpoint}@{n}"), src)
+                            });
                             l
                         })
                         .map_err(|e| {

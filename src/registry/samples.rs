@@ -70,7 +70,7 @@ pub async fn publish_samples(registry: &Registry) -> Result<(), StoreError> {
                 endpoint: f.name.as_str(),
                 document: &f.document,
                 operation_name: None,
-                script: None,
+                script: f.script.as_deref(),
                 sha256: &sha256,
                 document_sha256: &document_sha256,
                 author: "demo",

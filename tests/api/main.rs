@@ -11,3 +11,4 @@ mod helpers;
 mod persisted;
 mod resilience;
 mod schema_check;
+mod scripts;

@@ -1,0 +1,136 @@
+//! Transforms end to end: publish-time checks, device-shaped answers, limits that fail only
+//! their own request.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::endpoints::{Admin, app_on};
+use crate::helpers::TestApp;
+
+const TOKEN: &str = "fcd_admin_for_tests";
+
+fn admin(app: &TestApp) -> Admin<'_> {
+    Admin { app, token: TOKEN.to_owned() }
+}
+
+async fn publish_with(
+    app: &TestApp,
+    name: &str,
+    document: &str,
+    script: &str,
+    sample: Option<Value>,
+) -> (u16, Value) {
+    let mut body = json!({ "document": document, "script": script });
+    if let Some(s) = sample {
+        body["sampleVariables"] = s;
+    }
+    admin(app).post(&format!("/clients/box/endpoints/{name}/versions"), body).await
+}
+
+const DOC: &str = "query Title($id: ID!) { title(id: $id) { id name year } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_refuses_scripts_that_do_not_compile_or_throw_on_the_sample() {
+    let app = app_on(None).await;
+    admin(&app).post("/clients", json!({"name": "box", "team": "box-team"})).await;
+    let (status, body) =
+        publish_with(&app, "t", DOC, "export default function (data) {\n  return data.(;\n}", None).await;
+    assert_eq!(status, 400);
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains("the script was refused") && message.contains("box/t@new"), "{message}");
+    let (status, body) = publish_with(
+        &app,
+        "t",
+        DOC,
+        "export default function (data) {\n  return data.title.nope.x;\n}",
+        Some(json!({"id": "1"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(":2:"), "line of the throw: {body}");
+    let (status, body) = publish_with(&app, "t", DOC, "export function notDefault() {}", None).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("export default function"), "{body}");
+    assert_eq!(admin(&app).get("/clients/box/endpoints/t/versions").await.0, 404, "nothing stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transforms_shape_the_answer_with_ctx_and_64_concurrent_calls_get_their_own() {
+    let app = Arc::new(app_on(None).await);
+    admin(&app).post("/clients", json!({"name": "box", "team": "box-team"})).await;
+    let script = "export default function (data, ctx) {
+        return { id: data.title.id, label: data.title.name + ' ' + data.title.year,
+                 v: ctx.version, client: ctx.client, device: ctx.device.id,
+                 model: ctx.device.headers['x-device-model'] || null, vars: ctx.variables };
+    }";
+    let (status, body) = publish_with(&app, "tile", DOC, script, Some(json!({"id": "3"}))).await;
+    assert_eq!(status, 201, "{body}");
+    let calls: Vec<_> = (1..=64)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let r = app
+                    .client
+                    .get(format!("{}/v1/box/tile?id={i}", app.base))
+                    .header("x-device-id", format!("d{i}"))
+                    .header("x-device-model", "tv-9000")
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status(), r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    for (i, c) in calls.into_iter().enumerate() {
+        let (status, body) = c.await.unwrap();
+        let id = (i + 1).to_string();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["id"], id.as_str());
+        assert_eq!(
+            (&body["v"], &body["client"], &body["model"]),
+            (&json!(1), &json!("box"), &json!("tv-9000"))
+        );
+        assert_eq!(body["device"], format!("d{}", i + 1).as_str());
+        assert_eq!(body["vars"], json!({"id": id}));
+        assert!(body["label"].as_str().unwrap().starts_with("The "));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_transform_fails_only_its_own_request() {
+    let app = Arc::new(app_on(None).await);
+    admin(&app).post("/clients", json!({"name": "box", "team": "box-team"})).await;
+    assert_eq!(
+        publish_with(&app, "spin", DOC, "export default function () { while (true) {} }", None).await.0,
+        201
+    );
+    assert_eq!(
+        publish_with(&app, "fine", DOC, "export default function (d) { return d.title.id; }", None).await.0,
+        201
+    );
+    let spinning: Vec<_> = (0..4)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let r = app.client.get(format!("{}/v1/box/spin?id=1", app.base)).send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    for i in 1..=20 {
+        let r = app.client.get(format!("{}/v1/box/fine?id={i}", app.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap(), json!(i.to_string()));
+    }
+    for s in spinning {
+        let (status, body) = s.await.unwrap();
+        assert_eq!(status, 500);
+        let e = &body["errors"][0];
+        assert_eq!(e["extensions"]["code"], "SCRIPT_ERROR");
+        let message = e["message"].as_str().unwrap();
+        assert!(message.contains("box/spin version 1") && message.contains("deadline"), "{message}");
+    }
+    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("facade_script_errors_total"), "script failures are counted");
+}
