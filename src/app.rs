@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use crate::config::{BackendConfig, Config};
 use crate::demo::{DemoBackends, DemoError, DemoOptions};
+use crate::graphql::js::JsFunctions;
 use crate::graphql::limits::OperationLimits;
 use crate::graphql::{Engine, EngineError, EngineOptions, QueryLimits};
 use crate::http::{self, AppState};
@@ -25,6 +26,8 @@ pub enum AppError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Demo(#[from] DemoError),
+    #[error("resolvers-js: {0}")]
+    Resolvers(String),
     #[error("cannot start the script pool: {0}")]
     Scripts(std::io::Error),
     #[error("registry: {0}")]
@@ -42,7 +45,11 @@ pub struct App {
 }
 
 /// Engine options from the config, plus the demo backends' addresses in demo mode.
-pub fn engine_options(config: &Config, demo: Option<&DemoBackends>) -> EngineOptions {
+pub fn engine_options(
+    config: &Config,
+    demo: Option<&DemoBackends>,
+    js: Option<JsFunctions>,
+) -> EngineOptions {
     let mut overrides: HashMap<String, BackendConfig> = config.backends.clone().into_iter().collect();
     if let Some(demo) = demo {
         for (name, url) in demo.urls() {
@@ -53,6 +60,7 @@ pub fn engine_options(config: &Config, demo: Option<&DemoBackends>) -> EngineOpt
         overrides,
         defaults: config.engine.clone(),
         limits: QueryLimits { max_depth: config.limits.max_depth },
+        js,
         operation_limits: OperationLimits {
             max_aliases: config.limits.max_aliases,
             max_root_fields: config.limits.max_root_fields,
@@ -74,7 +82,6 @@ impl App {
         } else {
             None
         };
-        let engine = Arc::new(Engine::load(&config.schema_dir, &engine_options(config, demo.as_deref()))?);
         let scripts = ScriptPool::new(
             config.scripts.threads,
             config.scripts.queue,
@@ -85,6 +92,12 @@ impl App {
             },
         )
         .map_err(AppError::Scripts)?;
+        let js = JsFunctions::load(&config.scripts.resolvers_dir, scripts.clone())
+            .await
+            .map_err(AppError::Resolvers)?;
+        let engine =
+            Arc::new(Engine::load(&config.schema_dir, &engine_options(config, demo.as_deref(), Some(js)))?);
+
         let registry = Registry::open(&config.database.url, engine.clone()).await?;
         registry.watch(Duration::from_secs(config.database.poll_secs.max(1)));
         let admin_tokens = http::admin::AdminTokens(Arc::new(

@@ -55,6 +55,8 @@ pub struct ScriptsConfig {
     pub stack_kib: usize,
     /// Request headers a transform sees in `ctx.device.headers` (lower case).
     pub device_headers: Vec<String>,
+    /// Folder whose `*.js` files export the functions of `@js` fields.
+    pub resolvers_dir: PathBuf,
 }
 
 impl Default for ScriptsConfig {
@@ -66,6 +68,7 @@ impl Default for ScriptsConfig {
             memory_mib: 16,
             stack_kib: 512,
             device_headers: vec!["user-agent".into(), "accept-language".into(), "x-device-model".into()],
+            resolvers_dir: PathBuf::from("resolvers-js"),
         }
     }
 }

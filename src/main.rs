@@ -177,6 +177,9 @@ enum SchemaCommand {
         /// Folder holding the facade schema.
         #[arg(long, value_name = "DIR", default_value = "schema")]
         schema: PathBuf,
+        /// Folder whose *.js files export the functions of @js fields.
+        #[arg(long, value_name = "DIR", default_value = "resolvers-js")]
+        resolvers: PathBuf,
     },
 }
 
@@ -185,7 +188,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Schema { command: SchemaCommand::Check { schema } } => check(&schema),
+        Command::Schema { command: SchemaCommand::Check { schema, resolvers } } => check(&schema, &resolvers),
         Command::Token { command: TokenCommand::New } => new_token(),
         Command::Token { command: TokenCommand::Create { admin: _, team, label, config } } => runtime()
             .and_then(|rt| {
@@ -257,8 +260,9 @@ fn new_token() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check(dir: &std::path::Path) -> anyhow::Result<()> {
+fn check(dir: &std::path::Path, resolvers: &std::path::Path) -> anyhow::Result<()> {
     let schema = facade::graphql::check_dir(dir)?;
+    facade::graphql::check_js_functions(&schema, resolvers)?;
     let fields: usize = schema
         .types
         .values()

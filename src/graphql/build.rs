@@ -151,6 +151,7 @@ fn build_field(model: &FacadeSchema, owner: &str, def: &FieldDef) -> Field {
         (Binding::Http(_), Some(TypeDef::Object { fields, .. })) => fields
             .iter()
             .filter_map(|f| match &f.binding {
+                Binding::Js { .. } => None,
                 Binding::Http(http) => Some(Child {
                     path: format!("{}.{}", named_type(&def.ty), f.name),
                     name: f.name.clone(),
@@ -202,6 +203,10 @@ fn resolve(plan: Arc<Plan>, ctx: ResolverContext<'_>) -> FieldFuture<'_> {
                 Ok(v) => FieldFuture::Value(v),
                 Err(e) => FieldFuture::new(async move { Err::<Option<FieldValue>, _>(e) }),
             }
+        }
+        Binding::Js { function } => {
+            let function = function.clone();
+            FieldFuture::new(async move { resolve_js(&plan, &function, &ctx).await })
         }
         Binding::Http(http) => {
             let http = http.clone();
@@ -388,6 +393,21 @@ async fn resolve_http<'a>(
         }
     };
     prefetch(plan, ctx, batcher, &value).await;
+    convert(plan, value, &plan.shape)
+}
+
+async fn resolve_js<'a>(
+    plan: &Plan,
+    function: &Arc<str>,
+    ctx: &ResolverContext<'a>,
+) -> Result<Option<FieldValue<'a>>, GqlError> {
+    let js = ctx.data::<super::js::JsFunctions>()?;
+    let batch = ctx.data::<super::js::JsBatch>()?;
+    let args = Value::Object(args_of(ctx)).to_string();
+    let out = batch.call(js, function, parent(ctx).to_string(), args).await.map_err(|e| {
+        GqlError::new(format!("{}: {e}", plan.path)).extend_with(|_, ext| ext.set("code", "SCRIPT_ERROR"))
+    })?;
+    let value: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
     convert(plan, value, &plan.shape)
 }
 

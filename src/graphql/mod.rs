@@ -4,6 +4,7 @@
 //! JSON back.
 
 pub mod build;
+pub mod js;
 pub mod limits;
 pub mod model;
 mod nulls;
@@ -49,6 +50,8 @@ pub struct EngineOptions {
     pub defaults: EngineConfig,
     pub limits: QueryLimits,
     pub operation_limits: limits::OperationLimits,
+    /// Functions for `@js` fields; a schema with `@js` fields needs them.
+    pub js: Option<js::JsFunctions>,
 }
 
 /// One backend's settings: config override, else `@backend`, else the engine defaults.
@@ -84,6 +87,45 @@ fn backend_settings(decl: &model::BackendDecl, options: &EngineOptions) -> Backe
 pub fn check_dir(dir: &Path) -> Result<FacadeSchema, EngineError> {
     let files = sdl::load_dir(dir)?;
     sdl::analyze(&files).map_err(EngineError::Schema)
+}
+
+/// `@js` functions that no `*.js` file in `resolvers_dir` exports (a textual check, for
+/// `facade schema check`; startup also asks the script pool).
+pub fn check_js_functions(model: &FacadeSchema, resolvers_dir: &Path) -> Result<(), EngineError> {
+    let mut exported = std::collections::BTreeSet::new();
+    if let Ok(entries) = std::fs::read_dir(resolvers_dir) {
+        for path in entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "js"))
+        {
+            if let Ok(source) = std::fs::read_to_string(&path) {
+                exported.extend(js::exported_functions(&source));
+            }
+        }
+    }
+    let missing: Vec<model::Diagnostic> = model
+        .types
+        .values()
+        .filter_map(|t| match t {
+            model::TypeDef::Object { fields, .. } => Some(fields),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|f| match &f.binding {
+            model::Binding::Js { function } if !exported.contains(function.as_ref()) => {
+                Some(model::Diagnostic {
+                    loc: f.loc.clone(),
+                    message: format!(
+                        "{}: @js fn {function} is not exported by {}/*.js",
+                        f.name,
+                        resolvers_dir.display()
+                    ),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    if missing.is_empty() { Ok(()) } else { Err(EngineError::Schema(Diagnostics(missing))) }
 }
 
 /// A GraphQL request as it arrives over HTTP.
@@ -206,6 +248,7 @@ struct Body<'a> {
 /// An executable facade schema bound to its backends. Immutable; swapped whole on reload.
 pub struct Engine {
     schema: Schema,
+    js: Option<js::JsFunctions>,
     operation_limits: limits::OperationLimits,
     request_timeout: Duration,
     backends: Arc<Backends>,
@@ -219,11 +262,45 @@ impl Engine {
     }
 
     pub fn from_model(model: FacadeSchema, options: &EngineOptions) -> Result<Self, EngineError> {
+        let missing: Vec<model::Diagnostic> = model
+            .types
+            .values()
+            .filter_map(|t| match t {
+                model::TypeDef::Object { fields, .. } => Some(fields),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|f| match &f.binding {
+                model::Binding::Js { function }
+                    if options.js.as_ref().and_then(|j| j.get(function)).is_none() =>
+                {
+                    let known = options.js.as_ref().map(|j| j.names().join(", ")).unwrap_or_default();
+                    Some(model::Diagnostic {
+                        loc: f.loc.clone(),
+                        message: format!(
+                            "{}: @js fn {function} is not exported by resolvers-js/*.js (exported: {known})",
+                            f.name
+                        ),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(EngineError::Schema(Diagnostics(missing)));
+        }
         let settings = model.backends.iter().map(|b| backend_settings(b, options)).collect();
         let backends = Arc::new(Backends::new(settings)?);
         let schema = build::build_schema(&model, options.limits).map_err(|e| EngineError::Build(e.0))?;
         let request_timeout = Duration::from_millis(options.defaults.request_timeout_ms);
-        Ok(Self { schema, operation_limits: options.operation_limits, request_timeout, backends, model })
+        Ok(Self {
+            schema,
+            js: options.js.clone(),
+            operation_limits: options.operation_limits,
+            request_timeout,
+            backends,
+            model,
+        })
     }
 
     pub fn model(&self) -> &FacadeSchema {
@@ -380,7 +457,10 @@ impl Engine {
         gql.set_parsed_query(document);
         let sink = Arc::new(nulls::ErrorSink::default());
         let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let gql = gql.data(Batcher::new(self.backends.clone(), deadline)).data(sink.clone());
+        let mut gql = gql.data(Batcher::new(self.backends.clone(), deadline)).data(sink.clone());
+        if let Some(js) = &self.js {
+            gql = gql.data(js.clone()).data(js::JsBatch::default());
+        }
         let mut response = self.schema.execute(gql).await;
         let (field_errors, data_is_null) = sink.finish();
         response.errors.extend(field_errors);

@@ -125,6 +125,10 @@ pub enum Binding {
     /// Reads the same-named key of the parent JSON object.
     Parent,
     Http(Arc<HttpBinding>),
+    /// Computed by a function exported from `resolvers-js/*.js`, called as `f(parent, args)`.
+    Js {
+        function: Arc<str>,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -399,6 +399,24 @@ impl<'a> Analyzer<'a> {
                         binding = Binding::Http(Arc::new(http));
                     }
                 }
+                "js" => match string_arg(&d.node, "fn") {
+                    Some((_, v)) => match &v.node {
+                        GqlValue::String(name)
+                            if !name.is_empty()
+                                && name
+                                    .chars()
+                                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') =>
+                        {
+                            binding = Binding::Js { function: Arc::from(name.as_str()) };
+                        }
+                        _ => self.error(
+                            file,
+                            v.pos,
+                            format!("{path}: @js fn must be the name of an exported function"),
+                        ),
+                    },
+                    None => self.error(file, d.pos, format!("{path}: @js needs fn: \"NAME\"")),
+                },
                 "fallback" => match string_arg(&d.node, "value") {
                     None => self.error(file, d.pos, format!("{path}: @fallback needs a value")),
                     Some((_, v)) if v.node == GqlValue::Null && !f.node.ty.node.nullable => self.error(
@@ -421,11 +439,11 @@ impl<'a> Analyzer<'a> {
                 other => self.error(
                     file,
                     d.pos,
-                    format!("{path}: unknown directive @{other} (known: @http, @fallback, @deprecated)"),
+                    format!("{path}: unknown directive @{other} (known: @http, @js, @fallback, @deprecated)"),
                 ),
             }
         }
-        if is_root && matches!(binding, Binding::Parent) {
+        if is_root && !matches!(binding, Binding::Http(_)) {
             self.error(
                 file,
                 f.pos,

@@ -8,7 +8,7 @@ use super::AppState;
 
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let backends: Vec<&str> = state.engine.backends().names().collect();
-    Json(json!({ "status": "ok", "backends": backends }))
+    Json(json!({ "status": "ok", "backends": backends, "scripts": { "trips": state.scripts.trips() } }))
 }
 
 /// Prometheus text: backend calls by outcome, breaker states, rejections, latencies.

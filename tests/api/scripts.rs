@@ -134,3 +134,62 @@ async fn an_endless_transform_fails_only_its_own_request() {
     let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("facade_script_errors_total"), "script failures are counted");
 }
+
+async fn trips(app: &TestApp) -> u64 {
+    let health: Value =
+        app.client.get(format!("{}/healthz", app.base)).send().await.unwrap().json().await.unwrap();
+    health["scripts"]["trips"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_field_over_a_200_item_list_is_one_pool_trip() {
+    let app = app_on(None).await;
+    let query = "{ profile(id: 4) { rows(first: 10) { titles(first: 20) { runtimeMinutes runtime } } } }";
+    let before = trips(&app).await;
+    let body = app.graphql(query, json!({})).await;
+    assert_eq!(trips(&app).await - before, 1, "200 titles, one trip");
+    let titles: Vec<&Value> = body["data"]["profile"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["titles"].as_array().unwrap())
+        .collect();
+    assert_eq!(titles.len(), 200);
+    for t in titles {
+        let m = t["runtimeMinutes"].as_u64().unwrap();
+        let expected = if m >= 60 { format!("{}h {}m", m / 60, m % 60) } else { format!("{m}m") };
+        assert_eq!(t["runtime"], expected.as_str());
+    }
+    let body = app.graphql("{ title(id: 9) { name label(withYear: true) plain: label } }", json!({})).await;
+    let t = &body["data"]["title"];
+    assert_eq!(t["plain"], t["name"]);
+    assert!(t["label"].as_str().unwrap().ends_with(')'), "{t}");
+}
+
+#[tokio::test]
+async fn an_unknown_js_function_fails_the_schema_check_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdl = std::fs::read_to_string(crate::helpers::repo_path("schema/facade.graphql")).unwrap();
+    std::fs::write(
+        dir.path().join("facade.graphql"),
+        sdl.replace("@js(fn: \"formatRuntime\")", "@js(fn: \"formatRuntim\")"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facade"))
+        .args([
+            "schema",
+            "check",
+            "--schema",
+            dir.path().to_str().unwrap(),
+            "--resolvers",
+            crate::helpers::repo_path("resolvers-js").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("facade.graphql:") && stderr.contains("@js fn formatRuntim is not exported"),
+        "{stderr}"
+    );
+}
