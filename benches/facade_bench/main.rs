@@ -4,6 +4,7 @@
 //! separate processes (this binary re-executed with hidden subcommands), runs every scenario
 //! and prints one markdown table per scenario. See docs/BENCHMARKS.md.
 
+mod js_micro;
 mod load;
 mod procs;
 mod scenarios;
@@ -46,6 +47,7 @@ enum Scenario {
     Overhead,
     Isolation,
     ById,
+    Scripts,
 }
 
 #[derive(Subcommand)]
@@ -104,6 +106,7 @@ async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -
             Scenario::Overhead,
             Scenario::Isolation,
             Scenario::ById,
+            Scenario::Scripts,
         ];
     }
     let env = scenarios::Env::start(smoke)?;
@@ -128,6 +131,7 @@ async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -
             Scenario::Overhead => scenarios::overhead(&env).await?,
             Scenario::Isolation => scenarios::isolation(&env).await?,
             Scenario::ById => scenarios::by_id(&env).await?,
+            Scenario::Scripts => scenarios::scripts(&env).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         println!("## {}\n\n{}\n", report.name, report.table);

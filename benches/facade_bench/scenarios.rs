@@ -445,3 +445,71 @@ pub async fn by_id(env: &Env) -> anyhow::Result<Report> {
         figures: json!({"by_id": id1, "by_text": text1, "by_id_20": id20, "by_text_20": text20}),
     })
 }
+
+const TV_TRANSFORM: &str = include_str!("../../resolvers-js/endpoints/tv/home.js");
+
+/// Scenario 8: transforms. Cost per call on the home payload (pooled runtime vs a fresh
+/// runtime per call; data crossing as JSON text vs converted values), and the transform's
+/// share of a device request (same document published with and without it).
+pub async fn scripts(env: &Env) -> anyhow::Result<Report> {
+    let n = if env.smoke { 5 } else { 300 };
+    let client = load::client(2);
+    let admin =
+        |path: &str| client.post(format!("{}/admin/v1{path}", env.facade_url)).bearer_auth(BENCH_TOKEN);
+    let _ = admin("/clients").json(&json!({"name": "tv", "team": "tv-team"})).send().await?;
+    for (name, script) in [("plain", None), ("shaped", Some(TV_TRANSFORM))] {
+        let r = admin(&format!("/clients/tv/endpoints/{name}/versions"))
+            .json(&json!({"document": HOME, "script": script}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "publish {name}: {}", r.text().await?);
+    }
+    let result: Value = client.post(env.graphql()).json(&home_body()).send().await?.json().await?;
+    let data = result["data"].to_string();
+    let ctx = json!({"variables": {"profileId": "1"}, "client": "tv", "endpoint": "home", "version": 1, "canary": false, "errors": null, "device": {"id": null, "headers": {}}}).to_string();
+
+    let pool = facade::scripts::ScriptPool::new(1, 16, facade::scripts::ScriptLimits::default())?;
+    let script = facade::scripts::Script::new("tv/home", TV_TRANSFORM);
+    pool.transform(&script, data.clone(), ctx.clone()).await?;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        pool.transform(&script, data.clone(), ctx.clone()).await?;
+    }
+    let pooled_us = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+
+    let (fresh_us, text_us, values_us) = {
+        let (data, ctx) = (data.clone(), ctx.clone());
+        tokio::task::spawn_blocking(move || crate::js_micro::measure(&data, &ctx, TV_TRANSFORM, n)).await??
+    };
+
+    let one = if env.smoke { Duration::from_millis(300) } else { Duration::from_secs(5) };
+    let plain =
+        load::closed_loop(&Target::get(format!("{}/v1/tv/plain?profileId=1", env.facade_url)), 1, one).await;
+    let shaped =
+        load::closed_loop(&Target::get(format!("{}/v1/tv/shaped?profileId=1", env.facade_url)), 1, one).await;
+    let added = shaped.p50_ms - plain.p50_ms;
+    let table = format!(
+        "Home payload: {} KiB of JSON in, the tv/home transform (`resolvers-js/endpoints/tv/home.js`).\n\n\
+         | how | µs per call | vs pooled |\n|---|---:|---:|\n\
+         | pooled runtime, compiled once (JSON text in and out) | {pooled_us:.0} | 1.00 |\n\
+         | fresh runtime and compile per call | {fresh_us:.0} | {:.2} |\n\
+         | one runtime, data as JSON text (parse + stringify in QuickJS) | {text_us:.0} | {:.2} |\n\
+         | one runtime, data converted value by value | {values_us:.0} | {:.2} |\n\n\
+         Device request, one user, {:.0} s each: without transform p50 {:.2} ms, with it {:.2} ms: the transform adds \
+         {added:.2} ms, **{:.0} %** of the request.",
+        data.len() / 1024,
+        fresh_us / pooled_us,
+        text_us / pooled_us,
+        values_us / pooled_us,
+        one.as_secs_f64(),
+        plain.p50_ms,
+        shaped.p50_ms,
+        100.0 * added.max(0.0) / shaped.p50_ms
+    );
+    Ok(Report {
+        name: "scripts",
+        table,
+        figures: json!({"pooled_us": pooled_us, "fresh_us": fresh_us, "json_text_us": text_us, "converted_us": values_us,
+                        "plain": plain, "shaped": shaped, "payload_bytes": data.len()}),
+    })
+}
