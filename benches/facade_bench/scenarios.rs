@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use crate::load::{self, Target};
 use crate::procs::{self, Backends, Proc};
 
-const HOME: &str = include_str!("../../tests/cases/home.graphql");
+const HOME: &str = include_str!("../../resolvers-js/endpoints/tv/home.graphql");
 
 /// The admin token the benchmark's Facade accepts (its hash is passed in the environment).
 const BENCH_TOKEN: &str = "fcd_facade_bench";

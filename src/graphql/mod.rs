@@ -103,6 +103,16 @@ pub fn check_js_functions(model: &FacadeSchema, resolvers_dir: &Path) -> Result<
             }
         }
     }
+    let known: Vec<&str> = exported.iter().map(String::as_str).collect();
+    missing_js_functions(model, |f| exported.contains(f), &known)
+}
+
+/// Every `@js` field whose function `exists` denies, as one schema error listing them all.
+fn missing_js_functions(
+    model: &FacadeSchema,
+    exists: impl Fn(&str) -> bool,
+    known: &[&str],
+) -> Result<(), EngineError> {
     let missing: Vec<model::Diagnostic> = model
         .types
         .values()
@@ -112,16 +122,14 @@ pub fn check_js_functions(model: &FacadeSchema, resolvers_dir: &Path) -> Result<
         })
         .flatten()
         .filter_map(|f| match &f.binding {
-            model::Binding::Js { function } if !exported.contains(function.as_ref()) => {
-                Some(model::Diagnostic {
-                    loc: f.loc.clone(),
-                    message: format!(
-                        "{}: @js fn {function} is not exported by {}/*.js",
-                        f.name,
-                        resolvers_dir.display()
-                    ),
-                })
-            }
+            model::Binding::Js { function } if !exists(function) => Some(model::Diagnostic {
+                loc: f.loc.clone(),
+                message: format!(
+                    "{}: @js fn {function} is not exported by resolvers-js/*.js (exported: {})",
+                    f.name,
+                    known.join(", ")
+                ),
+            }),
             _ => None,
         })
         .collect();
@@ -262,33 +270,8 @@ impl Engine {
     }
 
     pub fn from_model(model: FacadeSchema, options: &EngineOptions) -> Result<Self, EngineError> {
-        let missing: Vec<model::Diagnostic> = model
-            .types
-            .values()
-            .filter_map(|t| match t {
-                model::TypeDef::Object { fields, .. } => Some(fields),
-                _ => None,
-            })
-            .flatten()
-            .filter_map(|f| match &f.binding {
-                model::Binding::Js { function }
-                    if options.js.as_ref().and_then(|j| j.get(function)).is_none() =>
-                {
-                    let known = options.js.as_ref().map(|j| j.names().join(", ")).unwrap_or_default();
-                    Some(model::Diagnostic {
-                        loc: f.loc.clone(),
-                        message: format!(
-                            "{}: @js fn {function} is not exported by resolvers-js/*.js (exported: {known})",
-                            f.name
-                        ),
-                    })
-                }
-                _ => None,
-            })
-            .collect();
-        if !missing.is_empty() {
-            return Err(EngineError::Schema(Diagnostics(missing)));
-        }
+        let known = options.js.as_ref().map(|j| j.names()).unwrap_or_default();
+        missing_js_functions(&model, |f| options.js.as_ref().is_some_and(|j| j.get(f).is_some()), &known)?;
         let settings = model.backends.iter().map(|b| backend_settings(b, options)).collect();
         let backends = Arc::new(Backends::new(settings)?);
         let schema = build::build_schema(&model, options.limits).map_err(|e| EngineError::Build(e.0))?;

@@ -15,7 +15,7 @@ use super::admin::{new_token, require_admin};
 use super::error::ApiError;
 use crate::registry::model::{ClientName, EndpointName, Principal, Rollout, TeamName};
 use crate::registry::sha256_hex;
-use crate::registry::store::NewVersion;
+use crate::registry::store::{NewVersion, StoreError};
 
 /// Largest document or script accepted by a publish.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
@@ -291,8 +291,6 @@ async fn put_rollout(
     Path((client, name)): Path<(String, String)>,
     body: Result<Json<SetRollout>, JsonRejection>,
 ) -> Result<Json<Rollout>, ApiError> {
-    let client = authorize(&state, &who, &client)?;
-    let name = endpoint_name(&name)?;
     let r = json_body(body, "rollout")?;
     if !(0..=100).contains(&r.canary_percent) {
         return Err(ApiError::BadRequest(format!(
@@ -303,30 +301,15 @@ async fn put_rollout(
     if r.canary.is_none() && r.canary_percent != 0 {
         return Err(ApiError::BadRequest("canaryPercent needs a canary version".into()));
     }
-    let store = state.registry.store();
-    let next = store
-        .update_rollout(
-            client.as_str(),
-            name.as_str(),
-            &who.actor(),
-            "rollout.set",
-            r.reason.as_deref(),
-            |cur| {
-                Ok(Rollout {
-                    stable: r.stable,
-                    canary: r.canary,
-                    canary_percent: r.canary_percent,
-                    previous_stable: if cur.stable != r.stable {
-                        Some(cur.stable)
-                    } else {
-                        cur.previous_stable
-                    },
-                })
-            },
-        )
-        .await?;
-    state.registry.changed().await?;
-    Ok(Json(next))
+    change_rollout(&state, &who, &client, &name, "rollout.set", r.reason.as_deref(), |_, cur| {
+        Ok(Rollout {
+            stable: r.stable,
+            canary: r.canary,
+            canary_percent: r.canary_percent,
+            previous_stable: if cur.stable != r.stable { Some(cur.stable) } else { cur.previous_stable },
+        })
+    })
+    .await
 }
 
 #[derive(Deserialize, Default)]
@@ -346,33 +329,21 @@ async fn promote(
     Path((client, name)): Path<(String, String)>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Rollout>, ApiError> {
-    let client = authorize(&state, &who, &client)?;
-    let name = endpoint_name(&name)?;
-    let target = format!("{client}/{name}");
-    let next = state
-        .registry
-        .store()
-        .update_rollout(
-            client.as_str(),
-            name.as_str(),
-            &who.actor(),
-            "rollout.promote",
-            reason_of(body).as_deref(),
-            |cur| {
-                let canary = cur.canary.ok_or_else(|| {
-                    crate::registry::store::StoreError::Conflict(format!("{target} has no canary to promote"))
-                })?;
-                Ok(Rollout {
-                    stable: canary,
-                    canary: None,
-                    canary_percent: 0,
-                    previous_stable: Some(cur.stable),
-                })
-            },
-        )
-        .await?;
-    state.registry.changed().await?;
-    Ok(Json(next))
+    change_rollout(
+        &state,
+        &who,
+        &client,
+        &name,
+        "rollout.promote",
+        reason_of(body).as_deref(),
+        |target, cur| {
+            let canary = cur
+                .canary
+                .ok_or_else(|| StoreError::Conflict(format!("{target} has no canary to promote")))?;
+            Ok(Rollout { stable: canary, canary: None, canary_percent: 0, previous_stable: Some(cur.stable) })
+        },
+    )
+    .await
 }
 
 /// Drops the canary if there is one; otherwise returns to the previous stable version.
@@ -382,30 +353,46 @@ async fn rollback(
     Path((client, name)): Path<(String, String)>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Rollout>, ApiError> {
-    let client = authorize(&state, &who, &client)?;
-    let name = endpoint_name(&name)?;
+    change_rollout(
+        &state,
+        &who,
+        &client,
+        &name,
+        "rollout.rollback",
+        reason_of(body).as_deref(),
+        |target, cur| {
+            if cur.canary.is_some() {
+                return Ok(Rollout { canary: None, canary_percent: 0, ..cur });
+            }
+            let previous = cur.previous_stable.ok_or_else(|| {
+                StoreError::Conflict(format!("{target} has no canary and no previous stable version"))
+            })?;
+            Ok(Rollout { stable: previous, canary: None, canary_percent: 0, previous_stable: None })
+        },
+    )
+    .await
+}
+
+/// Authorizes, applies `change(target, current)` in one store transaction (which checks the
+/// versions exist and writes the audit entry), and makes the change live.
+async fn change_rollout(
+    state: &AppState,
+    who: &Principal,
+    client: &str,
+    name: &str,
+    action: &str,
+    reason: Option<&str>,
+    change: impl Fn(&str, Rollout) -> Result<Rollout, StoreError>,
+) -> Result<Json<Rollout>, ApiError> {
+    let client = authorize(state, who, client)?;
+    let name = endpoint_name(name)?;
     let target = format!("{client}/{name}");
     let next = state
         .registry
         .store()
-        .update_rollout(
-            client.as_str(),
-            name.as_str(),
-            &who.actor(),
-            "rollout.rollback",
-            reason_of(body).as_deref(),
-            |cur| {
-                if cur.canary.is_some() {
-                    return Ok(Rollout { canary: None, canary_percent: 0, ..cur });
-                }
-                let previous = cur.previous_stable.ok_or_else(|| {
-                    crate::registry::store::StoreError::Conflict(format!(
-                        "{target} has no canary and no previous stable version"
-                    ))
-                })?;
-                Ok(Rollout { stable: previous, canary: None, canary_percent: 0, previous_stable: None })
-            },
-        )
+        .update_rollout(client.as_str(), name.as_str(), &who.actor(), action, reason, |cur| {
+            change(&target, cur)
+        })
         .await?;
     state.registry.changed().await?;
     Ok(Json(next))

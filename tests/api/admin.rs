@@ -93,15 +93,7 @@ async fn operators_can_trip_and_reset_a_breaker() {
 #[tokio::test]
 async fn the_openapi_document_covers_every_admin_route() {
     let app = spawn_with(|_| {}).await;
-    let spec: Value = app
-        .client
-        .get(format!("{}/admin/v1/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.get_json("/admin/v1/openapi.json").await;
     assert_eq!(spec["openapi"], "3.1.0");
     let paths = spec["paths"].as_object().unwrap();
     let sources = [include_str!("../../src/http/admin.rs"), include_str!("../../src/http/registry_admin.rs")];

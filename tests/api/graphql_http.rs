@@ -159,8 +159,7 @@ async fn deep_queries_are_refused() {
 #[tokio::test]
 async fn healthz_and_schema() {
     let app = spawn_app().await;
-    let r: Value =
-        app.client.get(format!("{}/healthz", app.base)).send().await.unwrap().json().await.unwrap();
+    let r: Value = app.get_json("/healthz").await;
     assert_eq!(r["status"], "ok");
     assert_eq!(r["backends"].as_array().unwrap().len(), 6);
     let sdl =

@@ -12,12 +12,9 @@ pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// The reference home-screen query: `../shared/queries/home.graphql` when it is beside the
-/// repository, else the copy under `tests/cases/`.
+/// The reference home-screen query, published as the `tv/home` sample endpoint.
 pub fn home_query() -> String {
-    let shared = repo_path("../shared/queries/home.graphql");
-    let path = if shared.exists() { shared } else { repo_path("tests/cases/home.graphql") };
-    std::fs::read_to_string(path).expect("home query")
+    std::fs::read_to_string(repo_path("resolvers-js/endpoints/tv/home.graphql")).expect("home query")
 }
 
 pub struct TestApp {
@@ -59,17 +56,14 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 impl TestApp {
+    /// GETs `path` and parses the JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap().json().await.unwrap()
+    }
+
     /// Requests served so far by each demo backend.
     pub async fn backend_calls(&self) -> HashMap<String, u64> {
-        let list: Vec<Value> = self
-            .client
-            .get(format!("{}/demo/backends", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Vec<Value> = self.get_json("/demo/backends").await;
         list.iter()
             .map(|b| (b["name"].as_str().unwrap().to_owned(), b["requests"].as_u64().unwrap()))
             .collect()

@@ -136,8 +136,7 @@ async fn an_endless_transform_fails_only_its_own_request() {
 }
 
 async fn trips(app: &TestApp) -> u64 {
-    let health: Value =
-        app.client.get(format!("{}/healthz", app.base)).send().await.unwrap().json().await.unwrap();
+    let health: Value = app.get_json("/healthz").await;
     health["scripts"]["trips"].as_u64().unwrap()
 }
 
