@@ -52,7 +52,7 @@ fn text(v: &Value, key: &str) -> Option<String> {
 async fn one(ctx: &Context<'_>, route: BatchRoute, key: &Value) -> Result<Option<Value>> {
     let key = Key::from_json(key.clone()).ok_or("bad key")?;
     let mut results = batcher(ctx).load_many(route, vec![key]).await;
-    Ok(results.pop().transpose().map_err(|e| e.to_string())?.flatten())
+    Ok(results.pop().transpose().map_err(|e| e.to_string())?.flatten().map(|v| Value::clone(&v)))
 }
 
 pub struct Query;
@@ -108,7 +108,7 @@ impl Row {
         let mut titles = Vec::new();
         for result in batcher(ctx).load_many(r, keys).await {
             if let Some(v) = result.map_err(|e| e.to_string())? {
-                titles.push(Title(v));
+                titles.push(Title(Value::clone(&v)));
             }
         }
         Ok(Some(titles))

@@ -122,7 +122,7 @@ impl Batcher {
         &self,
         route: BatchRoute,
         keys: Vec<Key>,
-    ) -> Vec<Result<Option<Value>, FetchError>> {
+    ) -> Vec<Result<Option<Arc<Value>>, FetchError>> {
         let (slots, lead) = self.register(Arc::new(route), keys);
         if let Some(dispatch) = lead {
             tokio::task::yield_now().await;
@@ -247,7 +247,7 @@ impl Batcher {
 }
 
 impl BatchOutcome {
-    fn get(&self, key: &str) -> Result<Option<Value>, FetchError> {
+    fn get(&self, key: &str) -> Result<Option<Arc<Value>>, FetchError> {
         if let Some(v) = self.found.get(key) {
             return Ok(Some(v.clone()));
         }
@@ -303,7 +303,7 @@ async fn fetch_batch(
     let mut outcome = BatchOutcome::default();
     for (chunk, result) in join_all(calls).await {
         match result {
-            Ok(items) => outcome.found.extend(items),
+            Ok(items) => outcome.found.extend(items.into_iter().map(|(k, v)| (k, Arc::new(v)))),
             Err(e) => outcome.failed.extend(chunk.iter().map(|k| (k.text.clone(), e.clone()))),
         }
     }

@@ -399,7 +399,8 @@ impl Backends {
 pub struct BatchOutcome {
     /// Set when the whole dispatch was lost (its task panicked or was cancelled).
     pub all_failed: Option<FetchError>,
-    pub found: HashMap<String, Value>,
+    /// Shared: every resolver that asked for a key gets the same item without a copy.
+    pub found: HashMap<String, Arc<Value>>,
     pub failed: HashMap<String, FetchError>,
 }
 

@@ -231,7 +231,7 @@ fn resolve(plan: Arc<Plan>, ctx: ResolverContext<'_>) -> FieldFuture<'_> {
 static NULL: Value = Value::Null;
 
 fn parent<'a>(ctx: &ResolverContext<'a>) -> &'a Value {
-    ctx.parent_value.downcast_ref::<Value>().unwrap_or(&NULL)
+    ctx.parent_value.downcast_ref::<Json>().map_or(&NULL, Json::get)
 }
 
 fn batcher<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Batcher, GqlError> {
@@ -351,49 +351,80 @@ fn plan_fetch(path: &str, http: &HttpBinding, args: &Args, parent: &Value) -> Re
     Ok(Fetch::Batch(route, keys))
 }
 
+/// An object's JSON as resolvers see their parent: owned, or shared with the batch result it
+/// came from (so 200 titles are not copied out of their batch).
+enum Json {
+    Owned(Value),
+    Shared(Arc<Value>),
+}
+
+impl Json {
+    fn get(&self) -> &Value {
+        match self {
+            Json::Owned(v) => v,
+            Json::Shared(v) => v,
+        }
+    }
+}
+
+/// Like [`convert`], keeping a shared object shared.
+fn convert_json(plan: &Plan, json: Json, shape: &Shape) -> Result<Option<FieldValue<'static>>, GqlError> {
+    match json {
+        Json::Shared(v) if matches!(shape, Shape::Object) && v.is_object() => {
+            Ok(Some(FieldValue::owned_any(Json::Shared(v))))
+        }
+        Json::Shared(v) => convert(plan, Value::clone(&v), shape),
+        Json::Owned(v) => convert(plan, v, shape),
+    }
+}
+
 async fn resolve_http<'a>(
     plan: &Plan,
     http: &HttpBinding,
     ctx: &ResolverContext<'a>,
 ) -> Result<Option<FieldValue<'a>>, GqlError> {
-    let select = |v: Value| match &http.select {
-        Some(key) => v.get(key).cloned().unwrap_or(Value::Null),
-        None => v,
+    let selected = |v: Arc<Value>| match &http.select {
+        Some(key) => Json::Owned(v.get(key).cloned().unwrap_or(Value::Null)),
+        None => Json::Shared(v),
     };
     let batcher = batcher(ctx)?;
-    let value = match plan_fetch(&plan.path, http, &args_of(ctx), parent(ctx))? {
+    let one = match plan_fetch(&plan.path, http, &args_of(ctx), parent(ctx))? {
         Fetch::Nothing => return Ok(None),
-        Fetch::Single(request) => {
-            let json = batcher.load_one(request).await.map_err(|e| fetch_error(&e))?;
-            select(Value::clone(&json))
-        }
-        Fetch::Batch(route, keys) => {
-            let list = http.batch.as_ref().is_some_and(|b| b.keys_are_list);
-            let mut results = batcher.load_many(route, keys).await;
-            if list {
-                let mut items = Vec::with_capacity(results.len());
-                let item_nullable = matches!(plan.shape, Shape::List { item_nullable: true, .. });
-                for result in results {
-                    match result {
-                        Ok(Some(v)) => items.push(select(v)),
-                        // A key the backend did not return: null where items may be null, else left out.
-                        Ok(None) if item_nullable => items.push(Value::Null),
-                        Ok(None) => {}
-                        Err(e) => return Err(fetch_error(&e)),
-                    }
-                }
-                Value::Array(items)
-            } else {
-                match results.pop() {
-                    Some(Ok(Some(v))) => select(v),
-                    Some(Err(e)) => return Err(fetch_error(&e)),
-                    _ => Value::Null,
+        Fetch::Single(request) => selected(batcher.load_one(request).await.map_err(|e| fetch_error(&e))?),
+        Fetch::Batch(route, keys) if http.batch.as_ref().is_some_and(|b| b.keys_are_list) => {
+            let Shape::List { item, item_nullable } = &plan.shape else {
+                return Err(bad_value(&plan.path, "a list of keys needs a list field".to_owned()));
+            };
+            let mut items: Vec<Option<Json>> = Vec::new();
+            for result in batcher.load_many(route, keys).await {
+                match result {
+                    Ok(Some(v)) => items.push(Some(selected(v))),
+                    // A key the backend did not return: null where items may be null, else left out.
+                    Ok(None) if *item_nullable => items.push(None),
+                    Ok(None) => {}
+                    Err(e) => return Err(fetch_error(&e)),
                 }
             }
+            prefetch(plan, ctx, batcher, items.iter().flatten().map(Json::get).collect()).await;
+            let values = items
+                .into_iter()
+                .map(|j| {
+                    Ok(j.map(|j| convert_json(plan, j, item))
+                        .transpose()?
+                        .flatten()
+                        .unwrap_or(FieldValue::NULL))
+                })
+                .collect::<Result<Vec<_>, GqlError>>()?;
+            return Ok(Some(FieldValue::list(values)));
         }
+        Fetch::Batch(route, keys) => match batcher.load_many(route, keys).await.pop() {
+            Some(Ok(Some(v))) => selected(v),
+            Some(Err(e)) => return Err(fetch_error(&e)),
+            _ => return Ok(None),
+        },
     };
-    prefetch(plan, ctx, batcher, &value).await;
-    convert(plan, value, &plan.shape)
+    prefetch(plan, ctx, batcher, vec![one.get()]).await;
+    convert_json(plan, one, &plan.shape)
 }
 
 async fn resolve_js<'a>(
@@ -418,15 +449,22 @@ async fn resolve_js<'a>(
 /// for the previous one. Planning their fetches here, when their parents arrive, lets them
 /// run in parallel (and batched across all parents); the children's resolvers then find them
 /// in the batcher's cache. A child that cannot be planned here is simply fetched later.
-async fn prefetch(plan: &Plan, ctx: &ResolverContext<'_>, batcher: &Batcher, value: &Value) {
+async fn prefetch(plan: &Plan, ctx: &ResolverContext<'_>, batcher: &Batcher, candidates: Vec<&Value>) {
     if plan.children.is_empty() {
         return;
     }
-    let parents: Vec<&Value> = match value {
-        Value::Array(items) => items.iter().filter(|v| v.is_object()).collect(),
-        v if v.is_object() => vec![v],
-        _ => return,
-    };
+    // A single fetch may answer a list of objects; look inside it.
+    let parents: Vec<&Value> = candidates
+        .into_iter()
+        .flat_map(|v| match v {
+            Value::Array(items) => items.iter().collect::<Vec<_>>(),
+            v => vec![v],
+        })
+        .filter(|v| v.is_object())
+        .collect();
+    if parents.is_empty() {
+        return;
+    }
     let mut groups: Vec<(BatchRoute, Vec<Key>)> = Vec::new();
     let mut singles = Vec::new();
     for selected in ctx.ctx.field().selection_set() {
@@ -460,7 +498,7 @@ fn convert(plan: &Plan, value: Value, shape: &Shape) -> Result<Option<FieldValue
         return Ok(None);
     }
     match shape {
-        Shape::Object if value.is_object() => Ok(Some(FieldValue::owned_any(value))),
+        Shape::Object if value.is_object() => Ok(Some(FieldValue::owned_any(Json::Owned(value)))),
         Shape::Object => Err(bad_value(&plan.path, format!("expected an object, got {}", preview(&value)))),
         Shape::List { item, .. } => match value {
             Value::Array(items) => {
