@@ -20,7 +20,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Devices make one request per screen; Facade runs it on a facade schema bound to backend
 /// services in SDL (`schema/*.graphql`), fetching from backends in parallel and batched.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = "Examples:\n  \
+    facade serve --demo                     demo backends, a SQLite registry, sample endpoints\n  \
+    curl 'localhost:8080/v1/tv/home?profileId=1'\n  \
+    facade token create --admin             a first admin token for a fresh install\n  \
+    facade publish resolvers-js/endpoints   publish endpoints (FACADE_URL, FACADE_TOKEN)\n  \
+    facade schema check                     check schema/*.graphql before it ships\n\n\
+    Docs: README.md, docs/ (endpoints, schema, scripts, resilience, configuration)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
