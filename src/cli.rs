@@ -10,6 +10,39 @@ use crate::config::Config;
 use crate::registry::samples::read_dir;
 use crate::registry::store::Store;
 
+/// `facade schema check --against-registry`: every stored version must still validate against
+/// the candidate schema in `schema_dir`. Lists each one that would break, with the reasons.
+pub async fn check_against_registry(
+    config: &Config,
+    schema_dir: &Path,
+    resolvers: &Path,
+) -> anyhow::Result<()> {
+    let pool = crate::scripts::ScriptPool::new(1, 16, crate::scripts::ScriptLimits::default())?;
+    let js = crate::graphql::js::JsFunctions::load(resolvers, pool).await.map_err(anyhow::Error::msg)?;
+    let options = crate::graphql::EngineOptions { js: Some(js), ..Default::default() };
+    let engine = crate::graphql::Engine::load(schema_dir, &options)?;
+    let store = Store::connect(&config.database.url).await.context("opening the registry database")?;
+    store.migrate().await?;
+    let loaded = store.load().await?;
+    let mut broken = 0;
+    for v in &loaded.versions {
+        if let Err(errors) = engine.prepare(&v.document, v.operation_name.as_deref()).await {
+            broken += 1;
+            eprintln!("{}/{}@{}: {}", v.client, v.endpoint, v.version, errors.join("; "));
+        }
+    }
+    if broken > 0 {
+        bail!("{broken} of {} stored versions would break with this schema", loaded.versions.len());
+    }
+    println!(
+        "{} stored versions in the {} registry validate against {}",
+        loaded.versions.len(),
+        store.kind(),
+        schema_dir.display()
+    );
+    Ok(())
+}
+
 /// `facade migrate`: applies the registry migrations to the configured database.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let store = Store::connect(&config.database.url).await.context("opening the registry database")?;

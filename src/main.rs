@@ -191,6 +191,14 @@ enum SchemaCommand {
         /// Folder whose *.js files export the functions of @js fields.
         #[arg(long, value_name = "DIR", default_value = "resolvers-js")]
         resolvers: PathBuf,
+        /// Also validate every stored endpoint version against this schema, so a change that
+        /// would break a published document is caught before it ships. The registry is the
+        /// `[database] url` of the config (or FACADE_DATABASE__URL).
+        #[arg(long)]
+        against_registry: bool,
+        /// Config file, for --against-registry (default: ./facade.toml if present).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -199,7 +207,19 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Schema { command: SchemaCommand::Check { schema, resolvers } } => check(&schema, &resolvers),
+        Command::Schema { command: SchemaCommand::Check { schema, resolvers, against_registry, config } } => {
+            check(&schema, &resolvers).and_then(|()| {
+                if !against_registry {
+                    return Ok(());
+                }
+                runtime().and_then(|rt| {
+                    rt.block_on(async {
+                        let config = Config::load(config.as_deref())?;
+                        facade::cli::check_against_registry(&config, &schema, &resolvers).await
+                    })
+                })
+            })
+        }
         Command::Token { command: TokenCommand::New } => new_token(),
         Command::Token { command: TokenCommand::Create { admin: _, team, label, config } } => runtime()
             .and_then(|rt| {

@@ -58,3 +58,44 @@ async fn startup_fails_on_a_broken_schema() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown backend \"recs\""), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_change_is_checked_against_every_stored_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("reg.db").display());
+    let url = db.clone();
+    // Demo mode publishes the tv, ios and web sample endpoints into this registry.
+    let _app = crate::helpers::spawn_with(move |c| c.database.url = url).await;
+    let run = |schema: std::path::PathBuf| {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_facade"))
+                .args(["schema", "check", "--against-registry", "--schema", schema.to_str().unwrap()])
+                .args(["--resolvers", repo_path("resolvers-js").to_str().unwrap()])
+                .env("FACADE_DATABASE__URL", db)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(repo_path("schema")).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 stored versions"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let changed = tempfile::tempdir().unwrap();
+    let sdl = std::fs::read_to_string(repo_path("schema/facade.graphql")).unwrap();
+    assert!(sdl.contains("  year: Int\n"));
+    std::fs::write(changed.path().join("facade.graphql"), sdl.replace("  year: Int\n", "")).unwrap();
+    let out = run(changed.path().to_owned()).await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tv/home@1:") && stderr.contains("web/home@1:") && stderr.contains("year"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ios/home@1:"), "ios/home does not ask for year: {stderr}");
+    assert!(stderr.contains("2 of 3 stored versions would break"), "{stderr}");
+}
