@@ -115,6 +115,14 @@ async fn tokens_never_appear_in_the_server_log() {
     use std::io::{BufRead, BufReader};
     const CONFIG_TOKEN: &str = "fcd_config_token_for_log_test";
     let dir = tempfile::tempdir().unwrap();
+    /// Kills the server even when an assertion fails first.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_facade"))
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .env("RUST_LOG", "trace")
@@ -124,8 +132,10 @@ async fn tokens_never_appear_in_the_server_log() {
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
     let base = line.split_whitespace().find(|w| w.starts_with("http://")).expect("listening line").to_owned();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
@@ -150,8 +160,7 @@ async fn tokens_never_appear_in_the_server_log() {
             .await
             .unwrap();
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
     assert!(log.len() > 1000, "the trace log is there: {} bytes", log.len());
     for token in [CONFIG_TOKEN, team_token.as_str(), "fcd_not_a_real_token"] {
