@@ -477,20 +477,18 @@ impl<'a> Analyzer<'a> {
         let mut strings: HashMap<&str, (String, Pos)> = HashMap::new();
         for (arg, value) in &d.arguments {
             let known = ["backend", "get", "post", "batch", "keys", "match", "select", "limit"];
-            if !known.contains(&arg.node.as_str()) {
+            // The known name itself, 'static, keys the map.
+            let Some(key) = known.into_iter().find(|k| *k == arg.node.as_str()) else {
                 self.error(
                     file,
                     arg.pos,
                     format!("{path}: unknown @http argument {} (known: {})", arg.node, known.join(", ")),
                 );
                 continue;
-            }
+            };
             match &value.node {
                 GqlValue::String(s) => {
-                    strings.insert(
-                        known.iter().find(|k| **k == arg.node.as_str()).copied().unwrap_or(""),
-                        (s.clone(), value.pos),
-                    );
+                    strings.insert(key, (s.clone(), value.pos));
                 }
                 _ => self.error(
                     file,

@@ -136,13 +136,8 @@ async fn list_endpoints(
     Path(client): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let client = authorize(&state, &who, &client)?;
-    let loaded = state.registry.store().load().await?;
-    let endpoints: Vec<Value> = loaded
-        .rollouts
-        .iter()
-        .filter(|(c, _, _)| c == client.as_str())
-        .map(|(_, e, r)| json!({ "name": e, "rollout": r }))
-        .collect();
+    let rollouts = state.registry.store().rollouts(client.as_str()).await?;
+    let endpoints: Vec<Value> = rollouts.iter().map(|(e, r)| json!({ "name": e, "rollout": r })).collect();
     Ok(Json(Value::Array(endpoints)))
 }
 

@@ -146,20 +146,6 @@ impl Registry {
         self.snapshot.load_full()
     }
 
-    async fn prepare(
-        &self,
-        document: &str,
-        operation_name: Option<&str>,
-        what: &str,
-    ) -> Result<LiveVersion, String> {
-        let _ = what;
-        self.engine
-            .prepare(document, operation_name)
-            .await
-            .map(|p| LiveVersion { version: 0, prepared: Arc::new(p), script: None })
-            .map_err(|errors| errors.join("; "))
-    }
-
     /// Rebuilds the snapshot from the store and swaps it in.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let loaded = self.store.load().await?;
@@ -180,21 +166,21 @@ impl Registry {
                     let Some(record) = record else {
                         return Err(format!("{client}/{endpoint} has no version {n}"));
                     };
-                    let what = format!("{client}/{endpoint} version {n}");
-                    self.prepare(&record.document, record.operation_name.as_deref(), &what)
+                    let prepared = self
+                        .engine
+                        .prepare(&record.document, record.operation_name.as_deref())
                         .await
-                        .map(|mut l| {
-                            l.version = n;
-                            l.script = record.script.as_deref().map(|src| {
-                                crate::scripts::Script::new(format!("{client}/{endpoint}@{n}"), src)
-                            });
-                            l
-                        })
                         .map_err(|e| {
                             format!(
-                                "{client}/{endpoint} version {n} no longer validates against the schema: {e}"
+                                "{client}/{endpoint} version {n} no longer validates against the schema: {}",
+                                e.join("; ")
                             )
-                        })
+                        })?;
+                    let script = record
+                        .script
+                        .as_deref()
+                        .map(|src| crate::scripts::Script::new(format!("{client}/{endpoint}@{n}"), src));
+                    Ok(LiveVersion { version: n, prepared: Arc::new(prepared), script })
                 }
             };
             let stable = live(rollout.stable).await;

@@ -384,6 +384,14 @@ impl Store {
         )
     }
 
+    /// The rollouts of one client's endpoints, by endpoint name.
+    pub async fn rollouts(&self, client: &str) -> Result<Vec<(String, Rollout)>, StoreError> {
+        let sql = "SELECT endpoint, stable, canary, canary_percent, previous_stable FROM rollouts WHERE client = $1 ORDER BY endpoint";
+        Ok(on_pool!(self, p => sqlx::query(sql).bind(client).fetch_all(p).await?.iter().map(|r| {
+            Ok((r.get_str("endpoint")?, rollout_of(r)?))
+        }).collect::<Result<_, sqlx::Error>>()?))
+    }
+
     pub async fn rollout(&self, client: &str, endpoint: &str) -> Result<Option<Rollout>, StoreError> {
         let sql = "SELECT stable, canary, canary_percent, previous_stable FROM rollouts WHERE client = $1 AND endpoint = $2";
         Ok(on_pool!(self, p => match sqlx::query(sql).bind(client).bind(endpoint).fetch_optional(p).await? {

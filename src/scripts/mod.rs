@@ -256,8 +256,7 @@ fn worker(rx: Receiver<Job>, limits: ScriptLimits) {
     }
 }
 
-fn describe(ctx: &Ctx<'_>, caught: CaughtError<'_>) -> String {
-    let _ = ctx;
+fn describe(caught: CaughtError<'_>) -> String {
     match caught {
         CaughtError::Exception(e) => {
             let message = e.message().unwrap_or_default();
@@ -281,7 +280,7 @@ fn stringify<'js>(
     v: rquickjs::Value<'js>,
     classify: &dyn Fn(String) -> ScriptError,
 ) -> Result<String, ScriptError> {
-    let text = ctx.json_stringify(v).catch(ctx).map_err(|e| classify(describe(ctx, e)))?;
+    let text = ctx.json_stringify(v).catch(ctx).map_err(|e| classify(describe(e)))?;
     Ok(text.map(|s| s.to_string().unwrap_or_default()).unwrap_or_else(|| "null".to_owned()))
 }
 
@@ -309,11 +308,10 @@ fn run(
             None => {
                 let declared = Module::declare(ctx.clone(), script.name.as_bytes(), script.source.as_bytes())
                     .catch(&ctx)
-                    .map_err(|e| ScriptError::Compile { script: name.clone(), message: describe(&ctx, e) })?;
-                let (module, promise) =
-                    declared.eval().catch(&ctx).map_err(|e| classify(describe(&ctx, e)))?;
-                promise.finish::<()>().catch(&ctx).map_err(|e| classify(describe(&ctx, e)))?;
-                let namespace = module.namespace().catch(&ctx).map_err(|e| classify(describe(&ctx, e)))?;
+                    .map_err(|e| ScriptError::Compile { script: name.clone(), message: describe(e) })?;
+                let (module, promise) = declared.eval().catch(&ctx).map_err(|e| classify(describe(e)))?;
+                promise.finish::<()>().catch(&ctx).map_err(|e| classify(describe(e)))?;
+                let namespace = module.namespace().catch(&ctx).map_err(|e| classify(describe(e)))?;
                 modules.insert(script.sha256.clone(), Persistent::save(&ctx, namespace.clone()));
                 namespace
             }
@@ -329,7 +327,7 @@ fn run(
             })
         };
         let json =
-            |text: &str| ctx.json_parse(text.to_owned()).catch(&ctx).map_err(|e| classify(describe(&ctx, e)));
+            |text: &str| ctx.json_parse(text.to_owned()).catch(&ctx).map_err(|e| classify(describe(e)));
         let stringify = |v| stringify(&ctx, v, &classify);
         match work {
             Work::Call { export: Some(check), .. } if check.starts_with('?') => {
@@ -343,8 +341,7 @@ fn run(
                 for v in values {
                     call.push_arg(v).map_err(|e| classify(e.to_string()))?;
                 }
-                let out: rquickjs::Value =
-                    f.call_arg(call).catch(&ctx).map_err(|e| classify(describe(&ctx, e)))?;
+                let out: rquickjs::Value = f.call_arg(call).catch(&ctx).map_err(|e| classify(describe(e)))?;
                 Ok(vec![stringify(out)?])
             }
             Work::Each { export: key, items } => {
@@ -354,7 +351,7 @@ fn run(
                     let result: rquickjs::Value = f
                         .call((json(&parent)?, json(&args)?))
                         .catch(&ctx)
-                        .map_err(|e| classify(describe(&ctx, e)))?;
+                        .map_err(|e| classify(describe(e)))?;
                     out.push(stringify(result)?);
                 }
                 Ok(out)
