@@ -59,13 +59,18 @@ pub fn engine_options(
     EngineOptions {
         overrides,
         defaults: config.engine.clone(),
-        limits: QueryLimits { max_depth: config.limits.max_depth },
+        limits: QueryLimits {
+            max_depth: config.limits.max_depth,
+            default_list_size: config.limits.default_list_size,
+        },
         js,
         operation_limits: OperationLimits {
             max_aliases: config.limits.max_aliases,
             max_root_fields: config.limits.max_root_fields,
             max_cost: config.limits.max_cost,
             default_list_size: config.limits.default_list_size,
+            max_selections: config.limits.max_selections,
+            max_fragment_depth: config.limits.max_fragment_depth,
         },
     }
 }

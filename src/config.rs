@@ -148,8 +148,14 @@ pub struct Limits {
     pub max_root_fields: usize,
     /// Highest estimated cost: each field once per item of the lists above it.
     pub max_cost: u64,
-    /// List length the cost assumes for a list field without a `first` argument.
+    /// List length the cost assumes, and the fetch then asks for, when a list field's
+    /// limit argument (`first`) is null or unset and has no default.
     pub default_list_size: u64,
+    /// Most selections one operation or fragment may have with every fragment expanded;
+    /// checked before anything else walks a document.
+    pub max_selections: u64,
+    /// Deepest chain of fragment spreads (`...A` whose `A` spreads `...B`, …).
+    pub max_fragment_depth: usize,
     /// Requests per second per client (`X-Facade-Client`, or the endpoint's client).
     pub client_rate_per_sec: u32,
     /// Burst per client.
@@ -169,6 +175,8 @@ impl Default for Limits {
             max_root_fields: 20,
             max_cost: 50_000,
             default_list_size: 10,
+            max_selections: 10_000,
+            max_fragment_depth: 16,
             client_rate_per_sec: 5_000,
             client_burst: 10_000,
             device_rate_per_sec: 20,

@@ -12,23 +12,27 @@ use async_graphql::{Error as GqlError, ErrorExtensions, Name, Value as GqlValue}
 use serde_json::Value;
 
 use super::model::*;
+use super::route;
 use crate::backends::{BatchRoute, Batcher, FetchError, Key, SingleRequest};
 
 /// Limits applied to every operation at validation time.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
     pub max_depth: usize,
+    /// Keys fetched for a list whose limit argument is null or unset (as the cost counts it).
+    pub default_list_size: u64,
 }
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        Self { max_depth: 16 }
+        Self { max_depth: 16, default_list_size: 10 }
     }
 }
 
 pub fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema, SchemaError> {
     let mut builder = Schema::build(&model.query, model.mutation.as_deref(), None)
         .limit_depth(limits.max_depth)
+        .extension(super::limits::CostCheck)
         .extension(super::nulls::NullPropagation);
     for (name, def) in &model.types {
         builder = match def {
@@ -38,7 +42,7 @@ pub fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema,
                     object = object.description(d);
                 }
                 for field in fields {
-                    object = object.field(build_field(model, name, field));
+                    object = object.field(build_field(model, name, field, limits.default_list_size as usize));
                 }
                 builder.register(object)
             }
@@ -136,6 +140,8 @@ struct Plan {
     fallback: Option<Value>,
     /// The `@http` fields of the type this field returns, to prefetch (see [`prefetch`]).
     children: Vec<Child>,
+    /// Keys fetched when the limit argument is null or unset.
+    default_list_size: usize,
 }
 
 /// An `@http` field of a returned object type, with what is needed to plan its fetch.
@@ -146,7 +152,7 @@ struct Child {
     defaults: Vec<(String, Value)>,
 }
 
-fn build_field(model: &FacadeSchema, owner: &str, def: &FieldDef) -> Field {
+fn build_field(model: &FacadeSchema, owner: &str, def: &FieldDef, default_list_size: usize) -> Field {
     let children = match (&def.binding, model.types.get(named_type(&def.ty))) {
         (Binding::Http(_), Some(TypeDef::Object { fields, .. })) => fields
             .iter()
@@ -174,6 +180,7 @@ fn build_field(model: &FacadeSchema, owner: &str, def: &FieldDef) -> Field {
         binding: def.binding.clone(),
         fallback: def.fallback.clone(),
         children,
+        default_list_size,
     });
     let mut field = Field::new(&def.name, type_ref(&def.ty), move |ctx| resolve(plan.clone(), ctx));
     for arg in &def.args {
@@ -247,16 +254,6 @@ fn bad_value(path: &str, message: String) -> GqlError {
     GqlError::new(format!("{path}: {message}")).extend_with(|_, ext| ext.set("code", "BACKEND_ERROR"))
 }
 
-/// Text of an argument or parent value placed in a route, percent-encoded.
-fn route_text(value: Option<&Value>) -> Option<String> {
-    let text = match value? {
-        Value::String(s) => s.clone(),
-        Value::Null => return None,
-        other => other.to_string(),
-    };
-    Some(percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC).to_string())
-}
-
 type Args = serde_json::Map<String, Value>;
 
 /// The field's arguments as JSON (defaults included).
@@ -276,41 +273,28 @@ enum Fetch {
     Nothing,
 }
 
-/// Renders template parts other than `{$keys}`; returns the text before and after it.
-fn render(
-    path: &str,
-    parts: &[Part],
-    args: &Args,
-    parent: &Value,
-) -> Result<(String, Option<String>), GqlError> {
-    let mut before = String::new();
-    let mut after: Option<String> = None;
-    for part in parts {
-        let text = match part {
-            Part::Lit(s) => s.clone(),
-            Part::Keys => {
-                after = Some(String::new());
-                continue;
-            }
-            Part::Arg(a) => route_text(args.get(a)).ok_or_else(|| {
-                GqlError::new(format!("{path}: argument {a} is null and the route needs it"))
-            })?,
-            Part::Parent(p) => route_text(parent.get(p))
-                .ok_or_else(|| GqlError::new(format!("{path}: the parent has no {p} for the route")))?,
-        };
-        match after.as_mut() {
-            Some(a) => a.push_str(&text),
-            None => before.push_str(&text),
-        }
-    }
-    Ok((before, after))
+/// Renders a route template; a value that would change the route fails the field.
+fn render(path: &str, parts: &[Part], args: &Args, parent: &Value) -> Result<route::Rendered, GqlError> {
+    route::render(parts, args, parent).map_err(|e| route_error(path, &e))
+}
+
+fn route_error(path: &str, e: &route::RouteError) -> GqlError {
+    let code = if e.from_arguments() { "BAD_USER_INPUT" } else { "BACKEND_ERROR" };
+    GqlError::new(format!("{path}: {e}")).extend_with(|_, ext| ext.set("code", code))
 }
 
 /// Plans the fetch of an `@http` field for one parent: the same plan whether the field's
 /// resolver asks or its parent prefetches, so both meet in the batcher's cache.
-fn plan_fetch(path: &str, http: &HttpBinding, args: &Args, parent: &Value) -> Result<Fetch, GqlError> {
+/// A null or unset limit argument fetches `default_list_size` keys: what the cost counted.
+fn plan_fetch(
+    path: &str,
+    http: &HttpBinding,
+    args: &Args,
+    parent: &Value,
+    default_list_size: usize,
+) -> Result<Fetch, GqlError> {
     let Some(batch) = &http.batch else {
-        let (route, _) = render(path, &http.template.parts, args, parent)?;
+        let route = render(path, &http.template.parts, args, parent)?.before;
         let body = match http.template.method {
             Method::Post => Some(Value::Object(args.clone()).to_string()),
             Method::Get => None,
@@ -333,14 +317,21 @@ fn plan_fetch(path: &str, http: &HttpBinding, args: &Args, parent: &Value) -> Re
             return Err(bad_value(path, format!("key field {} should be a list, got {v}", batch.keys_from)));
         }
     };
-    if let Some(limit) = &http.limit_arg
-        && let Some(n) = args.get(limit).and_then(Value::as_i64)
-    {
-        let n = usize::try_from(n)
-            .map_err(|_| GqlError::new(format!("{path}: argument {limit} must not be negative")))?;
+    if let Some(limit) = &http.limit_arg {
+        let n = match args.get(limit) {
+            None | Some(Value::Null) => default_list_size,
+            Some(v) => v.as_i64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                GqlError::new(format!("{path}: argument {limit} must not be negative"))
+                    .extend_with(|_, ext| ext.set("code", "BAD_USER_INPUT"))
+            })?,
+        };
         keys.truncate(n);
     }
-    let (prefix, suffix) = render(path, &http.template.parts, args, parent)?;
+    let rendered = render(path, &http.template.parts, args, parent)?;
+    for key in &keys {
+        route::check_key(&key.text, rendered.keys_in_path).map_err(|e| route_error(path, &e))?;
+    }
+    let (prefix, suffix) = (rendered.before, rendered.after);
     let route = BatchRoute {
         backend: http.backend,
         method: http.template.method,
@@ -388,7 +379,7 @@ async fn resolve_http<'a>(
         None => Json::Shared(v),
     };
     let batcher = batcher(ctx)?;
-    let one = match plan_fetch(&plan.path, http, &args_of(ctx), parent(ctx))? {
+    let one = match plan_fetch(&plan.path, http, &args_of(ctx), parent(ctx), plan.default_list_size)? {
         Fetch::Nothing => return Ok(None),
         Fetch::Single(request) => selected(batcher.load_one(request).await.map_err(|e| fetch_error(&e))?),
         Fetch::Batch(route, keys) if http.batch.as_ref().is_some_and(|b| b.keys_are_list) => {
@@ -479,7 +470,7 @@ async fn prefetch(plan: &Plan, ctx: &ResolverContext<'_>, batcher: &Batcher, can
             args.insert(name.to_string(), value.into_json().unwrap_or(Value::Null));
         }
         for parent in &parents {
-            match plan_fetch(&child.path, &child.http, &args, parent) {
+            match plan_fetch(&child.path, &child.http, &args, parent, plan.default_list_size) {
                 Ok(Fetch::Single(request)) => singles.push(request),
                 Ok(Fetch::Batch(route, keys)) => match groups.iter_mut().find(|(r, _)| *r == route) {
                     Some((_, all)) => all.extend(keys),

@@ -8,6 +8,7 @@ pub mod js;
 pub mod limits;
 pub mod model;
 mod nulls;
+pub mod route;
 pub mod sdl;
 
 use std::collections::HashMap;
@@ -153,10 +154,10 @@ pub enum OperationKind {
     Subscription,
 }
 
-/// A request whose document parsed.
+/// A request whose document parsed and passed [`limits::analyze`].
 pub struct Parsed {
     request: GraphqlRequest,
-    document: ExecutableDocument,
+    document: Arc<ExecutableDocument>,
 }
 
 impl Parsed {
@@ -195,11 +196,16 @@ pub struct Prepared {
     pub text: String,
     pub operation_name: Option<String>,
     pub kind: OperationKind,
-    document: ExecutableDocument,
+    document: Arc<ExecutableDocument>,
     variables: Vec<(String, VarKind)>,
 }
 
 impl Prepared {
+    /// Whether the document asks `__schema` or `__type` anywhere.
+    pub fn uses_introspection(&self) -> bool {
+        limits::uses_introspection(&self.document)
+    }
+
     /// A query-string parameter as the JSON value of the variable it names: numbers and
     /// booleans are parsed by the variable's declared type; unknown names are ignored.
     pub fn variable_from_text(&self, name: &str, raw: &str) -> Option<Value> {
@@ -260,7 +266,7 @@ pub struct Engine {
     operation_limits: limits::OperationLimits,
     request_timeout: Duration,
     backends: Arc<Backends>,
-    model: FacadeSchema,
+    model: Arc<FacadeSchema>,
 }
 
 impl Engine {
@@ -274,7 +280,9 @@ impl Engine {
         missing_js_functions(&model, |f| options.js.as_ref().is_some_and(|j| j.get(f).is_some()), &known)?;
         let settings = model.backends.iter().map(|b| backend_settings(b, options)).collect();
         let backends = Arc::new(Backends::new(settings)?);
-        let schema = build::build_schema(&model, options.limits).map_err(|e| EngineError::Build(e.0))?;
+        let mut limits = options.limits;
+        limits.default_list_size = options.operation_limits.default_list_size;
+        let schema = build::build_schema(&model, limits).map_err(|e| EngineError::Build(e.0))?;
         let request_timeout = Duration::from_millis(options.defaults.request_timeout_ms);
         Ok(Self {
             schema,
@@ -282,7 +290,7 @@ impl Engine {
             operation_limits: options.operation_limits,
             request_timeout,
             backends,
-            model,
+            model: Arc::new(model),
         })
     }
 
@@ -299,37 +307,31 @@ impl Engine {
         self.schema.sdl()
     }
 
-    /// Parses the document and checks the operation limits; a failure is a request error.
+    /// Parses the document and checks its structure ([`limits::analyze`]: fragment cycles,
+    /// nesting, expanded size) before anything else walks it; a failure is a request error.
+    /// The cost is estimated after validation, during [`Engine::execute`].
     pub fn parse(&self, request: GraphqlRequest) -> Result<Parsed, Outcome> {
         let document = async_graphql::parser::parse_query(&request.query)
             .map_err(|e| Outcome::request_errors(vec![e.into()]))?;
+        limits::analyze(&document, &self.operation_limits)
+            .map_err(|e| Outcome::request_errors(vec![ServerError::new(e.message, None)]))?;
         if !request.introspection && limits::uses_introspection(&document) {
             let error = ServerError::new("introspection is disabled for requests without a token", None);
             return Err(Outcome::request_errors(vec![error]));
         }
-        let empty = Map::new();
-        let variables = request.variables.as_ref().unwrap_or(&empty);
-        limits::check(
-            &document,
-            request.operation_name.as_deref(),
-            &self.model,
-            variables,
-            self.operation_limits,
-        )
-        .map_err(|reason| {
-            let error = ServerError::new(reason, None);
-            Outcome::request_errors(vec![error])
-        })?;
-        Ok(Parsed { request, document })
+        Ok(Parsed { request, document: Arc::new(document) })
     }
 
     /// Parses `text`, picks its operation and validates it against this schema without
     /// running it. Every problem comes back, with line:column where there is one.
+    /// The operation limits are checked too, with the variables unset (so the limit
+    /// arguments count their defaults): a document that could never run is refused here.
     pub async fn prepare(&self, text: &str, operation_name: Option<&str>) -> Result<Prepared, Vec<String>> {
         let document = async_graphql::parser::parse_query(text).map_err(|e| {
             let at = e.positions().next().map(|p| format!("{}:{}: ", p.line, p.column)).unwrap_or_default();
             vec![format!("{at}{}", e.to_string().replace('\n', " ").trim())]
         })?;
+        limits::analyze(&document, &self.operation_limits).map_err(|e| vec![e.message])?;
         let operation = match (&document.operations, operation_name) {
             (DocumentOperations::Single(op), None) => op,
             (DocumentOperations::Single(_), Some(name)) => {
@@ -392,26 +394,19 @@ impl Engine {
         if !errors.is_empty() {
             return Err(errors);
         }
+        limits::check(&document, operation_name, &self.model, &Map::new(), self.operation_limits)
+            .map_err(|e| vec![e])?;
         Ok(Prepared {
             text: text.to_owned(),
             operation_name: operation_name.map(str::to_owned),
             kind,
-            document,
+            document: Arc::new(document),
             variables,
         })
     }
 
     /// Runs a prepared document with these variables (operation limits checked first).
     pub async fn execute_prepared(&self, prepared: &Prepared, variables: Map<String, Value>) -> Outcome {
-        if let Err(reason) = limits::check(
-            &prepared.document,
-            prepared.operation_name.as_deref(),
-            &self.model,
-            &variables,
-            self.operation_limits,
-        ) {
-            return Outcome::request_errors(vec![ServerError::new(reason, None)]);
-        }
         let request = GraphqlRequest {
             query: prepared.text.clone(),
             operation_name: prepared.operation_name.clone(),
@@ -431,13 +426,19 @@ impl Engine {
         if !request.introspection {
             gql = gql.disable_introspection();
         }
+        let variables = request.variables.unwrap_or_default();
+        let cost = limits::CostInput {
+            document: document.clone(),
+            operation_name: request.operation_name.clone(),
+            variables: variables.clone(),
+            schema: self.model.clone(),
+            limits: self.operation_limits,
+        };
         if let Some(name) = request.operation_name {
             gql = gql.operation_name(name);
         }
-        if let Some(vars) = request.variables {
-            gql = gql.variables(Variables::from_json(Value::Object(vars)));
-        }
-        gql.set_parsed_query(document);
+        gql = gql.variables(Variables::from_json(Value::Object(variables))).data(cost);
+        gql.set_parsed_query(ExecutableDocument::clone(&document));
         let sink = Arc::new(nulls::ErrorSink::default());
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let mut gql = gql.data(Batcher::new(self.backends.clone(), deadline)).data(sink.clone());

@@ -1,21 +1,24 @@
-//! QuickJS scripts, contained as firmly as a process boundary would: a pool of runtimes, each
-//! on a dedicated OS thread (never a tokio worker), fed through a bounded queue, with a
-//! deadline (interrupt handler), a memory limit and a stack limit per call. Scripts are pure:
-//! no `std`/`os` modules, no loader for `import`, no timers, no network; `console.log` goes to
-//! tracing at debug level.
+//! QuickJS scripts: a pool of runtimes, each on a dedicated OS thread (never a tokio worker),
+//! fed through a bounded queue, with a deadline (interrupt handler), a memory limit and a stack
+//! limit per call. Scripts are pure: no `std`/`os` modules, no loader for `import`, no timers,
+//! no network; `console.log` goes to tracing at debug level.
 //!
-//! A script compiles once per runtime and stays cached by its SHA-256 (loading precompiled
-//! bytecode is `unsafe` in rquickjs, and this crate forbids `unsafe`, so each runtime compiles
-//! a script the first time it meets it). A runtime whose call was interrupted or ran out of
-//! memory may be damaged and is replaced before its next job.
+//! **Isolation: a fresh realm per call.** Every job — a transform for one device request, one
+//! trip of `@js` calls for one request, a publish check — gets a new `Context` (its own
+//! `globalThis` and built-ins), compiles and evaluates its module there, runs, has the
+//! microtasks it queued drained under the same deadline, and the context is dropped. Nothing a
+//! script does to `Array.prototype`, `JSON`, `globalThis` or its own module variables is
+//! seen by any later call: not another team's, not another endpoint's, not another device's
+//! call of the same endpoint. The cost was measured against the alternatives (docs/adr/0005).
+//! The runtime (heap, limits, interrupt handler) is shared by the calls of one thread and
+//! replaced after a call that hit the deadline or ran out of memory, compiling included.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Runtime};
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Runtime};
 use tokio::sync::oneshot;
 
 use crate::telemetry::metrics as m;
@@ -106,6 +109,7 @@ pub struct ScriptPool {
     tx: Sender<Job>,
     capacity: usize,
     trips: Arc<AtomicU64>,
+    replaced: Arc<AtomicU64>,
 }
 
 impl ScriptPool {
@@ -114,11 +118,19 @@ impl ScriptPool {
         let threads =
             if threads == 0 { std::thread::available_parallelism().map_or(2, usize::from) } else { threads };
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
+        let replaced = Arc::new(AtomicU64::new(0));
         for i in 0..threads {
-            let rx = rx.clone();
-            std::thread::Builder::new().name(format!("facade-js-{i}")).spawn(move || worker(rx, limits))?;
+            let (rx, replaced) = (rx.clone(), replaced.clone());
+            std::thread::Builder::new()
+                .name(format!("facade-js-{i}"))
+                .spawn(move || worker(rx, limits, &replaced))?;
         }
-        Ok(Self { tx, capacity: queue.max(1), trips: Arc::new(AtomicU64::new(0)) })
+        Ok(Self { tx, capacity: queue.max(1), trips: Arc::new(AtomicU64::new(0)), replaced })
+    }
+
+    /// Runtimes replaced after a call hit the deadline or ran out of memory.
+    pub fn runtimes_replaced(&self) -> u64 {
+        self.replaced.load(Ordering::Relaxed)
     }
 
     /// Jobs handed to the pool so far (one per call or per batch).
@@ -167,16 +179,21 @@ impl ScriptPool {
     }
 }
 
-/// One runtime with its context and compiled modules, rebuilt after a fatal error. Fields
-/// drop in order: the modules' persistent handles must go before the runtime that owns them.
+/// One runtime and what its interrupt handler reads; rebuilt after a fatal error. Realms
+/// (contexts) are made per call by [`realm`].
 struct Engine {
-    modules: HashMap<Arc<str>, Persistent<Object<'static>>>,
-    context: Context,
     runtime: Runtime,
     deadline: Arc<AtomicU64>,
     interrupted: Arc<AtomicBool>,
     origin: Instant,
     current: Arc<std::sync::Mutex<Arc<str>>>,
+}
+
+impl Engine {
+    /// Whether this call's deadline has passed (the interrupt handler's test, for host code).
+    fn late(&self) -> bool {
+        self.origin.elapsed().as_nanos() as u64 > self.deadline.load(Ordering::Relaxed)
+    }
 }
 
 fn build(limits: ScriptLimits) -> rquickjs::Result<Engine> {
@@ -196,32 +213,52 @@ fn build(limits: ScriptLimits) -> rquickjs::Result<Engine> {
             late
         })));
     }
-    let context = Context::full(&runtime)?;
     let current: Arc<std::sync::Mutex<Arc<str>>> = Arc::new(std::sync::Mutex::new(Arc::from("")));
-    {
-        let current = current.clone();
-        context.with(|ctx| -> rquickjs::Result<()> {
-            let console = Object::new(ctx.clone())?;
-            for level in ["log", "info", "warn", "error", "debug"] {
-                let current = current.clone();
-                let f = Function::new(
-                    ctx.clone(),
-                    move |args: rquickjs::function::Rest<rquickjs::Coerced<String>>| {
-                        let line: Vec<String> = args.0.into_iter().map(|s| s.0).collect();
-                        let script = current.lock().map(|s| s.clone()).unwrap_or_else(|_| Arc::from(""));
-                        tracing::debug!(script = %script, message = %line.join(" "), "console.{level}");
-                    },
-                )?;
-                console.set(level, f)?;
-            }
-            ctx.globals().set("console", console)?;
-            Ok(())
-        })?;
-    }
-    Ok(Engine { runtime, context, modules: HashMap::new(), deadline, interrupted, origin, current })
+    Ok(Engine { runtime, deadline, interrupted, origin, current })
 }
 
-fn worker(rx: Receiver<Job>, limits: ScriptLimits) {
+/// A new realm for one call: the standard built-ins plus `console`, which logs under the
+/// name of the script that is running.
+fn realm(engine: &Engine) -> rquickjs::Result<Context> {
+    let context = Context::full(&engine.runtime)?;
+    let current = engine.current.clone();
+    context.with(|ctx| -> rquickjs::Result<()> {
+        let console = Object::new(ctx.clone())?;
+        for level in ["log", "info", "warn", "error", "debug"] {
+            let current = current.clone();
+            let f = Function::new(ctx.clone(), move |args: rquickjs::function::Rest<rquickjs::Coerced<String>>| {
+                let line: Vec<String> = args.0.into_iter().map(|s| s.0).collect();
+                let script = current.lock().map(|s| s.clone()).unwrap_or_else(|_| Arc::from(""));
+                tracing::debug!(script = %script, message = %line.join(" "), "console.{level}");
+            })?;
+            console.set(level, f)?;
+        }
+        ctx.globals().set("console", console)?;
+        Ok(())
+    })?;
+    Ok(context)
+}
+
+/// Runs the microtasks a call left queued, under the call's deadline, so that none of them
+/// runs during a later call. `Err` when the deadline passed first.
+fn drain(engine: &Engine) -> Result<(), ()> {
+    while engine.runtime.is_job_pending() {
+        if engine.late() {
+            engine.interrupted.store(true, Ordering::Relaxed);
+            return Err(());
+        }
+        // A job that throws is the script's own business; a job interrupted sets `interrupted`.
+        if let Ok(false) = engine.runtime.execute_pending_job() {
+            break;
+        }
+        if engine.interrupted.load(Ordering::Relaxed) {
+            return Err(());
+        }
+    }
+    Ok(())
+}
+
+fn worker(rx: Receiver<Job>, limits: ScriptLimits, replaced: &AtomicU64) {
     let mut engine = match build(limits) {
         Ok(e) => e,
         Err(e) => {
@@ -237,13 +274,25 @@ fn worker(rx: Receiver<Job>, limits: ScriptLimits) {
         engine.interrupted.store(false, Ordering::Relaxed);
         let deadline = engine.origin.elapsed() + limits.deadline;
         engine.deadline.store(deadline.as_nanos() as u64, Ordering::Relaxed);
-        let result = run(&mut engine, &job.script, job.work, limits);
+        let mut result = run(&engine, &job.script, job.work, limits);
+        if drain(&engine).is_err() && result.is_ok() {
+            let deadline_ms = limits.deadline.as_millis() as u64;
+            result = Err(ScriptError::Deadline { script: name.to_string(), deadline_ms });
+        }
         engine.deadline.store(u64::MAX, Ordering::Relaxed);
-        let fatal = matches!(result, Err(ScriptError::Deadline { .. } | ScriptError::OutOfMemory { .. }));
+        // A runtime whose call was interrupted or ran out of memory (compiling included) may
+        // be damaged, and may still hold the call's queued jobs: replace it.
+        let fatal = engine.interrupted.load(Ordering::Relaxed)
+            || matches!(
+                &result,
+                Err(ScriptError::Deadline { .. } | ScriptError::OutOfMemory { .. })
+            )
+            || matches!(&result, Err(ScriptError::Compile { message, .. }) if message.contains("out of memory"));
         let _ = job.reply.send(result);
         if fatal {
             // The runtime may be damaged: start a fresh one.
             metrics::counter!(m::SCRIPT_RUNTIME_REPLACED).increment(1);
+            replaced.fetch_add(1, Ordering::Relaxed);
             match build(limits) {
                 Ok(e) => engine = e,
                 Err(e) => {
@@ -284,12 +333,7 @@ fn stringify<'js>(
     Ok(text.map(|s| s.to_string().unwrap_or_default()).unwrap_or_else(|| "null".to_owned()))
 }
 
-fn run(
-    engine: &mut Engine,
-    script: &Script,
-    work: Work,
-    limits: ScriptLimits,
-) -> Result<Vec<String>, ScriptError> {
+fn run(engine: &Engine, script: &Script, work: Work, limits: ScriptLimits) -> Result<Vec<String>, ScriptError> {
     let name = script.name.to_string();
     let interrupted = engine.interrupted.clone();
     let classify = |message: String| -> ScriptError {
@@ -301,21 +345,14 @@ fn run(
             ScriptError::Thrown { script: name.clone(), message }
         }
     };
-    let modules = &mut engine.modules;
-    engine.context.with(|ctx| {
-        let namespace = match modules.get(&script.sha256) {
-            Some(saved) => saved.clone().restore(&ctx).map_err(|e| classify(e.to_string()))?,
-            None => {
-                let declared = Module::declare(ctx.clone(), script.name.as_bytes(), script.source.as_bytes())
-                    .catch(&ctx)
-                    .map_err(|e| ScriptError::Compile { script: name.clone(), message: describe(e) })?;
-                let (module, promise) = declared.eval().catch(&ctx).map_err(|e| classify(describe(e)))?;
-                promise.finish::<()>().catch(&ctx).map_err(|e| classify(describe(e)))?;
-                let namespace = module.namespace().catch(&ctx).map_err(|e| classify(describe(e)))?;
-                modules.insert(script.sha256.clone(), Persistent::save(&ctx, namespace.clone()));
-                namespace
-            }
-        };
+    let context = realm(engine).map_err(|e| classify(e.to_string()))?;
+    context.with(|ctx| {
+        let declared = Module::declare(ctx.clone(), script.name.as_bytes(), script.source.as_bytes())
+            .catch(&ctx)
+            .map_err(|e| ScriptError::Compile { script: name.clone(), message: describe(e) })?;
+        let (module, promise) = declared.eval().catch(&ctx).map_err(|e| classify(describe(e)))?;
+        promise.finish::<()>().catch(&ctx).map_err(|e| classify(describe(e)))?;
+        let namespace = module.namespace().catch(&ctx).map_err(|e| classify(describe(e)))?;
         let export = |key: &str| -> Result<Function<'_>, ScriptError> {
             namespace.get::<_, Function>(key).map_err(|_| ScriptError::Contract {
                 script: name.clone(),
@@ -326,8 +363,7 @@ fn run(
                 },
             })
         };
-        let json =
-            |text: &str| ctx.json_parse(text.to_owned()).catch(&ctx).map_err(|e| classify(describe(e)));
+        let json = |text: &str| ctx.json_parse(text.to_owned()).catch(&ctx).map_err(|e| classify(describe(e)));
         let stringify = |v| stringify(&ctx, v, &classify);
         match work {
             Work::Call { export: Some(check), .. } if check.starts_with('?') => {
@@ -348,10 +384,8 @@ fn run(
                 let f = export(&key)?;
                 let mut out = Vec::with_capacity(items.len());
                 for (parent, args) in items {
-                    let result: rquickjs::Value = f
-                        .call((json(&parent)?, json(&args)?))
-                        .catch(&ctx)
-                        .map_err(|e| classify(describe(e)))?;
+                    let result: rquickjs::Value =
+                        f.call((json(&parent)?, json(&args)?)).catch(&ctx).map_err(|e| classify(describe(e)))?;
                     out.push(stringify(result)?);
                 }
                 Ok(out)
@@ -487,5 +521,82 @@ mod tests {
         assert_eq!(p.trips() - before, 1);
         assert_eq!(out.len(), 200);
         assert_eq!(out[199], "398");
+    }
+
+    /// Attacks that change shared built-ins or keep state, each paired with a victim call
+    /// that would show the change.
+    const ATTACKS: &[(&str, &str)] = &[
+        (
+            "const g = globalThis; g.stash = g.stash || []; const map = Array.prototype.map;\n\
+             Array.prototype.map = function (...a) { g.stash.push(JSON.stringify(this)); return map.apply(this, a); };",
+            "return [1, 2].map((x) => x).concat(globalThis.stash || []);",
+        ),
+        ("Math.round = () => 5;", "return Math.round(2.2);"),
+        ("Object.prototype.toJSON = function () { return 'owned'; };", "return { a: 1 };"),
+        ("const p = JSON.parse; JSON.parse = (t) => ({ owned: true });", "return JSON.parse('[1]');"),
+        ("String.prototype.toUpperCase = function () { return 'owned'; };", "return 'a'.toUpperCase();"),
+        ("Function.prototype.call = function () { return 'owned'; };", "return [Math.max.call(null, 1, 2)];"),
+        ("globalThis.secret = 'from another tenant';", "return typeof secret;"),
+        ("Object.defineProperty(Object.prototype, 'x', { get() { return 'owned'; } });", "return ({}).x ?? null;"),
+        ("Promise.resolve().then(() => { globalThis.later = 'owned'; });", "return typeof later;"),
+    ];
+
+    #[tokio::test]
+    async fn no_state_survives_from_one_call_to_the_next() {
+        // One runtime, so every call lands on the realm the attacker would have changed.
+        let p = ScriptPool::new(1, 64, ScriptLimits::default()).unwrap();
+        let victim_expected = [r#"[1,2]"#, "2", r#"{"a":1}"#, "[1]", r#""A""#, "[2]", r#""undefined""#, "null", r#""undefined""#];
+        for ((attack, victim), expected) in ATTACKS.iter().zip(victim_expected) {
+            // As a transform of another team (runs its top level, then its function) ...
+            let evil = Script::new("web/stash@1", &format!("{attack}\nexport default function () {{ return 1; }}"));
+            p.transform(&evil, "{}".into(), "{}".into()).await.unwrap();
+            // ... and as a refused publish (no default export), which still evaluates the module.
+            let refused = Script::new("web/sneaky@new", &format!("{attack}\nexport const nothing = 1;"));
+            assert!(p.check(&refused, None).await.is_err());
+            let victim = Script::new("tv/home@1", &format!("export default function () {{ {victim} }}"));
+            let out = p.transform(&victim, "{}".into(), "{}".into()).await.unwrap();
+            assert_eq!(out, expected, "after {attack}");
+        }
+    }
+
+    #[tokio::test]
+    async fn two_devices_of_one_endpoint_share_nothing() {
+        let p = ScriptPool::new(1, 64, ScriptLimits::default()).unwrap();
+        let s = script(
+            "let seen = [];\nexport default function (data) { seen.push(data.device); return seen; }",
+        );
+        let a = p.transform(&s, r#"{"device":"a"}"#.into(), "{}".into()).await.unwrap();
+        let b = p.transform(&s, r#"{"device":"b"}"#.into(), "{}".into()).await.unwrap();
+        assert_eq!((a.as_str(), b.as_str()), (r#"["a"]"#, r#"["b"]"#));
+        // A batch of @js calls is one request's: items in one trip share the realm, trips do not.
+        let each = script("let n = 0;\nexport function count() { return ++n; }");
+        let first = p.each(&each, "count", vec![("{}".into(), "{}".into()); 3]).await.unwrap();
+        let second = p.each(&each, "count", vec![("{}".into(), "{}".into())]).await.unwrap();
+        assert_eq!((first, second), (vec!["1".to_owned(), "2".into(), "3".into()], vec!["1".to_owned()]));
+    }
+
+    #[tokio::test]
+    async fn an_endless_microtask_chain_is_stopped_and_does_not_reach_the_next_call() {
+        let p = ScriptPool::new(1, 64, ScriptLimits::default()).unwrap();
+        let s = script(
+            "function again() { globalThis.ticks = (globalThis.ticks || 0) + 1; Promise.resolve().then(again); }\n\
+             export default function () { again(); return 'done'; }",
+        );
+        let e = p.transform(&s, "{}".into(), "{}".into()).await.unwrap_err();
+        assert!(matches!(e, ScriptError::Deadline { .. }), "{e}");
+        let ok = script("export default function () { return typeof ticks; }");
+        assert_eq!(p.transform(&ok, "{}".into(), "{}".into()).await.unwrap(), r#""undefined""#);
+    }
+
+    #[tokio::test]
+    async fn a_compile_out_of_memory_replaces_the_runtime() {
+        let limits = ScriptLimits { memory_bytes: 2 * 1024 * 1024, ..ScriptLimits::default() };
+        let p = ScriptPool::new(1, 64, limits).unwrap();
+        let huge = format!("export default function () {{ return [{}]; }}", "1,".repeat(400_000));
+        let e = p.check(&script(&huge), None).await.unwrap_err();
+        assert!(e.to_string().contains("out of memory"), "{e}");
+        let ok = script("export default function () { return 1; }");
+        assert_eq!(p.transform(&ok, "{}".into(), "{}".into()).await.unwrap(), "1");
+        assert_eq!(p.runtimes_replaced(), 1);
     }
 }

@@ -1,0 +1,231 @@
+//! Rendering an `@http` route template with argument and parent values, so that no value can
+//! change which route is called: each value is percent-encoded into the path segment or query
+//! parameter it stands in, and a path segment that a value makes `.`, `..` or empty is refused
+//! (a URL parser would normalise it into another path, even percent-encoded: `%2e%2e` is `..`
+//! to the WHATWG parser reqwest uses). Batch keys in a path position obey the same rule.
+
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde_json::{Map, Value};
+
+use super::model::Part;
+
+/// Why a template could not be rendered for these values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("argument {0} is null and the route needs it")]
+    NullArgument(String),
+    #[error("the parent has no {0} for the route")]
+    MissingParent(String),
+    #[error("{what} would make the route's path segment {segment:?}, which names another resource; refused")]
+    Segment { what: String, segment: String },
+}
+
+impl RouteError {
+    /// Whether the device's own input is at fault (an argument), rather than backend data.
+    pub fn from_arguments(&self) -> bool {
+        match self {
+            RouteError::NullArgument(_) => true,
+            RouteError::MissingParent(_) => false,
+            RouteError::Segment { what, .. } => what.starts_with("argument"),
+        }
+    }
+}
+
+/// A rendered template: the text before `{$keys}` (all of it without keys), the text after
+/// them, and whether the keys sit in the path (rather than in the query string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub before: String,
+    pub after: Option<String>,
+    pub keys_in_path: bool,
+}
+
+/// Text of a value placed in a route, percent-encoded; `None` for null or absent.
+fn value_text(value: Option<&Value>) -> Option<String> {
+    let text = match value? {
+        Value::String(s) => s.clone(),
+        Value::Null => return None,
+        other => other.to_string(),
+    };
+    Some(utf8_percent_encode(&text, NON_ALPHANUMERIC).to_string())
+}
+
+/// Whether a path segment (as it will be sent) is one a URL parser resolves as a dot segment
+/// or leaves empty.
+fn is_dot_or_empty(segment: &str) -> bool {
+    let decoded = percent_decode_str(segment).decode_utf8_lossy();
+    matches!(decoded.as_ref(), "" | "." | "..")
+}
+
+/// The path segment being written, and which value (if any) went into it.
+#[derive(Default)]
+struct Segment {
+    text: String,
+    value: Option<String>,
+}
+
+impl Segment {
+    /// Ends the segment: refused if a value made it a dot segment or empty.
+    fn close(&mut self) -> Result<(), RouteError> {
+        let segment = std::mem::take(&mut self.text);
+        match self.value.take() {
+            Some(what) if is_dot_or_empty(&segment) => Err(RouteError::Segment { what, segment }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Renders `parts` with the field's arguments and its parent object.
+pub fn render(parts: &[Part], args: &Map<String, Value>, parent: &Value) -> Result<Rendered, RouteError> {
+    let mut before = String::new();
+    let mut after: Option<String> = None;
+    let mut keys_in_path = false;
+    let mut in_query = false;
+    let mut segment = Segment::default();
+    for part in parts {
+        let (text, what) = match part {
+            Part::Lit(s) => (s.clone(), None),
+            Part::Keys => {
+                after = Some(String::new());
+                keys_in_path = !in_query;
+                // Keys are checked one by one (`check_key`); the segment is theirs.
+                segment.text.push('k');
+                continue;
+            }
+            Part::Arg(a) => (
+                value_text(args.get(a)).ok_or_else(|| RouteError::NullArgument(a.clone()))?,
+                Some(format!("argument {a}")),
+            ),
+            Part::Parent(p) => (
+                value_text(parent.get(p)).ok_or_else(|| RouteError::MissingParent(p.clone()))?,
+                Some(format!("parent field {p}")),
+            ),
+        };
+        if !in_query {
+            match what {
+                // An encoded value holds no `/`, `?` or `#`: it stays inside this segment.
+                Some(what) => {
+                    segment.text.push_str(&text);
+                    segment.value.get_or_insert(what);
+                }
+                None => {
+                    for c in text.chars() {
+                        match c {
+                            '/' => segment.close()?,
+                            '?' | '#' => {
+                                segment.close()?;
+                                in_query = true;
+                                break;
+                            }
+                            c => segment.text.push(c),
+                        }
+                    }
+                }
+            }
+        }
+        match after.as_mut() {
+            Some(a) => a.push_str(&text),
+            None => before.push_str(&text),
+        }
+    }
+    if !in_query {
+        segment.close()?;
+    }
+    Ok(Rendered { before, after, keys_in_path })
+}
+
+/// A batch key that would be a dot segment or empty where the keys sit in the path.
+pub fn check_key(key: &str, keys_in_path: bool) -> Result<(), RouteError> {
+    if keys_in_path && matches!(key, "" | "." | "..") {
+        return Err(RouteError::Segment { what: format!("key {key:?}"), segment: key.to_owned() });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn lit(s: &str) -> Part {
+        Part::Lit(s.to_owned())
+    }
+
+    fn arg(s: &str) -> Part {
+        Part::Arg(s.to_owned())
+    }
+
+    fn args(pairs: &[(&str, &str)]) -> Map<String, Value> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned()))).collect()
+    }
+
+    #[test]
+    fn dot_and_empty_segments_from_values_are_refused() {
+        let parts = [lit("/titles/"), arg("id")];
+        for bad in ["..", ".", ""] {
+            let e = render(&parts, &args(&[("id", bad)]), &Value::Null).unwrap_err();
+            assert!(matches!(&e, RouteError::Segment { what, .. } if what == "argument id"), "{bad:?}: {e}");
+            assert!(e.from_arguments());
+        }
+        let ok = render(&parts, &args(&[("id", "...")]), &Value::Null).unwrap();
+        assert_eq!(ok.before, "/titles/%2E%2E%2E");
+        let mid = [lit("/profiles/"), arg("p"), lit("/bookmarks?titleIds="), Part::Keys];
+        assert!(render(&mid, &args(&[("p", "..")]), &Value::Null).is_err());
+        let r = render(&mid, &args(&[("p", "7")]), &Value::Null).unwrap();
+        assert_eq!((r.before.as_str(), r.after.as_deref(), r.keys_in_path), ("/profiles/7/bookmarks?titleIds=", Some(""), false));
+        // In the query string a dot is only text.
+        let q = [lit("/search?q="), arg("q")];
+        assert!(render(&q, &args(&[("q", "..")]), &Value::Null).is_ok());
+        // Two values sharing a segment are refused only when the segment ends up a dot segment.
+        let two = [lit("/a/"), arg("x"), arg("y"), lit("/b")];
+        assert!(render(&two, &args(&[("x", "."), ("y", ".")]), &Value::Null).is_err());
+        assert!(render(&two, &args(&[("x", "."), ("y", "x")]), &Value::Null).is_ok());
+        assert!(check_key("..", true).is_err() && check_key("..", false).is_ok() && check_key("a.b", true).is_ok());
+    }
+
+    /// Templates of the shapes the SDL allows: fixed segments with values between them.
+    fn templates() -> Vec<(Vec<Part>, Vec<&'static str>)> {
+        vec![
+            (vec![lit("/titles/"), arg("a")], vec!["titles", ""]),
+            (vec![lit("/accounts/"), arg("a"), lit("/public")], vec!["accounts", "", "public"]),
+            (vec![lit("/x/"), arg("a"), arg("b"), lit("/y/"), arg("b"), lit(".json")], vec!["x", "", "y", ""]),
+            (vec![lit("/p/"), arg("a"), lit("/q?k="), arg("b"), lit("&z=1")], vec!["p", "", "q"]),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just(".".to_owned()),
+            Just("..".to_owned()),
+            Just("%2e%2E".to_owned()),
+            proptest::string::string_regex("[./%2eE?#\\\\@:a-z0-9 \u{0}\u{7f}é]{0,8}").unwrap(),
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        /// Whatever the values, the URL stays under the backend's base and keeps the template's
+        /// fixed segments where the template has them.
+        #[test]
+        fn a_rendered_route_stays_under_the_base(a in value(), b in value(), which in 0usize..4) {
+            let (parts, fixed) = &templates()[which];
+            let values = args(&[("a", &a), ("b", &b)]);
+            if let Ok(r) = render(parts, &values, &Value::Null) {
+                let base = "http://backend.internal:7101/api/v2";
+                let url = url::Url::parse(&format!("{base}{}", r.before)).unwrap();
+                prop_assert_eq!(url.host_str(), Some("backend.internal"));
+                prop_assert_eq!(url.port(), Some(7101));
+                let segments: Vec<&str> = url.path_segments().unwrap().collect();
+                prop_assert_eq!(&segments[..2], &["api", "v2"][..], "{}", url);
+                prop_assert_eq!(segments.len(), 2 + fixed.len(), "{}", url);
+                for (i, f) in fixed.iter().enumerate() {
+                    if !f.is_empty() {
+                        prop_assert!(segments[2 + i].starts_with(f), "{} at {} in {}", f, i, url);
+                    }
+                }
+            }
+        }
+    }
+}
