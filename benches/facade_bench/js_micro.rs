@@ -65,9 +65,39 @@ fn run_text<'js>(ctx: &Ctx<'js>, f: &Function<'js>, data: &str, ctx_json: &str) 
     Ok(ctx.json_stringify(out)?.map(|s| s.to_string().unwrap_or_default()).unwrap_or_default())
 }
 
-/// (fresh runtime per call, one runtime with JSON text, one runtime with converted values),
-/// microseconds per call.
-pub fn measure(data: &str, ctx_json: &str, source: &str, n: u32) -> anyhow::Result<(f64, f64, f64)> {
+/// Microseconds per call of the tv/home transform, each way of running it.
+pub struct Micro {
+    /// A fresh runtime, context and compile per call.
+    pub fresh_runtime: f64,
+    /// One runtime; a fresh context and compile per call (what the pool does: no state
+    /// survives a call).
+    pub fresh_realm: f64,
+    /// A context with every built-in (`Context::full`).
+    pub context_only: f64,
+    /// Of which: making the context alone, with the built-ins the pool gives a realm.
+    pub lean_context: f64,
+    /// Of which: compiling and evaluating the module in a fresh context, context included.
+    pub context_and_compile: f64,
+    /// One runtime and one shared context, module compiled once, data as JSON text (the
+    /// shared realm the pool used before isolation).
+    pub shared_text: f64,
+    /// The same, data converted value by value.
+    pub shared_values: f64,
+}
+
+/// The built-ins the pool gives a realm (`scripts::Intrinsics`).
+type Lean = (
+    rquickjs::context::intrinsic::Date,
+    rquickjs::context::intrinsic::Eval,
+    rquickjs::context::intrinsic::RegExpCompiler,
+    rquickjs::context::intrinsic::RegExp,
+    rquickjs::context::intrinsic::Json,
+    rquickjs::context::intrinsic::MapSet,
+    rquickjs::context::intrinsic::Promise,
+);
+
+pub fn measure(data: &str, ctx_json: &str, source: &str, n: u32) -> anyhow::Result<Micro> {
+    let per_call = |t0: Instant| t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
     let t0 = Instant::now();
     for _ in 0..n {
         let rt = Runtime::new()?;
@@ -78,27 +108,55 @@ pub fn measure(data: &str, ctx_json: &str, source: &str, n: u32) -> anyhow::Resu
             Ok(())
         })?;
     }
-    let fresh = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let fresh_runtime = per_call(t0);
 
     let rt = Runtime::new()?;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let context = Context::custom::<Lean>(&rt)?;
+        context.with(|ctx| -> rquickjs::Result<()> {
+            let f = transform(&ctx, source)?;
+            run_text(&ctx, &f, data, ctx_json)?;
+            Ok(())
+        })?;
+        drop(context);
+        rt.run_gc();
+    }
+    let fresh_realm = per_call(t0);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        drop(Context::full(&rt)?);
+    }
+    let context_only = per_call(t0);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        drop(Context::custom::<Lean>(&rt)?);
+    }
+    let lean_context = per_call(t0);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let context = Context::custom::<Lean>(&rt)?;
+        context.with(|ctx| transform(&ctx, source).map(|_| ()))?;
+    }
+    let context_and_compile = per_call(t0);
+
     let context = Context::full(&rt)?;
     let parsed_data: Value = serde_json::from_str(data)?;
     let parsed_ctx: Value = serde_json::from_str(ctx_json)?;
-    let (text, values) = context.with(|ctx| -> anyhow::Result<(f64, f64)> {
+    let (shared_text, shared_values) = context.with(|ctx| -> anyhow::Result<(f64, f64)> {
         let f = transform(&ctx, source)?;
         run_text(&ctx, &f, data, ctx_json)?;
         let t0 = Instant::now();
         for _ in 0..n {
             run_text(&ctx, &f, data, ctx_json)?;
         }
-        let text = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        let text = per_call(t0);
         let t0 = Instant::now();
         for _ in 0..n {
             let out: JsValue = f.call((to_js(&ctx, &parsed_data)?, to_js(&ctx, &parsed_ctx)?))?;
             let _ = serde_json::to_string(&from_js(&out))?;
         }
-        let values = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-        Ok((text, values))
+        Ok((text, per_call(t0)))
     })?;
-    Ok((fresh, text, values))
+    Ok(Micro { fresh_runtime, fresh_realm, context_only, lean_context, context_and_compile, shared_text, shared_values })
 }

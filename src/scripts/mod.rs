@@ -182,6 +182,8 @@ impl ScriptPool {
 /// One runtime and what its interrupt handler reads; rebuilt after a fatal error. Realms
 /// (contexts) are made per call by [`realm`].
 struct Engine {
+    /// The realm the next call gets, made while the thread waited for work.
+    next: Option<Context>,
     runtime: Runtime,
     deadline: Arc<AtomicU64>,
     interrupted: Arc<AtomicBool>,
@@ -214,13 +216,27 @@ fn build(limits: ScriptLimits) -> rquickjs::Result<Engine> {
         })));
     }
     let current: Arc<std::sync::Mutex<Arc<str>>> = Arc::new(std::sync::Mutex::new(Arc::from("")));
-    Ok(Engine { runtime, deadline, interrupted, origin, current })
+    Ok(Engine { next: None, runtime, deadline, interrupted, origin, current })
 }
 
-/// A new realm for one call: the standard built-ins plus `console`, which logs under the
-/// name of the script that is running.
+/// The built-ins a realm gets: what shaping JSON needs (Date, RegExp, JSON, Map/Set,
+/// Promise, `eval`'s compiler, which modules need) — not Proxy, typed arrays, WeakRef or
+/// DOMException, which transforms have no use for and which make a realm ~40 % dearer to
+/// build (docs/BENCHMARKS.md).
+type Intrinsics = (
+    rquickjs::context::intrinsic::Date,
+    rquickjs::context::intrinsic::Eval,
+    rquickjs::context::intrinsic::RegExpCompiler,
+    rquickjs::context::intrinsic::RegExp,
+    rquickjs::context::intrinsic::Json,
+    rquickjs::context::intrinsic::MapSet,
+    rquickjs::context::intrinsic::Promise,
+);
+
+/// A new realm for one call: the built-ins above plus `console`, which logs under the name of
+/// the script that is running.
 fn realm(engine: &Engine) -> rquickjs::Result<Context> {
-    let context = Context::full(&engine.runtime)?;
+    let context = Context::custom::<Intrinsics>(&engine.runtime)?;
     let current = engine.current.clone();
     context.with(|ctx| -> rquickjs::Result<()> {
         let console = Object::new(ctx.clone())?;
@@ -274,7 +290,7 @@ fn worker(rx: Receiver<Job>, limits: ScriptLimits, replaced: &AtomicU64) {
         engine.interrupted.store(false, Ordering::Relaxed);
         let deadline = engine.origin.elapsed() + limits.deadline;
         engine.deadline.store(deadline.as_nanos() as u64, Ordering::Relaxed);
-        let mut result = run(&engine, &job.script, job.work, limits);
+        let mut result = run(&mut engine, &job.script, job.work, limits);
         if drain(&engine).is_err() && result.is_ok() {
             let deadline_ms = limits.deadline.as_millis() as u64;
             result = Err(ScriptError::Deadline { script: name.to_string(), deadline_ms });
@@ -302,6 +318,8 @@ fn worker(rx: Receiver<Job>, limits: ScriptLimits, replaced: &AtomicU64) {
             }
         }
         engine.runtime.run_gc();
+        // The next call's realm, made now rather than while a request waits for it.
+        engine.next = realm(&engine).ok();
     }
 }
 
@@ -333,7 +351,7 @@ fn stringify<'js>(
     Ok(text.map(|s| s.to_string().unwrap_or_default()).unwrap_or_else(|| "null".to_owned()))
 }
 
-fn run(engine: &Engine, script: &Script, work: Work, limits: ScriptLimits) -> Result<Vec<String>, ScriptError> {
+fn run(engine: &mut Engine, script: &Script, work: Work, limits: ScriptLimits) -> Result<Vec<String>, ScriptError> {
     let name = script.name.to_string();
     let interrupted = engine.interrupted.clone();
     let classify = |message: String| -> ScriptError {
@@ -345,7 +363,10 @@ fn run(engine: &Engine, script: &Script, work: Work, limits: ScriptLimits) -> Re
             ScriptError::Thrown { script: name.clone(), message }
         }
     };
-    let context = realm(engine).map_err(|e| classify(e.to_string()))?;
+    let context = match engine.next.take() {
+        Some(c) => c,
+        None => realm(engine).map_err(|e| classify(e.to_string()))?,
+    };
     context.with(|ctx| {
         let declared = Module::declare(ctx.clone(), script.name.as_bytes(), script.source.as_bytes())
             .catch(&ctx)
