@@ -41,6 +41,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     demo: Option<Arc<DemoBackends>>,
+    timeouts: http::serve::Timeouts,
     grace: Duration,
 }
 
@@ -112,7 +113,10 @@ impl App {
             engine,
             registry: registry.clone(),
             admin_tokens,
-            apq: Arc::new(http::apq::ApqCache::new(config.graphql.apq_capacity)),
+            apq: Arc::new(http::apq::ApqCache::new(
+                config.graphql.apq_capacity,
+                config.graphql.apq_max_bytes,
+            )),
             safelist: config.graphql.safelist,
             introspection: config.graphql.introspection,
             scripts: scripts.clone(),
@@ -131,9 +135,16 @@ impl App {
             device_rate: config.limits.device_rate_per_sec,
             device_burst: config.limits.device_burst,
         });
-        let router = http::router(state, config.limits.body_bytes, door);
+        let timeouts = http::serve::Timeouts {
+            header_read: Duration::from_millis(config.server.header_read_timeout_ms.max(1)),
+            idle: Duration::from_millis(config.server.idle_timeout_ms.max(1)),
+            body: Duration::from_millis(config.server.body_timeout_ms.max(1)),
+            request: Duration::from_millis(config.server.request_timeout_ms.max(1)),
+        };
+        let router =
+            http::serve::with_request_timeouts(http::router(state, config.limits.body_bytes, door), timeouts);
 
-        Ok(Self { listener, router, demo, grace: Duration::from_secs(config.shutdown_grace_secs) })
+        Ok(Self { listener, router, demo, timeouts, grace: Duration::from_secs(config.shutdown_grace_secs) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -148,7 +159,7 @@ impl App {
     /// period before returning.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        let server = http::serve::serve(self.listener, self.router, self.timeouts, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stopping_tx.send(true);

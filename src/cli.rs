@@ -23,20 +23,20 @@ pub async fn check_against_registry(
     let engine = crate::graphql::Engine::load(schema_dir, &options)?;
     let store = Store::connect(&config.database.url).await.context("opening the registry database")?;
     store.migrate().await?;
-    let loaded = store.load().await?;
     let mut broken = 0;
-    for v in &loaded.versions {
+    let versions = store.all_versions().await?;
+    for v in &versions {
         if let Err(errors) = engine.prepare(&v.document, v.operation_name.as_deref()).await {
             broken += 1;
             eprintln!("{}/{}@{}: {}", v.client, v.endpoint, v.version, errors.join("; "));
         }
     }
     if broken > 0 {
-        bail!("{broken} of {} stored versions would break with this schema", loaded.versions.len());
+        bail!("{broken} of {} stored versions would break with this schema", versions.len());
     }
     println!(
         "{} stored versions in the {} registry validate against {}",
-        loaded.versions.len(),
+        versions.len(),
         store.kind(),
         schema_dir.display()
     );
@@ -52,12 +52,18 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 /// `facade token create`: stores a new token's hash and prints the token, once.
-pub async fn create_token(config: &Config, team: Option<&str>, label: &str) -> anyhow::Result<()> {
+pub async fn create_token(
+    config: &Config,
+    team: Option<&str>,
+    label: &str,
+    expires_in: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
     let team = team.map(crate::registry::model::TeamName::parse).transpose().map_err(anyhow::Error::msg)?;
     let store = Store::connect(&config.database.url).await.context("opening the registry database")?;
     store.migrate().await?;
     let (token, hash) = crate::http::admin::new_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    store.create_token(&hash, team.as_ref().map(|t| t.as_str()), label, "cli").await?;
+    let expires_ms = expires_in.map(|d| crate::registry::store::now_ms() + d.as_millis() as i64);
+    store.create_token(&hash, team.as_ref().map(|t| t.as_str()), label, expires_ms, "cli").await?;
     match &team {
         Some(t) => eprintln!("team token for {t} ({label}); it is shown only now:"),
         None => eprintln!("admin token ({label}); it is shown only now:"),

@@ -38,6 +38,36 @@ pub struct Config {
     pub graphql: GraphqlConfig,
     /// The QuickJS pool for transforms and `@js` fields.
     pub scripts: ScriptsConfig,
+    /// Connection and request timeouts of the HTTP server.
+    pub server: ServerConfig,
+}
+
+/// Timeouts that keep a slow or silent client from holding a connection (slowloris).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Time a request's headers may take to arrive, in milliseconds, counted from when the
+    /// connection is ready for the request (so it also closes an HTTP/1.1 keep-alive
+    /// connection that stays silent that long).
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moves either way for this long is closed, in
+    /// milliseconds (HTTP/1.1 and HTTP/2). Keep it above `request_timeout_ms`.
+    pub idle_timeout_ms: u64,
+    /// A request body that sends no data for this long fails with 408, in milliseconds.
+    pub body_timeout_ms: u64,
+    /// Time one request may take in all, body included, in milliseconds; then 408.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,13 +111,16 @@ pub struct GraphqlConfig {
     pub safelist: bool,
     /// Whether requests without a token may use introspection. Turn off in production.
     pub introspection: bool,
-    /// Automatic persisted queries kept in memory.
+    /// Automatic persisted queries kept in memory, at most.
     pub apq_capacity: usize,
+    /// Bytes of automatic-persisted-query text kept in memory, at most (least recently
+    /// used out first). One text may be at most 64 KiB.
+    pub apq_max_bytes: usize,
 }
 
 impl Default for GraphqlConfig {
     fn default() -> Self {
-        Self { safelist: false, introspection: true, apq_capacity: 10_000 }
+        Self { safelist: false, introspection: true, apq_capacity: 10_000, apq_max_bytes: 16 * 1024 * 1024 }
     }
 }
 
@@ -131,6 +164,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             graphql: GraphqlConfig::default(),
             scripts: ScriptsConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }

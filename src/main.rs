@@ -172,6 +172,10 @@ enum TokenCommand {
         /// A name for the token in the audit log.
         #[arg(long, default_value = "cli")]
         label: String,
+        /// Let the token expire by itself after this long (`30d`, `12h`); without it, it
+        /// works until revoked (`DELETE /admin/v1/tokens/{id}`).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
         /// Config file (default: ./facade.toml if present); the database is [database] url.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -221,13 +225,14 @@ fn main() -> ExitCode {
             })
         }
         Command::Token { command: TokenCommand::New } => new_token(),
-        Command::Token { command: TokenCommand::Create { admin: _, team, label, config } } => runtime()
-            .and_then(|rt| {
+        Command::Token { command: TokenCommand::Create { admin: _, team, label, expires_in, config } } => {
+            runtime().and_then(|rt| {
                 rt.block_on(async {
                     let config = Config::load(config.as_deref())?;
-                    facade::cli::create_token(&config, team.as_deref(), &label).await
+                    facade::cli::create_token(&config, team.as_deref(), &label, expires_in).await
                 })
-            }),
+            })
+        }
         Command::Migrate { config } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let config = Config::load(config.as_deref())?;

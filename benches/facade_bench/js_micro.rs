@@ -158,5 +158,13 @@ pub fn measure(data: &str, ctx_json: &str, source: &str, n: u32) -> anyhow::Resu
         }
         Ok((text, per_call(t0)))
     })?;
-    Ok(Micro { fresh_runtime, fresh_realm, context_only, lean_context, context_and_compile, shared_text, shared_values })
+    Ok(Micro {
+        fresh_runtime,
+        fresh_realm,
+        context_only,
+        lean_context,
+        context_and_compile,
+        shared_text,
+        shared_values,
+    })
 }

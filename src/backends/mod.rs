@@ -302,11 +302,11 @@ impl Backend {
             request = request.json(body);
         }
         let backend = &self.name;
-        let connect = |e: reqwest::Error| FetchError::Connect {
-            backend: backend.clone(),
-            method: m,
-            path: shown(path),
-            reason: e.to_string(),
+        // Devices see the backend's name and path, never its internal URL (the log has it).
+        let connect = |e: reqwest::Error| {
+            tracing::debug!(backend = %backend, error = %e, "backend call failed");
+            let reason = e.without_url().to_string();
+            FetchError::Connect { backend: backend.clone(), method: m, path: shown(path), reason }
         };
         let response = request.send().await.map_err(connect)?;
         let status = response.status();

@@ -106,7 +106,11 @@ pub fn analyze(doc: &ExecutableDocument, limits: &OperationLimits) -> Result<Ana
     }
 }
 
-fn walk_document<'a>(doc: &'a ExecutableDocument, limits: &OperationLimits, visited: &mut u64) -> Result<u64, String> {
+fn walk_document<'a>(
+    doc: &'a ExecutableDocument,
+    limits: &OperationLimits,
+    visited: &mut u64,
+) -> Result<u64, String> {
     let mut fragments: HashMap<&'a str, Local<'a>> = HashMap::with_capacity(doc.fragments.len());
     for (name, fragment) in &doc.fragments {
         let mut l = Local { own: 0, spreads: Vec::new() };
@@ -291,7 +295,10 @@ pub fn check(
     }
     let cost = walk.cost(&operation.node.selection_set, root, 0)?;
     if walk.aliases > limits.max_aliases {
-        return Err(format!("the operation uses {} aliases; the limit is {}", walk.aliases, limits.max_aliases));
+        return Err(format!(
+            "the operation uses {} aliases; the limit is {}",
+            walk.aliases, limits.max_aliases
+        ));
     }
     if cost > limits.max_cost {
         return Err(format!(
@@ -324,7 +331,12 @@ impl<'a> Walk<'a> {
     }
 
     /// The cost of a selection set; stops with the error as soon as it passes the limit.
-    fn cost(&mut self, set: &'a Positioned<SelectionSet>, type_name: &str, depth: usize) -> Result<u64, String> {
+    fn cost(
+        &mut self,
+        set: &'a Positioned<SelectionSet>,
+        type_name: &str,
+        depth: usize,
+    ) -> Result<u64, String> {
         if depth > 64 {
             return Ok(0); // async-graphql's depth limit refused such a query already
         }
@@ -342,7 +354,9 @@ impl<'a> Walk<'a> {
                 }
             }
             let def = match self.schema.types.get(type_name) {
-                Some(TypeDef::Object { fields, .. }) => fields.iter().find(|f| f.name == field.name.node.as_str()),
+                Some(TypeDef::Object { fields, .. }) => {
+                    fields.iter().find(|f| f.name == field.name.node.as_str())
+                }
                 _ => None,
             };
             let Some(def) = def else {
@@ -350,7 +364,11 @@ impl<'a> Walk<'a> {
                 continue;
             };
             let is_list = matches!(def.ty.base, async_graphql::parser::types::BaseType::List(_));
-            let size = if is_list { list_size(def, field, self.variables, self.limits.default_list_size) } else { 1 };
+            let size = if is_list {
+                list_size(def, field, self.variables, self.limits.default_list_size)
+            } else {
+                1
+            };
             let children = if field.selection_set.node.items.is_empty() {
                 0
             } else {
@@ -379,7 +397,8 @@ pub fn limit_argument(def: &FieldDef) -> &str {
 }
 
 /// How many items a list field is counted as: its limit argument's value; the argument's
-/// default when a variable was not sent; `default_list_size` for null or no value.
+/// default when the argument is not written; `default_list_size` for null, an unset variable
+/// (which the executor passes on as null) or no value. The fetch asks for the same.
 fn list_size(def: &FieldDef, field: &Field, variables: &Map<String, Value>, default_list_size: u64) -> u64 {
     let arg = limit_argument(def);
     let declared_default =
@@ -396,7 +415,7 @@ fn list_size(def: &FieldDef, field: &Field, variables: &Map<String, Value>, defa
         }
     });
     match resolved {
-        _ if unset => declared_default().unwrap_or(default_list_size),
+        _ if unset => default_list_size,
         Ok(v) => gql_u64(&v).unwrap_or(default_list_size),
         Err(()) => default_list_size,
     }
@@ -447,7 +466,8 @@ mod tests {
 
     #[test]
     fn a_fragment_cycle_is_an_error_naming_the_cycle() {
-        let e = analyze_text("{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }").unwrap_err();
+        let e =
+            analyze_text("{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }").unwrap_err();
         assert!(e.contains("spreads itself") && e.contains("→"), "{e}");
         let e = analyze_text("{ ...A } fragment A on Query { title(id: 1) { id } ...A }").unwrap_err();
         assert!(e.contains("fragment A spreads itself"), "{e}");

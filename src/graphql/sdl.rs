@@ -730,6 +730,15 @@ pub fn parse_template(kind: &str, text: &str) -> Result<Template, String> {
     if !lit.is_empty() {
         parts.push(Part::Lit(lit));
     }
+    // The fixed path segments are the route's: none may be one a URL parser rewrites.
+    let fixed: String = parts.iter().map(|p| if let Part::Lit(l) = p { l.as_str() } else { "x" }).collect();
+    let path = fixed.split(['?', '#']).next().unwrap_or("");
+    if path.split('/').any(|seg| {
+        matches!(percent_encoding::percent_decode_str(seg).decode_utf8_lossy().as_ref(), "." | "..")
+    }) || path.contains('\\')
+    {
+        return Err("the path must not hold . or .. segments or backslashes".to_owned());
+    }
     Ok(Template { method, parts })
 }
 

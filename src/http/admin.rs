@@ -46,9 +46,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Clone, Default)]
 pub struct AdminTokens(pub Arc<Vec<String>>);
 
-/// The bearer token of a request, if any.
+/// The bearer token of a request, if any (the scheme is case-insensitive, RFC 7235).
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim_start();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Whether the request carries a valid admin or team token (devices carry none).
+pub async fn has_valid_token(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    match bearer(headers) {
+        Some(token) => matches!(principal(state, token).await, Ok(Some(_))),
+        None => false,
+    }
 }
 
 /// Who a token belongs to: an admin token from config, or a token from the store.
@@ -88,7 +98,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/v1/backends/{name}", get(get_backend).patch(patch_backend))
         .route("/admin/v1/backends/{name}/breaker", post(breaker_action))
         .merge(super::registry_admin::routes())
-        .layer(axum::middleware::from_fn_with_state(state, authenticate))
+        .route_layer(axum::middleware::from_fn_with_state(state, authenticate))
 }
 
 fn view(b: &Backend) -> Value {
@@ -256,5 +266,20 @@ mod tests {
         assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert!(constant_time_eq(b"ab", b"ab"));
         assert!(!constant_time_eq(b"ab", b"ac") && !constant_time_eq(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let with = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            bearer(&h).map(str::to_owned)
+        };
+        for v in ["Bearer fcd_1", "bearer fcd_1", "BEARER  fcd_1 "] {
+            assert_eq!(with(v).as_deref(), Some("fcd_1"), "{v}");
+        }
+        assert_eq!(with("Basic fcd_1"), None);
+        assert_eq!(with("Bearer "), None);
+        assert_eq!(with("Bearerfcd_1"), None);
     }
 }

@@ -109,53 +109,98 @@ fn optional_object(value: Option<Value>, what: &str) -> Result<Option<Map<String
 }
 
 /// A request as it arrived, before persisted documents are looked up.
-struct Incoming {
-    query: Option<String>,
-    operation_name: Option<String>,
-    variables: Option<Map<String, Value>>,
-    extensions: Option<Map<String, Value>>,
-    document_id: Option<String>,
+#[derive(Debug, Default)]
+pub struct Incoming {
+    pub query: Option<String>,
+    pub operation_name: Option<String>,
+    pub variables: Option<Map<String, Value>>,
+    pub extensions: Option<Map<String, Value>>,
+    pub document_id: Option<String>,
+}
+
+/// Why a request is not a well-formed GraphQL-over-HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// 415: the body is not JSON by its content type.
+    #[error("Content-Type must be {JSON}, got {0:?}")]
+    UnsupportedMediaType(String),
+    /// 400.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// Reads a POST body (JSON whatever the media type it will be answered in).
+pub fn parse_post(content_type: &str, body: &[u8]) -> Result<Incoming, RequestError> {
+    if !is_json_content_type(content_type) {
+        return Err(RequestError::UnsupportedMediaType(content_type.to_owned()));
+    }
+    let bad = RequestError::Malformed;
+    let parsed: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("request body is not valid JSON: {e}")))?;
+    let Value::Object(mut fields) = parsed else {
+        return Err(bad("request body must be a JSON object with a query".to_owned()));
+    };
+    let mut string = |name: &str| match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(bad(format!("{name} must be a string, got {other}"))),
+    };
+    let query = string("query")?;
+    let document_id = string("documentId")?;
+    let operation_name = string("operationName")?;
+    let variables = optional_object(fields.remove("variables"), "variables").map_err(bad)?;
+    let extensions = optional_object(fields.remove("extensions"), "extensions").map_err(bad)?;
+    Ok(Incoming { query, operation_name, variables, extensions, document_id })
+}
+
+/// Reads a GET request's query string.
+pub fn parse_get(raw: &str) -> Result<Incoming, RequestError> {
+    let mut incoming = Incoming::default();
+    let (mut variables, mut extensions) = (None, None);
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        match k.as_ref() {
+            "query" => incoming.query = Some(v.into_owned()),
+            "documentId" if !v.is_empty() => incoming.document_id = Some(v.into_owned()),
+            "operationName" if !v.is_empty() => incoming.operation_name = Some(v.into_owned()),
+            "variables" if !v.is_empty() => variables = Some(v.into_owned()),
+            "extensions" if !v.is_empty() => extensions = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let parse_object =
+        |text: Option<String>, what: &str| -> Result<Option<Map<String, Value>>, RequestError> {
+            match text {
+                None => Ok(None),
+                Some(t) => {
+                    let v: Value = serde_json::from_str(&t)
+                        .map_err(|e| RequestError::Malformed(format!("{what} is not valid JSON: {e}")))?;
+                    optional_object(Some(v), what).map_err(RequestError::Malformed)
+                }
+            }
+        };
+    incoming.variables = parse_object(variables, "variables")?;
+    incoming.extensions = parse_object(extensions, "extensions")?;
+    Ok(incoming)
+}
+
+fn request_error(media: MediaType, e: RequestError) -> Response {
+    match e {
+        RequestError::UnsupportedMediaType(_) => respond(
+            media,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &json!({ "errors": [{ "message": e.to_string() }] }),
+        ),
+        RequestError::Malformed(message) => malformed(media, message),
+    }
 }
 
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(media) = negotiate(&headers) else { return not_acceptable() };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !is_json_content_type(content_type) {
-        let body = json!({ "errors": [{ "message": format!("Content-Type must be {JSON}, got {content_type:?}") }] });
-        return respond(media, StatusCode::UNSUPPORTED_MEDIA_TYPE, &body);
+    match parse_post(content_type, &body) {
+        Ok(incoming) => run(&state, &headers, media, incoming, false).await,
+        Err(e) => request_error(media, e),
     }
-    let parsed: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return malformed(media, format!("request body is not valid JSON: {e}")),
-    };
-    let Value::Object(mut fields) = parsed else {
-        return malformed(media, "request body must be a JSON object with a query");
-    };
-    let query = match fields.remove("query") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(q)) => Some(q),
-        Some(other) => return malformed(media, format!("query must be a string, got {other}")),
-    };
-    let document_id = match fields.remove("documentId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(q)) => Some(q),
-        Some(other) => return malformed(media, format!("documentId must be a string, got {other}")),
-    };
-    let operation_name = match fields.remove("operationName") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(other) => return malformed(media, format!("operationName must be a string, got {other}")),
-    };
-    let variables = match optional_object(fields.remove("variables"), "variables") {
-        Ok(v) => v,
-        Err(e) => return malformed(media, e),
-    };
-    let extensions = match optional_object(fields.remove("extensions"), "extensions") {
-        Ok(v) => v,
-        Err(e) => return malformed(media, e),
-    };
-    let incoming = Incoming { query, operation_name, variables, extensions, document_id };
-    run(&state, &headers, media, incoming, false).await
 }
 
 fn is_json_content_type(value: &str) -> bool {
@@ -173,41 +218,10 @@ fn is_json_content_type(value: &str) -> bool {
 
 pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let Some(media) = negotiate(&headers) else { return not_acceptable() };
-    let mut query = None;
-    let mut document_id = None;
-    let mut operation_name = None;
-    let mut variables = None;
-    let mut extensions = None;
-    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "query" => query = Some(v.into_owned()),
-            "documentId" if !v.is_empty() => document_id = Some(v.into_owned()),
-            "operationName" if !v.is_empty() => operation_name = Some(v.into_owned()),
-            "variables" if !v.is_empty() => variables = Some(v.into_owned()),
-            "extensions" if !v.is_empty() => extensions = Some(v.into_owned()),
-            _ => {}
-        }
+    match parse_get(raw.as_deref().unwrap_or("")) {
+        Ok(incoming) => run(&state, &headers, media, incoming, true).await,
+        Err(e) => request_error(media, e),
     }
-    let parse_object = |text: Option<String>, what: &str| -> Result<Option<Map<String, Value>>, String> {
-        match text {
-            None => Ok(None),
-            Some(t) => {
-                let v: Value =
-                    serde_json::from_str(&t).map_err(|e| format!("{what} is not valid JSON: {e}"))?;
-                optional_object(Some(v), what)
-            }
-        }
-    };
-    let variables = match parse_object(variables, "variables") {
-        Ok(v) => v,
-        Err(e) => return malformed(media, e),
-    };
-    let extensions = match parse_object(extensions, "extensions") {
-        Ok(v) => v,
-        Err(e) => return malformed(media, e),
-    };
-    let incoming = Incoming { query, operation_name, variables, extensions, document_id };
-    run(&state, &headers, media, incoming, true).await
 }
 
 /// Apollo's answer when a hash is not known: clients then resend the query with its hash.
@@ -222,16 +236,19 @@ fn persisted_query_not_found(media: MediaType) -> Response {
 /// Turns the incoming request into query text: a stored document by `documentId`, an
 /// automatic persisted query by `extensions.persistedQuery.sha256Hash`, or the text itself;
 /// and applies safelist mode, in which devices without a token run stored documents only.
+/// A request ready to run, and the APQ text to register once it parsed and validated.
+struct Resolved {
+    request: GraphqlRequest,
+    register: Option<(String, String)>,
+}
+
 async fn resolve_document(
     state: &AppState,
     headers: &HeaderMap,
     media: MediaType,
     incoming: Incoming,
-) -> Result<(GraphqlRequest, bool), Response> {
-    let trusted = match super::admin::bearer(headers) {
-        Some(token) => matches!(super::admin::principal(state, token).await, Ok(Some(_))),
-        None => false,
-    };
+) -> Result<Resolved, Response> {
+    let trusted = super::admin::has_valid_token(state, headers).await;
     let snapshot = state.registry.snapshot();
     let persisted = incoming
         .extensions
@@ -240,6 +257,7 @@ async fn resolve_document(
         .and_then(|p| p.get("sha256Hash"))
         .and_then(Value::as_str)
         .map(str::to_ascii_lowercase);
+    let mut register = None;
     let (query, stored) = match (incoming.query, incoming.document_id, persisted) {
         (None, Some(id), _) => {
             let hash = id.strip_prefix("sha256:").unwrap_or(&id).to_ascii_lowercase();
@@ -264,8 +282,18 @@ async fn resolve_document(
                         "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query",
                     ));
                 }
+                if query.len() > super::apq::MAX_TEXT_BYTES {
+                    return Err(malformed(
+                        media,
+                        format!(
+                            "a persisted query may be at most {} bytes; this one is {}",
+                            super::apq::MAX_TEXT_BYTES,
+                            query.len()
+                        ),
+                    ));
+                }
                 if trusted || !state.safelist {
-                    state.apq.put(hash.clone(), query.clone());
+                    register = Some((hash.clone(), query.clone()));
                 }
             }
             let stored = snapshot.document(&hash).is_some();
@@ -283,15 +311,13 @@ async fn resolve_document(
         return Err(respond(media, StatusCode::FORBIDDEN, &body));
     }
     let introspection = trusted || state.introspection;
-    Ok((
-        GraphqlRequest {
-            query,
-            operation_name: incoming.operation_name,
-            variables: incoming.variables,
-            introspection,
-        },
-        stored,
-    ))
+    let request = GraphqlRequest {
+        query,
+        operation_name: incoming.operation_name,
+        variables: incoming.variables,
+        introspection,
+    };
+    Ok(Resolved { request, register })
 }
 
 async fn run(
@@ -301,8 +327,8 @@ async fn run(
     incoming: Incoming,
     over_get: bool,
 ) -> Response {
-    let request = match resolve_document(state, headers, media, incoming).await {
-        Ok((request, _)) => request,
+    let Resolved { request, register } = match resolve_document(state, headers, media, incoming).await {
+        Ok(resolved) => resolved,
         Err(response) => return response,
     };
     let engine = state.engine.clone();
@@ -322,7 +348,14 @@ async fn run(
         }
         _ => {}
     }
-    outcome(media, engine.execute(parsed).await)
+    let result = engine.execute(parsed).await;
+    // Registered only once it parsed and validated (validation happens in execute).
+    if let Some((hash, text)) = register
+        && !result.request_error
+    {
+        state.apq.put(hash, text);
+    }
+    outcome(media, result)
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@ mod demo;
 mod device;
 pub mod door;
 mod error;
-mod graphql;
+pub mod graphql;
 mod ops;
 mod registry_admin;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Rout
         .merge(devices)
         .merge(admin::routes(state.clone()))
         .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/admin/v1/openapi.json", get(ops::openapi))
         .route("/schema.graphql", get(ops::schema_sdl));

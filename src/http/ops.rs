@@ -1,14 +1,36 @@
-//! Operator routes: liveness and the schema as SDL.
+//! Operator routes: liveness (`/healthz`: the process answers), readiness (`/readyz`: the
+//! registry store works too), metrics and the schema as SDL.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::error::ApiError;
 
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let backends: Vec<&str> = state.engine.backends().names().collect();
     Json(json!({ "status": "ok", "backends": backends, "scripts": { "trips": state.scripts.trips() } }))
+}
+
+/// 200 when this instance can serve and change the registry; 503 with the reason when its
+/// store stopped working (a load balancer takes the instance out, `/healthz` stays 200).
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match state.registry.ready().await {
+        Ok(()) => {
+            (StatusCode::OK, Json(json!({ "status": "ready", "store": state.registry.store().kind() })))
+        }
+        Err(reason) => {
+            tracing::warn!(reason = %reason, "not ready: the registry store is not usable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(
+                    json!({ "status": "unavailable", "store": state.registry.store().kind(), "reason": reason }),
+                ),
+            )
+        }
+    }
 }
 
 /// Prometheus text: backend calls by outcome, breaker states, rejections, latencies.
@@ -28,9 +50,15 @@ pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::metrics::render())
 }
 
-/// The executable schema as SDL (without Facade's binding directives).
-pub async fn schema_sdl(State(state): State<AppState>) -> String {
-    state.engine.sdl()
+/// The executable schema as SDL (without Facade's binding directives), under the same rule
+/// as introspection: with a token, or when `[graphql] introspection` lets devices see it.
+pub async fn schema_sdl(State(state): State<AppState>, headers: HeaderMap) -> Result<String, ApiError> {
+    if !state.introspection && !super::admin::has_valid_token(&state, &headers).await {
+        return Err(ApiError::Unauthorized(
+            "introspection is disabled for requests without a token: /schema.graphql needs one".into(),
+        ));
+    }
+    Ok(state.engine.sdl())
 }
 
 /// The OpenAPI document of the admin API (kept beside the routes; a test checks it covers them).

@@ -23,7 +23,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/v1/clients", post(create_client).get(list_clients))
-        .route("/admin/v1/tokens", post(create_token))
+        .route("/admin/v1/tokens", post(create_token).get(list_tokens))
+        .route("/admin/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/admin/v1/clients/{client}/endpoints", get(list_endpoints))
         .route("/admin/v1/clients/{client}/endpoints/{name}/versions", post(publish).get(list_versions))
         .route("/admin/v1/clients/{client}/endpoints/{name}/versions/{n}", get(get_version))
@@ -93,10 +94,13 @@ async fn list_clients(State(state): State<AppState>, Extension(who): Extension<P
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct NewToken {
     /// A team token when set; an admin token when absent.
     team: Option<String>,
     label: Option<String>,
+    /// Seconds until the token stops working by itself; none: until revoked.
+    expires_in_secs: Option<u64>,
 }
 
 async fn create_token(
@@ -108,19 +112,26 @@ async fn create_token(
     let t = json_body(body, "new token")?;
     let team = t.team.as_deref().map(TeamName::parse).transpose().map_err(ApiError::BadRequest)?;
     let label = t.label.unwrap_or_else(|| "unnamed".into());
-    if label.len() > 100 {
-        return Err(ApiError::BadRequest("label: at most 100 characters".into()));
-    }
+    let expires_ms = match t.expires_in_secs {
+        Some(0) => return Err(ApiError::BadRequest("expiresInSecs: must be at least 1".into())),
+        Some(s) if s > 10 * 365 * 86_400 => {
+            return Err(ApiError::BadRequest("expiresInSecs: at most ten years".into()));
+        }
+        Some(s) => Some(crate::registry::store::now_ms() + s as i64 * 1000),
+        None => None,
+    };
     let (token, hash) = new_token().map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
-    state
+    let id = state
         .registry
         .store()
-        .create_token(&hash, team.as_ref().map(TeamName::as_str), &label, &who.actor())
+        .create_token(&hash, team.as_ref().map(TeamName::as_str), &label, expires_ms, &who.actor())
         .await?;
     let kind = if team.is_some() { "team" } else { "admin" };
     Ok((
         StatusCode::CREATED,
         Json(json!({
+            "id": id,
+            "expiresMs": expires_ms,
             "token": token,
             "kind": kind,
             "team": team,
@@ -128,6 +139,37 @@ async fn create_token(
             "note": "the token is shown only now; the server keeps only its SHA-256",
         })),
     ))
+}
+
+/// Stored tokens (never the token or its hash): all of them for an admin, the team's own
+/// for a team token.
+async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    let team = match &who {
+        Principal::Admin { .. } => None,
+        Principal::Team { team, .. } => Some(team.as_str()),
+    };
+    let tokens = state.registry.store().tokens(team).await?;
+    Ok(Json(json!(tokens)))
+}
+
+/// Revokes a token at once (an admin any, a team its own team's); audited.
+async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Option<Json<Reason>>,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 =
+        id.parse().map_err(|_| ApiError::BadRequest(format!("token id must be a number, got {id:?}")))?;
+    let team = match &who {
+        Principal::Admin { .. } => None,
+        Principal::Team { team, .. } => Some(team.as_str()),
+    };
+    state.registry.store().revoke_token(id, team, &who.actor(), reason_of(body).as_deref()).await?;
+    Ok(Json(json!({ "id": id, "revoked": true })))
 }
 
 async fn list_endpoints(
@@ -176,6 +218,11 @@ async fn publish(
         state.engine.prepare(&p.document, p.operation_name.as_deref()).await.map_err(|errors| {
             ApiError::BadRequest(format!("{target}: the document was refused: {}", errors.join("; ")))
         })?;
+    if !state.introspection && prepared.uses_introspection() {
+        return Err(ApiError::BadRequest(format!(
+            "{target}: the document asks __schema or __type, and introspection is off for devices"
+        )));
+    }
     if let Some(source) = &p.script {
         let script = crate::scripts::Script::new(format!("{target}@new"), source);
         let refused = |e: crate::scripts::ScriptError| {

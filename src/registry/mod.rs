@@ -122,6 +122,22 @@ pub struct Registry {
     store: Store,
     engine: Arc<Engine>,
     snapshot: ArcSwap<Snapshot>,
+    /// A SQLite registry's file and its identity when opened, so readiness can tell that the
+    /// file was deleted or replaced under the open pool.
+    sqlite_file: Option<(std::path::PathBuf, Option<u64>)>,
+}
+
+/// The file's identity (inode) where the platform has one.
+fn file_identity(path: &std::path::Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| m.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|_| 0)
+    }
 }
 
 impl Registry {
@@ -129,13 +145,46 @@ impl Registry {
     pub async fn open(url: &str, engine: Arc<Engine>) -> Result<Arc<Self>, StoreError> {
         let store = Store::connect(url).await?;
         store.migrate().await?;
-        let registry = Arc::new(Self { store, engine, snapshot: ArcSwap::from_pointee(Snapshot::default()) });
+        let sqlite_file = match &store {
+            Store::Sqlite(_) => {
+                use std::str::FromStr;
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+                let path = options.get_filename().to_owned();
+                let id = file_identity(&path);
+                Some((path, id))
+            }
+            Store::Postgres(_) => None,
+        };
+        let registry = Arc::new(Self {
+            store,
+            engine,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            sqlite_file,
+        });
         registry.reload().await?;
         Ok(registry)
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Whether the store works: it answers a query and, for SQLite, its file is still the one
+    /// that was opened (deleted or replaced, writes would be lost). `Err` says why not.
+    pub async fn ready(&self) -> Result<(), String> {
+        if let Some((path, opened)) = &self.sqlite_file {
+            let now = file_identity(path);
+            if now.is_none() {
+                return Err(format!("the SQLite file {} is gone", path.display()));
+            }
+            if now != *opened {
+                return Err(format!("the SQLite file {} was replaced after it was opened", path.display()));
+            }
+            if std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly()) {
+                return Err(format!("the SQLite file {} is read-only", path.display()));
+            }
+        }
+        self.store.generation().await.map(|_| ()).map_err(|e| e.to_string())
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

@@ -118,6 +118,32 @@ pub struct Rollout {
     pub previous_stable: Option<i64>,
 }
 
+/// A stored token as the token list shows it: never the token, never its hash.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRecord {
+    pub id: i64,
+    pub kind: String,
+    pub team: Option<String>,
+    pub label: String,
+    pub created_ms: i64,
+    pub last_used_ms: Option<i64>,
+    pub expires_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+}
+
+/// Checks a free-text label or reason: at most `max` characters and no control characters
+/// (which would rewrite a terminal or a log line when shown).
+pub fn check_text(what: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.chars().count() > max {
+        return Err(format!("{what}: at most {max} characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("{what}: control characters (newlines, escapes, NUL) are not allowed"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {

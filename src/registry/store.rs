@@ -11,7 +11,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, Row, SqlitePool};
 
-use super::model::{AuditEntry, Principal, Rollout, VersionRecord};
+use super::model::{AuditEntry, Principal, Rollout, TokenRecord, VersionRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,6 +57,10 @@ macro_rules! begin_write {
 /// Appends to the audit log inside the open transaction `$tx`.
 macro_rules! audit {
     ($tx:ident, $at:expr, $actor:expr, $action:expr, $target:expr, $detail:expr, $reason:expr) => {
+        // A reason is a short line: refused (and the transaction with it) when it is not.
+        if let Some(reason) = $reason {
+            super::model::check_text("reason", reason, 1_000).map_err(StoreError::Invalid)?;
+        }
         sqlx::query("INSERT INTO audit (at_ms, actor, action, target, detail, reason) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind($at)
             .bind($actor)
@@ -219,25 +223,91 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query(sql).fetch_one(p).await?.try_get::<i64, _>("generation")?))
     }
 
+    /// Who a token (by its hash) belongs to, if it is neither revoked nor expired. Records
+    /// when it was last used, at most once a minute per token.
     pub async fn principal(&self, token_sha256: &str) -> Result<Option<Principal>, StoreError> {
-        let sql = "SELECT kind, team, label FROM tokens WHERE sha256 = $1";
-        let row = on_pool!(self, p => sqlx::query(sql).bind(token_sha256).fetch_optional(p).await?.map(|r| {
-            (r.get_str("kind"), r.get_opt_str("team"), r.get_str("label"))
-        }));
-        Ok(match row {
-            Some((Ok(kind), Ok(team), Ok(label))) => match (kind.as_str(), team) {
-                ("admin", _) => Some(Principal::Admin { label }),
-                (_, Some(team)) => Some(Principal::Team { team, label }),
-                _ => None,
-            },
+        let now = now_ms();
+        let sql = "SELECT id, kind, team, label, last_used_ms FROM tokens \
+                   WHERE sha256 = $1 AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > $2)";
+        let row = on_pool!(self, p => match sqlx::query(sql).bind(token_sha256).bind(now).fetch_optional(p).await? {
+            Some(r) => Some((r.get_i64("id")?, r.get_str("kind")?, r.get_opt_str("team")?, r.get_str("label")?, r.get_opt_i64("last_used_ms")?)),
+            None => None,
+        });
+        let Some((id, kind, team, label, last_used)) = row else { return Ok(None) };
+        if last_used.is_none_or(|t| now - t > 60_000) {
+            let update = "UPDATE tokens SET last_used_ms = $2 WHERE id = $1";
+            on_pool!(self, p => sqlx::query(update).bind(id).bind(now).execute(p).await.map(|_| ())?);
+        }
+        Ok(match (kind.as_str(), team) {
+            ("admin", _) => Some(Principal::Admin { label }),
+            (_, Some(team)) => Some(Principal::Team { team, label }),
             _ => None,
         })
     }
 
+    /// Every stored token (admins), or one team's; newest first.
+    pub async fn tokens(&self, team: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+        let sql = "SELECT id, kind, team, label, created_ms, last_used_ms, expires_ms, revoked_ms FROM tokens \
+                   WHERE $1 = '' OR team = $1 ORDER BY id DESC";
+        Ok(on_pool!(self, p => sqlx::query(sql).bind(team.unwrap_or("")).fetch_all(p).await?.iter().map(|r| {
+            Ok(TokenRecord {
+                id: r.get_i64("id")?,
+                kind: r.get_str("kind")?,
+                team: r.get_opt_str("team")?,
+                label: r.get_str("label")?,
+                created_ms: r.get_i64("created_ms")?,
+                last_used_ms: r.get_opt_i64("last_used_ms")?,
+                expires_ms: r.get_opt_i64("expires_ms")?,
+                revoked_ms: r.get_opt_i64("revoked_ms")?,
+            })
+        }).collect::<Result<_, sqlx::Error>>()?))
+    }
+
+    /// Revokes a token at once; `team` limits it to that team's tokens. Audited.
+    pub async fn revoke_token(
+        &self,
+        id: i64,
+        team: Option<&str>,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        macro_rules! body {
+            ($kind:ident, $p:ident) => {{
+                let mut tx = begin_write!($kind $p);
+                let row = sqlx::query("SELECT label, team, revoked_ms FROM tokens WHERE id = $1")
+                    .bind(id).fetch_optional(&mut *tx).await?;
+                let Some(row) = row else { return Err(StoreError::NotFound(format!("unknown token {id}"))) };
+                let (label, owner) = (row.get_str("label")?, row.get_opt_str("team")?);
+                if team.is_some() && owner.as_deref() != team {
+                    return Err(StoreError::NotFound(format!("unknown token {id}")));
+                }
+                if row.get_opt_i64("revoked_ms")?.is_some() {
+                    return Err(StoreError::Conflict(format!("token {id} ({label}) is already revoked")));
+                }
+                sqlx::query("UPDATE tokens SET revoked_ms = $2 WHERE id = $1").bind(id).bind(now).execute(&mut *tx).await?;
+                let detail = serde_json::json!({ "id": id, "team": owner, "label": label }).to_string();
+                audit!(tx, now, actor, "token.revoke", &label, &detail, reason);
+                tx.commit().await?;
+            }};
+        }
+        match self {
+            Store::Sqlite(p) => body!(sqlite, p),
+            Store::Postgres(p) => body!(postgres, p),
+        }
+        Ok(())
+    }
+
     pub async fn load(&self) -> Result<Loaded, StoreError> {
         let generation = self.generation().await?;
-        let versions_sql =
-            concat!("SELECT ", version_columns!(), " FROM versions ORDER BY client, endpoint, version");
+        // Only the versions devices can be served: each rollout's stable and live canary.
+        let versions_sql = concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM versions WHERE EXISTS (SELECT 1 FROM rollouts r WHERE r.client = versions.client \
+             AND r.endpoint = versions.endpoint AND (versions.version = r.stable \
+             OR (versions.version = r.canary AND r.canary_percent > 0))) ORDER BY client, endpoint, version"
+        );
         on_pool!(self, p => {
             let clients = sqlx::query("SELECT name, team FROM clients")
                 .fetch_all(p)
@@ -254,6 +324,14 @@ impl Store {
                 .collect::<Result<_, sqlx::Error>>()?;
             Ok(Loaded { generation, clients, versions, rollouts })
         })
+    }
+
+    /// Every stored version, served or not (`facade schema check --against-registry`).
+    pub async fn all_versions(&self) -> Result<Vec<VersionRecord>, StoreError> {
+        let sql = concat!("SELECT ", version_columns!(), " FROM versions ORDER BY client, endpoint, version");
+        Ok(
+            on_pool!(self, p => sqlx::query(sql).fetch_all(p).await?.iter().map(version_of).collect::<Result<_, _>>()?),
+        )
     }
 
     pub async fn client_team(&self, client: &str) -> Result<Option<String>, StoreError> {
@@ -293,22 +371,28 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a token's hash; `team` is `None` for an admin token.
+    /// Stores a token's hash; `team` is `None` for an admin token; `expires_ms` (Unix ms)
+    /// ends it without a revoke. Returns the token's id.
     pub async fn create_token(
         &self,
         sha256: &str,
         team: Option<&str>,
         label: &str,
+        expires_ms: Option<i64>,
         actor: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
+        super::model::check_text("label", label, 100).map_err(StoreError::Invalid)?;
         let now = now_ms();
         let kind = if team.is_some() { "team" } else { "admin" };
-        let detail = serde_json::json!({ "kind": kind, "team": team, "label": label }).to_string();
+        let detail =
+            serde_json::json!({ "kind": kind, "team": team, "label": label, "expiresMs": expires_ms })
+                .to_string();
+        let id;
         macro_rules! body {
             ($kind:ident, $p:ident) => {{
                 let mut tx = begin_write!($kind $p);
-                sqlx::query("INSERT INTO tokens (sha256, kind, team, label, created_ms) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(sha256).bind(kind).bind(team).bind(label).bind(now).execute(&mut *tx).await?;
+                id = sqlx::query("INSERT INTO tokens (sha256, kind, team, label, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
+                    .bind(sha256).bind(kind).bind(team).bind(label).bind(now).bind(expires_ms).fetch_one(&mut *tx).await?.get_i64("id")?;
                 audit!(tx, now, actor, "token.create", label, &detail, None::<&str>);
                 tx.commit().await?;
             }};
@@ -317,7 +401,7 @@ impl Store {
             Store::Sqlite(p) => body!(sqlite, p),
             Store::Postgres(p) => body!(postgres, p),
         }
-        Ok(())
+        Ok(id)
     }
 
     /// Stores a new version, or returns the existing one with identical content. The first
@@ -450,7 +534,7 @@ impl Store {
     pub async fn audit_log(&self, client: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let (sql, prefix) = match client {
             Some(c) => (
-                "SELECT id, at_ms, actor, action, target, detail, reason FROM audit WHERE target = $1 OR target LIKE $2 ORDER BY id DESC LIMIT $3",
+                "SELECT id, at_ms, actor, action, target, detail, reason FROM audit WHERE target = $1 OR target LIKE $2 ESCAPE '\\' ORDER BY id DESC LIMIT $3",
                 Some(c),
             ),
             None => (
@@ -459,7 +543,10 @@ impl Store {
             ),
         };
         let exact = prefix.unwrap_or("");
-        let like = prefix.map(|c| format!("{c}/%")).unwrap_or_default();
+        // `_` and `%` in a client name are literal, not wildcards.
+        let like = prefix
+            .map(|c| format!("{}/%", c.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
+            .unwrap_or_default();
         Ok(
             on_pool!(self, p => sqlx::query(sql).bind(exact).bind(&like).bind(limit).fetch_all(p).await?.iter().map(|r| {
             Ok(AuditEntry {

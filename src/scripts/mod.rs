@@ -242,11 +242,14 @@ fn realm(engine: &Engine) -> rquickjs::Result<Context> {
         let console = Object::new(ctx.clone())?;
         for level in ["log", "info", "warn", "error", "debug"] {
             let current = current.clone();
-            let f = Function::new(ctx.clone(), move |args: rquickjs::function::Rest<rquickjs::Coerced<String>>| {
-                let line: Vec<String> = args.0.into_iter().map(|s| s.0).collect();
-                let script = current.lock().map(|s| s.clone()).unwrap_or_else(|_| Arc::from(""));
-                tracing::debug!(script = %script, message = %line.join(" "), "console.{level}");
-            })?;
+            let f = Function::new(
+                ctx.clone(),
+                move |args: rquickjs::function::Rest<rquickjs::Coerced<String>>| {
+                    let line: Vec<String> = args.0.into_iter().map(|s| s.0).collect();
+                    let script = current.lock().map(|s| s.clone()).unwrap_or_else(|_| Arc::from(""));
+                    tracing::debug!(script = %script, message = %line.join(" "), "console.{level}");
+                },
+            )?;
             console.set(level, f)?;
         }
         ctx.globals().set("console", console)?;
@@ -299,10 +302,7 @@ fn worker(rx: Receiver<Job>, limits: ScriptLimits, replaced: &AtomicU64) {
         // A runtime whose call was interrupted or ran out of memory (compiling included) may
         // be damaged, and may still hold the call's queued jobs: replace it.
         let fatal = engine.interrupted.load(Ordering::Relaxed)
-            || matches!(
-                &result,
-                Err(ScriptError::Deadline { .. } | ScriptError::OutOfMemory { .. })
-            )
+            || matches!(&result, Err(ScriptError::Deadline { .. } | ScriptError::OutOfMemory { .. }))
             || matches!(&result, Err(ScriptError::Compile { message, .. }) if message.contains("out of memory"));
         let _ = job.reply.send(result);
         if fatal {
@@ -351,7 +351,12 @@ fn stringify<'js>(
     Ok(text.map(|s| s.to_string().unwrap_or_default()).unwrap_or_else(|| "null".to_owned()))
 }
 
-fn run(engine: &mut Engine, script: &Script, work: Work, limits: ScriptLimits) -> Result<Vec<String>, ScriptError> {
+fn run(
+    engine: &mut Engine,
+    script: &Script,
+    work: Work,
+    limits: ScriptLimits,
+) -> Result<Vec<String>, ScriptError> {
     let name = script.name.to_string();
     let interrupted = engine.interrupted.clone();
     let classify = |message: String| -> ScriptError {
@@ -384,7 +389,8 @@ fn run(engine: &mut Engine, script: &Script, work: Work, limits: ScriptLimits) -
                 },
             })
         };
-        let json = |text: &str| ctx.json_parse(text.to_owned()).catch(&ctx).map_err(|e| classify(describe(e)));
+        let json =
+            |text: &str| ctx.json_parse(text.to_owned()).catch(&ctx).map_err(|e| classify(describe(e)));
         let stringify = |v| stringify(&ctx, v, &classify);
         match work {
             Work::Call { export: Some(check), .. } if check.starts_with('?') => {
@@ -405,8 +411,10 @@ fn run(engine: &mut Engine, script: &Script, work: Work, limits: ScriptLimits) -
                 let f = export(&key)?;
                 let mut out = Vec::with_capacity(items.len());
                 for (parent, args) in items {
-                    let result: rquickjs::Value =
-                        f.call((json(&parent)?, json(&args)?)).catch(&ctx).map_err(|e| classify(describe(e)))?;
+                    let result: rquickjs::Value = f
+                        .call((json(&parent)?, json(&args)?))
+                        .catch(&ctx)
+                        .map_err(|e| classify(describe(e)))?;
                     out.push(stringify(result)?);
                 }
                 Ok(out)
@@ -558,7 +566,10 @@ mod tests {
         ("String.prototype.toUpperCase = function () { return 'owned'; };", "return 'a'.toUpperCase();"),
         ("Function.prototype.call = function () { return 'owned'; };", "return [Math.max.call(null, 1, 2)];"),
         ("globalThis.secret = 'from another tenant';", "return typeof secret;"),
-        ("Object.defineProperty(Object.prototype, 'x', { get() { return 'owned'; } });", "return ({}).x ?? null;"),
+        (
+            "Object.defineProperty(Object.prototype, 'x', { get() { return 'owned'; } });",
+            "return ({}).x ?? null;",
+        ),
         ("Promise.resolve().then(() => { globalThis.later = 'owned'; });", "return typeof later;"),
     ];
 
@@ -566,10 +577,21 @@ mod tests {
     async fn no_state_survives_from_one_call_to_the_next() {
         // One runtime, so every call lands on the realm the attacker would have changed.
         let p = ScriptPool::new(1, 64, ScriptLimits::default()).unwrap();
-        let victim_expected = [r#"[1,2]"#, "2", r#"{"a":1}"#, "[1]", r#""A""#, "[2]", r#""undefined""#, "null", r#""undefined""#];
+        let victim_expected = [
+            r#"[1,2]"#,
+            "2",
+            r#"{"a":1}"#,
+            "[1]",
+            r#""A""#,
+            "[2]",
+            r#""undefined""#,
+            "null",
+            r#""undefined""#,
+        ];
         for ((attack, victim), expected) in ATTACKS.iter().zip(victim_expected) {
             // As a transform of another team (runs its top level, then its function) ...
-            let evil = Script::new("web/stash@1", &format!("{attack}\nexport default function () {{ return 1; }}"));
+            let evil =
+                Script::new("web/stash@1", &format!("{attack}\nexport default function () {{ return 1; }}"));
             p.transform(&evil, "{}".into(), "{}".into()).await.unwrap();
             // ... and as a refused publish (no default export), which still evaluates the module.
             let refused = Script::new("web/sneaky@new", &format!("{attack}\nexport const nothing = 1;"));
@@ -583,9 +605,8 @@ mod tests {
     #[tokio::test]
     async fn two_devices_of_one_endpoint_share_nothing() {
         let p = ScriptPool::new(1, 64, ScriptLimits::default()).unwrap();
-        let s = script(
-            "let seen = [];\nexport default function (data) { seen.push(data.device); return seen; }",
-        );
+        let s =
+            script("let seen = [];\nexport default function (data) { seen.push(data.device); return seen; }");
         let a = p.transform(&s, r#"{"device":"a"}"#.into(), "{}".into()).await.unwrap();
         let b = p.transform(&s, r#"{"device":"b"}"#.into(), "{}".into()).await.unwrap();
         assert_eq!((a.as_str(), b.as_str()), (r#"["a"]"#, r#"["b"]"#));

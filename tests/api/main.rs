@@ -8,6 +8,7 @@ mod endpoints;
 mod engine;
 mod graphql_http;
 mod helpers;
+mod hostile;
 mod persisted;
 mod resilience;
 mod schema_check;

@@ -1,0 +1,15 @@
+//! The SDL loader and checker on any text: it must answer (a model or diagnostics), never
+//! panic or overflow its stack.
+#![no_main]
+
+use facade::graphql::sdl::{SchemaFile, analyze};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let files = [SchemaFile { name: "fuzz.graphql".into(), text: text.to_owned() }];
+    if let Err(diagnostics) = analyze(&files) {
+        // Every problem names the file it is in.
+        assert!(diagnostics.0.iter().all(|d| d.to_string().starts_with("fuzz.graphql")), "{diagnostics:?}");
+    }
+});
