@@ -85,16 +85,8 @@ pub struct Micro {
     pub shared_values: f64,
 }
 
-/// The built-ins the pool gives a realm (`scripts::Intrinsics`).
-type Lean = (
-    rquickjs::context::intrinsic::Date,
-    rquickjs::context::intrinsic::Eval,
-    rquickjs::context::intrinsic::RegExpCompiler,
-    rquickjs::context::intrinsic::RegExp,
-    rquickjs::context::intrinsic::Json,
-    rquickjs::context::intrinsic::MapSet,
-    rquickjs::context::intrinsic::Promise,
-);
+/// The built-ins the pool gives a realm.
+type Lean = facade::scripts::Intrinsics;
 
 pub fn measure(data: &str, ctx_json: &str, source: &str, n: u32) -> anyhow::Result<Micro> {
     let per_call = |t0: Instant| t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);

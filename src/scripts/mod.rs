@@ -223,7 +223,7 @@ fn build(limits: ScriptLimits) -> rquickjs::Result<Engine> {
 /// Promise, `eval`'s compiler, which modules need) — not Proxy, typed arrays, WeakRef or
 /// DOMException, which transforms have no use for and which make a realm ~40 % dearer to
 /// build (docs/BENCHMARKS.md).
-type Intrinsics = (
+pub type Intrinsics = (
     rquickjs::context::intrinsic::Date,
     rquickjs::context::intrinsic::Eval,
     rquickjs::context::intrinsic::RegExpCompiler,
