@@ -724,6 +724,7 @@ pub fn parse_template(kind: &str, text: &str) -> Result<Template, String> {
             }
             '}' => return Err("unmatched }".to_owned()),
             c if c.is_whitespace() => return Err("spaces are not allowed in a route".to_owned()),
+            c if c.is_control() => return Err("control characters are not allowed in a route".to_owned()),
             c => lit.push(c),
         }
     }
@@ -817,5 +818,9 @@ mod tests {
         );
         assert!(parse_template("get", "/a/{$nope}").unwrap_err().contains("bad template variable"));
         assert!(parse_template("get", "a").is_err());
+        // Found by fuzzing: a URL parser drops control characters, changing a fixed segment.
+        assert!(parse_template("get", "/tit/tit\0le1\0").unwrap_err().contains("control characters"));
+        assert!(parse_template("get", "/a/../b").unwrap_err().contains(".. segments"));
+        assert!(parse_template("get", "/a/%2e%2E/b").is_err());
     }
 }
