@@ -710,6 +710,9 @@ pub fn parse_template(kind: &str, text: &str) -> Result<Template, String> {
                     parts.push(Part::Lit(std::mem::take(&mut lit)));
                 }
                 let part = if var == "$keys" {
+                    if parts.contains(&Part::Keys) {
+                        return Err("a route may hold {$keys} only once".to_owned());
+                    }
                     Part::Keys
                 } else if let Some(a) = var.strip_prefix("$args.").filter(|a| is_name(a)) {
                     Part::Arg(a.to_owned())
@@ -822,5 +825,7 @@ mod tests {
         assert!(parse_template("get", "/tit/tit\0le1\0").unwrap_err().contains("control characters"));
         assert!(parse_template("get", "/a/../b").unwrap_err().contains(".. segments"));
         assert!(parse_template("get", "/a/%2e%2E/b").is_err());
+        // Found by fuzzing: a second {$keys} dropped the text between the two.
+        assert!(parse_template("batch", "/a/{$keys}/b?ids={$keys}").unwrap_err().contains("only once"));
     }
 }
