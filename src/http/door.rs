@@ -121,12 +121,22 @@ fn spawn_housekeeping(door: Weak<Door>) {
 }
 
 /// The middleware: 429 with `Retry-After` (whole seconds, at least 1) when over a limit.
+/// Whom a request is counted under: the client in a `/v1/{client}/…` path (a header cannot
+/// move a call into another client's bucket), else `X-Facade-Client`, else `anonymous`; and
+/// the device ID, whatever bytes it holds (a non-UTF-8 ID is limited like any other).
+fn keys(path: &str, headers: &axum::http::HeaderMap) -> (String, Option<String>) {
+    let header = |name: &str| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let from_path =
+        path.strip_prefix("/v1/").and_then(|rest| rest.split('/').next()).filter(|c| !c.is_empty());
+    let client = from_path
+        .map(str::to_owned)
+        .or_else(|| header(CLIENT_HEADER))
+        .unwrap_or_else(|| "anonymous".to_owned());
+    (client, header(DEVICE_HEADER))
+}
+
 pub async fn guard(State(door): State<Arc<Door>>, request: Request, next: Next) -> Response {
-    let (client, device) = {
-        let header =
-            |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        (header(CLIENT_HEADER).unwrap_or_else(|| "anonymous".to_owned()), header(DEVICE_HEADER))
-    };
+    let (client, device) = keys(request.uri().path(), request.headers());
     match door.check(&client, device.as_deref()) {
         Ok(()) => next.run(request).await,
         Err(refused) => {
@@ -151,6 +161,17 @@ mod tests {
 
     fn limits() -> DoorLimits {
         DoorLimits { client_rate: 1000, client_burst: 1000, device_rate: 1, device_burst: 2 }
+    }
+
+    #[test]
+    fn requests_are_counted_under_the_paths_client_and_any_device_id() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(CLIENT_HEADER, "web".parse().unwrap());
+        h.insert(DEVICE_HEADER, axum::http::HeaderValue::from_bytes(b"id-\xff").unwrap());
+        let (client, device) = keys("/v1/tv/home", &h);
+        assert_eq!((client.as_str(), device.as_deref()), ("tv", Some("id-\u{fffd}")));
+        assert_eq!(keys("/graphql", &h).0, "web");
+        assert_eq!(keys("/graphql", &axum::http::HeaderMap::new()), ("anonymous".to_owned(), None));
     }
 
     #[test]
