@@ -32,7 +32,6 @@ impl Default for QueryLimits {
 pub fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema, SchemaError> {
     let mut builder = Schema::build(&model.query, model.mutation.as_deref(), None)
         .limit_depth(limits.max_depth)
-        .extension(super::limits::CostCheck)
         .extension(super::nulls::NullPropagation);
     for (name, def) in &model.types {
         builder = match def {

@@ -97,6 +97,16 @@ fn absorb(value: &mut Value, nullable: &[bool], below: &[PathSegment]) -> bool {
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for NullPropagation {
+    /// The cost check after validation lives in `limits.rs`; it is called from here because
+    /// every extension adds a layer to every field's resolution.
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: async_graphql::extensions::NextValidation<'_>,
+    ) -> Result<async_graphql::ValidationResult, Vec<ServerError>> {
+        super::limits::validate_then_check(ctx, next).await
+    }
+
     async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
