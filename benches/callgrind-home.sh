@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Instructions per home query (docs/BENCHMARKS.md): `facade serve` under callgrind with
+# instrumentation switched on only around a batch of requests; the demo backends run in
+# another process, not counted. Repeatable to ~0.2 %.
+#   benches/callgrind-home.sh [BINARY] [REQUESTS]      (default: target/release/facade, 50)
+# Needs valgrind and curl; ports 7101-7106 and 8099 free.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/facade}
+N=${2:-50}
+T=$(mktemp -d)
+trap 'kill $VG $DEMO 2>/dev/null || true; rm -rf "$T"' EXIT
+"$BIN" demo-backends > "$T/demo.log" 2>&1 &
+DEMO=$!
+for _ in $(seq 1 100); do curl -s -o /dev/null localhost:7101/profiles/1 && break; sleep 0.2; done
+# Scripts get a long deadline: under valgrind everything runs ~50x slower.
+FACADE_SCRIPTS__DEADLINE_MS=10000 FACADE_DATABASE__URL="sqlite://$T/f.db" \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$T/cg.out" \
+  "$BIN" serve --listen 127.0.0.1:8099 > "$T/serve.log" 2>&1 &
+VG=$!
+for _ in $(seq 1 600); do curl -s -o /dev/null localhost:8099/healthz && break; sleep 0.5; done
+BODY=$(python3 -c 'import json,sys;print(json.dumps({"query":open(sys.argv[1]).read(),"variables":{"profileId":"1"}}))' \
+  resolvers-js/endpoints/tv/home.graphql)
+post() { curl -s -o /dev/null -w '%{size_download}\n' localhost:8099/graphql -H 'content-type: application/json' -d "$BODY"; }
+for _ in $(seq 1 20); do post > /dev/null; done   # warm up
+callgrind_control -i on $VG > /dev/null
+for _ in $(seq 1 "$N"); do post; done | sort | uniq -c | sed 's/^/response bytes: /'
+callgrind_control -i off $VG > /dev/null
+callgrind_control -d $VG > /dev/null
+TOTAL=$(cat "$T"/cg.out* | awk '/^totals:/ {s += $2} END {print s}')
+echo "instructions over $N home queries: $TOTAL; per query: $((TOTAL / N))"
