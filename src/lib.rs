@@ -15,6 +15,7 @@ pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod errors;
 pub mod graphql;
 pub mod http;
 pub mod registry;

@@ -20,6 +20,7 @@ pub use batch::{BatchRoute, Batcher, Key, SingleRequest};
 use breaker::{Breaker, Outcome, TokioClock};
 use policy::{Limiter, Resilience, RetryBudget};
 
+use crate::errors::Code;
 use crate::graphql::model::Method;
 use crate::telemetry::metrics as m;
 
@@ -48,13 +49,13 @@ pub enum FetchError {
 
 impl FetchError {
     /// The `extensions.code` a GraphQL error for this failure carries.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            FetchError::Timeout { .. } | FetchError::Deadline { .. } => "TIMEOUT",
-            FetchError::CircuitOpen { .. } => "CIRCUIT_OPEN",
-            FetchError::BulkheadFull { .. } => "BULKHEAD_FULL",
-            FetchError::RateLimited { .. } => "RATE_LIMITED",
-            _ => "BACKEND_ERROR",
+            FetchError::Timeout { .. } | FetchError::Deadline { .. } => Code::Timeout,
+            FetchError::CircuitOpen { .. } => Code::CircuitOpen,
+            FetchError::BulkheadFull { .. } => Code::BulkheadFull,
+            FetchError::RateLimited { .. } => Code::RateLimited,
+            _ => Code::BackendError,
         }
     }
 
@@ -205,7 +206,7 @@ impl Backend {
                 let result = self.attempt(&policy, method, path, body, deadline).await;
                 let outcome = match &result {
                     Ok(_) => "ok",
-                    Err(e) => e.code(),
+                    Err(e) => e.code().as_str(),
                 };
                 metrics::counter!(m::BACKEND_CALLS, "backend" => self.name.to_string(), "outcome" => outcome.to_ascii_lowercase())
                     .increment(1);

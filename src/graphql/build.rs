@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::model::*;
 use super::route;
 use crate::backends::{BatchRoute, Batcher, FetchError, Key, SingleRequest};
+use crate::errors::Code;
 
 /// Limits applied to every operation at validation time.
 #[derive(Debug, Clone, Copy)]
@@ -245,12 +246,13 @@ fn batcher<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Batcher, GqlError> {
 }
 
 fn fetch_error(e: &FetchError) -> GqlError {
-    let code = e.code();
+    let code = e.code().as_str();
     GqlError::new(e.to_string()).extend_with(|_, ext| ext.set("code", code))
 }
 
 fn bad_value(path: &str, message: String) -> GqlError {
-    GqlError::new(format!("{path}: {message}")).extend_with(|_, ext| ext.set("code", "BACKEND_ERROR"))
+    GqlError::new(format!("{path}: {message}"))
+        .extend_with(|_, ext| ext.set("code", Code::BackendError.as_str()))
 }
 
 type Args = serde_json::Map<String, Value>;
@@ -278,8 +280,8 @@ fn render(path: &str, parts: &[Part], args: &Args, parent: &Value) -> Result<rou
 }
 
 fn route_error(path: &str, e: &route::RouteError) -> GqlError {
-    let code = if e.from_arguments() { "BAD_USER_INPUT" } else { "BACKEND_ERROR" };
-    GqlError::new(format!("{path}: {e}")).extend_with(|_, ext| ext.set("code", code))
+    let code = if e.from_arguments() { Code::BadUserInput } else { Code::BackendError };
+    GqlError::new(format!("{path}: {e}")).extend_with(|_, ext| ext.set("code", code.as_str()))
 }
 
 /// Plans the fetch of an `@http` field for one parent: the same plan whether the field's
@@ -321,7 +323,7 @@ fn plan_fetch(
             None | Some(Value::Null) => default_list_size,
             Some(v) => v.as_i64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
                 GqlError::new(format!("{path}: argument {limit} must not be negative"))
-                    .extend_with(|_, ext| ext.set("code", "BAD_USER_INPUT"))
+                    .extend_with(|_, ext| ext.set("code", Code::BadUserInput.as_str()))
             })?,
         };
         keys.truncate(n);
@@ -426,7 +428,8 @@ async fn resolve_js<'a>(
     let batch = ctx.data::<super::js::JsBatch>()?;
     let args = Value::Object(args_of(ctx)).to_string();
     let out = batch.call(js, function, parent(ctx).to_string(), args).await.map_err(|e| {
-        GqlError::new(format!("{}: {e}", plan.path)).extend_with(|_, ext| ext.set("code", "SCRIPT_ERROR"))
+        GqlError::new(format!("{}: {e}", plan.path))
+            .extend_with(|_, ext| ext.set("code", Code::ScriptError.as_str()))
     })?;
     let value: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
     convert(plan, value, &plan.shape)

@@ -92,8 +92,11 @@ pub async fn call(
                 Ok(shaped) => (StatusCode::OK, bytes::Bytes::from(shaped)),
                 Err(e) => {
                     tracing::warn!(endpoint = %target, version = picked.version.version, error = %e, "transform failed");
-                    let body = json!({ "errors": [{ "message": format!("transform of {target} version {} failed: {e}", picked.version.version), "extensions": { "code": "SCRIPT_ERROR" } }] });
-                    (StatusCode::INTERNAL_SERVER_ERROR, bytes::Bytes::from(body.to_string()))
+                    let code = crate::errors::Code::ScriptError;
+                    let message =
+                        format!("transform of {target} version {} failed: {e}", picked.version.version);
+                    let body = json!({ "errors": [code.error_json(message)] });
+                    (super::error::status_of(code), bytes::Bytes::from(body.to_string()))
                 }
             }
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -16,6 +16,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use serde_json::json;
 
+use crate::errors::Code;
 use crate::telemetry::metrics as m;
 
 /// Header naming the client (device family) of a `/graphql` request.
@@ -143,11 +144,9 @@ pub async fn guard(State(door): State<Arc<Door>>, request: Request, next: Next) 
             metrics::counter!(m::REJECTIONS, "backend" => "", "reason" => refused.reason).increment(1);
             let secs = refused.retry_after.as_secs_f64().ceil().max(1.0) as u64;
             let who = if refused.reason == "door_client" { "client" } else { "device" };
-            let body = json!({ "errors": [{
-                "message": format!("too many requests from this {who}; retry after {secs} s"),
-                "extensions": { "code": "RATE_LIMITED" },
-            }]});
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            let code = Code::RateLimited;
+            let body = json!({ "errors": [code.error_json(format!("too many requests from this {who}; retry after {secs} s"))] });
+            let mut response = (super::error::status_of(code), axum::Json(body)).into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             response
         }

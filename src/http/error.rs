@@ -8,6 +8,11 @@ use serde_json::json;
 
 use crate::demo::DemoError;
 
+/// The HTTP status of a response whose whole answer is one catalogued error.
+pub fn status_of(code: crate::errors::Code) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]

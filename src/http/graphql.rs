@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
+use super::error::status_of;
+use crate::errors::Code;
 use crate::graphql::{GraphqlRequest, OperationKind, Outcome};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -226,11 +228,9 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw
 
 /// Apollo's answer when a hash is not known: clients then resend the query with its hash.
 fn persisted_query_not_found(media: MediaType) -> Response {
-    let body = json!({ "errors": [{
-        "message": "PersistedQueryNotFound",
-        "extensions": { "code": "PERSISTED_QUERY_NOT_FOUND" },
-    }]});
-    respond(media, StatusCode::OK, &body)
+    let code = Code::PersistedQueryNotFound;
+    let body = json!({ "errors": [code.error_json("PersistedQueryNotFound")] });
+    respond(media, status_of(code), &body)
 }
 
 /// Turns the incoming request into query text: a stored document by `documentId`, an
@@ -304,11 +304,10 @@ async fn resolve_document(
         }
     };
     if state.safelist && !stored && !trusted {
-        let body = json!({ "errors": [{
-            "message": "safelist mode: devices may run only published documents (by documentId or persisted query hash)",
-            "extensions": { "code": "PERSISTED_QUERY_NOT_ALLOWED" },
-        }]});
-        return Err(respond(media, StatusCode::FORBIDDEN, &body));
+        let code = Code::PersistedQueryNotAllowed;
+        let message =
+            "safelist mode: devices may run only published documents (by documentId or persisted query hash)";
+        return Err(respond(media, status_of(code), &json!({ "errors": [code.error_json(message)] })));
     }
     let introspection = trusted || state.introspection;
     let request = GraphqlRequest {
