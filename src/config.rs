@@ -10,6 +10,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::backends::policy::PolicyOverrides;
+
 /// The whole configuration of one Facade instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -234,6 +236,19 @@ pub struct EngineConfig {
     pub max_retries: u32,
 }
 
+impl EngineConfig {
+    /// The engine-wide defaults as the bottom layer of every backend's policy.
+    pub fn policy_defaults(&self) -> PolicyOverrides {
+        PolicyOverrides {
+            timeout_ms: Some(self.timeout_ms),
+            max_batch_size: Some(self.max_batch_size),
+            max_concurrent: Some(self.max_concurrent),
+            max_retries: Some(self.max_retries),
+            ..PolicyOverrides::default()
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
@@ -246,33 +261,32 @@ impl Default for EngineConfig {
     }
 }
 
+/// One backend's config: where it is, and its policy numbers (the same type `@backend` and
+/// the admin API use; see [`PolicyOverrides`] for each number and its range).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "figment::value::Dict")]
 pub struct BackendConfig {
     /// Base URL, replacing the one in `@backend`.
     pub url: Option<String>,
-    /// Time allowed for one attempt, in milliseconds.
-    pub timeout_ms: Option<u64>,
-    /// Most keys in one batched call.
-    pub max_batch_size: Option<usize>,
-    /// Bulkhead: most calls in flight.
-    pub max_concurrent: Option<usize>,
-    /// Rate limit: calls per second (no limit when unset).
-    pub rate_per_sec: Option<u32>,
-    /// Rate limit burst (default: `rate_per_sec`).
-    pub burst: Option<u32>,
-    /// Retries of a failed read.
-    pub max_retries: Option<u32>,
-    /// Retry budget: share of the last 10 s of requests that retries may add (default 0.2).
-    pub retry_ratio: Option<f64>,
-    /// Retry budget floor, retries per second (default 10).
-    pub retry_floor_per_sec: Option<u32>,
-    /// Circuit breaker: fewest calls in the 10 s window before it may trip (default 20).
-    pub breaker_min_calls: Option<u32>,
-    /// Circuit breaker: failure share that trips it (default 0.5).
-    pub breaker_failure_ratio: Option<f64>,
-    /// Circuit breaker: first open time in milliseconds (default 5000; doubles up to 60000).
-    pub breaker_open_ms: Option<u64>,
+    /// Policy numbers, winning over `@backend`.
+    #[serde(flatten)]
+    pub policy: PolicyOverrides,
+}
+
+/// Read by hand because serde's `flatten` lets unknown keys through: `url`, then the rest as
+/// a [`PolicyOverrides`], whose unknown keys are errors.
+impl TryFrom<figment::value::Dict> for BackendConfig {
+    type Error = String;
+
+    fn try_from(mut table: figment::value::Dict) -> Result<Self, String> {
+        let url = match table.remove("url") {
+            None => None,
+            Some(v) => Some(v.into_string().ok_or("url must be a string")?),
+        };
+        let policy =
+            PolicyOverrides::deserialize(&figment::value::Value::from(table)).map_err(|e| e.to_string())?;
+        Ok(Self { url, policy })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -369,6 +383,15 @@ mod tests {
             let error = Config::load(Some(Path::new("bad.toml"))).unwrap_err().to_string();
             assert!(error.contains("lisen"), "{error}");
             assert!(matches!(Config::load(Some(Path::new("nope.toml"))), Err(ConfigError::Missing(_))));
+
+            // A backend's policy numbers: snake_case (or the API's camelCase); a typo fails.
+            jail.create_file("b.toml", "[backends.catalog]\ntimeout_ms = 300\nmaxRetries = 2\n")?;
+            let config = Config::load(Some(Path::new("b.toml"))).expect("loads");
+            let policy = &config.backends["catalog"].policy;
+            assert_eq!((policy.timeout_ms, policy.max_retries), (Some(300), Some(2)));
+            jail.create_file("t.toml", "[backends.catalog]\ntiemout_ms = 300\n")?;
+            let error = Config::load(Some(Path::new("t.toml"))).unwrap_err().to_string();
+            assert!(error.contains("tiemout_ms"), "{error}");
             Ok(())
         });
     }

@@ -202,8 +202,7 @@ pub async fn serve(urls: Vec<(String, String)>) -> anyhow::Result<()> {
         .map(|(name, url)| BackendSettings {
             name,
             url,
-            max_batch_size: 200,
-            resilience: Resilience::default(),
+            resilience: Resilience { max_batch_size: 200, ..Resilience::default() },
         })
         .collect();
     let backends = Arc::new(Backends::new(settings)?);

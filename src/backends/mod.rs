@@ -86,7 +86,6 @@ impl FetchError {
 pub struct BackendSettings {
     pub name: String,
     pub url: String,
-    pub max_batch_size: usize,
     pub resilience: Resilience,
 }
 
@@ -94,7 +93,6 @@ pub struct Backend {
     name: Arc<str>,
     base: String,
     client: reqwest::Client,
-    max_batch_size: usize,
     breaker: Breaker,
     /// Swapped whole when an operator changes the numbers; each call works on one snapshot.
     policy: ArcSwap<Policy>,
@@ -154,7 +152,7 @@ impl Backend {
     }
 
     pub fn max_batch_size(&self) -> usize {
-        self.max_batch_size
+        self.policy.load().resilience.max_batch_size.max(1)
     }
 
     pub fn breaker(&self) -> &Breaker {
@@ -371,7 +369,6 @@ impl Backends {
                 Ok(Backend {
                     base: s.url.trim_end_matches('/').to_owned(),
                     client,
-                    max_batch_size: s.max_batch_size.max(1),
                     breaker,
                     policy: ArcSwap::from_pointee(Policy::new(r)),
                     name,

@@ -9,11 +9,151 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
+/// Every number of a backend's policy that may be set: by a schema owner (`@backend`), in
+/// config (`[engine]` defaults and `[backends.NAME]`), or by an operator at runtime (admin
+/// `PATCH`). One type for all four, one [`PolicyOverrides::over`] to layer them, one
+/// [`PolicyOverrides::check`] for their ranges, and [`PolicyOverrides::apply`] to turn them
+/// into the [`Resilience`] in force. Field names are snake_case (config); the camelCase
+/// names of the SDL and the admin API are accepted as aliases.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyOverrides {
+    /// Time allowed for one attempt, in milliseconds (1–600,000).
+    #[serde(alias = "timeoutMs")]
+    pub timeout_ms: Option<u64>,
+    /// Most keys in one batched call (1–100,000).
+    #[serde(alias = "maxBatchSize")]
+    pub max_batch_size: Option<usize>,
+    /// Bulkhead: most calls in flight (1–100,000).
+    #[serde(alias = "maxConcurrent")]
+    pub max_concurrent: Option<usize>,
+    /// Rate limit: calls per second; 0 removes the limit.
+    #[serde(alias = "ratePerSec")]
+    pub rate_per_sec: Option<u32>,
+    /// Rate limit burst (at least 1; default: `rate_per_sec`).
+    pub burst: Option<u32>,
+    /// Retries of a failed read (0–10).
+    #[serde(alias = "maxRetries")]
+    pub max_retries: Option<u32>,
+    /// Retry budget: share of the last 10 s of requests that retries may add (0.0–1.0).
+    #[serde(alias = "retryRatio")]
+    pub retry_ratio: Option<f64>,
+    /// Retry budget floor, retries per second.
+    #[serde(alias = "retryFloorPerSec")]
+    pub retry_floor_per_sec: Option<u32>,
+    /// Circuit breaker: fewest calls in the 10 s window before it may trip (at least 1).
+    #[serde(alias = "breakerMinCalls")]
+    pub breaker_min_calls: Option<u32>,
+    /// Circuit breaker: failure share that trips it (0.0–1.0).
+    #[serde(alias = "breakerFailureRatio")]
+    pub breaker_failure_ratio: Option<f64>,
+    /// Circuit breaker: first open time in milliseconds (at least 1; doubles on failed trials).
+    #[serde(alias = "breakerOpenMs")]
+    pub breaker_open_ms: Option<u64>,
+    /// Circuit breaker: longest open time in milliseconds (not below `breaker_open_ms`).
+    #[serde(alias = "breakerMaxOpenMs")]
+    pub breaker_max_open_ms: Option<u64>,
+}
+
+impl PolicyOverrides {
+    /// `self` layered over `base`: each number set here wins.
+    pub fn over(&self, base: &PolicyOverrides) -> PolicyOverrides {
+        macro_rules! pick {
+            ($($f:ident),*) => { PolicyOverrides { $($f: self.$f.or(base.$f)),* } };
+        }
+        pick!(
+            timeout_ms,
+            max_batch_size,
+            max_concurrent,
+            rate_per_sec,
+            burst,
+            max_retries,
+            retry_ratio,
+            retry_floor_per_sec,
+            breaker_min_calls,
+            breaker_failure_ratio,
+            breaker_open_ms,
+            breaker_max_open_ms
+        )
+    }
+
+    /// Every number out of its range, each named as the admin API and the SDL spell it.
+    pub fn check(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        let mut range = |name: &str, v: Option<f64>, lo: f64, hi: f64| {
+            if let Some(v) = v
+                && !(lo..=hi).contains(&v)
+            {
+                bad.push(format!("{name} must be between {lo} and {hi}, got {v}"));
+            }
+        };
+        range("timeoutMs", self.timeout_ms.map(|v| v as f64), 1.0, 600_000.0);
+        range("maxBatchSize", self.max_batch_size.map(|v| v as f64), 1.0, 100_000.0);
+        range("maxConcurrent", self.max_concurrent.map(|v| v as f64), 1.0, 100_000.0);
+        range("burst", self.burst.map(f64::from), 1.0, f64::from(u32::MAX));
+        range("maxRetries", self.max_retries.map(f64::from), 0.0, 10.0);
+        range("retryRatio", self.retry_ratio, 0.0, 1.0);
+        range("breakerMinCalls", self.breaker_min_calls.map(f64::from), 1.0, f64::from(u32::MAX));
+        range("breakerFailureRatio", self.breaker_failure_ratio, 0.0, 1.0);
+        range("breakerOpenMs", self.breaker_open_ms.map(|v| v as f64), 1.0, 3_600_000.0);
+        range("breakerMaxOpenMs", self.breaker_max_open_ms.map(|v| v as f64), 1.0, 3_600_000.0);
+        if let (Some(open), Some(max)) = (self.breaker_open_ms, self.breaker_max_open_ms)
+            && max < open
+        {
+            bad.push(format!("breakerMaxOpenMs ({max}) must not be below breakerOpenMs ({open})"));
+        }
+        bad
+    }
+
+    /// The numbers in force: these overrides applied to `r`. Call [`check`](Self::check) first.
+    pub fn apply(&self, mut r: Resilience) -> Resilience {
+        if let Some(ms) = self.timeout_ms {
+            r.attempt_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.max_batch_size {
+            r.max_batch_size = n;
+        }
+        if let Some(n) = self.max_concurrent {
+            r.max_concurrent = n;
+        }
+        if let Some(n) = self.rate_per_sec {
+            r.rate_per_sec = NonZeroU32::new(n);
+        }
+        if let Some(n) = self.burst {
+            r.burst = NonZeroU32::new(n);
+        }
+        if let Some(n) = self.max_retries {
+            r.max_retries = n;
+        }
+        if let Some(v) = self.retry_ratio {
+            r.retry_ratio = v;
+        }
+        if let Some(n) = self.retry_floor_per_sec {
+            r.retry_floor_per_sec = n;
+        }
+        if let Some(n) = self.breaker_min_calls {
+            r.breaker.min_calls = n;
+        }
+        if let Some(v) = self.breaker_failure_ratio {
+            r.breaker.failure_ratio = v;
+        }
+        if let Some(ms) = self.breaker_open_ms {
+            r.breaker.open_for = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.breaker_max_open_ms {
+            r.breaker.max_open_for = Duration::from_millis(ms);
+        }
+        r
+    }
+}
+
 /// The numbers of one backend's policy stack.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resilience {
     /// Time allowed per attempt (within what is left of the request's deadline).
     pub attempt_timeout: Duration,
+    /// Most keys in one batched call; more are split over several calls.
+    pub max_batch_size: usize,
     /// Bulkhead: most calls in flight; more are rejected at once, never queued.
     pub max_concurrent: usize,
     /// Rate limit: sustained calls per second and burst; `None` for no limit.
@@ -34,6 +174,7 @@ impl Default for Resilience {
     fn default() -> Self {
         Self {
             attempt_timeout: Duration::from_secs(1),
+            max_batch_size: 200,
             max_concurrent: 64,
             rate_per_sec: None,
             burst: None,
@@ -141,6 +282,42 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_policy_model_layers_checks_and_applies() {
+        let defaults = PolicyOverrides { timeout_ms: Some(1000), max_retries: Some(1), ..Default::default() };
+        let schema =
+            PolicyOverrides { timeout_ms: Some(300), max_batch_size: Some(50), ..Default::default() };
+        let config = PolicyOverrides { timeout_ms: Some(250), ..Default::default() };
+        let merged = config.over(&schema).over(&defaults);
+        assert_eq!(
+            (merged.timeout_ms, merged.max_batch_size, merged.max_retries),
+            (Some(250), Some(50), Some(1))
+        );
+        let r = merged.apply(Resilience::default());
+        assert_eq!((r.attempt_timeout, r.max_batch_size, r.max_retries), (Duration::from_millis(250), 50, 1));
+        assert!(merged.check().is_empty());
+        let bad = PolicyOverrides {
+            max_concurrent: Some(0),
+            retry_ratio: Some(1.5),
+            max_retries: Some(11),
+            breaker_open_ms: Some(5000),
+            breaker_max_open_ms: Some(10),
+            ..Default::default()
+        };
+        let problems = bad.check().join("\n");
+        for field in ["maxConcurrent", "retryRatio", "maxRetries", "breakerMaxOpenMs"] {
+            assert!(problems.contains(field), "{field} in {problems}");
+        }
+        let unlimited = PolicyOverrides { rate_per_sec: Some(0), ..Default::default() };
+        assert!(
+            unlimited.check().is_empty() && unlimited.apply(Resilience::default()).rate_per_sec.is_none()
+        );
+        // The admin API's camelCase and config's snake_case are one type.
+        let camel: PolicyOverrides = serde_json::from_str(r#"{"timeoutMs": 5, "max_retries": 2}"#).unwrap();
+        assert_eq!((camel.timeout_ms, camel.max_retries), (Some(5), Some(2)));
+        assert!(serde_json::from_str::<PolicyOverrides>(r#"{"url": "http://elsewhere"}"#).is_err());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn budget_allows_floor_plus_ratio() {

@@ -12,7 +12,6 @@ pub mod route;
 pub mod sdl;
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +21,6 @@ use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Opera
 use async_graphql::{Request, ServerError, Variables};
 use serde_json::{Map, Value, json};
 
-use crate::backends::breaker::BreakerSettings;
 use crate::backends::policy::Resilience;
 use crate::backends::{BackendSettings, Backends, Batcher, ClientError};
 use crate::config::{BackendConfig, EngineConfig};
@@ -55,33 +53,30 @@ pub struct EngineOptions {
     pub js: Option<js::JsFunctions>,
 }
 
-/// One backend's settings: config override, else `@backend`, else the engine defaults.
-fn backend_settings(decl: &model::BackendDecl, options: &EngineOptions) -> BackendSettings {
-    let o = options.overrides.get(&decl.name).cloned().unwrap_or_default();
-    let d = &options.defaults;
-    let breaker = BreakerSettings::default();
-    let resilience = Resilience {
-        attempt_timeout: Duration::from_millis(o.timeout_ms.or(decl.timeout_ms).unwrap_or(d.timeout_ms)),
-        max_concurrent: o.max_concurrent.or(decl.max_concurrent).unwrap_or(d.max_concurrent),
-        rate_per_sec: o.rate_per_sec.or(decl.rate_per_sec).and_then(NonZeroU32::new),
-        burst: o.burst.or(decl.burst).and_then(NonZeroU32::new),
-        max_retries: o.max_retries.or(decl.max_retries).unwrap_or(d.max_retries),
-        retry_ratio: o.retry_ratio.unwrap_or(0.2),
-        retry_floor_per_sec: o.retry_floor_per_sec.unwrap_or(10),
-        breaker: BreakerSettings {
-            min_calls: o.breaker_min_calls.unwrap_or(breaker.min_calls),
-            failure_ratio: o.breaker_failure_ratio.unwrap_or(breaker.failure_ratio),
-            open_for: o.breaker_open_ms.map_or(breaker.open_for, Duration::from_millis),
-            ..breaker
-        },
-        ..Resilience::default()
-    };
-    BackendSettings {
-        name: decl.name.clone(),
-        url: o.url.unwrap_or_else(|| decl.url.clone()),
-        max_batch_size: o.max_batch_size.or(decl.max_batch_size).unwrap_or(d.max_batch_size),
-        resilience,
+/// One backend's settings: its policy layered config `[backends.NAME]` over `@backend` over
+/// the engine defaults (one merge, `PolicyOverrides::over`), checked with the same ranges the
+/// admin API uses. `Err` names the layer at fault.
+fn backend_settings(decl: &model::BackendDecl, options: &EngineOptions) -> Result<BackendSettings, String> {
+    let config = options.overrides.get(&decl.name).cloned().unwrap_or_default();
+    let problems = config.policy.check();
+    if !problems.is_empty() {
+        return Err(format!("config [backends.{}]: {}", decl.name, problems.join("; ")));
     }
+    let policy = config.policy.over(&decl.policy).over(&options.defaults.policy_defaults());
+    let problems = policy.check();
+    if !problems.is_empty() {
+        return Err(format!(
+            "backend {} (config over @backend at {}): {}",
+            decl.name,
+            decl.loc,
+            problems.join("; ")
+        ));
+    }
+    Ok(BackendSettings {
+        name: decl.name.clone(),
+        url: config.url.unwrap_or_else(|| decl.url.clone()),
+        resilience: policy.apply(Resilience::default()),
+    })
 }
 
 /// Reads and checks the schema folder without building clients: `facade schema check`.
@@ -278,7 +273,12 @@ impl Engine {
     pub fn from_model(model: FacadeSchema, options: &EngineOptions) -> Result<Self, EngineError> {
         let known = options.js.as_ref().map(|j| j.names()).unwrap_or_default();
         missing_js_functions(&model, |f| options.js.as_ref().is_some_and(|j| j.get(f).is_some()), &known)?;
-        let settings = model.backends.iter().map(|b| backend_settings(b, options)).collect();
+        let settings = model
+            .backends
+            .iter()
+            .map(|b| backend_settings(b, options))
+            .collect::<Result<_, _>>()
+            .map_err(EngineError::Build)?;
         let backends = Arc::new(Backends::new(settings)?);
         let mut limits = options.limits;
         limits.default_list_size = options.operation_limits.default_list_size;

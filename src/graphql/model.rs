@@ -57,12 +57,8 @@ impl fmt::Display for Diagnostics {
 pub struct BackendDecl {
     pub name: String,
     pub url: String,
-    pub timeout_ms: Option<u64>,
-    pub max_batch_size: Option<usize>,
-    pub max_concurrent: Option<usize>,
-    pub rate_per_sec: Option<u32>,
-    pub burst: Option<u32>,
-    pub max_retries: Option<u32>,
+    /// The numbers `@backend` sets (the schema owner's layer of the backend's policy).
+    pub policy: crate::backends::policy::PolicyOverrides,
     pub loc: Loc,
 }
 

@@ -237,17 +237,21 @@ impl<'a> Analyzer<'a> {
         if let Err(reason) = check_url(&url) {
             self.error(file, d.pos, format!("backend {name:?}: {reason}"));
         }
-        self.backends.push(BackendDecl {
-            name,
-            url,
+        let small = |key: &str| numbers.get(key).map(|n| u32::try_from(*n).unwrap_or(u32::MAX));
+        let policy = crate::backends::policy::PolicyOverrides {
             timeout_ms: numbers.get("timeoutMs").copied(),
-            max_batch_size: numbers.get("maxBatchSize").map(|n| *n as usize),
-            max_concurrent: numbers.get("maxConcurrent").map(|n| *n as usize),
-            rate_per_sec: numbers.get("ratePerSec").map(|n| (*n).min(u64::from(u32::MAX)) as u32),
-            burst: numbers.get("burst").map(|n| (*n).min(u64::from(u32::MAX)) as u32),
-            max_retries: numbers.get("maxRetries").map(|n| (*n).min(100) as u32),
-            loc: loc(file, d.pos),
-        });
+            max_batch_size: numbers.get("maxBatchSize").map(|n| usize::try_from(*n).unwrap_or(usize::MAX)),
+            max_concurrent: numbers.get("maxConcurrent").map(|n| usize::try_from(*n).unwrap_or(usize::MAX)),
+            rate_per_sec: small("ratePerSec"),
+            burst: small("burst"),
+            max_retries: small("maxRetries"),
+            ..Default::default()
+        };
+        // The same ranges as config and the admin API.
+        for problem in policy.check() {
+            self.error(file, d.pos, format!("backend {name:?}: {problem}"));
+        }
+        self.backends.push(BackendDecl { name, url, policy, loc: loc(file, d.pos) });
     }
 
     fn convert(&mut self) -> FacadeSchema {

@@ -7,7 +7,6 @@
 //! is hashed and compared.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
@@ -22,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::ApiError;
 use crate::backends::Backend;
+use crate::backends::policy::PolicyOverrides;
 use crate::registry::model::Principal;
 
 /// SHA-256 of a token, lower-case hex.
@@ -142,84 +142,31 @@ async fn get_backend(
     Ok(Json(view(find(&state, &name)?)))
 }
 
-/// The numbers an operator may change; absent fields stay as they are. `ratePerSec: 0`
-/// removes the rate limit.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PolicyPatch {
-    timeout_ms: Option<u64>,
-    max_concurrent: Option<usize>,
-    rate_per_sec: Option<u32>,
-    burst: Option<u32>,
-    max_retries: Option<u32>,
-    retry_ratio: Option<f64>,
-    retry_floor_per_sec: Option<u32>,
-    breaker_min_calls: Option<u32>,
-    breaker_failure_ratio: Option<f64>,
-    breaker_open_ms: Option<u64>,
-    breaker_max_open_ms: Option<u64>,
-}
-
+/// Changes a backend's numbers at runtime: the body is the same [`PolicyOverrides`] as
+/// `@backend` and config (camelCase here), checked with the same ranges; absent fields stay
+/// as they are; `ratePerSec: 0` removes the rate limit.
 async fn patch_backend(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
-    body: Result<Json<PolicyPatch>, JsonRejection>,
+    body: Result<Json<PolicyOverrides>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&who)?;
     let backend = find(&state, &name)?;
-    let Json(p) = body.map_err(|e| ApiError::BadRequest(format!("backend {name}: {}", e.body_text())))?;
-    let bad = |field: &str, rule: &str| ApiError::BadRequest(format!("backend {name}: {field} {rule}"));
-    let mut r = backend.resilience();
-    if let Some(ms) = p.timeout_ms {
-        if ms == 0 || ms > 600_000 {
-            return Err(bad("timeoutMs", "must be between 1 and 600000"));
-        }
-        r.attempt_timeout = Duration::from_millis(ms);
+    let Json(patch) = body.map_err(|e| ApiError::BadRequest(format!("backend {name}: {}", e.body_text())))?;
+    let bad =
+        |problems: Vec<String>| ApiError::BadRequest(format!("backend {name}: {}", problems.join("; ")));
+    let problems = patch.check();
+    if !problems.is_empty() {
+        return Err(bad(problems));
     }
-    if let Some(n) = p.max_concurrent {
-        if n == 0 || n > 100_000 {
-            return Err(bad("maxConcurrent", "must be between 1 and 100000"));
-        }
-        r.max_concurrent = n;
-    }
-    if let Some(n) = p.rate_per_sec {
-        r.rate_per_sec = std::num::NonZeroU32::new(n);
-    }
-    if let Some(n) = p.burst {
-        r.burst = Some(std::num::NonZeroU32::new(n).ok_or_else(|| bad("burst", "must be at least 1"))?);
-    }
-    if let Some(n) = p.max_retries {
-        if n > 10 {
-            return Err(bad("maxRetries", "must be at most 10"));
-        }
-        r.max_retries = n;
-    }
-    for (field, value, target) in [
-        ("retryRatio", p.retry_ratio, &mut r.retry_ratio),
-        ("breakerFailureRatio", p.breaker_failure_ratio, &mut r.breaker.failure_ratio),
-    ] {
-        if let Some(v) = value {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(bad(field, "must be between 0.0 and 1.0"));
-            }
-            *target = v;
-        }
-    }
-    if let Some(n) = p.retry_floor_per_sec {
-        r.retry_floor_per_sec = n;
-    }
-    if let Some(n) = p.breaker_min_calls {
-        r.breaker.min_calls = n.max(1);
-    }
-    if let Some(ms) = p.breaker_open_ms {
-        r.breaker.open_for = Duration::from_millis(ms.max(1));
-    }
-    if let Some(ms) = p.breaker_max_open_ms {
-        r.breaker.max_open_for = Duration::from_millis(ms.max(1));
-    }
+    let r = patch.apply(backend.resilience());
     if r.breaker.max_open_for < r.breaker.open_for {
-        return Err(bad("breakerMaxOpenMs", "must not be below breakerOpenMs"));
+        return Err(bad(vec![format!(
+            "breakerMaxOpenMs ({}) must not be below breakerOpenMs ({})",
+            r.breaker.max_open_for.as_millis(),
+            r.breaker.open_for.as_millis()
+        )]));
     }
     backend.set_resilience(r);
     tracing::info!(backend = %name, "backend policy changed through the admin API");

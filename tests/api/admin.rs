@@ -36,6 +36,16 @@ async fn no_or_bad_token_is_401() {
 }
 
 #[tokio::test]
+async fn config_cannot_set_what_the_admin_api_refuses() {
+    let mut config = crate::helpers::test_config();
+    let dir = tempfile::tempdir().unwrap();
+    config.database.url = format!("sqlite://{}", dir.path().join("f.db").display());
+    config.backends.entry("catalog".into()).or_default().policy.max_concurrent = Some(0);
+    let error = facade::app::App::build(&config).await.err().expect("refused").to_string();
+    assert!(error.contains("config [backends.catalog]") && error.contains("maxConcurrent"), "{error}");
+}
+
+#[tokio::test]
 async fn policy_changes_apply_at_runtime_and_bad_input_is_refused() {
     let app = admin_app().await;
     let patch = |body: Value| {
@@ -55,6 +65,8 @@ async fn policy_changes_apply_at_runtime_and_bad_input_is_refused() {
         (json!({"retryRatio": 1.5}), "retryRatio"),
         (json!({"breakerOpenMs": 5000, "breakerMaxOpenMs": 10}), "breakerMaxOpenMs"),
         (json!({"maxConcurent": 3}), "maxConcurent"),
+        (json!({"url": "http://elsewhere.example"}), "url"),
+        (json!({"breakerMinCalls": 0}), "breakerMinCalls"),
     ] {
         let r = patch(bad).await.unwrap();
         assert_eq!(r.status(), 400);

@@ -138,7 +138,7 @@ async fn failing_backend_costs_only_its_own_fields() {
 #[tokio::test]
 async fn timed_out_backend_is_a_timeout_error_and_the_rest_arrives() {
     let app = spawn_with(|c| {
-        c.backends.entry("artwork".into()).or_default().timeout_ms = Some(100);
+        c.backends.entry("artwork".into()).or_default().policy.timeout_ms = Some(100);
     })
     .await;
     app.set_faults("artwork", json!({"hang": true})).await;
@@ -209,7 +209,7 @@ async fn sibling_fetches_run_concurrently() {
     // ratings and history would not be called until artwork answered.
     let app = std::sync::Arc::new(
         spawn_with(|c| {
-            c.backends.entry("artwork".into()).or_default().timeout_ms = Some(60_000);
+            c.backends.entry("artwork".into()).or_default().policy.timeout_ms = Some(60_000);
         })
         .await,
     );

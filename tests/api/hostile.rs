@@ -511,7 +511,7 @@ async fn devices_never_see_internal_backend_urls() {
         for name in ["members", "lists", "catalog", "artwork", "ratings", "history"] {
             let b = c.backends.entry(name.to_owned()).or_default();
             b.url = Some("http://127.0.0.1:9".to_owned());
-            b.max_retries = Some(0);
+            b.policy.max_retries = Some(0);
         }
     })
     .await;

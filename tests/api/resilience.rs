@@ -4,15 +4,16 @@
 
 use std::collections::BTreeSet;
 
-use facade::config::{BackendConfig, Config};
+use facade::config::{Config, PolicyOverrides};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, home_query, repo_path, spawn_with};
 
-fn backend<'a>(c: &'a mut Config, name: &str) -> &'a mut BackendConfig {
+/// The config policy layer of one backend (`[backends.NAME]`).
+fn backend<'a>(c: &'a mut Config, name: &str) -> &'a mut PolicyOverrides {
     c.limits.client_rate_per_sec = 1_000_000;
     c.limits.client_burst = 1_000_000;
-    c.backends.entry(name.to_owned()).or_default()
+    &mut c.backends.entry(name.to_owned()).or_default().policy
 }
 
 fn codes(body: &Value) -> Vec<String> {
