@@ -106,7 +106,7 @@ impl App {
 
         let registry = Registry::open(&config.database.url, engine.clone()).await?;
         registry.watch(Duration::from_secs(config.database.poll_secs.max(1)));
-        let admin_tokens = http::admin::AdminTokens(Arc::new(
+        let admin_tokens = http::auth::AdminTokens(Arc::new(
             config.admin.token_sha256.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
         ));
         let state = AppState {

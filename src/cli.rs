@@ -61,7 +61,7 @@ pub async fn create_token(
     let team = team.map(crate::registry::model::TeamName::parse).transpose().map_err(anyhow::Error::msg)?;
     let store = Store::connect(&config.database.url).await.context("opening the registry database")?;
     store.migrate().await?;
-    let (token, hash) = crate::http::admin::new_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let (token, hash) = crate::http::auth::new_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let expires_ms = expires_in.map(|d| crate::registry::store::now_ms() + d.as_millis() as i64);
     store.create_token(&hash, team.as_ref().map(|t| t.as_str()), label, expires_ms, "cli").await?;
     match &team {

@@ -288,8 +288,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn new_token() -> anyhow::Result<()> {
-    let (token, hash) =
-        facade::http::admin::new_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let (token, hash) = facade::http::auth::new_token().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     println!("token: {token}");
     println!("# facade.toml (or FACADE_ADMIN__TOKEN_SHA256='[\"{hash}\"]'):");
     println!("[admin]\ntoken_sha256 = [\"{hash}\"]");

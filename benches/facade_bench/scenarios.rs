@@ -55,7 +55,7 @@ fn start_facade(backends: &Backends, max_batch_size: Option<usize>, smoke: bool)
     env.push(("FACADE_DATABASE__URL", format!("sqlite://{}", db.display())));
     env.push((
         "FACADE_ADMIN__TOKEN_SHA256",
-        format!("[\"{}\"]", facade::http::admin::token_hash(BENCH_TOKEN)),
+        format!("[\"{}\"]", facade::http::auth::token_hash(BENCH_TOKEN)),
     ));
     if smoke {
         // The isolation scenario waits out artwork's timeouts until its breaker opens: keep

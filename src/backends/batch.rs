@@ -25,8 +25,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::Method;
 use super::{Backends, BatchOutcome, FetchError, key_text};
-use crate::graphql::model::Method;
 
 /// Characters left as they are in a key placed in a URL.
 const KEY_CHARS: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');

@@ -21,7 +21,6 @@ use breaker::{Breaker, Outcome, TokioClock};
 use policy::{Limiter, Resilience, RetryBudget};
 
 use crate::errors::Code;
-use crate::graphql::model::Method;
 use crate::telemetry::metrics as m;
 
 /// Why a fetch failed. Cheap to clone: one failed batch is reported on every path it served.
@@ -77,6 +76,22 @@ impl FetchError {
             FetchError::Status { status, .. } => *status >= 500,
             FetchError::Connect { .. } | FetchError::Timeout { .. } => true,
             _ => false,
+        }
+    }
+}
+
+/// The HTTP method of a backend call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
         }
     }
 }

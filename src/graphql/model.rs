@@ -62,20 +62,8 @@ pub struct BackendDecl {
     pub loc: Loc,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
-    Get,
-    Post,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-        }
-    }
-}
+/// The HTTP method of a route (owned by `backends/`, which makes the calls).
+pub use crate::backends::Method;
 
 /// A piece of a route template such as `/titles?ids={$keys}&size={$args.size}`.
 #[derive(Debug, Clone, PartialEq, Eq)]

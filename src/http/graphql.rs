@@ -248,7 +248,7 @@ async fn resolve_document(
     media: MediaType,
     incoming: Incoming,
 ) -> Result<Resolved, Response> {
-    let trusted = super::admin::has_valid_token(state, headers).await;
+    let trusted = super::auth::has_valid_token(state, headers).await;
     let snapshot = state.registry.snapshot();
     let persisted = incoming
         .extensions

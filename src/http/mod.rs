@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod apq;
+pub mod auth;
 mod demo;
 mod device;
 pub mod door;
@@ -28,7 +29,7 @@ use crate::registry::Registry;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub registry: Arc<Registry>,
-    pub admin_tokens: admin::AdminTokens,
+    pub admin_tokens: auth::AdminTokens,
     /// Automatic persisted queries registered by clients (bounded).
     pub apq: Arc<apq::ApqCache>,
     /// Devices without a token may run only published documents.
@@ -51,7 +52,11 @@ pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Rout
         .layer(axum::middleware::from_fn_with_state(door, door::guard));
     let mut router = Router::new()
         .merge(devices)
-        .merge(admin::routes(state.clone()))
+        .merge(
+            admin::routes()
+                .merge(registry_admin::routes())
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate)),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

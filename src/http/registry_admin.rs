@@ -1,5 +1,5 @@
 //! Admin routes of the registry: clients, tokens, endpoint versions, rollouts, the audit log.
-//! Every route authorizes the [`Principal`] put there by `admin::authenticate`: admin tokens
+//! Every route authorizes the [`Principal`] put there by `auth::authenticate`: admin tokens
 //! may do anything; a team token only what concerns its own team's clients.
 
 use axum::extract::rejection::JsonRejection;
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::admin::{new_token, require_admin};
+use super::auth::{new_token, require_admin};
 use super::error::ApiError;
 use crate::registry::model::{ClientName, EndpointName, Principal, Rollout, TeamName};
 use crate::registry::sha256_hex;

@@ -71,21 +71,17 @@ impl ScriptError {
     }
 }
 
-/// A script: its source, the name errors and logs use, and its SHA-256 (the cache key).
+/// A script: its source and the name errors and logs use. (Nothing is cached per script:
+/// every call compiles it in a realm of its own.)
 #[derive(Debug, Clone)]
 pub struct Script {
     pub name: Arc<str>,
     pub source: Arc<str>,
-    pub sha256: Arc<str>,
 }
 
 impl Script {
     pub fn new(name: impl Into<Arc<str>>, source: &str) -> Self {
-        Self {
-            name: name.into(),
-            source: Arc::from(source),
-            sha256: Arc::from(crate::registry::sha256_hex(&[source]).as_str()),
-        }
+        Self { name: name.into(), source: Arc::from(source) }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::helpers::{TestApp, spawn_with};
 const TOKEN: &str = "fcd_test_token";
 
 async fn admin_app() -> TestApp {
-    let hash = facade::http::admin::token_hash(TOKEN);
+    let hash = facade::http::auth::token_hash(TOKEN);
     spawn_with(move |c| c.admin.token_sha256 = vec![hash]).await
 }
 

@@ -127,7 +127,7 @@ async fn tokens_never_appear_in_the_server_log() {
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .env("RUST_LOG", "trace")
         .env("FACADE_DATABASE__URL", format!("sqlite://{}", dir.path().join("log.db").display()))
-        .env("FACADE_ADMIN__TOKEN_SHA256", format!("[\"{}\"]", facade::http::admin::token_hash(CONFIG_TOKEN)))
+        .env("FACADE_ADMIN__TOKEN_SHA256", format!("[\"{}\"]", facade::http::auth::token_hash(CONFIG_TOKEN)))
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
         .spawn()

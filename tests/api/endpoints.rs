@@ -31,7 +31,7 @@ pub async fn fresh_postgres() -> Option<String> {
 }
 
 pub async fn app_on(db: Option<&str>) -> TestApp {
-    let hash = facade::http::admin::token_hash(ADMIN);
+    let hash = facade::http::auth::token_hash(ADMIN);
     let db = db.map(str::to_owned);
     spawn_with(move |c| {
         c.admin.token_sha256 = vec![hash];

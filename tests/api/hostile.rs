@@ -310,7 +310,7 @@ async fn a_null_or_unset_limit_fetches_what_the_cost_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdl_route_obeys_the_introspection_rule() {
-    let hash = facade::http::admin::token_hash(TOKEN);
+    let hash = facade::http::auth::token_hash(TOKEN);
     let app = spawn_with(move |c| {
         c.graphql.introspection = false;
         c.admin.token_sha256 = vec![hash];

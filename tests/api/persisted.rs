@@ -62,7 +62,7 @@ async fn stored_documents_run_by_id() {
 #[tokio::test]
 async fn safelist_mode_runs_only_published_documents_for_devices() {
     const TOKEN: &str = "fcd_safelist_admin";
-    let hash = facade::http::admin::token_hash(TOKEN);
+    let hash = facade::http::auth::token_hash(TOKEN);
     let app = spawn_with(move |c| {
         c.graphql.safelist = true;
         c.graphql.introspection = false;
@@ -98,7 +98,7 @@ async fn safelist_mode_runs_only_published_documents_for_devices() {
 #[tokio::test]
 async fn introspection_can_be_off_for_devices() {
     const TOKEN: &str = "fcd_introspect";
-    let hash = facade::http::admin::token_hash(TOKEN);
+    let hash = facade::http::auth::token_hash(TOKEN);
     let app = spawn_with(move |c| {
         c.graphql.introspection = false;
         c.admin.token_sha256 = vec![hash];

@@ -1,0 +1,115 @@
+//! Bearer-token authentication for the admin API and for requests that carry a token
+//! (introspection, safelist): hashing, the config's admin hashes, the store's tokens, and the
+//! middleware that puts the [`Principal`] in the request.
+//!
+//! Tokens are never stored: the store keeps their SHA-256 (`facade token create`), and config
+//! may list more admin hashes (`[admin] token_sha256`, `facade token new`). A presented token
+//! is hashed and compared.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::registry::model::Principal;
+
+/// SHA-256 of a token, lower-case hex.
+pub fn token_hash(token: &str) -> String {
+    crate::registry::sha256_hex(&[token])
+}
+
+/// A new random admin token (256 bits) and its hash.
+pub fn new_token() -> Result<(String, String), getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let token = format!("fcd_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Admin token hashes from config (bootstrap and break-glass); the store holds the others.
+#[derive(Clone, Default)]
+pub struct AdminTokens(pub Arc<Vec<String>>);
+
+/// The bearer token of a request, if any (the scheme is case-insensitive, RFC 7235).
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim_start();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Whether the request carries a valid admin or team token (devices carry none).
+pub async fn has_valid_token(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    match bearer(headers) {
+        Some(token) => matches!(principal(state, token).await, Ok(Some(_))),
+        None => false,
+    }
+}
+
+/// Who a token belongs to: an admin token from config, or a token from the store.
+pub async fn principal(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+    let hash = token_hash(token);
+    if state.admin_tokens.0.iter().any(|h| constant_time_eq(h.as_bytes(), hash.as_bytes())) {
+        return Ok(Some(Principal::Admin { label: "config".into() }));
+    }
+    state.registry.store().principal(&hash).await.map_err(ApiError::from)
+}
+
+/// 401 without a valid `Authorization: Bearer` token; puts the [`Principal`] in the request's
+/// extensions for the handlers to authorize. The token is never logged nor echoed.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(token) = bearer(request.headers()) else {
+        return Err(ApiError::Unauthorized("missing bearer token".into()));
+    };
+    let Some(principal) = principal(&state, token).await? else {
+        return Err(ApiError::Unauthorized("invalid token".into()));
+    };
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
+}
+
+pub fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+    if principal.is_admin() { Ok(()) } else { Err(ApiError::Forbidden("this needs an admin token".into())) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_hash_and_compare() {
+        let (token, hash) = new_token().unwrap();
+        assert!(token.starts_with("fcd_") && token.len() == 68);
+        assert_eq!(token_hash(&token), hash);
+        assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert!(constant_time_eq(b"ab", b"ab"));
+        assert!(!constant_time_eq(b"ab", b"ac") && !constant_time_eq(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let with = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            bearer(&h).map(str::to_owned)
+        };
+        for v in ["Bearer fcd_1", "bearer fcd_1", "BEARER  fcd_1 "] {
+            assert_eq!(with(v).as_deref(), Some("fcd_1"), "{v}");
+        }
+        assert_eq!(with("Basic fcd_1"), None);
+        assert_eq!(with("Bearer "), None);
+        assert_eq!(with("Bearerfcd_1"), None);
+    }
+}
