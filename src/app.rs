@@ -126,7 +126,7 @@ impl App {
             demo: demo.clone(),
         };
         if config.demo.enabled {
-            crate::registry::samples::publish_samples(&registry).await?;
+            crate::registry::samples::publish_samples(&registry, &scripts).await?;
         }
         crate::telemetry::metrics::handle();
         let door = http::door::Door::new(http::door::DoorLimits {

@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use lru::LruCache;
 
 /// The largest text the cache takes: the same cap as a published document.
-pub const MAX_TEXT_BYTES: usize = super::registry_admin::MAX_DOCUMENT_BYTES;
+pub const MAX_TEXT_BYTES: usize = crate::registry::publish::MAX_DOCUMENT_BYTES;
 
 struct Inner {
     texts: LruCache<String, String>,

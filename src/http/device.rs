@@ -78,15 +78,17 @@ pub async fn call(
                     Some((h.clone(), Value::String(headers.get(h.as_str())?.to_str().ok()?.to_owned())))
                 })
                 .collect();
-            let ctx = json!({
-                "variables": vars,
-                "client": client.as_str(),
-                "endpoint": endpoint.as_str(),
-                "version": picked.version.version,
-                "canary": picked.canary,
-                "errors": result.get_mut("errors").map(Value::take).unwrap_or(Value::Null),
-                "device": { "id": device, "headers": device_headers },
-            });
+            let ctx = crate::registry::publish::TransformCtx {
+                variables: &vars,
+                client: client.as_str(),
+                endpoint: endpoint.as_str(),
+                version: picked.version.version,
+                canary: picked.canary,
+                errors: result.get_mut("errors").map(Value::take).unwrap_or(Value::Null),
+                device_id: device,
+                device_headers,
+            }
+            .to_json();
             let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
             match state.scripts.transform(script, data.to_string(), ctx.to_string()).await {
                 Ok(shaped) => (StatusCode::OK, bytes::Bytes::from(shaped)),

@@ -14,11 +14,8 @@ use super::AppState;
 use super::auth::{new_token, require_admin};
 use super::error::ApiError;
 use crate::registry::model::{ClientName, EndpointName, Principal, Rollout, TeamName};
-use crate::registry::sha256_hex;
-use crate::registry::store::{NewVersion, StoreError};
-
-/// Largest document or script accepted by a publish.
-pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+use crate::registry::publish;
+use crate::registry::store::StoreError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -204,74 +201,38 @@ async fn publish(
     let name = endpoint_name(&name)?;
     let p = json_body(body, "publish")?;
     let target = format!("{client}/{name}");
-    for (what, text) in [("document", Some(&p.document)), ("script", p.script.as_ref())] {
-        if let Some(text) = text
-            && text.len() > MAX_DOCUMENT_BYTES
-        {
-            return Err(ApiError::TooLarge(format!(
-                "{target}: the {what} is {} bytes; at most {MAX_DOCUMENT_BYTES}",
-                text.len()
-            )));
-        }
-    }
-    let prepared =
-        state.engine.prepare(&p.document, p.operation_name.as_deref()).await.map_err(|errors| {
-            ApiError::BadRequest(format!("{target}: the document was refused: {}", errors.join("; ")))
-        })?;
-    if !state.introspection && prepared.uses_introspection() {
-        return Err(ApiError::BadRequest(format!(
-            "{target}: the document asks __schema or __type, and introspection is off for devices"
-        )));
-    }
-    if let Some(source) = &p.script {
-        let script = crate::scripts::Script::new(format!("{target}@new"), source);
-        let refused = |e: crate::scripts::ScriptError| {
-            ApiError::BadRequest(format!("{target}: the script was refused: {e}"))
-        };
-        state.scripts.check(&script, None).await.map_err(refused)?;
-        // A trial run on live data when sample variables are given.
-        if let Some(vars) = &p.sample_variables {
-            let outcome = state.engine.execute_prepared(&prepared, vars.clone()).await;
-            let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
-            let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
-            let ctx = json!({
-                "variables": vars, "client": client.as_str(), "endpoint": name.as_str(), "version": 0,
-                "canary": false, "errors": result.get("errors"), "device": { "id": null, "headers": {} },
-            });
-            state.scripts.transform(&script, data.to_string(), ctx.to_string()).await.map_err(refused)?;
-        }
-    }
-    let sha256 = sha256_hex(&[
-        &p.document,
-        p.operation_name.as_deref().unwrap_or(""),
-        p.script.as_deref().unwrap_or(""),
-    ]);
-    let document_sha256 = sha256_hex(&[&p.document]);
     let author = who.actor();
-    let (version, created) = state
-        .registry
-        .store()
-        .publish(&NewVersion {
-            client: client.as_str(),
-            endpoint: name.as_str(),
+    let published = publish::publish(
+        &state.registry,
+        &state.scripts,
+        publish::PublishRequest {
+            client: &client,
+            endpoint: &name,
             document: &p.document,
             operation_name: p.operation_name.as_deref(),
             script: p.script.as_deref(),
-            sha256: &sha256,
-            document_sha256: &document_sha256,
+            sample_variables: p.sample_variables.as_ref(),
+            allow_introspection: state.introspection,
             author: &author,
             reason: p.reason.as_deref(),
-        })
-        .await?;
-    if created {
-        state.registry.changed().await?;
-    }
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        publish::PublishError::TooLarge(m) => ApiError::TooLarge(m),
+        publish::PublishError::Refused(m) => ApiError::BadRequest(m),
+        publish::PublishError::Store(e) => e.into(),
+    })?;
+    let status = if published.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
         status,
-        Json(
-            json!({ "endpoint": target, "version": version, "created": created, "sha256": sha256, "documentId": document_sha256 }),
-        ),
+        Json(json!({
+            "endpoint": target,
+            "version": published.version,
+            "created": published.created,
+            "sha256": published.sha256,
+            "documentId": published.document_sha256,
+        })),
     ))
 }
 

@@ -5,6 +5,7 @@
 //! net (`watch`).
 
 pub mod model;
+pub mod publish;
 pub mod samples;
 pub mod store;
 

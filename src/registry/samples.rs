@@ -6,8 +6,7 @@ use std::path::Path;
 
 use super::Registry;
 use super::model::{ClientName, EndpointName};
-use super::sha256_hex;
-use super::store::{NewVersion, StoreError};
+use super::store::StoreError;
 
 /// Where the sample endpoints live, relative to the working directory.
 pub const SAMPLES_DIR: &str = "resolvers-js/endpoints";
@@ -44,7 +43,10 @@ pub fn read_dir(dir: &Path) -> Result<Vec<EndpointFile>, String> {
     Ok(out)
 }
 
-pub async fn publish_samples(registry: &Registry) -> Result<(), StoreError> {
+pub async fn publish_samples(
+    registry: &Registry,
+    scripts: &crate::scripts::ScriptPool,
+) -> Result<(), StoreError> {
     let files = match read_dir(Path::new(SAMPLES_DIR)) {
         Ok(files) => files,
         Err(e) => {
@@ -58,27 +60,26 @@ pub async fn publish_samples(registry: &Registry) -> Result<(), StoreError> {
             let team = format!("{}-team", f.client);
             store.create_client(f.client.as_str(), &team, "demo", Some("demo sample")).await?;
         }
-        if let Err(errors) = registry.engine().prepare(&f.document, None).await {
-            tracing::warn!(endpoint = %format!("{}/{}", f.client, f.name), errors = %errors.join("; "), "sample endpoint refused");
-            continue;
-        }
-        let sha256 = sha256_hex(&[&f.document, "", f.script.as_deref().unwrap_or("")]);
-        let document_sha256 = sha256_hex(&[&f.document]);
-        let (version, created) = store
-            .publish(&NewVersion {
-                client: f.client.as_str(),
-                endpoint: f.name.as_str(),
-                document: &f.document,
-                operation_name: None,
-                script: f.script.as_deref(),
-                sha256: &sha256,
-                document_sha256: &document_sha256,
-                author: "demo",
-                reason: Some("demo sample"),
-            })
-            .await?;
-        if created {
-            tracing::info!(endpoint = %format!("{}/{}", f.client, f.name), version, "sample endpoint published");
+        let request = super::publish::PublishRequest {
+            client: &f.client,
+            endpoint: &f.name,
+            document: &f.document,
+            operation_name: None,
+            script: f.script.as_deref(),
+            sample_variables: None,
+            allow_introspection: true,
+            author: "demo",
+            reason: Some("demo sample"),
+        };
+        match super::publish::publish(registry, scripts, request).await {
+            Ok(p) if p.created => {
+                tracing::info!(endpoint = %format!("{}/{}", f.client, f.name), version = p.version, "sample endpoint published")
+            }
+            Ok(_) => {}
+            Err(super::publish::PublishError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(endpoint = %format!("{}/{}", f.client, f.name), error = %e, "sample endpoint refused")
+            }
         }
     }
     registry.changed().await

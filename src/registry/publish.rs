@@ -1,0 +1,149 @@
+//! Publishing an endpoint version, in one place for the admin API, the demo samples and the
+//! CLI (through the API): size limits, the document against the schema and the operation
+//! limits, the introspection rule, the script's compile and a trial run on live data, the
+//! hashes, the store, and the snapshot refresh. A refused publish changes nothing anywhere.
+//! Also the `ctx` a transform gets, built the same way for device calls and trial runs.
+
+use serde_json::{Map, Value, json};
+
+use super::Registry;
+use super::model::{ClientName, EndpointName};
+use super::sha256_hex;
+use super::store::{NewVersion, StoreError};
+use crate::scripts::{Script, ScriptPool};
+
+/// Largest document or script accepted by a publish (and the largest APQ text).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+/// What a publish asks for.
+pub struct PublishRequest<'a> {
+    pub client: &'a ClientName,
+    pub endpoint: &'a EndpointName,
+    pub document: &'a str,
+    pub operation_name: Option<&'a str>,
+    pub script: Option<&'a str>,
+    /// Variables to run the document with once, live, so the transform is tried on real data.
+    pub sample_variables: Option<&'a Map<String, Value>>,
+    /// Whether devices may introspect; when not, a document asking `__schema` is refused.
+    pub allow_introspection: bool,
+    pub author: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// What a publish stored (or found stored with the same content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub version: i64,
+    pub created: bool,
+    pub sha256: String,
+    pub document_sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The `ctx` a transform is called with.
+pub struct TransformCtx<'a> {
+    pub variables: &'a Value,
+    pub client: &'a str,
+    pub endpoint: &'a str,
+    /// 0 for a trial run before the version exists.
+    pub version: i64,
+    pub canary: bool,
+    pub errors: Value,
+    pub device_id: Option<&'a str>,
+    pub device_headers: Map<String, Value>,
+}
+
+impl TransformCtx<'_> {
+    pub fn to_json(self) -> Value {
+        json!({
+            "variables": self.variables,
+            "client": self.client,
+            "endpoint": self.endpoint,
+            "version": self.version,
+            "canary": self.canary,
+            "errors": self.errors,
+            "device": { "id": self.device_id, "headers": self.device_headers },
+        })
+    }
+}
+
+/// Checks, stores and makes live a version; see the module comment.
+pub async fn publish(
+    registry: &Registry,
+    scripts: &ScriptPool,
+    r: PublishRequest<'_>,
+) -> Result<Published, PublishError> {
+    let target = format!("{}/{}", r.client, r.endpoint);
+    for (what, text) in [("document", Some(r.document)), ("script", r.script)] {
+        if let Some(text) = text
+            && text.len() > MAX_DOCUMENT_BYTES
+        {
+            return Err(PublishError::TooLarge(format!(
+                "{target}: the {what} is {} bytes; at most {MAX_DOCUMENT_BYTES}",
+                text.len()
+            )));
+        }
+    }
+    let engine = registry.engine();
+    let prepared = engine.prepare(r.document, r.operation_name).await.map_err(|errors| {
+        PublishError::Refused(format!("{target}: the document was refused: {}", errors.join("; ")))
+    })?;
+    if !r.allow_introspection && prepared.uses_introspection() {
+        return Err(PublishError::Refused(format!(
+            "{target}: the document asks __schema or __type, and introspection is off for devices"
+        )));
+    }
+    if let Some(source) = r.script {
+        let script = Script::new(format!("{target}@new"), source);
+        let refused = |e: crate::scripts::ScriptError| {
+            PublishError::Refused(format!("{target}: the script was refused: {e}"))
+        };
+        scripts.check(&script, None).await.map_err(refused)?;
+        if let Some(vars) = r.sample_variables {
+            let outcome = engine.execute_prepared(&prepared, vars.clone()).await;
+            let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
+            let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
+            let variables = Value::Object(vars.clone());
+            let ctx = TransformCtx {
+                variables: &variables,
+                client: r.client.as_str(),
+                endpoint: r.endpoint.as_str(),
+                version: 0,
+                canary: false,
+                errors: result.get_mut("errors").map(Value::take).unwrap_or(Value::Null),
+                device_id: None,
+                device_headers: Map::new(),
+            };
+            scripts.transform(&script, data.to_string(), ctx.to_json().to_string()).await.map_err(refused)?;
+        }
+    }
+    let sha256 = sha256_hex(&[r.document, r.operation_name.unwrap_or(""), r.script.unwrap_or("")]);
+    let document_sha256 = sha256_hex(&[r.document]);
+    let (version, created) = registry
+        .store()
+        .publish(&NewVersion {
+            client: r.client.as_str(),
+            endpoint: r.endpoint.as_str(),
+            document: r.document,
+            operation_name: r.operation_name,
+            script: r.script,
+            sha256: &sha256,
+            document_sha256: &document_sha256,
+            author: r.author,
+            reason: r.reason,
+        })
+        .await?;
+    if created {
+        registry.changed().await?;
+    }
+    Ok(Published { version, created, sha256, document_sha256 })
+}
