@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{new_token, require_admin};
 use super::error::ApiError;
-use crate::registry::model::{ClientName, EndpointName, Principal, Rollout, TeamName};
+use crate::registry::model::{
+    ClientName, EndpointName, Principal, Rollout, RolloutChange, RolloutError, TeamName,
+};
 use crate::registry::publish;
 use crate::registry::store::StoreError;
 
@@ -295,24 +297,8 @@ async fn put_rollout(
     body: Result<Json<SetRollout>, JsonRejection>,
 ) -> Result<Json<Rollout>, ApiError> {
     let r = json_body(body, "rollout")?;
-    if !(0..=100).contains(&r.canary_percent) {
-        return Err(ApiError::BadRequest(format!(
-            "canaryPercent must be between 0 and 100, got {}",
-            r.canary_percent
-        )));
-    }
-    if r.canary.is_none() && r.canary_percent != 0 {
-        return Err(ApiError::BadRequest("canaryPercent needs a canary version".into()));
-    }
-    change_rollout(&state, &who, &client, &name, "rollout.set", r.reason.as_deref(), |_, cur| {
-        Ok(Rollout {
-            stable: r.stable,
-            canary: r.canary,
-            canary_percent: r.canary_percent,
-            previous_stable: if cur.stable != r.stable { Some(cur.stable) } else { cur.previous_stable },
-        })
-    })
-    .await
+    let change = RolloutChange::Set { stable: r.stable, canary: r.canary, canary_percent: r.canary_percent };
+    change_rollout(&state, &who, &client, &name, change, r.reason.as_deref()).await
 }
 
 #[derive(Deserialize, Default)]
@@ -332,21 +318,7 @@ async fn promote(
     Path((client, name)): Path<(String, String)>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Rollout>, ApiError> {
-    change_rollout(
-        &state,
-        &who,
-        &client,
-        &name,
-        "rollout.promote",
-        reason_of(body).as_deref(),
-        |target, cur| {
-            let canary = cur
-                .canary
-                .ok_or_else(|| StoreError::Conflict(format!("{target} has no canary to promote")))?;
-            Ok(Rollout { stable: canary, canary: None, canary_percent: 0, previous_stable: Some(cur.stable) })
-        },
-    )
-    .await
+    change_rollout(&state, &who, &client, &name, RolloutChange::Promote, reason_of(body).as_deref()).await
 }
 
 /// Drops the canary if there is one; otherwise returns to the previous stable version.
@@ -356,36 +328,18 @@ async fn rollback(
     Path((client, name)): Path<(String, String)>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Rollout>, ApiError> {
-    change_rollout(
-        &state,
-        &who,
-        &client,
-        &name,
-        "rollout.rollback",
-        reason_of(body).as_deref(),
-        |target, cur| {
-            if cur.canary.is_some() {
-                return Ok(Rollout { canary: None, canary_percent: 0, ..cur });
-            }
-            let previous = cur.previous_stable.ok_or_else(|| {
-                StoreError::Conflict(format!("{target} has no canary and no previous stable version"))
-            })?;
-            Ok(Rollout { stable: previous, canary: None, canary_percent: 0, previous_stable: None })
-        },
-    )
-    .await
+    change_rollout(&state, &who, &client, &name, RolloutChange::Rollback, reason_of(body).as_deref()).await
 }
 
-/// Authorizes, applies `change(target, current)` in one store transaction (which checks the
-/// versions exist and writes the audit entry), and makes the change live.
+/// Authorizes, applies the change in one store transaction (which checks the versions exist
+/// and writes the audit entry), and makes it live.
 async fn change_rollout(
     state: &AppState,
     who: &Principal,
     client: &str,
     name: &str,
-    action: &str,
+    change: RolloutChange,
     reason: Option<&str>,
-    change: impl Fn(&str, Rollout) -> Result<Rollout, StoreError>,
 ) -> Result<Json<Rollout>, ApiError> {
     let client = authorize(state, who, client)?;
     let name = endpoint_name(name)?;
@@ -393,8 +347,11 @@ async fn change_rollout(
     let next = state
         .registry
         .store()
-        .update_rollout(client.as_str(), name.as_str(), &who.actor(), action, reason, |cur| {
-            change(&target, cur)
+        .update_rollout(client.as_str(), name.as_str(), &who.actor(), change.action(), reason, |cur| {
+            change.apply(&target, cur).map_err(|e| match e {
+                RolloutError::Invalid(m) => StoreError::Invalid(m),
+                RolloutError::Conflict(m) => StoreError::Conflict(m),
+            })
         })
         .await?;
     state.registry.changed().await?;

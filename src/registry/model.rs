@@ -118,6 +118,77 @@ pub struct Rollout {
     pub previous_stable: Option<i64>,
 }
 
+/// A change to a rollout, as a pure function of the current one: the store applies it inside
+/// the transaction that also checks the versions exist and writes the audit entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutChange {
+    /// Set the stable version and an optional canary with its share of devices (0–100).
+    Set { stable: i64, canary: Option<i64>, canary_percent: i64 },
+    /// The canary becomes the stable version.
+    Promote,
+    /// Drop the canary if there is one; otherwise return to the previous stable version.
+    Rollback,
+}
+
+/// Why a rollout change cannot be made: bad input (400) or not in this state (409).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolloutError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl RolloutChange {
+    /// The audit log's name for it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            RolloutChange::Set { .. } => "rollout.set",
+            RolloutChange::Promote => "rollout.promote",
+            RolloutChange::Rollback => "rollout.rollback",
+        }
+    }
+
+    /// The rollout after this change; `target` names the endpoint in errors.
+    pub fn apply(&self, target: &str, cur: Rollout) -> Result<Rollout, RolloutError> {
+        match *self {
+            RolloutChange::Set { stable, canary, canary_percent } => {
+                if !(0..=100).contains(&canary_percent) {
+                    return Err(RolloutError::Invalid(format!(
+                        "canaryPercent must be between 0 and 100, got {canary_percent}"
+                    )));
+                }
+                if canary.is_none() && canary_percent != 0 {
+                    return Err(RolloutError::Invalid("canaryPercent needs a canary version".into()));
+                }
+                let previous_stable =
+                    if cur.stable != stable { Some(cur.stable) } else { cur.previous_stable };
+                Ok(Rollout { stable, canary, canary_percent, previous_stable })
+            }
+            RolloutChange::Promote => {
+                let canary = cur
+                    .canary
+                    .ok_or_else(|| RolloutError::Conflict(format!("{target} has no canary to promote")))?;
+                Ok(Rollout {
+                    stable: canary,
+                    canary: None,
+                    canary_percent: 0,
+                    previous_stable: Some(cur.stable),
+                })
+            }
+            RolloutChange::Rollback => {
+                if cur.canary.is_some() {
+                    return Ok(Rollout { canary: None, canary_percent: 0, ..cur });
+                }
+                let previous = cur.previous_stable.ok_or_else(|| {
+                    RolloutError::Conflict(format!("{target} has no canary and no previous stable version"))
+                })?;
+                Ok(Rollout { stable: previous, canary: None, canary_percent: 0, previous_stable: None })
+            }
+        }
+    }
+}
+
 /// A stored token as the token list shows it: never the token, never its hash.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -176,5 +247,38 @@ mod tests {
         assert!(t.may_manage("tv-team") && !t.may_manage("ios-team") && !t.is_admin());
         assert!(Principal::Admin { label: "root".into() }.may_manage("anything"));
         assert_eq!(t.actor(), "team:tv-team:ci");
+    }
+
+    const AT_2: Rollout = Rollout { stable: 2, canary: None, canary_percent: 0, previous_stable: Some(1) };
+
+    #[test]
+    fn rollout_transitions() {
+        let set = RolloutChange::Set { stable: 2, canary: Some(3), canary_percent: 10 };
+        let canary = set.apply("tv/home", AT_2).unwrap();
+        assert_eq!(
+            canary,
+            Rollout { stable: 2, canary: Some(3), canary_percent: 10, previous_stable: Some(1) }
+        );
+        let promoted = RolloutChange::Promote.apply("tv/home", canary).unwrap();
+        assert_eq!(
+            promoted,
+            Rollout { stable: 3, canary: None, canary_percent: 0, previous_stable: Some(2) }
+        );
+        let dropped = RolloutChange::Rollback.apply("tv/home", canary).unwrap();
+        assert_eq!(dropped, Rollout { canary: None, canary_percent: 0, ..canary });
+        let back = RolloutChange::Rollback.apply("tv/home", promoted).unwrap();
+        assert_eq!(back, Rollout { stable: 2, canary: None, canary_percent: 0, previous_stable: None });
+        assert!(matches!(RolloutChange::Rollback.apply("tv/home", back), Err(RolloutError::Conflict(_))));
+        let e = RolloutChange::Promote.apply("tv/home", AT_2).unwrap_err();
+        assert!(matches!(&e, RolloutError::Conflict(m) if m.contains("tv/home")), "{e}");
+        let moved =
+            RolloutChange::Set { stable: 5, canary: None, canary_percent: 0 }.apply("tv/home", AT_2).unwrap();
+        assert_eq!(moved.previous_stable, Some(2), "a new stable remembers the old one");
+        for bad in [
+            RolloutChange::Set { stable: 2, canary: Some(3), canary_percent: 101 },
+            RolloutChange::Set { stable: 2, canary: None, canary_percent: 5 },
+        ] {
+            assert!(matches!(bad.apply("tv/home", AT_2), Err(RolloutError::Invalid(_))), "{bad:?}");
+        }
     }
 }
