@@ -212,7 +212,7 @@ fn too_many(limits: &OperationLimits, n: u64) -> String {
 }
 
 /// What the cost check of one request needs; put in the request's data by the engine and
-/// read by [`CostCheck`] once async-graphql has validated the document.
+/// read by [`validate_then_check`] once async-graphql has validated the document.
 pub(super) struct CostInput {
     pub document: Arc<ExecutableDocument>,
     pub operation_name: Option<String>,
