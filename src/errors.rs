@@ -29,10 +29,13 @@ pub enum Code {
     PersistedQueryNotFound,
     /// Safelist mode: a device without a token sent a document that is not published.
     PersistedQueryNotAllowed,
+    /// The request did not parse, validate or pass the operation limits; nothing ran. (GraphQL
+    /// answers such errors without a code; metrics count them under this one.)
+    GraphqlValidationFailed,
 }
 
 impl Code {
-    pub const ALL: [Code; 9] = [
+    pub const ALL: [Code; 10] = [
         Code::CircuitOpen,
         Code::Timeout,
         Code::BulkheadFull,
@@ -42,6 +45,7 @@ impl Code {
         Code::ScriptError,
         Code::PersistedQueryNotFound,
         Code::PersistedQueryNotAllowed,
+        Code::GraphqlValidationFailed,
     ];
 
     /// The text in `extensions.code`.
@@ -56,6 +60,7 @@ impl Code {
             Code::ScriptError => "SCRIPT_ERROR",
             Code::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Code::PersistedQueryNotAllowed => "PERSISTED_QUERY_NOT_ALLOWED",
+            Code::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
         }
     }
 
@@ -65,7 +70,7 @@ impl Code {
             Code::RateLimited => 429,
             Code::ScriptError => 500,
             Code::PersistedQueryNotAllowed => 403,
-            Code::BadUserInput => 400,
+            Code::BadUserInput | Code::GraphqlValidationFailed => 400,
             Code::Timeout => 504,
             Code::CircuitOpen | Code::BulkheadFull | Code::BackendError => 502,
             // Apollo's clients expect 200 and then resend the text with its hash.

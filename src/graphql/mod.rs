@@ -230,16 +230,22 @@ pub struct Outcome {
     /// The serialized JSON body.
     pub body: bytes::Bytes,
     pub request_error: bool,
+    /// The `extensions.code` of each field error (for metrics), without parsing the body.
+    pub error_codes: Vec<String>,
 }
 
 impl Outcome {
     fn request_errors(errors: Vec<ServerError>) -> Self {
-        Self { body: json!({ "errors": errors }).to_string().into(), request_error: true }
+        Self {
+            body: json!({ "errors": errors }).to_string().into(),
+            request_error: true,
+            error_codes: Vec::new(),
+        }
     }
 
     /// A request error with one message.
     pub fn request_error(message: &str) -> Self {
-        Self { body: json!({ "errors": [{ "message": message }] }).to_string().into(), request_error: true }
+        Self::request_errors(vec![ServerError::new(message, None)])
     }
 }
 
@@ -464,6 +470,14 @@ impl Engine {
                 .to_string()
                 .into_bytes()
         });
-        Outcome { body: body.into(), request_error: false }
+        let error_codes = response
+            .errors
+            .iter()
+            .map(|e| match e.extensions.as_ref().and_then(|x| x.get("code")) {
+                Some(async_graphql::Value::String(code)) => code.clone(),
+                _ => "UNKNOWN".to_owned(),
+            })
+            .collect();
+        Outcome { body: body.into(), request_error: false, error_codes }
     }
 }

@@ -11,8 +11,35 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::door::DEVICE_HEADER;
+use crate::errors::Code;
 use crate::graphql::OperationKind;
+use crate::registry::model::{ClientName, EndpointName};
 use crate::registry::{PickError, Registry};
+use crate::telemetry::metrics as m;
+
+/// Per endpoint version metrics of one call (names in `telemetry::metrics`).
+fn record(
+    client: &ClientName,
+    endpoint: &EndpointName,
+    version: i64,
+    canary: bool,
+    took: std::time::Duration,
+    error_codes: &[&str],
+) {
+    let labels = [
+        ("client", client.as_str().to_owned()),
+        ("endpoint", endpoint.as_str().to_owned()),
+        ("version", version.to_string()),
+        ("side", if canary { "canary" } else { "stable" }.to_owned()),
+    ];
+    metrics::counter!(m::ENDPOINT_REQUESTS, &labels).increment(1);
+    metrics::histogram!(m::ENDPOINT_LATENCY, &labels).record(took.as_secs_f64());
+    for code in error_codes {
+        let mut with_code = labels.to_vec();
+        with_code.push(("code", (*code).to_owned()));
+        metrics::counter!(m::ENDPOINT_ERRORS, &with_code).increment(1);
+    }
+}
 
 fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(json!({ "errors": [{ "message": message }] }))).into_response()
@@ -67,7 +94,12 @@ pub async fn call(
         }
     }
     let transform_vars = picked.version.script.as_ref().map(|_| Value::Object(variables.clone()));
+    let started = std::time::Instant::now();
     let outcome = state.engine.execute_prepared(prepared, variables).await;
+    let mut error_codes: Vec<&str> = outcome.error_codes.iter().map(String::as_str).collect();
+    if outcome.request_error {
+        error_codes.push(Code::GraphqlValidationFailed.as_str());
+    }
     let (status, body) = match (&picked.version.script, outcome.request_error, transform_vars) {
         (Some(script), false, Some(vars)) => {
             let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
@@ -94,7 +126,8 @@ pub async fn call(
                 Ok(shaped) => (StatusCode::OK, bytes::Bytes::from(shaped)),
                 Err(e) => {
                     tracing::warn!(endpoint = %target, version = picked.version.version, error = %e, "transform failed");
-                    let code = crate::errors::Code::ScriptError;
+                    let code = Code::ScriptError;
+                    error_codes.push(code.as_str());
                     let message =
                         format!("transform of {target} version {} failed: {e}", picked.version.version);
                     let body = json!({ "errors": [code.error_json(message)] });
@@ -105,6 +138,7 @@ pub async fn call(
         (_, true, _) => (StatusCode::BAD_REQUEST, outcome.body),
         _ => (StatusCode::OK, outcome.body),
     };
+    record(&client, &endpoint, picked.version.version, picked.canary, started.elapsed(), &error_codes);
     let mut response = (status, body).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));

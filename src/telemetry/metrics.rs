@@ -20,6 +20,15 @@ pub const SCRIPT_ERRORS: &str = "facade_script_errors_total";
 /// QuickJS runtimes replaced after an interrupted or out-of-memory call.
 pub const SCRIPT_RUNTIME_REPLACED: &str = "facade_script_runtimes_replaced_total";
 
+/// Device calls by endpoint ID, by `client`, `endpoint`, `version` and `side` (`stable` or
+/// `canary`). Per client: sum by `client`.
+pub const ENDPOINT_REQUESTS: &str = "facade_endpoint_requests_total";
+/// Errors in those calls' answers, by the same labels and `code` (`extensions.code`; one per
+/// error, so a call can count several).
+pub const ENDPOINT_ERRORS: &str = "facade_endpoint_errors_total";
+/// Time to answer those calls (execution and transform), by the same labels, in seconds.
+pub const ENDPOINT_LATENCY: &str = "facade_endpoint_request_duration_seconds";
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide recorder once; later calls return the same handle. `None` if
@@ -30,6 +39,11 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Full(BACKEND_LATENCY.to_owned()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(ENDPOINT_LATENCY.to_owned()),
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
                 )
                 .ok()?

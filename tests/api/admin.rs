@@ -123,3 +123,31 @@ async fn the_openapi_document_covers_every_admin_route() {
     }
     assert!(routes >= 12, "{routes} routes found");
 }
+
+#[tokio::test]
+async fn metrics_count_each_endpoint_versions_requests_errors_and_latency() {
+    let app = crate::endpoints::app_on(None).await;
+    let admin = crate::endpoints::Admin { app: &app, token: "fcd_admin_for_tests".to_owned() };
+    admin.post("/clients", json!({"name": "metered", "team": "m-team"})).await;
+    let (status, _) = admin.publish("metered", "title", "{ title(id: 1) { id name } }").await;
+    assert_eq!(status, 201);
+    let call =
+        || async { app.client.get(format!("{}/v1/metered/title", app.base)).send().await.unwrap().status() };
+    for _ in 0..3 {
+        assert_eq!(call().await, 200);
+    }
+    app.set_faults("catalog", json!({"errorRate": 1.0})).await;
+    assert_eq!(call().await, 200, "a failed field is still a 200 with data: null for it");
+    let text = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let line = |name: &str, extra: &str| {
+        let labels = format!("client=\"metered\",endpoint=\"title\",version=\"1\",side=\"stable\"{extra}");
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(&labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{name} {labels} not in:\n{text}"))
+    };
+    assert_eq!(line("facade_endpoint_requests_total", ""), "4");
+    assert_eq!(line("facade_endpoint_errors_total", ",code=\"BACKEND_ERROR\""), "1");
+    assert_eq!(line("facade_endpoint_request_duration_seconds_count", ""), "4");
+}
