@@ -25,8 +25,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::Method;
-use super::{Backends, BatchOutcome, FetchError, key_text};
+use super::{Backend, Backends, BatchOutcome, FetchError, Method, key_text};
 
 /// Characters left as they are in a key placed in a URL.
 const KEY_CHARS: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -66,6 +65,72 @@ pub struct SingleRequest {
     pub body: Option<String>,
 }
 
+/// One backend call a request made, for `x-facade-debug` (one request's waterfall).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchRecord {
+    pub backend: String,
+    pub method: &'static str,
+    /// The path called (long ones shortened as in logs).
+    pub route: String,
+    /// Keys in the call (0 for a single request).
+    pub keys: usize,
+    /// Since the request started, in milliseconds.
+    pub start_ms: f64,
+    pub duration_ms: f64,
+    /// `ok`, or the error's `extensions.code`.
+    pub outcome: &'static str,
+}
+
+/// The calls of one request, when someone asked to see them. Bounded by the request's own
+/// fetches (each call is recorded once).
+#[derive(Debug, Clone)]
+pub struct FetchLog {
+    origin: Instant,
+    /// A std mutex: one push per backend call, never held across an `.await`.
+    records: Arc<Mutex<Vec<FetchRecord>>>,
+}
+
+impl Default for FetchLog {
+    fn default() -> Self {
+        Self { origin: Instant::now(), records: Arc::default() }
+    }
+}
+
+impl FetchLog {
+    /// The calls so far, by start time.
+    pub fn records(&self) -> Vec<FetchRecord> {
+        let mut out = self.records.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        out.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+        out
+    }
+
+    /// Times `call` and records it.
+    async fn record<T>(
+        log: Option<&FetchLog>,
+        backend: &Backend,
+        method: Method,
+        path: &str,
+        keys: usize,
+        call: impl std::future::Future<Output = Result<T, FetchError>>,
+    ) -> Result<T, FetchError> {
+        let Some(log) = log else { return call.await };
+        let started = Instant::now();
+        let result = call.await;
+        let record = FetchRecord {
+            backend: backend.name().to_owned(),
+            method: method.as_str(),
+            route: super::shown(path),
+            keys,
+            start_ms: (started - log.origin).as_secs_f64() * 1e3,
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+            outcome: result.as_ref().map_or_else(|e| e.code().as_str(), |_| "ok"),
+        };
+        log.records.lock().unwrap_or_else(PoisonError::into_inner).push(record);
+        result
+    }
+}
+
 type BatchSlot = Shared<BoxFuture<'static, Arc<BatchOutcome>>>;
 type SingleSlot = Shared<BoxFuture<'static, Result<Arc<Value>, FetchError>>>;
 
@@ -91,6 +156,8 @@ pub struct Batcher {
     deadline: Instant,
     /// A std mutex: it guards map updates only and is never held across an `.await`.
     state: Mutex<State>,
+    /// Set when the request's calls are to be shown (`x-facade-debug`).
+    log: Option<FetchLog>,
 }
 
 /// Dispatches the leader's group when dropped: after its yield, or early if the leader's
@@ -108,7 +175,13 @@ impl Drop for Dispatch<'_> {
 
 impl Batcher {
     pub fn new(backends: Arc<Backends>, deadline: Instant) -> Self {
-        Self { backends, deadline, state: Mutex::new(State::default()) }
+        Self { backends, deadline, state: Mutex::new(State::default()), log: None }
+    }
+
+    /// A batcher that records every call it makes in `log`.
+    pub fn with_log(mut self, log: Option<FetchLog>) -> Self {
+        self.log = log;
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -197,9 +270,10 @@ impl Batcher {
         let backends = self.backends.clone();
         let route = route.clone();
         let deadline = self.deadline;
+        let log = self.log.clone();
         runtime.spawn(
             async move {
-                let outcome = fetch_batch(&backends, &route, group.keys, deadline).await;
+                let outcome = fetch_batch(&backends, &route, group.keys, deadline, log.as_ref()).await;
                 let _ = group.tx.send(Arc::new(outcome));
             }
             .in_current_span(),
@@ -220,6 +294,7 @@ impl Batcher {
         let backends = self.backends.clone();
         let req = request.clone();
         let deadline = self.deadline;
+        let log = self.log.clone();
         let task = tokio::spawn(
             async move {
                 let body = match req.body.as_deref().map(serde_json::from_str::<Value>) {
@@ -229,7 +304,8 @@ impl Batcher {
                 let backend = backends.get(req.backend);
                 // Only GETs are reads: a single POST may change something and is never retried.
                 let read = req.method == Method::Get;
-                match backend.call(req.method, &req.path, body.as_ref(), deadline, read).await {
+                let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read);
+                match FetchLog::record(log.as_ref(), backend, req.method, &req.path, 0, call).await {
                     Ok(v) => Ok(Arc::new(v)),
                     // A single resource that does not exist is a null field, not an error.
                     Err(FetchError::Status { status: 404, .. }) => Ok(Arc::new(Value::Null)),
@@ -284,13 +360,15 @@ async fn fetch_batch(
     route: &BatchRoute,
     keys: Vec<Key>,
     deadline: Instant,
+    log: Option<&FetchLog>,
 ) -> BatchOutcome {
     let backend = backends.get(route.backend);
     let calls = keys.chunks(backend.max_batch_size()).map(|chunk| async move {
         let (path, body) = route.render(chunk);
         // A batch is a read whatever its method: it may be retried.
+        let call = backend.call(route.method, &path, body.as_ref(), deadline, true);
         let result =
-            backend.call(route.method, &path, body.as_ref(), deadline, true).await.and_then(|json| {
+            FetchLog::record(log, backend, route.method, &path, chunk.len(), call).await.and_then(|json| {
                 match_items(json, route.match_field.as_deref()).map_err(|reason| FetchError::Body {
                     backend: Arc::from(backend.name()),
                     method: route.method.as_str(),

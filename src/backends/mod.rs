@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-pub use batch::{BatchRoute, Batcher, Key, SingleRequest};
+pub use batch::{BatchRoute, Batcher, FetchLog, FetchRecord, Key, SingleRequest};
 use breaker::{Breaker, Outcome, TokioClock};
 use policy::{Limiter, Resilience, RetryBudget};
 

@@ -140,6 +140,8 @@ pub struct GraphqlRequest {
     pub variables: Option<Map<String, Value>>,
     /// Whether introspection fields (`__schema`, `__type`) may be asked.
     pub introspection: bool,
+    /// Where to record the backend calls, when someone asked to see them.
+    pub fetch_log: Option<crate::backends::FetchLog>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,12 +414,19 @@ impl Engine {
     }
 
     /// Runs a prepared document with these variables (operation limits checked first).
-    pub async fn execute_prepared(&self, prepared: &Prepared, variables: Map<String, Value>) -> Outcome {
+    /// `fetch_log` records the backend calls, when someone asked to see them.
+    pub async fn execute_prepared(
+        &self,
+        prepared: &Prepared,
+        variables: Map<String, Value>,
+        fetch_log: Option<crate::backends::FetchLog>,
+    ) -> Outcome {
         let request = GraphqlRequest {
             query: prepared.text.clone(),
             operation_name: prepared.operation_name.clone(),
             variables: Some(variables),
             introspection: true,
+            fetch_log,
         };
         self.execute(Parsed { request, document: prepared.document.clone() }).await
     }
@@ -447,7 +456,8 @@ impl Engine {
         gql.set_parsed_query(ExecutableDocument::clone(&document));
         let sink = Arc::new(nulls::ErrorSink::default());
         let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let mut gql = gql.data(Batcher::new(self.backends.clone(), deadline)).data(sink.clone());
+        let batcher = Batcher::new(self.backends.clone(), deadline).with_log(request.fetch_log);
+        let mut gql = gql.data(batcher).data(sink.clone());
         if let Some(js) = &self.js {
             gql = gql.data(js.clone()).data(js::JsBatch::default());
         }

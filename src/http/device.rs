@@ -95,7 +95,9 @@ pub async fn call(
     }
     let transform_vars = picked.version.script.as_ref().map(|_| Value::Object(variables.clone()));
     let started = std::time::Instant::now();
-    let outcome = state.engine.execute_prepared(prepared, variables).await;
+    let trace = super::debug::requested(&state, &headers).await;
+    let outcome =
+        state.engine.execute_prepared(prepared, variables, trace.as_ref().map(|t| t.log.clone())).await;
     let mut error_codes: Vec<&str> = outcome.error_codes.iter().map(String::as_str).collect();
     if outcome.request_error {
         error_codes.push(Code::GraphqlValidationFailed.as_str());
@@ -139,7 +141,18 @@ pub async fn call(
         _ => (StatusCode::OK, outcome.body),
     };
     record(&client, &endpoint, picked.version.version, picked.canary, started.elapsed(), &error_codes);
+    // With a debug trace the answer is wrapped: `{"answer": …, "debug": {traceId, fetches}}`.
+    let body = match &trace {
+        Some(t) => {
+            let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            bytes::Bytes::from(json!({ "answer": answer, "debug": t.to_json() }).to_string())
+        }
+        None => body,
+    };
     let mut response = (status, body).into_response();
+    if let Some(v) = trace.as_ref().and_then(super::debug::DebugTrace::header) {
+        response.headers_mut().insert(super::debug::TRACE_ID_HEADER, v);
+    }
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     if let Ok(v) = HeaderValue::from_str(&target) {

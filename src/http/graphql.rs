@@ -315,6 +315,7 @@ async fn resolve_document(
         operation_name: incoming.operation_name,
         variables: incoming.variables,
         introspection,
+        fetch_log: None,
     };
     Ok(Resolved { request, register })
 }
@@ -326,10 +327,12 @@ async fn run(
     incoming: Incoming,
     over_get: bool,
 ) -> Response {
-    let Resolved { request, register } = match resolve_document(state, headers, media, incoming).await {
+    let Resolved { mut request, register } = match resolve_document(state, headers, media, incoming).await {
         Ok(resolved) => resolved,
         Err(response) => return response,
     };
+    let trace = super::debug::requested(state, headers).await;
+    request.fetch_log = trace.as_ref().map(|t| t.log.clone());
     let engine = state.engine.clone();
     let parsed = match engine.parse(request) {
         Ok(p) => p,
@@ -347,14 +350,20 @@ async fn run(
         }
         _ => {}
     }
-    let result = engine.execute(parsed).await;
+    let mut result = engine.execute(parsed).await;
     // Registered only once it parsed and validated (validation happens in execute).
     if let Some((hash, text)) = register
         && !result.request_error
     {
         state.apq.put(hash, text);
     }
-    outcome(media, result)
+    let Some(trace) = trace else { return outcome(media, result) };
+    result.body = super::debug::into_graphql_body(&result.body, &trace);
+    let mut response = outcome(media, result);
+    if let Some(v) = trace.header() {
+        response.headers_mut().insert(super::debug::TRACE_ID_HEADER, v);
+    }
+    response
 }
 
 #[cfg(test)]

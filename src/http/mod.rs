@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod apq;
 pub mod auth;
+mod debug;
 mod demo;
 mod device;
 pub mod door;

@@ -109,7 +109,7 @@ pub async fn publish(
         };
         scripts.check(&script, None).await.map_err(refused)?;
         if let Some(vars) = r.sample_variables {
-            let outcome = engine.execute_prepared(&prepared, vars.clone()).await;
+            let outcome = engine.execute_prepared(&prepared, vars.clone(), None).await;
             let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
             let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
             let variables = Value::Object(vars.clone());

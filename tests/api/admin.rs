@@ -151,3 +151,56 @@ async fn metrics_count_each_endpoint_versions_requests_errors_and_latency() {
     assert_eq!(line("facade_endpoint_errors_total", ",code=\"BACKEND_ERROR\""), "1");
     assert_eq!(line("facade_endpoint_request_duration_seconds_count", ""), "4");
 }
+
+#[tokio::test]
+async fn a_debug_request_with_a_token_gets_its_waterfall() {
+    let app = crate::endpoints::app_on(None).await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let post = |token: Option<&str>| {
+        let mut r = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .header("x-facade-debug", "1")
+            .header("traceparent", parent)
+            .json(&json!({"query": crate::helpers::home_query(), "variables": {"profileId": "1"}}));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let r = post(Some("fcd_admin_for_tests")).await.unwrap();
+    assert_eq!(r.headers()["x-facade-trace-id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    let body: Value = r.json().await.unwrap();
+    assert!(body["data"]["profile"]["rows"].is_array());
+    let trace = &body["extensions"]["facade"];
+    assert_eq!(trace["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    let fetches = trace["fetches"].as_array().unwrap();
+    let backends: Vec<&str> = fetches.iter().map(|f| f["backend"].as_str().unwrap()).collect();
+    assert_eq!(backends.len(), 6, "{fetches:?}");
+    for b in ["members", "lists", "catalog", "artwork", "ratings", "history"] {
+        assert!(backends.contains(&b), "{b} in {backends:?}");
+    }
+    let catalog = fetches.iter().find(|f| f["backend"] == "catalog").unwrap();
+    assert!(catalog["keys"].as_u64().unwrap() > 1 && catalog["outcome"] == "ok", "{catalog}");
+    let members = fetches.iter().find(|f| f["backend"] == "members").unwrap();
+    assert!(
+        catalog["startMs"].as_f64().unwrap()
+            >= members["startMs"].as_f64().unwrap() + members["durationMs"].as_f64().unwrap() - 0.001,
+        "catalog starts after the profile arrived: {fetches:?}"
+    );
+    // Without a token the header asks for nothing.
+    let body: Value = post(None).await.unwrap().json().await.unwrap();
+    assert!(body.get("extensions").is_none(), "{}", body["extensions"]);
+    // A device call by ID: the answer, wrapped beside its trace.
+    let r = app
+        .client
+        .get(format!("{}/v1/tv/home?profileId=1", app.base))
+        .header("x-facade-debug", "1")
+        .bearer_auth("fcd_admin_for_tests")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(body["answer"]["rows"].is_array(), "{body}");
+    assert_eq!(body["debug"]["fetches"].as_array().unwrap().len(), 6);
+}
