@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/admin/v1/clients/{client}/endpoints", get(list_endpoints))
         .route("/admin/v1/clients/{client}/endpoints/{name}/versions", post(publish).get(list_versions))
+        .route("/admin/v1/clients/{client}/endpoints/{name}/preview", post(preview))
         .route("/admin/v1/clients/{client}/endpoints/{name}/versions/{n}", get(get_version))
         .route("/admin/v1/clients/{client}/endpoints/{name}/rollout", put(put_rollout).get(get_rollout))
         .route("/admin/v1/clients/{client}/endpoints/{name}/promote", post(promote))
@@ -220,11 +221,7 @@ async fn publish(
         },
     )
     .await
-    .map_err(|e| match e {
-        publish::PublishError::TooLarge(m) => ApiError::TooLarge(m),
-        publish::PublishError::Refused(m) => ApiError::BadRequest(m),
-        publish::PublishError::Store(e) => e.into(),
-    })?;
+    .map_err(publish_error)?;
     let status = if published.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
         status,
@@ -236,6 +233,47 @@ async fn publish(
             "documentId": published.document_sha256,
         })),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PreviewBody {
+    document: String,
+    operation_name: Option<String>,
+    variables: Option<serde_json::Map<String, Value>>,
+    script: Option<String>,
+}
+
+/// Runs a document and transform on live backends without storing anything (the playground's
+/// run button): the answer, the transformed answer or the script's error with line and
+/// column, the backend calls, and timings.
+async fn preview(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((client, name)): Path<(String, String)>,
+    body: Result<Json<PreviewBody>, JsonRejection>,
+) -> Result<Json<publish::Preview>, ApiError> {
+    let client = authorize(&state, &who, &client)?;
+    let name = endpoint_name(&name)?;
+    let p = json_body(body, "preview")?;
+    let request = publish::PreviewRequest {
+        client: &client,
+        endpoint: &name,
+        document: &p.document,
+        operation_name: p.operation_name.as_deref(),
+        variables: p.variables.unwrap_or_default(),
+        script: p.script.as_deref(),
+        allow_introspection: state.introspection,
+    };
+    publish::preview(&state.registry, &state.scripts, request).await.map(Json).map_err(publish_error)
+}
+
+fn publish_error(e: publish::PublishError) -> ApiError {
+    match e {
+        publish::PublishError::TooLarge(m) => ApiError::TooLarge(m),
+        publish::PublishError::Refused(m) => ApiError::BadRequest(m),
+        publish::PublishError::Store(e) => e.into(),
+    }
 }
 
 async fn list_versions(

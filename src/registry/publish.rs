@@ -76,14 +76,9 @@ impl TransformCtx<'_> {
     }
 }
 
-/// Checks, stores and makes live a version; see the module comment.
-pub async fn publish(
-    registry: &Registry,
-    scripts: &ScriptPool,
-    r: PublishRequest<'_>,
-) -> Result<Published, PublishError> {
-    let target = format!("{}/{}", r.client, r.endpoint);
-    for (what, text) in [("document", Some(r.document)), ("script", r.script)] {
+/// The document and script within [`MAX_DOCUMENT_BYTES`].
+fn check_sizes(target: &str, document: &str, script: Option<&str>) -> Result<(), PublishError> {
+    for (what, text) in [("document", Some(document)), ("script", script)] {
         if let Some(text) = text
             && text.len() > MAX_DOCUMENT_BYTES
         {
@@ -93,15 +88,122 @@ pub async fn publish(
             )));
         }
     }
-    let engine = registry.engine();
-    let prepared = engine.prepare(r.document, r.operation_name).await.map_err(|errors| {
+    Ok(())
+}
+
+/// What a preview runs: a document (and a transform) not yet published.
+pub struct PreviewRequest<'a> {
+    pub client: &'a ClientName,
+    pub endpoint: &'a EndpointName,
+    pub document: &'a str,
+    pub operation_name: Option<&'a str>,
+    pub variables: Map<String, Value>,
+    pub script: Option<&'a str>,
+    pub allow_introspection: bool,
+}
+
+/// A preview's result: the GraphQL answer, the transformed one or the script's error, the
+/// backend calls and the time each part took. Nothing is stored.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    pub data: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transformed: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script_error: Option<Value>,
+    pub trace: Value,
+    pub timings: Value,
+}
+
+/// The checks a document passes before it runs for a publish or a preview.
+async fn prepare(
+    registry: &Registry,
+    target: &str,
+    document: &str,
+    operation_name: Option<&str>,
+    allow_introspection: bool,
+) -> Result<crate::graphql::Prepared, PublishError> {
+    let prepared = registry.engine().prepare(document, operation_name).await.map_err(|errors| {
         PublishError::Refused(format!("{target}: the document was refused: {}", errors.join("; ")))
     })?;
-    if !r.allow_introspection && prepared.uses_introspection() {
+    if !allow_introspection && prepared.uses_introspection() {
         return Err(PublishError::Refused(format!(
             "{target}: the document asks __schema or __type, and introspection is off for devices"
         )));
     }
+    Ok(prepared)
+}
+
+/// Runs a document, and its transform in the same pool under the same limits as devices get,
+/// on live backends; stores nothing. A document that would be refused at publish is refused
+/// here (`PublishError::Refused`); a failing transform is part of the answer (`scriptError`,
+/// with line and column where QuickJS gives them).
+pub async fn preview(
+    registry: &Registry,
+    scripts: &ScriptPool,
+    r: PreviewRequest<'_>,
+) -> Result<Preview, PublishError> {
+    let target = format!("{}/{}", r.client, r.endpoint);
+    check_sizes(&target, r.document, r.script)?;
+    let prepared = prepare(registry, &target, r.document, r.operation_name, r.allow_introspection).await?;
+    let started = std::time::Instant::now();
+    let log = crate::backends::FetchLog::default();
+    let variables = Value::Object(r.variables.clone());
+    let outcome = registry.engine().execute_prepared(&prepared, r.variables, Some(log.clone())).await;
+    let execute_ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
+    let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
+    let errors = result.get_mut("errors").map(Value::take);
+    let (mut transformed, mut script_error, mut transform_ms) = (None, None, 0.0);
+    if let Some(source) = r.script {
+        let script = Script::new(format!("{target}@preview"), source);
+        let ctx = TransformCtx {
+            variables: &variables,
+            client: r.client.as_str(),
+            endpoint: r.endpoint.as_str(),
+            version: 0,
+            canary: false,
+            errors: errors.clone().unwrap_or(Value::Null),
+            device_id: None,
+            device_headers: Map::new(),
+        };
+        let t0 = std::time::Instant::now();
+        match scripts.transform(&script, data.to_string(), ctx.to_json().to_string()).await {
+            Ok(text) => transformed = Some(serde_json::from_str(&text).unwrap_or(Value::Null)),
+            Err(e) => {
+                let (line, column) = e.position().unzip();
+                script_error = Some(json!({ "message": e.to_string(), "line": line, "column": column }));
+            }
+        }
+        transform_ms = t0.elapsed().as_secs_f64() * 1e3;
+    }
+    Ok(Preview {
+        data,
+        errors,
+        transformed,
+        script_error,
+        trace: json!({ "fetches": log.records() }),
+        timings: json!({
+            "totalMs": started.elapsed().as_secs_f64() * 1e3,
+            "executeMs": execute_ms,
+            "transformMs": transform_ms,
+        }),
+    })
+}
+
+/// Checks, stores and makes live a version; see the module comment.
+pub async fn publish(
+    registry: &Registry,
+    scripts: &ScriptPool,
+    r: PublishRequest<'_>,
+) -> Result<Published, PublishError> {
+    let target = format!("{}/{}", r.client, r.endpoint);
+    check_sizes(&target, r.document, r.script)?;
+    let engine = registry.engine();
+    let prepared = prepare(registry, &target, r.document, r.operation_name, r.allow_introspection).await?;
     if let Some(source) = r.script {
         let script = Script::new(format!("{target}@new"), source);
         let refused = |e: crate::scripts::ScriptError| {

@@ -58,6 +58,21 @@ pub enum ScriptError {
 }
 
 impl ScriptError {
+    /// Line and column in the script where QuickJS placed the error, when it did (a throw or a
+    /// syntax error; not a deadline or out-of-memory stop).
+    pub fn position(&self) -> Option<(u32, u32)> {
+        let message = match self {
+            ScriptError::Thrown { message, .. } | ScriptError::Compile { message, .. } => message,
+            _ => return None,
+        };
+        // "… (at transform (tv/home@3:2:15))" or "… (at tv/home@3:2:15)".
+        let frame = message.rsplit_once("(at ")?.1.trim_end_matches(')');
+        let mut parts = frame.rsplitn(3, ':');
+        let column = parts.next()?.parse().ok()?;
+        let line = parts.next()?.parse().ok()?;
+        Some((line, column))
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             ScriptError::Thrown { .. } => "thrown",
@@ -511,7 +526,9 @@ mod tests {
     #[tokio::test]
     async fn errors_name_the_script_and_line() {
         let s = Script::new("tv/home@3", "export default function (data) {\n  return data.missing.field;\n}");
-        let e = pool().transform(&s, "{}".into(), "{}".into()).await.unwrap_err().to_string();
+        let error = pool().transform(&s, "{}".into(), "{}".into()).await.unwrap_err();
+        assert_eq!(error.position().map(|(line, _)| line), Some(2), "{error}");
+        let e = error.to_string();
         assert!(e.starts_with("tv/home@3:") && e.contains(":2:"), "{e}");
         let bad = Script::new("broken.js", "export default function (\n");
         let e = pool().check(&bad, None).await.unwrap_err();

@@ -192,3 +192,50 @@ async fn an_unknown_js_function_fails_the_schema_check_with_file_and_line() {
         "{stderr}"
     );
 }
+
+async fn preview(who: &Admin<'_>, client: &str, script: Option<&str>) -> (u16, Value) {
+    let body = json!({ "document": DOC, "variables": {"id": "1"}, "script": script });
+    who.post(&format!("/clients/{client}/endpoints/probe/preview"), body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_runs_live_stores_nothing_and_shows_script_errors_with_line_and_column() {
+    let app = app_on(None).await;
+    admin(&app).post("/clients", json!({"name": "box", "team": "box-team"})).await;
+    admin(&app).post("/clients", json!({"name": "other", "team": "other-team"})).await;
+    let (_, t) = admin(&app).post("/tokens", json!({"team": "box-team", "label": "box"})).await;
+    let team = Admin { app: &app, token: t["token"].as_str().unwrap().to_owned() };
+    let (status, body) = preview(
+        &team,
+        "box",
+        Some("export default function (data, ctx) { return { n: data.title.name, v: ctx.version }; }"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["title"]["id"], "1");
+    assert_eq!(body["transformed"]["v"], 0);
+    assert_eq!(body["transformed"]["n"], body["data"]["title"]["name"]);
+    let fetches = body["trace"]["fetches"].as_array().unwrap();
+    assert_eq!(fetches.len(), 1, "{fetches:?}");
+    assert_eq!(fetches[0]["backend"], "catalog");
+    assert!(body["timings"]["totalMs"].as_f64().unwrap() >= body["timings"]["executeMs"].as_f64().unwrap());
+    // Another team's client: 403.
+    assert_eq!(preview(&team, "other", None).await.0, 403);
+    // A throwing script: the error with its line and column; a runaway one: the deadline.
+    let (status, body) =
+        preview(&team, "box", Some("export default function (data) {\n  return data.title.nope.x;\n}")).await;
+    assert_eq!(status, 200);
+    let e = &body["scriptError"];
+    assert_eq!((e["line"].as_u64(), e["column"].as_u64().is_some()), (Some(2), true), "{body}");
+    assert!(body.get("transformed").is_none());
+    let (_, body) = preview(&team, "box", Some("export default function () { while (true) {} }")).await;
+    assert!(body["scriptError"]["message"].as_str().unwrap().contains("deadline"), "{body}");
+    // A syntax error is placed too; a bad document is refused like at publish.
+    let (_, body) = preview(&team, "box", Some("export default function (d) {\n  return d.(;\n}")).await;
+    assert_eq!(body["scriptError"]["line"], 2, "{body}");
+    let (status, _) =
+        team.post("/clients/box/endpoints/probe/preview", json!({ "document": "{ nope }" })).await;
+    assert_eq!(status, 400);
+    // Nothing was stored.
+    assert_eq!(team.get("/clients/box/endpoints/probe/versions").await.0, 404);
+}
