@@ -137,6 +137,53 @@ async fn prepare(
     Ok(prepared)
 }
 
+/// One run of a version that is not stored: its answer split into data and errors, and the
+/// transform's result on it (as a device call would have it, version 0), with timings.
+struct Trial {
+    data: Value,
+    errors: Option<Value>,
+    transformed: Option<Result<String, crate::scripts::ScriptError>>,
+    execute_ms: f64,
+    transform_ms: f64,
+}
+
+/// Runs `prepared` on live backends with `variables`, then `script` on the answer; shared by
+/// a preview and a publish's trial run.
+async fn trial(
+    registry: &Registry,
+    scripts: &ScriptPool,
+    (client, endpoint): (&ClientName, &EndpointName),
+    prepared: &crate::graphql::Prepared,
+    variables: Map<String, Value>,
+    script: Option<&Script>,
+    log: Option<crate::backends::FetchLog>,
+) -> Trial {
+    let started = std::time::Instant::now();
+    let ctx_variables = Value::Object(variables.clone());
+    let outcome = registry.engine().execute_prepared(prepared, variables, log).await;
+    let execute_ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
+    let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
+    let errors = result.get_mut("errors").map(Value::take);
+    let (mut transformed, mut transform_ms) = (None, 0.0);
+    if let Some(script) = script {
+        let ctx = TransformCtx {
+            variables: &ctx_variables,
+            client: client.as_str(),
+            endpoint: endpoint.as_str(),
+            version: 0,
+            canary: false,
+            errors: errors.clone().unwrap_or(Value::Null),
+            device_id: None,
+            device_headers: Map::new(),
+        };
+        let t0 = std::time::Instant::now();
+        transformed = Some(scripts.transform(script, data.to_string(), ctx.to_json().to_string()).await);
+        transform_ms = t0.elapsed().as_secs_f64() * 1e3;
+    }
+    Trial { data, errors, transformed, execute_ms, transform_ms }
+}
+
 /// Runs a document, and its transform in the same pool under the same limits as devices get,
 /// on live backends; stores nothing. A document that would be refused at publish is refused
 /// here (`PublishError::Refused`); a failing transform is part of the answer (`scriptError`,
@@ -151,35 +198,20 @@ pub async fn preview(
     let prepared = prepare(registry, &target, r.document, r.operation_name, r.allow_introspection).await?;
     let started = std::time::Instant::now();
     let log = crate::backends::FetchLog::default();
-    let variables = Value::Object(r.variables.clone());
-    let outcome = registry.engine().execute_prepared(&prepared, r.variables, Some(log.clone())).await;
-    let execute_ms = started.elapsed().as_secs_f64() * 1e3;
-    let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
-    let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
-    let errors = result.get_mut("errors").map(Value::take);
-    let (mut transformed, mut script_error, mut transform_ms) = (None, None, 0.0);
-    if let Some(source) = r.script {
-        let script = Script::new(format!("{target}@preview"), source);
-        let ctx = TransformCtx {
-            variables: &variables,
-            client: r.client.as_str(),
-            endpoint: r.endpoint.as_str(),
-            version: 0,
-            canary: false,
-            errors: errors.clone().unwrap_or(Value::Null),
-            device_id: None,
-            device_headers: Map::new(),
-        };
-        let t0 = std::time::Instant::now();
-        match scripts.transform(&script, data.to_string(), ctx.to_json().to_string()).await {
-            Ok(text) => transformed = Some(serde_json::from_str(&text).unwrap_or(Value::Null)),
-            Err(e) => {
-                let (line, column) = e.position().unzip();
-                script_error = Some(json!({ "message": e.to_string(), "line": line, "column": column }));
-            }
+    let script = r.script.map(|source| Script::new(format!("{target}@preview"), source));
+    let names = (r.client, r.endpoint);
+    let trial =
+        trial(registry, scripts, names, &prepared, r.variables, script.as_ref(), Some(log.clone())).await;
+    let script_error = match &trial.transformed {
+        Some(Err(e)) => {
+            let (line, column) = e.position().unzip();
+            Some(json!({ "message": e.to_string(), "line": line, "column": column }))
         }
-        transform_ms = t0.elapsed().as_secs_f64() * 1e3;
-    }
+        _ => None,
+    };
+    let Trial { data, errors, transformed, execute_ms, transform_ms } = trial;
+    let transformed =
+        transformed.and_then(Result::ok).map(|text| serde_json::from_str(&text).unwrap_or(Value::Null));
     Ok(Preview {
         data,
         errors,
@@ -202,7 +234,6 @@ pub async fn publish(
 ) -> Result<Published, PublishError> {
     let target = format!("{}/{}", r.client, r.endpoint);
     check_sizes(&target, r.document, r.script)?;
-    let engine = registry.engine();
     let prepared = prepare(registry, &target, r.document, r.operation_name, r.allow_introspection).await?;
     if let Some(source) = r.script {
         let script = Script::new(format!("{target}@new"), source);
@@ -211,21 +242,11 @@ pub async fn publish(
         };
         scripts.check(&script, None).await.map_err(refused)?;
         if let Some(vars) = r.sample_variables {
-            let outcome = engine.execute_prepared(&prepared, vars.clone(), None).await;
-            let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
-            let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
-            let variables = Value::Object(vars.clone());
-            let ctx = TransformCtx {
-                variables: &variables,
-                client: r.client.as_str(),
-                endpoint: r.endpoint.as_str(),
-                version: 0,
-                canary: false,
-                errors: result.get_mut("errors").map(Value::take).unwrap_or(Value::Null),
-                device_id: None,
-                device_headers: Map::new(),
-            };
-            scripts.transform(&script, data.to_string(), ctx.to_json().to_string()).await.map_err(refused)?;
+            let names = (r.client, r.endpoint);
+            let trial = trial(registry, scripts, names, &prepared, vars.clone(), Some(&script), None).await;
+            if let Some(Err(e)) = trial.transformed {
+                return Err(refused(e));
+            }
         }
     }
     let sha256 = sha256_hex(&[r.document, r.operation_name.unwrap_or(""), r.script.unwrap_or("")]);
