@@ -201,8 +201,20 @@ impl Batcher {
             tokio::task::yield_now().await;
             drop(dispatch);
         }
-        let outcomes = join_all(slots.iter().map(|(_, slot)| slot.clone())).await;
-        slots.iter().zip(outcomes).map(|((key, _), outcome)| outcome.get(key)).collect()
+        // Usually every key is in one or two groups: wait for each group once, not per key.
+        let mut unique: Vec<BatchSlot> = Vec::new();
+        let index: Vec<usize> = slots
+            .iter()
+            .map(|(_, slot)| match unique.iter().position(|u| u.ptr_eq(slot)) {
+                Some(i) => i,
+                None => {
+                    unique.push(slot.clone());
+                    unique.len() - 1
+                }
+            })
+            .collect();
+        let outcomes = join_all(unique).await;
+        slots.iter().zip(index).map(|((key, _), i)| outcomes[i].get(key)).collect()
     }
 
     /// Starts fetches that resolvers will ask for later (see `graphql/build.rs` on why):

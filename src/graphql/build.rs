@@ -11,9 +11,9 @@ use async_graphql::parser::types::{BaseType, Type};
 use async_graphql::{Error as GqlError, ErrorExtensions, Name, Value as GqlValue};
 use serde_json::Value;
 
+use super::fetch::{Args, Fetch, bad_value, fetch_error, plan_fetch, preview};
 use super::model::*;
-use super::route;
-use crate::backends::{BatchRoute, Batcher, FetchError, Key, SingleRequest};
+use crate::backends::{BatchRoute, Batcher, Key};
 use crate::errors::Code;
 
 /// Limits applied to every operation at validation time.
@@ -245,18 +245,6 @@ fn batcher<'a>(ctx: &ResolverContext<'a>) -> Result<&'a Batcher, GqlError> {
     ctx.data::<Batcher>()
 }
 
-fn fetch_error(e: &FetchError) -> GqlError {
-    let code = e.code().as_str();
-    GqlError::new(e.to_string()).extend_with(|_, ext| ext.set("code", code))
-}
-
-fn bad_value(path: &str, message: String) -> GqlError {
-    GqlError::new(format!("{path}: {message}"))
-        .extend_with(|_, ext| ext.set("code", Code::BackendError.as_str()))
-}
-
-type Args = serde_json::Map<String, Value>;
-
 /// The field's arguments as JSON (defaults included).
 fn args_of(ctx: &ResolverContext<'_>) -> Args {
     ctx.args
@@ -264,83 +252,6 @@ fn args_of(ctx: &ResolverContext<'_>) -> Args {
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone().into_json().unwrap_or(Value::Null)))
         .collect()
-}
-
-/// What one `@http` field needs fetched for one parent.
-enum Fetch {
-    Single(SingleRequest),
-    Batch(BatchRoute, Vec<Key>),
-    /// The parent holds no key: the field is null without a fetch.
-    Nothing,
-}
-
-/// Renders a route template; a value that would change the route fails the field.
-fn render(path: &str, parts: &[Part], args: &Args, parent: &Value) -> Result<route::Rendered, GqlError> {
-    route::render(parts, args, parent).map_err(|e| route_error(path, &e))
-}
-
-fn route_error(path: &str, e: &route::RouteError) -> GqlError {
-    let code = if e.from_arguments() { Code::BadUserInput } else { Code::BackendError };
-    GqlError::new(format!("{path}: {e}")).extend_with(|_, ext| ext.set("code", code.as_str()))
-}
-
-/// Plans the fetch of an `@http` field for one parent: the same plan whether the field's
-/// resolver asks or its parent prefetches, so both meet in the batcher's cache.
-/// A null or unset limit argument fetches `default_list_size` keys: what the cost counted.
-fn plan_fetch(
-    path: &str,
-    http: &HttpBinding,
-    args: &Args,
-    parent: &Value,
-    default_list_size: usize,
-) -> Result<Fetch, GqlError> {
-    let Some(batch) = &http.batch else {
-        let route = render(path, &http.template.parts, args, parent)?.before;
-        let body = match http.template.method {
-            Method::Post => Some(Value::Object(args.clone()).to_string()),
-            Method::Get => None,
-        };
-        return Ok(Fetch::Single(SingleRequest {
-            backend: http.backend,
-            method: http.template.method,
-            path: route,
-            body,
-        }));
-    };
-    let raw = match parent.get(&batch.keys_from) {
-        None | Some(Value::Null) => return Ok(Fetch::Nothing),
-        Some(v) => v,
-    };
-    let mut keys: Vec<Key> = match (raw, batch.keys_are_list) {
-        (Value::Array(items), true) => items.iter().cloned().filter_map(Key::from_json).collect(),
-        (v, false) => Key::from_json(v.clone()).into_iter().collect(),
-        (v, true) => {
-            return Err(bad_value(path, format!("key field {} should be a list, got {v}", batch.keys_from)));
-        }
-    };
-    if let Some(limit) = &http.limit_arg {
-        let n = match args.get(limit) {
-            None | Some(Value::Null) => default_list_size,
-            Some(v) => v.as_i64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
-                GqlError::new(format!("{path}: argument {limit} must not be negative"))
-                    .extend_with(|_, ext| ext.set("code", Code::BadUserInput.as_str()))
-            })?,
-        };
-        keys.truncate(n);
-    }
-    let rendered = render(path, &http.template.parts, args, parent)?;
-    for key in &keys {
-        route::check_key(&key.text, rendered.keys_in_path).map_err(|e| route_error(path, &e))?;
-    }
-    let (prefix, suffix) = (rendered.before, rendered.after);
-    let route = BatchRoute {
-        backend: http.backend,
-        method: http.template.method,
-        prefix,
-        suffix,
-        match_field: batch.match_field.clone(),
-    };
-    Ok(Fetch::Batch(route, keys))
 }
 
 /// An object's JSON as resolvers see their parent: owned, or shared with the batch result it
@@ -525,17 +436,4 @@ fn leaf_value(leaf: Leaf, value: Value) -> Result<GqlValue, String> {
         (Leaf::Custom, v) => GqlValue::from_json(v).map_err(|e| e.to_string()),
         (leaf, v) => Err(format!("{leaf:?}, got {}", preview(&v))),
     }
-}
-
-fn preview(value: &Value) -> String {
-    let mut s = value.to_string();
-    if s.len() > 60 {
-        let mut end = 60;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
 }

@@ -4,10 +4,14 @@
 //! JSON back.
 
 pub mod build;
+pub mod exec;
+mod fetch;
 pub mod js;
 pub mod limits;
 pub mod model;
 mod nulls;
+pub mod plan;
+pub mod project;
 pub mod route;
 pub mod sdl;
 
@@ -195,6 +199,9 @@ pub struct Prepared {
     pub kind: OperationKind,
     document: Arc<ExecutableDocument>,
     variables: Vec<(String, VarKind)>,
+    /// The compiled operation; `None` for what the compiled executor does not run
+    /// (introspection, mutations), which the dynamic executor runs.
+    operation: Option<Arc<plan::Operation>>,
 }
 
 impl Prepared {
@@ -270,7 +277,27 @@ pub struct Engine {
     request_timeout: Duration,
     backends: Arc<Backends>,
     model: Arc<FacadeSchema>,
+    /// Ad-hoc documents compiled, by text and operation name (this engine's schema only).
+    operations: std::sync::Mutex<lru::LruCache<OperationKey, Arc<plan::Operation>>>,
+    /// The size of the last response, to pre-size the next one's buffer.
+    last_size: std::sync::atomic::AtomicUsize,
 }
+
+/// Which executor runs a request (the dynamic one until the compiled one runs everything;
+/// the differential test runs both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executor {
+    /// The compiled plan where it applies, else the dynamic schema.
+    Auto,
+    /// async-graphql's dynamic schema.
+    Dynamic,
+}
+
+/// An ad-hoc document's text and operation name.
+type OperationKey = (String, Option<String>);
+
+/// Most ad-hoc documents kept compiled.
+const OPERATION_CACHE: usize = 1024;
 
 impl Engine {
     /// Loads `dir`, checks it, binds it to backends and builds the executable schema.
@@ -299,6 +326,10 @@ impl Engine {
             request_timeout,
             backends,
             model: Arc::new(model),
+            operations: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(OPERATION_CACHE).expect("not zero"),
+            )),
+            last_size: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -381,19 +412,10 @@ impl Engine {
                 (v.node.name.node.to_string(), kind)
             })
             .collect();
-        // Validation without execution: in introspection-only mode no resolver runs.
-        let mut request = Request::new(text).only_introspection();
-        if let Some(name) = operation_name {
-            request = request.operation_name(name);
-        }
-        request.set_parsed_query(document.clone());
-        let response = self.schema.execute(request).await;
-        let errors: Vec<String> = response
-            .errors
+        let errors: Vec<String> = self
+            .validate(text, &document, operation_name)
+            .await
             .iter()
-            .filter(|e| {
-                !e.message.contains("is not provided") && !e.message.starts_with("Invalid value for argument")
-            })
             .map(|e| match e.locations.first() {
                 Some(p) => format!("{}:{}: {}", p.line, p.column, e.message),
                 None => e.message.clone(),
@@ -404,13 +426,125 @@ impl Engine {
         }
         limits::check(&document, operation_name, &self.model, &Map::new(), self.operation_limits)
             .map_err(|e| vec![e])?;
+        let document = Arc::new(document);
+        let operation = self.compile(&document, operation_name).map_err(|e| vec![e])?;
         Ok(Prepared {
             text: text.to_owned(),
             operation_name: operation_name.map(str::to_owned),
             kind,
-            document: Arc::new(document),
+            document,
             variables,
+            operation,
         })
+    }
+
+    /// Validates a parsed document against this schema without running it (in
+    /// introspection-only mode no resolver runs). Errors that depend on variable values are
+    /// left to the request (variables are coerced per request).
+    async fn validate(
+        &self,
+        text: &str,
+        document: &ExecutableDocument,
+        operation_name: Option<&str>,
+    ) -> Vec<ServerError> {
+        let mut request = Request::new(text).only_introspection();
+        if let Some(name) = operation_name {
+            request = request.operation_name(name);
+        }
+        request.set_parsed_query(document.clone());
+        let response = self.schema.execute(request).await;
+        response
+            .errors
+            .into_iter()
+            .filter(|e| {
+                !e.message.contains("is not provided") && !e.message.starts_with("Invalid value for argument")
+            })
+            .collect()
+    }
+
+    /// The compiled operation for a validated document, or `None` where the dynamic executor
+    /// runs it (introspection, mutations).
+    fn compile(
+        &self,
+        document: &Arc<ExecutableDocument>,
+        operation_name: Option<&str>,
+    ) -> Result<Option<Arc<plan::Operation>>, String> {
+        let op = plan::pick(document, operation_name)?;
+        if op.ty != OperationType::Query || limits::uses_introspection(document) {
+            return Ok(None);
+        }
+        plan::Operation::new(document.clone(), operation_name.map(str::to_owned), self.model.clone())
+            .map(|op| Some(Arc::new(op)))
+    }
+
+    /// The compiled operation of an ad-hoc request: from the cache, or validated and compiled
+    /// now. `Ok(None)`: the dynamic executor runs it. `Err`: the request error to answer.
+    async fn operation_of(&self, parsed: &Parsed) -> Result<Option<Arc<plan::Operation>>, Outcome> {
+        let key = (parsed.request.query.clone(), parsed.request.operation_name.clone());
+        if let Some(op) = self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key)
+        {
+            return Ok(Some(op.clone()));
+        }
+        let name = parsed.request.operation_name.as_deref();
+        if plan::pick(&parsed.document, name).map_or(true, |op| op.ty != OperationType::Query)
+            || limits::uses_introspection(&parsed.document)
+        {
+            return Ok(None);
+        }
+        let errors = self.validate(&parsed.request.query, &parsed.document, name).await;
+        if !errors.is_empty() {
+            return Err(Outcome::request_errors(errors));
+        }
+        let op = self.compile(&parsed.document, name).map_err(|e| Outcome::request_error(&e))?;
+        if let Some(op) = &op {
+            self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(key, op.clone());
+        }
+        Ok(op)
+    }
+
+    /// Runs a compiled operation: variables coerced, limits checked, steps executed, the
+    /// response written.
+    async fn run(
+        &self,
+        op: &plan::Operation,
+        variables: Map<String, Value>,
+        fetch_log: Option<crate::backends::FetchLog>,
+    ) -> Outcome {
+        let coerced = match exec::coerce_variables(op.definition(), &self.model, &variables) {
+            Ok(v) => v,
+            Err(problems) => {
+                return Outcome::request_errors(
+                    problems.into_iter().map(|m| ServerError::new(m, None)).collect(),
+                );
+            }
+        };
+        if let Err(e) = limits::check(
+            &op.document,
+            op.operation_name.as_deref(),
+            &self.model,
+            &variables,
+            self.operation_limits,
+        ) {
+            return Outcome::request_error(&e);
+        }
+        let plan = op.plan(&coerced);
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let batcher = Batcher::new(self.backends.clone(), deadline).with_log(fetch_log);
+        let ctx = exec::Context {
+            batcher: &batcher,
+            js: self.js.as_ref(),
+            variables: &coerced,
+            default_list_size: self.operation_limits.default_list_size as usize,
+        };
+        let store = exec::run(&plan, &ctx).await;
+        let hint = self.last_size.load(std::sync::atomic::Ordering::Relaxed);
+        let response = project::write(&plan, &store, hint + hint / 8);
+        self.last_size.store(response.body.len(), std::sync::atomic::Ordering::Relaxed);
+        Outcome {
+            body: response.body.into(),
+            request_error: false,
+            error_codes: project::error_codes(&response.errors),
+        }
     }
 
     /// Runs a prepared document with these variables (operation limits checked first).
@@ -421,6 +555,9 @@ impl Engine {
         variables: Map<String, Value>,
         fetch_log: Option<crate::backends::FetchLog>,
     ) -> Outcome {
+        if let Some(op) = &prepared.operation {
+            return self.run(op, variables, fetch_log).await;
+        }
         let request = GraphqlRequest {
             query: prepared.text.clone(),
             operation_name: prepared.operation_name.clone(),
@@ -433,10 +570,29 @@ impl Engine {
 
     #[tracing::instrument(name = "graphql execute", skip_all, fields(graphql.operation.name))]
     pub async fn execute(&self, parsed: Parsed) -> Outcome {
-        let Parsed { request, document } = parsed;
-        if let Some(name) = &request.operation_name {
+        self.execute_with(parsed, Executor::Auto).await
+    }
+
+    /// Runs a parsed request on the chosen executor.
+    pub async fn execute_with(&self, parsed: Parsed, executor: Executor) -> Outcome {
+        if let Some(name) = &parsed.request.operation_name {
             tracing::Span::current().record("graphql.operation.name", name.as_str());
         }
+        if executor == Executor::Auto {
+            match self.operation_of(&parsed).await {
+                Err(outcome) => return outcome,
+                Ok(Some(op)) => {
+                    let variables = parsed.request.variables.unwrap_or_default();
+                    return self.run(&op, variables, parsed.request.fetch_log).await;
+                }
+                Ok(None) => {}
+            }
+        }
+        self.execute_dynamic(parsed).await
+    }
+
+    async fn execute_dynamic(&self, parsed: Parsed) -> Outcome {
+        let Parsed { request, document } = parsed;
         let mut gql = Request::new(request.query);
         if !request.introspection {
             gql = gql.disable_introspection();

@@ -1,0 +1,430 @@
+//! The executor: runs a [`Plan`]'s steps for one request. A step starts as soon as the step
+//! holding its parents has finished (siblings run concurrently); it plans one fetch per
+//! parent with [`plan_fetch`], groups the keys of all its parents per route, and asks the
+//! request's [`Batcher`] once per route (or once per single request), so the futures made
+//! are about one per backend call, not one per field. `@js` steps call their function once
+//! per step with every parent. Results are kept per step and per parent object (by the
+//! parent's address, stable because every fetched value is held in an `Arc` until the
+//! response is written) for [`super::project`] to write.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_graphql::Error as GqlError;
+use async_graphql::ErrorExtensions;
+use async_graphql::parser::types::{BaseType, OperationDefinition, Type};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
+use serde_json::{Map, Value};
+
+use super::fetch::{Args, Fetch, fetch_error, plan_fetch};
+use super::model::{FacadeSchema, TypeDef};
+use super::plan::{ArgValue, Plan, Step, StepKind};
+use crate::backends::{BatchRoute, Batcher, Key, SingleRequest};
+use crate::errors::Code;
+
+/// One step's result for one parent.
+#[derive(Debug)]
+pub enum Resolved {
+    /// The field's value (a list field's whole list, or one object or leaf).
+    Value(Arc<Value>),
+    /// A batched list field: one item per key (`None`: not returned, where items may be null).
+    Items(Vec<Option<Arc<Value>>>),
+    /// The step failed for this parent (the step's `@fallback`, if any, applies).
+    Error(GqlError),
+}
+
+/// Every step's results, by parent address.
+pub struct Store {
+    pub root: Arc<Value>,
+    results: Vec<HashMap<usize, Resolved>>,
+    /// Backend calls asked of the batcher (a figure for tests).
+    pub asks: usize,
+}
+
+impl Store {
+    pub fn get(&self, step: usize, parent: &Value) -> Option<&Resolved> {
+        self.results[step].get(&address(parent))
+    }
+}
+
+fn address(v: &Value) -> usize {
+    std::ptr::from_ref(v) as usize
+}
+
+/// What a request's steps need besides the plan.
+pub struct Context<'a> {
+    pub batcher: &'a Batcher,
+    pub js: Option<&'a super::js::JsFunctions>,
+    /// Coerced variables.
+    pub variables: &'a Map<String, Value>,
+    pub default_list_size: usize,
+}
+
+/// A parent object: the `Arc` that holds it and the way down to it.
+#[derive(Clone)]
+struct ParentRef {
+    owner: Arc<Value>,
+    path: Vec<Hop>,
+}
+
+#[derive(Clone)]
+enum Hop {
+    Index(usize),
+    Key(Arc<str>),
+}
+
+impl ParentRef {
+    fn get(&self) -> &Value {
+        let mut v: &Value = &self.owner;
+        for hop in &self.path {
+            v = match hop {
+                Hop::Index(i) => &v[*i],
+                Hop::Key(k) => &v[&**k],
+            };
+        }
+        v
+    }
+}
+
+/// Runs every step of `plan` and returns their results.
+pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
+    let root = Arc::new(Value::Object(Map::new()));
+    let mut results: Vec<HashMap<usize, Resolved>> = plan.steps.iter().map(|_| HashMap::new()).collect();
+    let mut asks = 0;
+    let mut running = FuturesUnordered::new();
+    for &s in &plan.roots {
+        let parents = vec![ParentRef { owner: root.clone(), path: Vec::new() }];
+        running.push(run_step(&plan.steps[s], s, parents, ctx));
+    }
+    while let Some((id, done, n)) = running.next().await {
+        asks += n;
+        let step = &plan.steps[id];
+        for &child in &step.children {
+            let parents = parents_of(&plan.steps[child], step, &done);
+            if !parents.is_empty() {
+                running.push(run_step(&plan.steps[child], child, parents, ctx));
+            }
+        }
+        results[id] = done;
+    }
+    Store { root, results, asks }
+}
+
+/// The objects `child` runs for, found in its producer's results (deduplicated by address).
+fn parents_of(child: &Step, producer: &Step, done: &HashMap<usize, Resolved>) -> Vec<ParentRef> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let depth = producer.out.list_depth();
+    for resolved in done.values() {
+        match resolved {
+            Resolved::Value(v) => {
+                walk(
+                    ParentRef { owner: v.clone(), path: Vec::new() },
+                    depth,
+                    &child.via,
+                    &mut seen,
+                    &mut out,
+                );
+            }
+            Resolved::Items(items) => {
+                for v in items.iter().flatten() {
+                    let start = ParentRef { owner: v.clone(), path: Vec::new() };
+                    walk(start, depth.saturating_sub(1), &child.via, &mut seen, &mut out);
+                }
+            }
+            Resolved::Error(_) => {
+                if let Some(fallback) = &producer.fallback {
+                    let start = ParentRef { owner: fallback.clone(), path: Vec::new() };
+                    walk(start, depth, &child.via, &mut seen, &mut out);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Collects the objects at `at`, through `depth` list levels and then the `via` hops.
+/// Bounded by the type's list depths and the plan's hops, not by the data.
+fn walk(
+    at: ParentRef,
+    depth: usize,
+    via: &[(Arc<str>, usize)],
+    seen: &mut HashSet<usize>,
+    out: &mut Vec<ParentRef>,
+) {
+    let value = at.get();
+    match value {
+        Value::Array(items) if depth > 0 => {
+            for i in 0..items.len() {
+                let mut path = at.path.clone();
+                path.push(Hop::Index(i));
+                walk(ParentRef { owner: at.owner.clone(), path }, depth - 1, via, seen, out);
+            }
+        }
+        Value::Object(map) => match via.split_first() {
+            None => {
+                if seen.insert(address(value)) {
+                    out.push(at);
+                }
+            }
+            Some(((name, list_depth), rest)) => {
+                if map.get(&**name).is_some_and(|v| !v.is_null()) {
+                    let mut path = at.path.clone();
+                    path.push(Hop::Key(name.clone()));
+                    walk(ParentRef { owner: at.owner.clone(), path }, *list_depth, rest, seen, out);
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
+/// The step's arguments for this request, as the resolver of the old executor got them.
+fn arguments(step: &Step, variables: &Map<String, Value>) -> Args {
+    step.args
+        .iter()
+        .map(|(name, value)| {
+            let json = match value {
+                ArgValue::Const(v) => v.clone(),
+                ArgValue::Dynamic(v) => v
+                    .clone()
+                    .into_const_with(|var| {
+                        let v = variables.get(var.as_str()).cloned().unwrap_or(Value::Null);
+                        async_graphql::Value::from_json(v).map_err(|_| ())
+                    })
+                    .ok()
+                    .and_then(|c| c.into_json().ok())
+                    .unwrap_or(Value::Null),
+            };
+            (name.clone(), json)
+        })
+        .collect()
+}
+
+/// Runs one step for its parents: (step, results by parent address, calls asked).
+async fn run_step(
+    step: &Step,
+    id: usize,
+    parents: Vec<ParentRef>,
+    ctx: &Context<'_>,
+) -> (usize, HashMap<usize, Resolved>, usize) {
+    let args = arguments(step, ctx.variables);
+    let (results, asks) = match &step.kind {
+        StepKind::Http(http) => http_step(step, http, &args, &parents, ctx).await,
+        StepKind::Js(function) => (js_step(step, function, &args, &parents, ctx).await, 1),
+    };
+    (id, results, asks)
+}
+
+async fn http_step(
+    step: &Step,
+    http: &crate::graphql::model::HttpBinding,
+    args: &Args,
+    parents: &[ParentRef],
+    ctx: &Context<'_>,
+) -> (HashMap<usize, Resolved>, usize) {
+    let mut out = HashMap::with_capacity(parents.len());
+    let mut singles: Vec<(usize, SingleRequest)> = Vec::new();
+    let mut groups: Vec<(BatchRoute, Vec<Key>)> = Vec::new();
+    // (parent address, group, first key, key count)
+    let mut spans: Vec<(usize, usize, usize, usize)> = Vec::new();
+    for parent in parents {
+        let value = parent.get();
+        let at = address(value);
+        match plan_fetch(&step.path_name, http, args, value, ctx.default_list_size) {
+            Ok(Fetch::Nothing) => {}
+            Ok(Fetch::Single(request)) => singles.push((at, request)),
+            Ok(Fetch::Batch(route, keys)) => {
+                let g = match groups.iter().position(|(r, _)| *r == route) {
+                    Some(g) => g,
+                    None => {
+                        groups.push((route, Vec::new()));
+                        groups.len() - 1
+                    }
+                };
+                let start = groups[g].1.len();
+                spans.push((at, g, start, keys.len()));
+                groups[g].1.extend(keys);
+            }
+            Err(e) => {
+                out.insert(at, Resolved::Error(e));
+            }
+        }
+    }
+    let asks = singles.len() + groups.len();
+    let single_calls = join_all(singles.iter().map(|(_, r)| ctx.batcher.load_one(r.clone())));
+    let batch_calls = join_all(groups.into_iter().map(|(route, keys)| ctx.batcher.load_many(route, keys)));
+    let (single_results, batch_results) = futures_util::join!(single_calls, batch_calls);
+    let select = |v: Arc<Value>| match &http.select {
+        Some(key) => Arc::new(v.get(key).cloned().unwrap_or(Value::Null)),
+        None => v,
+    };
+    for ((at, _), result) in singles.iter().zip(single_results) {
+        let resolved = match result {
+            Ok(v) => Resolved::Value(select(v)),
+            Err(e) => Resolved::Error(fetch_error(&e)),
+        };
+        out.insert(*at, resolved);
+    }
+    let keys_are_list = http.batch.as_ref().is_some_and(|b| b.keys_are_list);
+    let item_nullable = step.out.nullable.get(1).copied().unwrap_or(true);
+    for (at, g, start, len) in spans {
+        let results = &batch_results[g][start..start + len];
+        let resolved = if keys_are_list {
+            let mut items = Vec::with_capacity(len);
+            let mut failed = None;
+            for r in results {
+                match r {
+                    Ok(Some(v)) => items.push(Some(select(v.clone()))),
+                    // A key the backend did not return: null where items may be null, else left out.
+                    Ok(None) if item_nullable => items.push(None),
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed = Some(fetch_error(e));
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some(e) => Resolved::Error(e),
+                None => Resolved::Items(items),
+            }
+        } else {
+            match results.last() {
+                Some(Ok(Some(v))) => Resolved::Value(select(v.clone())),
+                Some(Err(e)) => Resolved::Error(fetch_error(e)),
+                _ => continue,
+            }
+        };
+        out.insert(at, resolved);
+    }
+    (out, asks)
+}
+
+async fn js_step(
+    step: &Step,
+    function: &Arc<str>,
+    args: &Args,
+    parents: &[ParentRef],
+    ctx: &Context<'_>,
+) -> HashMap<usize, Resolved> {
+    let args = Value::Object(args.clone()).to_string();
+    let items: Vec<(String, String)> = parents.iter().map(|p| (p.get().to_string(), args.clone())).collect();
+    let result = match (ctx.js, ctx.js.and_then(|js| js.get(function))) {
+        (Some(js), Some(script)) => js.pool.each(script, function, items).await,
+        _ => Err(crate::scripts::ScriptError::Contract {
+            script: "resolvers-js".into(),
+            message: format!("no function {function}"),
+        }),
+    };
+    let error = |e: &crate::scripts::ScriptError| {
+        GqlError::new(format!("{}: {e}", step.path_name))
+            .extend_with(|_, ext| ext.set("code", Code::ScriptError.as_str()))
+    };
+    parents
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let resolved = match &result {
+                Ok(outs) => Resolved::Value(Arc::new(
+                    outs.get(i).and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null),
+                )),
+                Err(e) => Resolved::Error(error(e)),
+            };
+            (address(p.get()), resolved)
+        })
+        .collect()
+}
+
+/// Coerces the request's variables against the operation's definitions: defaults filled in,
+/// a nullable variable without a value set to null, and each value checked against its type.
+/// Every problem is returned, naming the variable.
+pub fn coerce_variables(
+    op: &OperationDefinition,
+    schema: &FacadeSchema,
+    given: &Map<String, Value>,
+) -> Result<Map<String, Value>, Vec<String>> {
+    let mut out = Map::new();
+    let mut problems = Vec::new();
+    for def in &op.variable_definitions {
+        let name = def.node.name.node.as_str();
+        let ty = &def.node.var_type.node;
+        match given.get(name) {
+            Some(v) => match check_input(schema, ty, v, 0) {
+                Ok(()) => {
+                    out.insert(name.to_owned(), v.clone());
+                }
+                Err(why) => problems.push(format!("variable ${name} ({ty}): {why}")),
+            },
+            None => match &def.node.default_value {
+                Some(d) => {
+                    out.insert(name.to_owned(), d.node.clone().into_json().unwrap_or(Value::Null));
+                }
+                None if ty.nullable => {
+                    out.insert(name.to_owned(), Value::Null);
+                }
+                None => problems.push(format!("variable ${name} of required type {ty} was not provided")),
+            },
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+/// Most nesting of lists and input objects in one variable's value.
+const MAX_INPUT_DEPTH: usize = 32;
+
+/// Whether `value` is a valid input of type `ty`; `Err` says why.
+fn check_input(schema: &FacadeSchema, ty: &Type, value: &Value, depth: usize) -> Result<(), String> {
+    if depth > MAX_INPUT_DEPTH {
+        return Err(format!("nested deeper than {MAX_INPUT_DEPTH}"));
+    }
+    if value.is_null() {
+        return if ty.nullable { Ok(()) } else { Err("null for a non-null type".to_owned()) };
+    }
+    match &ty.base {
+        BaseType::List(inner) => match value {
+            Value::Array(items) => items.iter().try_for_each(|v| check_input(schema, inner, v, depth + 1)),
+            // A single value stands for a list of one.
+            v => check_input(schema, inner, v, depth + 1),
+        },
+        BaseType::Named(name) => {
+            let ok = match (name.as_str(), value) {
+                ("Int", Value::Number(n)) => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+                ("Float", Value::Number(_)) => true,
+                ("String", Value::String(_)) => true,
+                ("ID", Value::String(_)) => true,
+                ("ID", Value::Number(n)) => n.is_i64() || n.is_u64(),
+                ("Boolean", Value::Bool(_)) => true,
+                ("Int" | "Float" | "String" | "ID" | "Boolean", _) => false,
+                (other, v) => match schema.types.get(other) {
+                    Some(TypeDef::Enum { values, .. }) => {
+                        v.as_str().is_some_and(|s| values.iter().any(|e| e == s))
+                    }
+                    Some(TypeDef::Input { fields, .. }) => {
+                        let Value::Object(map) = v else {
+                            return Err(format!("expected an object for {other}"));
+                        };
+                        if let Some(unknown) = map.keys().find(|k| !fields.iter().any(|f| &f.name == *k)) {
+                            return Err(format!("{other} has no field {unknown}"));
+                        }
+                        for f in fields {
+                            match map.get(&f.name) {
+                                Some(v) => check_input(schema, &f.ty, v, depth + 1)
+                                    .map_err(|e| format!("{other}.{}: {e}", f.name))?,
+                                None if !f.ty.nullable && f.default.is_none() => {
+                                    return Err(format!("{other}.{} is required", f.name));
+                                }
+                                None => {}
+                            }
+                        }
+                        true
+                    }
+                    _ => true,
+                },
+            };
+            if ok { Ok(()) } else { Err(format!("expected {name}, got {}", super::fetch::preview(value))) }
+        }
+    }
+}

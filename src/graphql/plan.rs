@@ -1,0 +1,506 @@
+//! The compiler: a validated document and one of its operations become an immutable [`Plan`]
+//! of output fields (response key bytes, output type, where the value comes from) and steps
+//! (one per `@http` or `@js` field occurrence, with the step whose objects are its parents).
+//!
+//! Normalisation: fragments are inlined (the facade has only object types, so every type
+//! condition that passed validation applies), fields with the same response key are merged
+//! (their sub-selections united, first occurrence's position kept), keys stay in selection
+//! order, and `@skip`/`@include` are folded. A condition on a variable is folded too: an
+//! [`Operation`] holds one plan per assignment of its condition variables, compiled on first
+//! use (there are at most [`MAX_CONDITION_PLANS`] of them kept).
+//!
+//! Recursion here follows the document's selection sets and fragments, which
+//! `limits::analyze` (no cycles, bounded spread depth and size) and validation (depth limit)
+//! have bounded before a document gets here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_graphql::Pos;
+use async_graphql::parser::Positioned;
+use async_graphql::parser::types::{
+    BaseType, Directive, ExecutableDocument, Field as DocField, OperationDefinition, Selection, SelectionSet,
+    Type,
+};
+use async_graphql_value::Value as DocValue;
+use serde_json::Value;
+
+use super::model::{Binding, FacadeSchema, FieldDef, HttpBinding, TypeDef};
+
+/// Most plans kept per operation, one per assignment of its `@skip`/`@include` variables.
+pub const MAX_CONDITION_PLANS: usize = 64;
+
+/// A leaf's type, checked when the value is written.
+#[derive(Debug, Clone)]
+pub enum Leaf {
+    /// `String` and `ID`: a string; a number or boolean is written as its text.
+    Text,
+    /// A JSON integer within 32 bits.
+    Int,
+    /// A finite JSON number.
+    Float,
+    Bool,
+    /// A string naming one of the values.
+    Enum(Arc<[String]>),
+    /// A custom scalar: any JSON.
+    Custom,
+}
+
+/// What a field's innermost type is.
+#[derive(Debug, Clone)]
+pub enum Base {
+    Leaf(Leaf),
+    Object,
+}
+
+/// A field's output type: nullability of the field and of each list level's items (`[[T!]]!`
+/// gives `[false, true, false]`), and the innermost type.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub nullable: Vec<bool>,
+    pub base: Base,
+}
+
+impl Out {
+    /// How many list levels wrap the base type.
+    pub fn list_depth(&self) -> usize {
+        self.nullable.len() - 1
+    }
+}
+
+/// Where an output field's value comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// `__typename`: the JSON text of the type's name.
+    Typename(Box<[u8]>),
+    /// The same-named key of the parent object.
+    Parent,
+    /// The result of this step for the parent object.
+    Step(usize),
+}
+
+/// One field of the response, as written.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// The response key (alias or name).
+    pub key: Arc<str>,
+    /// `"key":`, escaped once.
+    pub key_json: Box<[u8]>,
+    /// The schema field's name (the parent JSON key for [`Source::Parent`]).
+    pub name: Arc<str>,
+    /// `Type.field`, for error messages.
+    pub path_name: Arc<str>,
+    pub pos: Pos,
+    pub source: Source,
+    pub out: Out,
+    /// The selected fields of an object type, in selection order.
+    pub children: Vec<Field>,
+}
+
+/// How a step computes its field.
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Http(Arc<HttpBinding>),
+    Js(Arc<str>),
+}
+
+/// One argument as written in the document (variables resolved per request).
+#[derive(Debug, Clone)]
+pub enum ArgValue {
+    /// No variable inside: its JSON, computed once.
+    Const(Value),
+    /// Holds variables.
+    Dynamic(DocValue),
+}
+
+/// One field occurrence that fetches (`@http`) or computes (`@js`) its value, per parent.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub kind: StepKind,
+    /// Arguments given in the document, in document order, then the schema's defaults of the
+    /// others, in declaration order (as async-graphql hands them to a resolver).
+    pub args: Vec<(String, ArgValue)>,
+    /// The step whose results hold this step's parents; `None` for the root object.
+    pub producer: Option<usize>,
+    /// Parent-bound object fields between the producer's value and this step's parents,
+    /// each with its list depth.
+    pub via: Vec<(Arc<str>, usize)>,
+    /// The list depth of the producer's own field (0 for the root).
+    pub producer_depth: usize,
+    pub path_name: Arc<str>,
+    pub pos: Pos,
+    pub out: Out,
+    pub fallback: Option<Arc<Value>>,
+    /// Steps whose parents this step's results hold.
+    pub children: Vec<usize>,
+}
+
+/// A compiled operation for one assignment of its condition variables.
+#[derive(Debug)]
+pub struct Plan {
+    pub root: Vec<Field>,
+    pub steps: Vec<Step>,
+    /// Steps whose parent is the root object.
+    pub roots: Vec<usize>,
+    /// Output fields in the plan (a figure for tests and benchmarks).
+    pub fields: usize,
+}
+
+/// A validated operation, ready to run: its variables and its plans.
+pub struct Operation {
+    pub document: Arc<ExecutableDocument>,
+    pub operation_name: Option<String>,
+    schema: Arc<FacadeSchema>,
+    root_type: String,
+    /// The Boolean variables that `@skip`/`@include` read, in first-use order.
+    condition_vars: Vec<String>,
+    plans: Mutex<HashMap<u64, Arc<Plan>>>,
+}
+
+impl std::fmt::Debug for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operation").field("operation_name", &self.operation_name).finish_non_exhaustive()
+    }
+}
+
+impl Operation {
+    /// Prepares the operation `operation_name` picks (the document passed validation).
+    pub fn new(
+        document: Arc<ExecutableDocument>,
+        operation_name: Option<String>,
+        schema: Arc<FacadeSchema>,
+    ) -> Result<Self, String> {
+        let op = pick(&document, operation_name.as_deref())?;
+        let root_type = match op.ty {
+            async_graphql::parser::types::OperationType::Query => schema.query.clone(),
+            async_graphql::parser::types::OperationType::Mutation => {
+                schema.mutation.clone().ok_or("the schema has no mutations")?
+            }
+            async_graphql::parser::types::OperationType::Subscription => {
+                return Err("subscriptions are not supported".to_owned());
+            }
+        };
+        let mut condition_vars = Vec::new();
+        condition_variables(&document, &op.selection_set, &mut condition_vars, 0);
+        Ok(Self {
+            document: document.clone(),
+            operation_name,
+            schema,
+            root_type,
+            condition_vars,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The operation's definition.
+    pub fn definition(&self) -> &OperationDefinition {
+        pick(&self.document, self.operation_name.as_deref()).expect("checked in new")
+    }
+
+    /// The plan for these (coerced) variables.
+    pub fn plan(&self, variables: &serde_json::Map<String, Value>) -> Arc<Plan> {
+        let mut bits = 0u64;
+        for (i, name) in self.condition_vars.iter().enumerate().take(64) {
+            if variables.get(name).and_then(Value::as_bool).unwrap_or(false) {
+                bits |= 1 << i;
+            }
+        }
+        let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(plan) = plans.get(&bits) {
+            return plan.clone();
+        }
+        let plan = Arc::new(self.compile(variables));
+        if plans.len() < MAX_CONDITION_PLANS && self.condition_vars.len() <= 64 {
+            plans.insert(bits, plan.clone());
+        }
+        plan
+    }
+
+    fn compile(&self, variables: &serde_json::Map<String, Value>) -> Plan {
+        let mut c =
+            Compiler { doc: &self.document, schema: &self.schema, variables, steps: Vec::new(), fields: 0 };
+        let op = self.definition();
+        let mut root = Vec::new();
+        c.fields(&self.root_type, &[&op.selection_set], None, &[], &mut root);
+        let roots =
+            c.steps.iter().enumerate().filter(|(_, s)| s.producer.is_none()).map(|(i, _)| i).collect();
+        Plan { root, fields: c.fields, steps: c.steps, roots }
+    }
+}
+
+/// The operation a request names (or the only one).
+pub fn pick<'a>(doc: &'a ExecutableDocument, name: Option<&str>) -> Result<&'a OperationDefinition, String> {
+    use async_graphql::parser::types::DocumentOperations;
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(op), None) => Ok(&op.node),
+        (DocumentOperations::Single(_), Some(name)) => {
+            Err(format!("operation {name:?} is not in the document (it has one unnamed operation)"))
+        }
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get(name).map(|o| &o.node).ok_or_else(|| format!("operation {name:?} is not in the document"))
+        }
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            Ok(&ops.values().next().expect("one").node)
+        }
+        (DocumentOperations::Multiple(_), None) => {
+            Err("the document has several operations: give operationName".to_owned())
+        }
+    }
+}
+
+/// The variables `@skip(if: $v)` / `@include(if: $v)` read, anywhere under `set`.
+fn condition_variables(
+    doc: &ExecutableDocument,
+    set: &Positioned<SelectionSet>,
+    out: &mut Vec<String>,
+    depth: usize,
+) {
+    if depth > 256 {
+        return;
+    }
+    for item in &set.node.items {
+        let (directives, inner) = match &item.node {
+            Selection::Field(f) => (&f.node.directives, Some(&f.node.selection_set)),
+            Selection::InlineFragment(i) => (&i.node.directives, Some(&i.node.selection_set)),
+            Selection::FragmentSpread(s) => (
+                &s.node.directives,
+                doc.fragments.get(&s.node.fragment_name.node).map(|f| &f.node.selection_set),
+            ),
+        };
+        for d in directives {
+            if matches!(d.node.name.node.as_str(), "skip" | "include")
+                && let Some(DocValue::Variable(v)) = d.node.get_argument("if").map(|v| &v.node)
+                && !out.iter().any(|o| o == v.as_str())
+            {
+                out.push(v.to_string());
+            }
+        }
+        if let Some(inner) = inner {
+            condition_variables(doc, inner, out, depth + 1);
+        }
+    }
+}
+
+/// The output type of a schema type reference.
+pub fn out_type(schema: &FacadeSchema, ty: &Type) -> Out {
+    let mut nullable = vec![ty.nullable];
+    let mut t = ty;
+    while let BaseType::List(inner) = &t.base {
+        nullable.push(inner.nullable);
+        t = inner;
+    }
+    let BaseType::Named(name) = &t.base else { unreachable!("the loop ends on a name") };
+    let base = match name.as_str() {
+        "String" | "ID" => Base::Leaf(Leaf::Text),
+        "Int" => Base::Leaf(Leaf::Int),
+        "Float" => Base::Leaf(Leaf::Float),
+        "Boolean" => Base::Leaf(Leaf::Bool),
+        other => match schema.types.get(other) {
+            Some(TypeDef::Enum { values, .. }) => Base::Leaf(Leaf::Enum(values.clone().into())),
+            Some(TypeDef::Object { .. }) => Base::Object,
+            _ => Base::Leaf(Leaf::Custom),
+        },
+    };
+    Out { nullable, base }
+}
+
+fn named(ty: &Type) -> &str {
+    match &ty.base {
+        BaseType::Named(n) => n.as_str(),
+        BaseType::List(inner) => named(inner),
+    }
+}
+
+/// A response key's fields merged across the selection sets that select it.
+struct Merged<'d> {
+    key: &'d str,
+    first: &'d Positioned<DocField>,
+    sets: Vec<&'d Positioned<SelectionSet>>,
+}
+
+struct Compiler<'a> {
+    doc: &'a ExecutableDocument,
+    schema: &'a FacadeSchema,
+    variables: &'a serde_json::Map<String, Value>,
+    steps: Vec<Step>,
+    fields: usize,
+}
+
+impl<'a> Compiler<'a> {
+    /// Whether `@skip`/`@include` keep the selection (variables read from the request).
+    fn included(&self, directives: &[Positioned<Directive>]) -> bool {
+        directives.iter().all(|d| {
+            let want = match d.node.name.node.as_str() {
+                "skip" => false,
+                "include" => true,
+                _ => return true,
+            };
+            let value = match d.node.get_argument("if").map(|v| &v.node) {
+                Some(DocValue::Boolean(b)) => *b,
+                Some(DocValue::Variable(name)) => {
+                    self.variables.get(name.as_str()).and_then(Value::as_bool).unwrap_or(false)
+                }
+                _ => false,
+            };
+            value == want
+        })
+    }
+
+    /// The fields `sets` select, fragments inlined and same keys merged, in selection order.
+    fn merge(&self, sets: &[&'a Positioned<SelectionSet>]) -> Vec<Merged<'a>> {
+        let mut out: Vec<Merged<'a>> = Vec::new();
+        let mut stack: Vec<std::slice::Iter<'a, Positioned<Selection>>> =
+            sets.iter().rev().map(|s| s.node.items.iter()).collect();
+        while let Some(top) = stack.last_mut() {
+            let Some(item) = top.next() else {
+                stack.pop();
+                continue;
+            };
+            match &item.node {
+                Selection::Field(f) => {
+                    if !self.included(&f.node.directives) {
+                        continue;
+                    }
+                    let key = f.node.response_key().node.as_str();
+                    match out.iter_mut().find(|m| m.key == key) {
+                        Some(m) => m.sets.push(&f.node.selection_set),
+                        None => out.push(Merged { key, first: f, sets: vec![&f.node.selection_set] }),
+                    }
+                }
+                Selection::InlineFragment(i) => {
+                    if self.included(&i.node.directives) {
+                        stack.push(i.node.selection_set.node.items.iter());
+                    }
+                }
+                Selection::FragmentSpread(s) => {
+                    if self.included(&s.node.directives)
+                        && let Some(fragment) = self.doc.fragments.get(&s.node.fragment_name.node)
+                    {
+                        stack.push(fragment.node.selection_set.node.items.iter());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Compiles the fields selected on `type_name` into `out`. `producer` and `via` say where
+    /// the objects of this type come from at run time.
+    fn fields(
+        &mut self,
+        type_name: &str,
+        sets: &[&'a Positioned<SelectionSet>],
+        producer: Option<(usize, usize)>,
+        via: &[(Arc<str>, usize)],
+        out: &mut Vec<Field>,
+    ) {
+        let Some(TypeDef::Object { fields: defs, .. }) = self.schema.types.get(type_name) else { return };
+        for merged in self.merge(sets) {
+            self.fields += 1;
+            let doc_field = &merged.first.node;
+            let name = doc_field.name.node.as_str();
+            let key: Arc<str> = Arc::from(merged.key);
+            let key_json =
+                serde_json::to_vec(merged.key).expect("a string").into_iter().chain(*b":").collect();
+            if name == "__typename" {
+                let text = serde_json::to_vec(type_name).expect("a string").into_boxed_slice();
+                out.push(Field {
+                    key,
+                    key_json,
+                    name: Arc::from(name),
+                    path_name: Arc::from(format!("{type_name}.__typename")),
+                    pos: merged.first.pos,
+                    source: Source::Typename(text),
+                    out: Out { nullable: vec![false], base: Base::Leaf(Leaf::Text) },
+                    children: Vec::new(),
+                });
+                continue;
+            }
+            // Validation let only known fields through.
+            let Some(def) = defs.iter().find(|d| d.name == name) else { continue };
+            let out_ty = out_type(self.schema, &def.ty);
+            let path_name: Arc<str> = Arc::from(format!("{type_name}.{name}"));
+            let mut field = Field {
+                key,
+                key_json,
+                name: Arc::from(name),
+                path_name: path_name.clone(),
+                pos: merged.first.pos,
+                source: Source::Parent,
+                out: out_ty.clone(),
+                children: Vec::new(),
+            };
+            let child_type = named(&def.ty).to_owned();
+            let is_object = matches!(out_ty.base, Base::Object);
+            match &def.binding {
+                Binding::Parent => {
+                    if is_object {
+                        let mut via = via.to_vec();
+                        via.push((field.name.clone(), out_ty.list_depth()));
+                        let mut children = Vec::new();
+                        self.fields(&child_type, &merged.sets, producer, &via, &mut children);
+                        field.children = children;
+                    }
+                }
+                binding => {
+                    let kind = match binding {
+                        Binding::Http(http) => StepKind::Http(http.clone()),
+                        Binding::Js { function } => StepKind::Js(function.clone()),
+                        Binding::Parent => unreachable!("matched above"),
+                    };
+                    let id = self.steps.len();
+                    self.steps.push(Step {
+                        kind,
+                        args: arguments(doc_field, def),
+                        producer: producer.map(|(p, _)| p),
+                        via: via.to_vec(),
+                        producer_depth: producer.map_or(0, |(_, d)| d),
+                        path_name,
+                        pos: merged.first.pos,
+                        out: out_ty.clone(),
+                        fallback: def.fallback.clone().map(Arc::new),
+                        children: Vec::new(),
+                    });
+                    if let Some((p, _)) = producer {
+                        self.steps[p].children.push(id);
+                    }
+                    field.source = Source::Step(id);
+                    if is_object {
+                        let mut children = Vec::new();
+                        let me = Some((id, out_ty.list_depth()));
+                        self.fields(&child_type, &merged.sets, me, &[], &mut children);
+                        field.children = children;
+                    }
+                }
+            }
+            out.push(field);
+        }
+    }
+}
+
+/// A field's arguments as a resolver gets them: given ones in document order, then the
+/// schema's defaults for the others.
+fn arguments(field: &DocField, def: &FieldDef) -> Vec<(String, ArgValue)> {
+    let mut args: Vec<(String, ArgValue)> = field
+        .arguments
+        .iter()
+        .map(|(name, value)| {
+            let value = match value.node.clone().into_const() {
+                Some(c) => ArgValue::Const(c.into_json().unwrap_or(Value::Null)),
+                None => ArgValue::Dynamic(value.node.clone()),
+            };
+            (name.node.to_string(), value)
+        })
+        .collect();
+    for arg in &def.args {
+        if let Some(default) = &arg.default
+            && !args.iter().any(|(n, _)| *n == arg.name)
+        {
+            args.push((
+                arg.name.clone(),
+                ArgValue::Const(default.clone().into_json().unwrap_or(Value::Null)),
+            ));
+        }
+    }
+    args
+}

@@ -1,0 +1,291 @@
+//! The projection: one synchronous pass over the plan writes the response bytes from the
+//! steps' results. Keys follow the query's selection order at every level, whatever order
+//! the fetches finished in. Leaves are checked as they are written (Int in 32 bits, finite
+//! Float, enum membership). Null propagation follows the spec: a position is remembered
+//! (the buffer's length) before each object or list, and when a non-null value turns out
+//! null below it, the buffer is cut back there and `null` written at the nearest nullable
+//! position. The path of a field is a chain of stack frames, made into an error path only
+//! when an error happens.
+//!
+//! Recursion follows the plan (bounded by the validated depth limit) and the list levels of
+//! its types, not the data.
+
+use async_graphql::{PathSegment, Pos, ServerError};
+use serde_json::Value;
+
+use super::exec::{Resolved, Store};
+use super::fetch::{bad_value, preview};
+use super::plan::{Base, Field, Leaf, Plan, Source};
+
+/// A position below became null and may not be: the nearest nullable position must be null.
+struct Bubble;
+
+type Written = Result<(), Bubble>;
+
+/// A field's path as a chain of frames on the stack.
+#[derive(Clone, Copy)]
+struct Path<'p> {
+    up: Option<&'p Path<'p>>,
+    seg: Seg<'p>,
+}
+
+#[derive(Clone, Copy)]
+enum Seg<'p> {
+    Key(&'p str),
+    Index(usize),
+}
+
+impl Path<'_> {
+    fn segments(&self) -> Vec<PathSegment> {
+        let mut out = Vec::new();
+        let mut at = Some(self);
+        while let Some(p) = at {
+            out.push(match p.seg {
+                Seg::Key(k) => PathSegment::Field(k.to_owned()),
+                Seg::Index(i) => PathSegment::Index(i),
+            });
+            at = p.up;
+        }
+        out.reverse();
+        out
+    }
+}
+
+/// The response body and the errors in it.
+pub struct Response {
+    pub body: Vec<u8>,
+    pub errors: Vec<ServerError>,
+}
+
+/// Writes `{"data":…,"errors":[…]}` for the plan and its results. `size_hint` pre-sizes the
+/// buffer.
+pub fn write(plan: &Plan, store: &Store, size_hint: usize) -> Response {
+    let mut w = Writer { buf: Vec::with_capacity(size_hint.max(256)), errors: Vec::new(), store, plan };
+    w.buf.extend_from_slice(b"{\"data\":");
+    let mark = w.buf.len();
+    if w.object(&plan.root, &store.root, None).is_err() {
+        w.buf.truncate(mark);
+        w.buf.extend_from_slice(b"null");
+    }
+    if !w.errors.is_empty() {
+        w.buf.extend_from_slice(b",\"errors\":");
+        serde_json::to_writer(&mut w.buf, &w.errors).expect("errors serialize");
+    }
+    w.buf.push(b'}');
+    Response { body: w.buf, errors: w.errors }
+}
+
+struct Writer<'s> {
+    buf: Vec<u8>,
+    errors: Vec<ServerError>,
+    store: &'s Store,
+    plan: &'s Plan,
+}
+
+impl Writer<'_> {
+    /// Writes an object. A field that bubbles a null makes the object null, but the other
+    /// fields are still written (and cut away by the caller) so that every failed path
+    /// reports its error.
+    fn object(&mut self, fields: &[Field], obj: &Value, path: Option<&Path<'_>>) -> Written {
+        let mut bubbled = false;
+        self.buf.push(b'{');
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.buf.extend_from_slice(&f.key_json);
+            let here = Path { up: path, seg: Seg::Key(&f.key) };
+            bubbled |= self.field(f, obj, &here).is_err();
+        }
+        self.buf.push(b'}');
+        if bubbled { Err(Bubble) } else { Ok(()) }
+    }
+
+    fn field(&mut self, f: &Field, parent: &Value, path: &Path<'_>) -> Written {
+        match &f.source {
+            Source::Typename(text) => {
+                self.buf.extend_from_slice(text);
+                Ok(())
+            }
+            Source::Parent => self.value(f, 0, parent.get(&*f.name).unwrap_or(&Value::Null), path),
+            Source::Step(step) => match self.store.get(*step, parent) {
+                // No fetch was needed (the parent holds no key): null.
+                None => self.value(f, 0, &Value::Null, path),
+                Some(Resolved::Value(v)) => self.value(f, 0, v, path),
+                Some(Resolved::Items(items)) => self.items(f, items, path),
+                Some(Resolved::Error(e)) => self.failed(f, *step, e, path),
+            },
+        }
+    }
+
+    /// A failed step: its `@fallback` projected through the selection if it fits, else the
+    /// error at this path and null.
+    fn failed(&mut self, f: &Field, step: usize, e: &async_graphql::Error, path: &Path<'_>) -> Written {
+        let mut error = e.clone();
+        if let Some(fallback) = self.plan.steps[step].fallback.clone() {
+            let (mark, errors) = (self.buf.len(), self.errors.len());
+            let fits = self.value(f, 0, &fallback, path).is_ok() && self.errors.len() == errors;
+            if fits {
+                return Ok(());
+            }
+            self.buf.truncate(mark);
+            let why = self.errors.drain(errors..).next().map(|e| e.message).unwrap_or_default();
+            error.message = format!("{} (and the @fallback value does not fit: {why})", error.message);
+        }
+        self.error(error, f.pos, path);
+        self.absorb(f, 0)
+    }
+
+    fn error(&mut self, e: async_graphql::Error, pos: Pos, path: &Path<'_>) {
+        let mut e = e.into_server_error(pos);
+        e.path = path.segments();
+        self.errors.push(e);
+    }
+
+    /// Null at this level: written if the level may be null, else passed up.
+    fn absorb(&mut self, f: &Field, level: usize) -> Written {
+        if f.out.nullable[level] {
+            self.buf.extend_from_slice(b"null");
+            Ok(())
+        } else {
+            Err(Bubble)
+        }
+    }
+
+    /// A value the data holds that does not fit: an error here, and null.
+    fn bad(&mut self, f: &Field, level: usize, path: &Path<'_>, message: String) -> Written {
+        self.error(bad_value(&f.path_name, message), f.pos, path);
+        self.absorb(f, level)
+    }
+
+    fn items(&mut self, f: &Field, items: &[Option<std::sync::Arc<Value>>], path: &Path<'_>) -> Written {
+        let mark = self.buf.len();
+        let mut bubbled = false;
+        self.buf.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            let here = Path { up: Some(path), seg: Seg::Index(i) };
+            let v = item.as_deref().unwrap_or(&Value::Null);
+            bubbled |= self.value(f, 1, v, &here).is_err();
+        }
+        self.buf.push(b']');
+        if bubbled {
+            self.buf.truncate(mark);
+            return self.absorb(f, 0);
+        }
+        Ok(())
+    }
+
+    /// Writes `v` as the field's type at list level `level`.
+    fn value(&mut self, f: &Field, level: usize, v: &Value, path: &Path<'_>) -> Written {
+        if v.is_null() {
+            if f.out.nullable[level] {
+                self.buf.extend_from_slice(b"null");
+                return Ok(());
+            }
+            let e = bad_value(&f.path_name, "null for a non-null value".to_owned());
+            self.error(e, f.pos, path);
+            return Err(Bubble);
+        }
+        if level < f.out.list_depth() {
+            let Value::Array(items) = v else {
+                return self.bad(f, level, path, format!("expected a list, got {}", preview(v)));
+            };
+            let mark = self.buf.len();
+            let mut bubbled = false;
+            self.buf.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    self.buf.push(b',');
+                }
+                let here = Path { up: Some(path), seg: Seg::Index(i) };
+                bubbled |= self.value(f, level + 1, item, &here).is_err();
+            }
+            self.buf.push(b']');
+            if bubbled {
+                self.buf.truncate(mark);
+                return self.absorb(f, level);
+            }
+            return Ok(());
+        }
+        match &f.out.base {
+            Base::Object => {
+                if !v.is_object() {
+                    return self.bad(f, level, path, format!("expected an object, got {}", preview(v)));
+                }
+                let mark = self.buf.len();
+                if self.object(&f.children, v, Some(path)).is_err() {
+                    self.buf.truncate(mark);
+                    return self.absorb(f, level);
+                }
+                Ok(())
+            }
+            Base::Leaf(leaf) => match self.leaf(leaf, v) {
+                Ok(()) => Ok(()),
+                Err(expected) => self.bad(f, level, path, format!("expected {expected}")),
+            },
+        }
+    }
+
+    /// Writes a leaf after checking it; `Err` says what was expected.
+    fn leaf(&mut self, leaf: &Leaf, v: &Value) -> Result<(), String> {
+        let buf = &mut self.buf;
+        match (leaf, v) {
+            (Leaf::Text, Value::String(s)) => write_str(buf, s),
+            (Leaf::Text, Value::Number(n)) => write_str(buf, &n.to_string()),
+            (Leaf::Text, Value::Bool(b)) => write_str(buf, if *b { "true" } else { "false" }),
+            (Leaf::Int, Value::Number(n)) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => {
+                buf.extend_from_slice(itoa::Buffer::new().format(n.as_i64().unwrap_or_default()).as_bytes());
+            }
+            (Leaf::Int, Value::Number(n)) if n.is_i64() || n.is_u64() => {
+                return Err(format!("Int (32 bits), got {n}"));
+            }
+            (Leaf::Float, Value::Number(n)) => {
+                let number = if n.is_f64() {
+                    n.clone()
+                } else {
+                    n.as_f64()
+                        .and_then(serde_json::Number::from_f64)
+                        .ok_or_else(|| format!("Float, got {n}"))?
+                };
+                serde_json::to_writer(&mut *buf, &number).expect("a number serializes");
+            }
+            (Leaf::Bool, Value::Bool(b)) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
+            (Leaf::Enum(values), Value::String(s)) if values.iter().any(|e| e == s) => write_str(buf, s),
+            (Leaf::Enum(values), v) => {
+                return Err(format!("one of {}, got {}", values.join(", "), preview(v)));
+            }
+            (Leaf::Custom, v) => serde_json::to_writer(&mut *buf, v).expect("JSON serializes"),
+            (leaf, v) => return Err(format!("{}, got {}", leaf_name(leaf), preview(v))),
+        }
+        Ok(())
+    }
+}
+
+fn leaf_name(leaf: &Leaf) -> &'static str {
+    match leaf {
+        Leaf::Text => "Text",
+        Leaf::Int => "Int",
+        Leaf::Float => "Float",
+        Leaf::Bool => "Bool",
+        Leaf::Enum(_) => "Enum",
+        Leaf::Custom => "Custom",
+    }
+}
+
+fn write_str(buf: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(buf, s).expect("a string serializes");
+}
+
+/// The `extensions.code` of each error, for metrics (every error the projection makes has one).
+pub fn error_codes(errors: &[ServerError]) -> Vec<String> {
+    errors
+        .iter()
+        .filter_map(|e| match e.extensions.as_ref().and_then(|x| x.get("code")) {
+            Some(async_graphql::Value::String(code)) => Some(code.clone()),
+            _ => None,
+        })
+        .collect()
+}
