@@ -473,8 +473,10 @@ impl Engine {
         if op.ty != OperationType::Query || limits::uses_introspection(document) {
             return Ok(None);
         }
-        plan::Operation::new(document.clone(), operation_name.map(str::to_owned), self.model.clone())
-            .map(|op| Some(Arc::new(op)))
+        let op =
+            plan::Operation::new(document.clone(), operation_name.map(str::to_owned), self.model.clone())?;
+        op.check().map_err(|conflicts| conflicts.join("\n"))?;
+        Ok(Some(Arc::new(op)))
     }
 
     /// The compiled operation of an ad-hoc request: from the cache, or validated and compiled
@@ -527,7 +529,25 @@ impl Engine {
         ) {
             return Outcome::request_error(&e);
         }
-        let plan = op.plan(&coerced);
+        let plan = match op.plan(&coerced) {
+            Ok(plan) => plan,
+            Err(conflicts) => {
+                return Outcome::request_errors(
+                    conflicts.into_iter().map(|m| ServerError::new(m, None)).collect(),
+                );
+            }
+        };
+        let nulls: Vec<ServerError> = plan
+            .required
+            .iter()
+            .filter(|(v, _)| coerced.get(v).is_none_or(Value::is_null))
+            .map(|(v, place)| {
+                ServerError::new(format!("variable ${v} is null where {place} needs a value"), None)
+            })
+            .collect();
+        if !nulls.is_empty() {
+            return Outcome::request_errors(nulls);
+        }
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let batcher = Batcher::new(self.backends.clone(), deadline).with_log(fetch_log);
         let ctx = exec::Context {

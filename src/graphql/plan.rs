@@ -144,6 +144,9 @@ pub struct Plan {
     pub roots: Vec<usize>,
     /// Output fields in the plan (a figure for tests and benchmarks).
     pub fields: usize,
+    /// Variables used where a value is required (`@skip(if:)`, a non-null argument), with
+    /// the place: such a variable may not be null in a request.
+    pub required: Vec<(String, String)>,
 }
 
 /// A validated operation, ready to run: its variables and its plans.
@@ -197,8 +200,16 @@ impl Operation {
         pick(&self.document, self.operation_name.as_deref()).expect("checked in new")
     }
 
-    /// The plan for these (coerced) variables.
-    pub fn plan(&self, variables: &serde_json::Map<String, Value>) -> Arc<Plan> {
+    /// Compiles the plan with every condition variable true (all conditioned fields in), so
+    /// that fields which cannot be merged are refused before any request runs.
+    pub fn check(&self) -> Result<(), Vec<String>> {
+        let all: serde_json::Map<String, Value> =
+            self.condition_vars.iter().map(|v| (v.clone(), Value::Bool(true))).collect();
+        self.plan(&all).map(|_| ())
+    }
+
+    /// The plan for these (coerced) variables; `Err` lists fields that cannot be merged.
+    pub fn plan(&self, variables: &serde_json::Map<String, Value>) -> Result<Arc<Plan>, Vec<String>> {
         let mut bits = 0u64;
         for (i, name) in self.condition_vars.iter().enumerate().take(64) {
             if variables.get(name).and_then(Value::as_bool).unwrap_or(false) {
@@ -207,24 +218,35 @@ impl Operation {
         }
         let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(plan) = plans.get(&bits) {
-            return plan.clone();
+            return Ok(plan.clone());
         }
-        let plan = Arc::new(self.compile(variables));
+        let plan = Arc::new(self.compile(variables)?);
         if plans.len() < MAX_CONDITION_PLANS && self.condition_vars.len() <= 64 {
             plans.insert(bits, plan.clone());
         }
-        plan
+        Ok(plan)
     }
 
-    fn compile(&self, variables: &serde_json::Map<String, Value>) -> Plan {
-        let mut c =
-            Compiler { doc: &self.document, schema: &self.schema, variables, steps: Vec::new(), fields: 0 };
+    fn compile(&self, variables: &serde_json::Map<String, Value>) -> Result<Plan, Vec<String>> {
+        let mut c = Compiler {
+            doc: &self.document,
+            schema: &self.schema,
+            variables,
+            steps: Vec::new(),
+            fields: 0,
+            required: std::cell::RefCell::new(Vec::new()),
+            conflicts: std::cell::RefCell::new(Vec::new()),
+        };
         let op = self.definition();
         let mut root = Vec::new();
         c.fields(&self.root_type, &[&op.selection_set], None, &[], &mut root);
         let roots =
             c.steps.iter().enumerate().filter(|(_, s)| s.producer.is_none()).map(|(i, _)| i).collect();
-        Plan { root, fields: c.fields, steps: c.steps, roots }
+        let conflicts = c.conflicts.into_inner();
+        if !conflicts.is_empty() {
+            return Err(conflicts);
+        }
+        Ok(Plan { root, fields: c.fields, steps: c.steps, roots, required: c.required.into_inner() })
     }
 }
 
@@ -324,9 +346,20 @@ struct Compiler<'a> {
     variables: &'a serde_json::Map<String, Value>,
     steps: Vec<Step>,
     fields: usize,
+    /// See [`Plan::required`] (filled while folding conditions, which borrows `self`).
+    required: std::cell::RefCell<Vec<(String, String)>>,
+    /// Same response key, different field or arguments (the spec's "field selection merging").
+    conflicts: std::cell::RefCell<Vec<String>>,
 }
 
 impl<'a> Compiler<'a> {
+    fn require(&self, variable: &str, place: String) {
+        let mut required = self.required.borrow_mut();
+        if !required.iter().any(|(v, p)| v == variable && *p == place) {
+            required.push((variable.to_owned(), place));
+        }
+    }
+
     /// Whether `@skip`/`@include` keep the selection (variables read from the request).
     fn included(&self, directives: &[Positioned<Directive>]) -> bool {
         directives.iter().all(|d| {
@@ -338,6 +371,7 @@ impl<'a> Compiler<'a> {
             let value = match d.node.get_argument("if").map(|v| &v.node) {
                 Some(DocValue::Boolean(b)) => *b,
                 Some(DocValue::Variable(name)) => {
+                    self.require(name, format!("@{}(if:)", d.node.name.node));
                     self.variables.get(name.as_str()).and_then(Value::as_bool).unwrap_or(false)
                 }
                 _ => false,
@@ -363,7 +397,19 @@ impl<'a> Compiler<'a> {
                     }
                     let key = f.node.response_key().node.as_str();
                     match out.iter_mut().find(|m| m.key == key) {
-                        Some(m) => m.sets.push(&f.node.selection_set),
+                        Some(m) => {
+                            if m.first.node.name.node != f.node.name.node
+                                || m.first.node.arguments != f.node.arguments
+                            {
+                                let (a, b) = (m.first.pos, f.pos);
+                                self.conflicts.borrow_mut().push(format!(
+                                    "{}:{}: fields {key:?} at {}:{} and {}:{} select different fields or \
+                                     arguments under one response key; use an alias",
+                                    b.line, b.column, a.line, a.column, b.line, b.column
+                                ));
+                            }
+                            m.sets.push(&f.node.selection_set)
+                        }
                         None => out.push(Merged { key, first: f, sets: vec![&f.node.selection_set] }),
                     }
                 }
@@ -448,6 +494,13 @@ impl<'a> Compiler<'a> {
                         Binding::Js { function } => StepKind::Js(function.clone()),
                         Binding::Parent => unreachable!("matched above"),
                     };
+                    for (arg, value) in &doc_field.arguments {
+                        if let DocValue::Variable(v) = &value.node
+                            && def.args.iter().any(|a| a.name == arg.node.as_str() && !a.ty.nullable)
+                        {
+                            self.require(v, format!("argument {} of {path_name}", arg.node));
+                        }
+                    }
                     let id = self.steps.len();
                     self.steps.push(Step {
                         kind,

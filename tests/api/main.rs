@@ -4,6 +4,7 @@
 mod admin;
 mod bench_smoke;
 mod cli;
+mod differential;
 mod endpoints;
 mod engine;
 mod graphql_http;
