@@ -237,3 +237,61 @@ async fn sibling_fetches_run_concurrently() {
     assert!(body.get("errors").is_none(), "{}", body["errors"]);
     assert!(titles(&body).iter().all(|t| t["artwork"]["url"].is_string()));
 }
+
+/// The keys of a JSON object in the order they were written.
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+#[tokio::test]
+async fn response_keys_follow_the_selection_order_whatever_finishes_first() {
+    let app = spawn_app().await;
+    // The first root field waits for a slow backend, the last fails at once.
+    app.set_faults("catalog", json!({"latencyMs": 15})).await;
+    app.set_faults("ratings", json!({"errorRate": 1.0, "errorStatus": 403})).await;
+    let query = r#"{
+        slow: title(id: 1) { name id rating { average } year }
+        fast: profile(id: "1") { name id }
+        __typename
+        broken: title(id: 2) { rating { average } id }
+    }"#;
+    for run in 0..100 {
+        let body = app.graphql(query, json!({})).await;
+        let data = &body["data"];
+        assert_eq!(keys(data), ["slow", "fast", "__typename", "broken"], "run {run}: {body}");
+        assert_eq!(keys(&data["slow"]), ["name", "id", "rating", "year"], "run {run}");
+        assert_eq!(keys(&data["fast"]), ["name", "id"], "run {run}");
+        assert_eq!(keys(&data["broken"]), ["rating", "id"], "run {run}");
+        assert!(data["broken"]["rating"].is_null());
+        assert_eq!(keys(&body), ["data", "errors"]);
+    }
+}
+
+#[tokio::test]
+async fn fields_under_one_key_are_merged_and_conflicts_refused() {
+    let app = spawn_app().await;
+    let body = app
+        .graphql(
+            "{ title(id: 1) { id } ...F title(id: 1) { artwork { url } name } } fragment F on Query { title(id: 1) { year id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(keys(&body["data"]["title"]), ["id", "year", "artwork", "name"], "{body}");
+    // Every field skipped: an empty object, as the spec says.
+    let body = app.graphql("{ title(id: 1) { id @skip(if: true) } }", json!({})).await;
+    assert_eq!(body, json!({"data": {"title": {}}}));
+    // One key, two different arguments: refused before anything runs.
+    let body = app
+        .graphql("{ title(id: 1) { id } ...G } fragment G on Query { title(id: 2) { id } }", json!({}))
+        .await;
+    assert!(body["data"].is_null(), "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("use an alias"), "{body}");
+    // A null variable where a value is required names the variable.
+    let body =
+        app.graphql("query($x: Boolean) { title(id: 1) { id @include(if: $x) } }", json!({"x": null})).await;
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("$x"), "{body}");
+    // A variable of the wrong type names it and its type.
+    let body = app.graphql("query($id: ID!) { title(id: $id) { id } }", json!({"id": [1, 2]})).await;
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("$id") && message.contains("ID!"), "{body}");
+}
