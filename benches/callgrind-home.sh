@@ -3,7 +3,7 @@
 # instrumentation switched on only around a batch of requests; the demo backends run in
 # another process, not counted. Repeatable to ~0.2 %.
 #   benches/callgrind-home.sh [BINARY] [REQUESTS]      (default: target/release/facade, 50)
-# Needs valgrind and curl; ports 7101-7106 and 8099 free.
+# Needs valgrind and curl; ports 7101-7106 and 8099 free. KEEP=FILE keeps the profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/facade}
@@ -29,3 +29,5 @@ callgrind_control -i off $VG > /dev/null
 callgrind_control -d $VG > /dev/null
 TOTAL=$(cat "$T"/cg.out* | awk '/^totals:/ {s += $2} END {print s}')
 echo "instructions over $N home queries: $TOTAL; per query: $((TOTAL / N))"
+# KEEP=FILE keeps the profile for callgrind_annotate.
+if [ -n "${KEEP:-}" ]; then cat "$T"/cg.out* > "$KEEP"; fi

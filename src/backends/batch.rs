@@ -14,6 +14,8 @@
 //! latency, and a batch per (level, route) that tests can count on.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState as Fast;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -143,10 +145,10 @@ struct Pending {
 #[derive(Default)]
 struct State {
     /// Keys waiting for their group's leader to dispatch.
-    pending: HashMap<Arc<BatchRoute>, Pending>,
+    pending: HashMap<Arc<BatchRoute>, Pending, Fast>,
     /// Every key asked for in this request, by route: its (pending or finished) fetch.
-    asked: HashMap<Arc<BatchRoute>, HashMap<String, BatchSlot>>,
-    singles: HashMap<SingleRequest, SingleSlot>,
+    asked: HashMap<Arc<BatchRoute>, HashMap<String, BatchSlot, Fast>, Fast>,
+    singles: HashMap<SingleRequest, SingleSlot, Fast>,
 }
 
 /// One per GraphQL request; dropped with it.

@@ -413,8 +413,8 @@ pub struct BatchOutcome {
     /// Set when the whole dispatch was lost (its task panicked or was cancelled).
     pub all_failed: Option<FetchError>,
     /// Shared: every resolver that asked for a key gets the same item without a copy.
-    pub found: HashMap<String, Arc<Value>>,
-    pub failed: HashMap<String, FetchError>,
+    pub found: HashMap<String, Arc<Value>, foldhash::fast::RandomState>,
+    pub failed: HashMap<String, FetchError, foldhash::fast::RandomState>,
 }
 
 /// Text form of a key as matched against the backend's answer: numbers and strings alike.

@@ -8,6 +8,8 @@
 //! response is written) for [`super::project`] to write.
 
 use std::collections::{HashMap, HashSet};
+
+use foldhash::fast::RandomState as Fast;
 use std::sync::Arc;
 
 use async_graphql::Error as GqlError;
@@ -18,8 +20,8 @@ use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use serde_json::{Map, Value};
 
-use super::fetch::{Args, Fetch, fetch_error, plan_fetch};
-use super::model::{FacadeSchema, TypeDef};
+use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, plan_fetch};
+use super::model::{FacadeSchema, Part, TypeDef};
 use super::plan::{ArgValue, Plan, Step, StepKind};
 use crate::backends::{BatchRoute, Batcher, Key, SingleRequest};
 use crate::errors::Code;
@@ -38,7 +40,7 @@ pub enum Resolved {
 /// Every step's results, by parent address.
 pub struct Store {
     pub root: Arc<Value>,
-    results: Vec<HashMap<usize, Resolved>>,
+    results: Vec<HashMap<usize, Resolved, Fast>>,
     /// Backend calls asked of the batcher (a figure for tests).
     pub asks: usize,
 }
@@ -91,7 +93,8 @@ impl ParentRef {
 /// Runs every step of `plan` and returns their results.
 pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
     let root = Arc::new(Value::Object(Map::new()));
-    let mut results: Vec<HashMap<usize, Resolved>> = plan.steps.iter().map(|_| HashMap::new()).collect();
+    let mut results: Vec<HashMap<usize, Resolved, Fast>> =
+        plan.steps.iter().map(|_| HashMap::default()).collect();
     let mut asks = 0;
     let mut running = FuturesUnordered::new();
     for &s in &plan.roots {
@@ -113,9 +116,9 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
 }
 
 /// The objects `child` runs for, found in its producer's results (deduplicated by address).
-fn parents_of(child: &Step, producer: &Step, done: &HashMap<usize, Resolved>) -> Vec<ParentRef> {
+fn parents_of(child: &Step, producer: &Step, done: &HashMap<usize, Resolved, Fast>) -> Vec<ParentRef> {
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let depth = producer.out.list_depth();
     for resolved in done.values() {
         match resolved {
@@ -151,7 +154,7 @@ fn walk(
     at: ParentRef,
     depth: usize,
     via: &[(Arc<str>, usize)],
-    seen: &mut HashSet<usize>,
+    seen: &mut HashSet<usize, Fast>,
     out: &mut Vec<ParentRef>,
 ) {
     let value = at.get();
@@ -209,7 +212,7 @@ async fn run_step(
     id: usize,
     parents: Vec<ParentRef>,
     ctx: &Context<'_>,
-) -> (usize, HashMap<usize, Resolved>, usize) {
+) -> (usize, HashMap<usize, Resolved, Fast>, usize) {
     let args = arguments(step, ctx.variables);
     let (results, asks) = match &step.kind {
         StepKind::Http(http) => http_step(step, http, &args, &parents, ctx).await,
@@ -224,15 +227,46 @@ async fn http_step(
     args: &Args,
     parents: &[ParentRef],
     ctx: &Context<'_>,
-) -> (HashMap<usize, Resolved>, usize) {
-    let mut out = HashMap::with_capacity(parents.len());
+) -> (HashMap<usize, Resolved, Fast>, usize) {
+    let mut out = HashMap::with_capacity_and_hasher(parents.len(), Fast::default());
     let mut singles: Vec<(usize, SingleRequest)> = Vec::new();
     let mut groups: Vec<(BatchRoute, Vec<Key>)> = Vec::new();
     // (parent address, group, first key, key count)
     let mut spans: Vec<(usize, usize, usize, usize)> = Vec::new();
+    // A batched route without `{$parent…}` is rendered once for the step, not per parent.
+    let fixed =
+        http.batch.as_ref().filter(|_| !http.template.parts.iter().any(|p| matches!(p, Part::Parent(_))));
+    let mut route: Option<Result<(BatchRoute, bool), GqlError>> = None;
     for parent in parents {
         let value = parent.get();
         let at = address(value);
+        if let Some(batch) = fixed {
+            let keys = match batch_keys(&step.path_name, http, batch, args, value, ctx.default_list_size) {
+                Ok(Some(keys)) => keys,
+                Ok(None) => continue,
+                Err(e) => {
+                    out.insert(at, Resolved::Error(e));
+                    continue;
+                }
+            };
+            let checked =
+                match route.get_or_insert_with(|| batch_route(&step.path_name, http, batch, args, value)) {
+                    Ok((_, in_path)) => check_keys(&step.path_name, &keys, *in_path),
+                    Err(e) => Err(e.clone()),
+                };
+            if let Err(e) = checked {
+                out.insert(at, Resolved::Error(e));
+                continue;
+            }
+            if groups.is_empty()
+                && let Some(Ok((r, _))) = &route
+            {
+                groups.push((r.clone(), Vec::new()));
+            }
+            spans.push((at, 0, groups[0].1.len(), keys.len()));
+            groups[0].1.extend(keys);
+            continue;
+        }
         match plan_fetch(&step.path_name, http, args, value, ctx.default_list_size) {
             Ok(Fetch::Nothing) => {}
             Ok(Fetch::Single(request)) => singles.push((at, request)),
@@ -309,7 +343,7 @@ async fn js_step(
     args: &Args,
     parents: &[ParentRef],
     ctx: &Context<'_>,
-) -> HashMap<usize, Resolved> {
+) -> HashMap<usize, Resolved, Fast> {
     let args = Value::Object(args.clone()).to_string();
     let items: Vec<(String, String)> = parents.iter().map(|p| (p.get().to_string(), args.clone())).collect();
     let result = match (ctx.js, ctx.js.and_then(|js| js.get(function))) {

@@ -63,8 +63,26 @@ pub fn plan_fetch(
             body,
         }));
     };
+    let Some(keys) = batch_keys(path, http, batch, args, parent, default_list_size)? else {
+        return Ok(Fetch::Nothing);
+    };
+    let (route, keys_in_path) = batch_route(path, http, batch, args, parent)?;
+    check_keys(path, &keys, keys_in_path)?;
+    Ok(Fetch::Batch(route, keys))
+}
+
+/// The keys a batched field fetches for this parent (its limit argument applied); `None`
+/// when the parent holds no key.
+pub fn batch_keys(
+    path: &str,
+    http: &HttpBinding,
+    batch: &BatchSpec,
+    args: &Args,
+    parent: &Value,
+    default_list_size: usize,
+) -> Result<Option<Vec<Key>>, GqlError> {
     let raw = match parent.get(&batch.keys_from) {
-        None | Some(Value::Null) => return Ok(Fetch::Nothing),
+        None | Some(Value::Null) => return Ok(None),
         Some(v) => v,
     };
     let mut keys: Vec<Key> = match (raw, batch.keys_are_list) {
@@ -84,19 +102,35 @@ pub fn plan_fetch(
         };
         keys.truncate(n);
     }
+    Ok(Some(keys))
+}
+
+/// A batched field's route for these arguments and parent, and whether its keys sit in the
+/// path. A template without `{$parent…}` renders the same for every parent.
+pub fn batch_route(
+    path: &str,
+    http: &HttpBinding,
+    batch: &BatchSpec,
+    args: &Args,
+    parent: &Value,
+) -> Result<(BatchRoute, bool), GqlError> {
     let rendered = render(path, &http.template.parts, args, parent)?;
-    for key in &keys {
-        route::check_key(&key.text, rendered.keys_in_path).map_err(|e| route_error(path, &e))?;
-    }
-    let (prefix, suffix) = (rendered.before, rendered.after);
     let route = BatchRoute {
         backend: http.backend,
         method: http.template.method,
-        prefix,
-        suffix,
+        prefix: rendered.before,
+        suffix: rendered.after,
         match_field: batch.match_field.clone(),
     };
-    Ok(Fetch::Batch(route, keys))
+    Ok((route, rendered.keys_in_path))
+}
+
+/// Refuses a key that would change the route (see `route::check_key`).
+pub fn check_keys(path: &str, keys: &[Key], keys_in_path: bool) -> Result<(), GqlError> {
+    for key in keys {
+        route::check_key(&key.text, keys_in_path).map_err(|e| route_error(path, &e))?;
+    }
+    Ok(())
 }
 
 /// A value shortened for an error message.

@@ -159,6 +159,8 @@ pub enum OperationKind {
 pub struct Parsed {
     request: GraphqlRequest,
     document: Arc<ExecutableDocument>,
+    /// The compiled operation, when this text was compiled before.
+    operation: Option<Arc<plan::Operation>>,
 }
 
 impl Parsed {
@@ -293,8 +295,13 @@ pub enum Executor {
     Dynamic,
 }
 
-/// An ad-hoc document's text and operation name.
-type OperationKey = (String, Option<String>);
+/// An ad-hoc document's text and operation name, hashed (a hit checks the text).
+type OperationKey = u64;
+
+fn operation_key(text: &str, operation_name: Option<&str>) -> OperationKey {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::default().hash_one((text, operation_name))
+}
 
 /// Most ad-hoc documents kept compiled.
 const OPERATION_CACHE: usize = 1024;
@@ -350,6 +357,10 @@ impl Engine {
     /// nesting, expanded size) before anything else walks it; a failure is a request error.
     /// The cost is estimated after validation, during [`Engine::execute`].
     pub fn parse(&self, request: GraphqlRequest) -> Result<Parsed, Outcome> {
+        // A text compiled before is not parsed again (it passed every check then).
+        if let Some(operation) = self.cached_operation(&request) {
+            return Ok(Parsed { request, document: operation.document.clone(), operation: Some(operation) });
+        }
         let document = async_graphql::parser::parse_query(&request.query)
             .map_err(|e| Outcome::request_errors(vec![e.into()]))?;
         limits::analyze(&document, &self.operation_limits)
@@ -358,7 +369,7 @@ impl Engine {
             let error = ServerError::new("introspection is disabled for requests without a token", None);
             return Err(Outcome::request_errors(vec![error]));
         }
-        Ok(Parsed { request, document: Arc::new(document) })
+        Ok(Parsed { request, document: Arc::new(document), operation: None })
     }
 
     /// Parses `text`, picks its operation and validates it against this schema without
@@ -427,7 +438,7 @@ impl Engine {
         limits::check(&document, operation_name, &self.model, &Map::new(), self.operation_limits)
             .map_err(|e| vec![e])?;
         let document = Arc::new(document);
-        let operation = self.compile(&document, operation_name).map_err(|e| vec![e])?;
+        let operation = self.compile(&document, operation_name, None).map_err(|e| vec![e])?;
         Ok(Prepared {
             text: text.to_owned(),
             operation_name: operation_name.map(str::to_owned),
@@ -468,25 +479,35 @@ impl Engine {
         &self,
         document: &Arc<ExecutableDocument>,
         operation_name: Option<&str>,
+        text: Option<&str>,
     ) -> Result<Option<Arc<plan::Operation>>, String> {
         let op = plan::pick(document, operation_name)?;
         if op.ty != OperationType::Query || limits::uses_introspection(document) {
             return Ok(None);
         }
-        let op =
+        let mut op =
             plan::Operation::new(document.clone(), operation_name.map(str::to_owned), self.model.clone())?;
+        op.text = text.map(str::to_owned);
         op.check().map_err(|conflicts| conflicts.join("\n"))?;
         Ok(Some(Arc::new(op)))
     }
 
     /// The compiled operation of an ad-hoc request: from the cache, or validated and compiled
     /// now. `Ok(None)`: the dynamic executor runs it. `Err`: the request error to answer.
+    fn cached_operation(&self, request: &GraphqlRequest) -> Option<Arc<plan::Operation>> {
+        let key = operation_key(&request.query, request.operation_name.as_deref());
+        let mut cache = self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let op = cache.get(&key)?;
+        (op.text.as_deref() == Some(request.query.as_str())
+            && op.operation_name.as_deref() == request.operation_name.as_deref())
+        .then(|| op.clone())
+    }
+
     async fn operation_of(&self, parsed: &Parsed) -> Result<Option<Arc<plan::Operation>>, Outcome> {
-        let key = (parsed.request.query.clone(), parsed.request.operation_name.clone());
-        if let Some(op) = self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key)
-        {
+        if let Some(op) = &parsed.operation {
             return Ok(Some(op.clone()));
         }
+        let key = operation_key(&parsed.request.query, parsed.request.operation_name.as_deref());
         let name = parsed.request.operation_name.as_deref();
         if plan::pick(&parsed.document, name).map_or(true, |op| op.ty != OperationType::Query)
             || limits::uses_introspection(&parsed.document)
@@ -497,7 +518,9 @@ impl Engine {
         if !errors.is_empty() {
             return Err(Outcome::request_errors(errors));
         }
-        let op = self.compile(&parsed.document, name).map_err(|e| Outcome::request_error(&e))?;
+        let op = self
+            .compile(&parsed.document, name, Some(&parsed.request.query))
+            .map_err(|e| Outcome::request_error(&e))?;
         if let Some(op) = &op {
             self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(key, op.clone());
         }
@@ -585,7 +608,7 @@ impl Engine {
             introspection: true,
             fetch_log,
         };
-        self.execute(Parsed { request, document: prepared.document.clone() }).await
+        self.execute(Parsed { request, document: prepared.document.clone(), operation: None }).await
     }
 
     #[tracing::instrument(name = "graphql execute", skip_all, fields(graphql.operation.name))]
@@ -612,7 +635,7 @@ impl Engine {
     }
 
     async fn execute_dynamic(&self, parsed: Parsed) -> Outcome {
-        let Parsed { request, document } = parsed;
+        let Parsed { request, document, .. } = parsed;
         let mut gql = Request::new(request.query);
         if !request.introspection {
             gql = gql.disable_introspection();

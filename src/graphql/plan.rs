@@ -151,6 +151,8 @@ pub struct Plan {
 
 /// A validated operation, ready to run: its variables and its plans.
 pub struct Operation {
+    /// The document's text, when it came as text (the ad-hoc cache checks it on a hit).
+    pub text: Option<String>,
     pub document: Arc<ExecutableDocument>,
     pub operation_name: Option<String>,
     schema: Arc<FacadeSchema>,
@@ -186,6 +188,7 @@ impl Operation {
         let mut condition_vars = Vec::new();
         condition_variables(&document, &op.selection_set, &mut condition_vars, 0);
         Ok(Self {
+            text: None,
             document: document.clone(),
             operation_name,
             schema,
