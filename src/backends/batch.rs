@@ -299,12 +299,27 @@ impl Batcher {
         self.single_slot(request).await
     }
 
+    /// Makes a call that changes something (a mutation's field): never shared with an
+    /// identical call of the same request, never retried.
+    pub async fn call_write(&self, request: SingleRequest) -> Result<Arc<Value>, FetchError> {
+        self.start_single(request, false).await
+    }
+
     /// The request's fetch, started now if it was not asked for before in this request.
     fn single_slot(&self, request: SingleRequest) -> SingleSlot {
         let mut state = self.state();
         if let Some(slot) = state.singles.get(&request) {
             return slot.clone();
         }
+        // Only GETs are reads: a single POST may change something and is never retried.
+        let read = request.method == Method::Get;
+        let slot = self.start_single(request.clone(), read);
+        state.singles.insert(request, slot.clone());
+        slot
+    }
+
+    /// Starts one call on its own task.
+    fn start_single(&self, request: SingleRequest, read: bool) -> SingleSlot {
         let backends = self.backends.clone();
         let req = request.clone();
         let deadline = self.deadline;
@@ -316,8 +331,6 @@ impl Batcher {
                     _ => None,
                 };
                 let backend = backends.get(req.backend);
-                // Only GETs are reads: a single POST may change something and is never retried.
-                let read = req.method == Method::Get;
                 let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read);
                 match FetchLog::record(log.as_ref(), backend, req.method, &req.path, 0, call).await {
                     Ok(v) => Ok(Arc::new(v)),
@@ -329,10 +342,7 @@ impl Batcher {
             .in_current_span(),
         );
         let backend: Arc<str> = Arc::from(self.backends.get(request.backend).name());
-        let slot =
-            task.map(move |r| r.unwrap_or_else(|_| Err(FetchError::Cancelled { backend }))).boxed().shared();
-        state.singles.insert(request, slot.clone());
-        slot
+        task.map(move |r| r.unwrap_or_else(|_| Err(FetchError::Cancelled { backend }))).boxed().shared()
     }
 }
 

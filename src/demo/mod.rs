@@ -76,6 +76,23 @@ pub struct BackendState {
     faults: watch::Sender<Faults>,
     /// Injected failures still owed from `fail_next`.
     fail_next: std::sync::atomic::AtomicU32,
+    /// What mutations wrote, on top of the seeded data (which never changes).
+    pub(crate) writes: std::sync::Mutex<Writes>,
+}
+
+/// Most entries each kind of demo write keeps; a write beyond it is refused (507).
+pub const MAX_WRITES: usize = 10_000;
+
+/// Demo writes: votes per title, saved bookmarks, My List per profile. Bounded by
+/// [`MAX_WRITES`] entries each.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    /// Per title: (sum of stars, votes).
+    pub votes: std::collections::HashMap<u64, (u64, u64)>,
+    /// Per (profile, title): position in seconds.
+    pub bookmarks: std::collections::HashMap<(u64, u64), u32>,
+    /// Per profile: title IDs, oldest first (each at most once).
+    pub my_list: std::collections::HashMap<u64, Vec<u64>>,
 }
 
 impl BackendState {
@@ -86,6 +103,7 @@ impl BackendState {
             requests: AtomicU64::new(0),
             fail_next: std::sync::atomic::AtomicU32::new(faults.fail_next),
             faults: watch::Sender::new(faults),
+            writes: std::sync::Mutex::new(Writes::default()),
         }
     }
 
@@ -96,6 +114,11 @@ impl BackendState {
 
     pub fn faults(&self) -> Faults {
         *self.faults.borrow()
+    }
+
+    /// What mutations wrote (a std mutex, held for one map update).
+    pub(crate) fn writes(&self) -> std::sync::MutexGuard<'_, Writes> {
+        self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn set_faults(&self, faults: Faults) {

@@ -16,20 +16,26 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::data::{MAX_ROWS, mix};
-use super::{BackendState, Faults, MAX_BATCH_KEYS};
+use super::{BackendState, Faults, MAX_BATCH_KEYS, MAX_WRITES};
 
 type St = State<Arc<BackendState>>;
 
 pub(super) fn router(state: Arc<BackendState>) -> Router {
     let api = match state.name {
         "members" => Router::new().route("/profiles/{id}", get(profile)).route("/profiles", get(profiles)),
-        "lists" => Router::new().route("/profiles/{id}/rows", get(rows)),
+        "lists" => Router::new()
+            .route("/profiles/{id}/rows", get(rows))
+            .route("/profiles/{id}/my-list", get(my_list).post(add_to_my_list)),
         "catalog" => Router::new().route("/titles/{id}", get(title)).route("/titles", get(titles)),
         "artwork" => Router::new().route("/artwork/{id}", get(artwork)).route("/artwork", get(artworks)),
-        "ratings" => Router::new().route("/ratings/{id}", get(rating)).route("/ratings/batch", post(ratings)),
+        "ratings" => Router::new()
+            .route("/ratings/{id}", get(rating))
+            .route("/ratings/{id}/votes", post(vote))
+            .route("/ratings/batch", post(ratings)),
         "history" => Router::new()
             .route("/profiles/{pid}/bookmarks/{tid}", get(bookmark))
-            .route("/profiles/{pid}/bookmarks", get(bookmarks)),
+            .route("/profiles/{pid}/bookmarks", get(bookmarks))
+            .route("/bookmarks", post(save_bookmark)),
         other => unreachable!("no routes for demo backend {other}"),
     };
     let api = api.layer(middleware::from_fn_with_state(state.clone(), faults_layer));
@@ -175,7 +181,54 @@ async fn artworks(State(s): St, Query(q): Query<ArtworksQuery>) -> Response {
 }
 
 async fn rating(State(s): St, Path(id): Path<u64>) -> Response {
-    found("rating for title", id, s.data.rating(id))
+    found("rating for title", id, rating_of(&s, id))
+}
+
+/// A title's seeded rating with the votes cast since.
+fn rating_of(s: &BackendState, id: u64) -> Option<super::data::Rating> {
+    let mut r = s.data.rating(id)?;
+    if let Some((sum, n)) = s.writes().votes.get(&id) {
+        r.average = ((r.average * r.count as f64 + *sum as f64) / (r.count + n) as f64 * 10.0).round() / 10.0;
+        r.count += n;
+    }
+    Some(r)
+}
+
+fn insufficient_storage(what: &str) -> Response {
+    let message = format!("the demo keeps at most {MAX_WRITES} {what}");
+    (StatusCode::INSUFFICIENT_STORAGE, Json(json!({"error": message}))).into_response()
+}
+
+/// An ID given as a number or a numeric string.
+fn id_of(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// `POST /ratings/{id}/votes` with `{"stars": 1..5}`: answers the title's new rating.
+async fn vote(State(s): St, Path(id): Path<u64>, Json(body): Json<Value>) -> Response {
+    let Some(stars) = body.get("stars").and_then(Value::as_u64).filter(|n| (1..=5).contains(n)) else {
+        return bad_request(format!(
+            "stars must be 1 to 5, got {}",
+            body.get("stars").unwrap_or(&Value::Null)
+        ));
+    };
+    if s.data.rating(id).is_none() {
+        return not_found("title", id);
+    }
+    {
+        let mut writes = s.writes();
+        if writes.votes.len() >= MAX_WRITES && !writes.votes.contains_key(&id) {
+            return insufficient_storage("rated titles");
+        }
+        let entry = writes.votes.entry(id).or_default();
+        entry.0 += stars;
+        entry.1 += 1;
+    }
+    found("rating for title", id, rating_of(&s, id))
 }
 
 /// `POST /ratings/batch` with a JSON array of title IDs (numbers or numeric strings).
@@ -191,11 +244,81 @@ async fn ratings(State(s): St, Json(ids): Json<Vec<Value>>) -> Response {
             .map_err(|()| format!("bad title id {v} in body"))
         })
         .collect();
-    batch(ids.and_then(check_batch), |id| s.data.rating(id))
+    batch(ids.and_then(check_batch), |id| rating_of(&s, id))
 }
 
 async fn bookmark(State(s): St, Path((pid, tid)): Path<(u64, u64)>) -> Response {
-    found("bookmark for title", tid, s.data.bookmark(pid, tid))
+    found("bookmark for title", tid, bookmark_of(&s, pid, tid))
+}
+
+/// A saved bookmark, else the seeded one.
+fn bookmark_of(s: &BackendState, pid: u64, tid: u64) -> Option<super::data::Bookmark> {
+    match s.writes().bookmarks.get(&(pid, tid)) {
+        Some(&position_seconds) => {
+            Some(super::data::Bookmark { profile_id: pid, title_id: tid, position_seconds })
+        }
+        None => s.data.bookmark(pid, tid),
+    }
+}
+
+/// `POST /bookmarks` with `{"input": {"profileId", "titleId", "positionSeconds"}}`.
+async fn save_bookmark(State(s): St, Json(body): Json<Value>) -> Response {
+    let input = body.get("input").unwrap_or(&body);
+    let (Some(pid), Some(tid)) = (id_of(input.get("profileId")), id_of(input.get("titleId"))) else {
+        return bad_request("input needs profileId and titleId".to_owned());
+    };
+    let Some(position) =
+        input.get("positionSeconds").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok())
+    else {
+        return bad_request("input needs positionSeconds, a non-negative number".to_owned());
+    };
+    if s.data.profile(pid).is_none() || s.data.title(tid).is_none() {
+        return not_found("profile or title", format!("{pid}/{tid}"));
+    }
+    {
+        let mut writes = s.writes();
+        if writes.bookmarks.len() >= MAX_WRITES && !writes.bookmarks.contains_key(&(pid, tid)) {
+            return insufficient_storage("bookmarks");
+        }
+        writes.bookmarks.insert((pid, tid), position);
+    }
+    found("bookmark for title", tid, bookmark_of(&s, pid, tid))
+}
+
+/// A profile's My List as JSON.
+fn my_list_json(s: &BackendState, pid: u64) -> Value {
+    let ids = s.writes().my_list.get(&pid).cloned().unwrap_or_default();
+    json!({"profileId": pid.to_string(), "titleIds": ids.iter().map(u64::to_string).collect::<Vec<_>>()})
+}
+
+async fn my_list(State(s): St, Path(pid): Path<u64>) -> Response {
+    if s.data.profile(pid).is_none() {
+        return not_found("profile", pid);
+    }
+    Json(my_list_json(&s, pid)).into_response()
+}
+
+/// `POST /profiles/{id}/my-list` with `{"titleId"}`: adds it (once); answers the list.
+async fn add_to_my_list(State(s): St, Path(pid): Path<u64>, Json(body): Json<Value>) -> Response {
+    let Some(tid) = id_of(body.get("titleId")) else {
+        return bad_request("titleId is required".to_owned());
+    };
+    if s.data.profile(pid).is_none() || s.data.title(tid).is_none() {
+        return not_found("profile or title", format!("{pid}/{tid}"));
+    }
+    {
+        let mut writes = s.writes();
+        let full = writes.my_list.len() >= MAX_WRITES && !writes.my_list.contains_key(&pid);
+        let list = writes.my_list.get(&pid).map_or(0, Vec::len);
+        if full || list >= MAX_WRITES {
+            return insufficient_storage("My List entries");
+        }
+        let list = writes.my_list.entry(pid).or_default();
+        if !list.contains(&tid) {
+            list.push(tid);
+        }
+    }
+    Json(my_list_json(&s, pid)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -208,5 +331,5 @@ async fn bookmarks(State(s): St, Path(pid): Path<u64>, Query(q): Query<Bookmarks
     if s.data.profile(pid).is_none() {
         return not_found("profile", pid);
     }
-    batch(parse_ids(&q.title_ids), |tid| s.data.bookmark(pid, tid))
+    batch(parse_ids(&q.title_ids), |tid| bookmark_of(&s, pid, tid))
 }

@@ -96,21 +96,27 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
     let mut results: Vec<HashMap<usize, Resolved, Fast>> =
         plan.steps.iter().map(|_| HashMap::default()).collect();
     let mut asks = 0;
-    let mut running = FuturesUnordered::new();
-    for &s in &plan.roots {
-        let parents = vec![ParentRef { owner: root.clone(), path: Vec::new() }];
-        running.push(run_step(&plan.steps[s], s, parents, ctx));
-    }
-    while let Some((id, done, n)) = running.next().await {
-        asks += n;
-        let step = &plan.steps[id];
-        for &child in &step.children {
-            let parents = parents_of(&plan.steps[child], step, &done);
-            if !parents.is_empty() {
-                running.push(run_step(&plan.steps[child], child, parents, ctx));
-            }
+    // A query starts every root step at once; a mutation one root step at a time, each
+    // finished with everything below it before the next starts.
+    let waves: Vec<&[usize]> =
+        if plan.serial { plan.roots.chunks(1).collect() } else { vec![plan.roots.as_slice()] };
+    for wave in waves {
+        let mut running = FuturesUnordered::new();
+        for &s in wave {
+            let parents = vec![ParentRef { owner: root.clone(), path: Vec::new() }];
+            running.push(run_step(&plan.steps[s], s, parents, ctx));
         }
-        results[id] = done;
+        while let Some((id, done, n)) = running.next().await {
+            asks += n;
+            let step = &plan.steps[id];
+            for &child in &step.children {
+                let parents = parents_of(&plan.steps[child], step, &done);
+                if !parents.is_empty() {
+                    running.push(run_step(&plan.steps[child], child, parents, ctx));
+                }
+            }
+            results[id] = done;
+        }
     }
     Store { root, results, asks }
 }
@@ -288,7 +294,13 @@ async fn http_step(
         }
     }
     let asks = singles.len() + groups.len();
-    let single_calls = join_all(singles.iter().map(|(_, r)| ctx.batcher.load_one(r.clone())));
+    let single_calls = join_all(singles.iter().map(|(_, r)| async {
+        if step.write {
+            ctx.batcher.call_write(r.clone()).await
+        } else {
+            ctx.batcher.load_one(r.clone()).await
+        }
+    }));
     let batch_calls = join_all(groups.into_iter().map(|(route, keys)| ctx.batcher.load_many(route, keys)));
     let (single_results, batch_results) = futures_util::join!(single_calls, batch_calls);
     let select = |v: Arc<Value>| match &http.select {

@@ -482,7 +482,7 @@ impl Engine {
         text: Option<&str>,
     ) -> Result<Option<Arc<plan::Operation>>, String> {
         let op = plan::pick(document, operation_name)?;
-        if op.ty != OperationType::Query || limits::uses_introspection(document) {
+        if op.ty == OperationType::Subscription || limits::uses_introspection(document) {
             return Ok(None);
         }
         let mut op =
@@ -509,7 +509,7 @@ impl Engine {
         }
         let key = operation_key(&parsed.request.query, parsed.request.operation_name.as_deref());
         let name = parsed.request.operation_name.as_deref();
-        if plan::pick(&parsed.document, name).map_or(true, |op| op.ty != OperationType::Query)
+        if plan::pick(&parsed.document, name).map_or(true, |op| op.ty == OperationType::Subscription)
             || limits::uses_introspection(&parsed.document)
         {
             return Ok(None);

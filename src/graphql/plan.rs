@@ -133,6 +133,9 @@ pub struct Step {
     pub fallback: Option<Arc<Value>>,
     /// Steps whose parents this step's results hold.
     pub children: Vec<usize>,
+    /// A mutation's root field: its call changes something, so it is made exactly once per
+    /// occurrence (never shared with an identical call, never retried).
+    pub write: bool,
 }
 
 /// A compiled operation for one assignment of its condition variables.
@@ -144,6 +147,8 @@ pub struct Plan {
     pub roots: Vec<usize>,
     /// Output fields in the plan (a figure for tests and benchmarks).
     pub fields: usize,
+    /// A mutation: root steps run one after another, each with everything below it.
+    pub serial: bool,
     /// Variables used where a value is required (`@skip(if:)`, a non-null argument), with
     /// the place: such a variable may not be null in a request.
     pub required: Vec<(String, String)>,
@@ -157,6 +162,7 @@ pub struct Operation {
     pub operation_name: Option<String>,
     schema: Arc<FacadeSchema>,
     root_type: String,
+    serial: bool,
     /// The Boolean variables that `@skip`/`@include` read, in first-use order.
     condition_vars: Vec<String>,
     plans: Mutex<HashMap<u64, Arc<Plan>>>,
@@ -176,6 +182,7 @@ impl Operation {
         schema: Arc<FacadeSchema>,
     ) -> Result<Self, String> {
         let op = pick(&document, operation_name.as_deref())?;
+        let serial = op.ty == async_graphql::parser::types::OperationType::Mutation;
         let root_type = match op.ty {
             async_graphql::parser::types::OperationType::Query => schema.query.clone(),
             async_graphql::parser::types::OperationType::Mutation => {
@@ -193,6 +200,7 @@ impl Operation {
             operation_name,
             schema,
             root_type,
+            serial,
             condition_vars,
             plans: Mutex::new(HashMap::new()),
         })
@@ -239,6 +247,7 @@ impl Operation {
             fields: 0,
             required: std::cell::RefCell::new(Vec::new()),
             conflicts: std::cell::RefCell::new(Vec::new()),
+            serial: self.serial,
         };
         let op = self.definition();
         let mut root = Vec::new();
@@ -249,7 +258,14 @@ impl Operation {
         if !conflicts.is_empty() {
             return Err(conflicts);
         }
-        Ok(Plan { root, fields: c.fields, steps: c.steps, roots, required: c.required.into_inner() })
+        Ok(Plan {
+            root,
+            fields: c.fields,
+            steps: c.steps,
+            roots,
+            serial: self.serial,
+            required: c.required.into_inner(),
+        })
     }
 }
 
@@ -353,6 +369,8 @@ struct Compiler<'a> {
     required: std::cell::RefCell<Vec<(String, String)>>,
     /// Same response key, different field or arguments (the spec's "field selection merging").
     conflicts: std::cell::RefCell<Vec<String>>,
+    /// Compiling a mutation: its root fields write.
+    serial: bool,
 }
 
 impl<'a> Compiler<'a> {
@@ -516,6 +534,7 @@ impl<'a> Compiler<'a> {
                         out: out_ty.clone(),
                         fallback: def.fallback.clone().map(Arc::new),
                         children: Vec::new(),
+                        write: self.serial && producer.is_none() && via.is_empty(),
                     });
                     if let Some((p, _)) = producer {
                         self.steps[p].children.push(id);

@@ -295,3 +295,51 @@ async fn fields_under_one_key_are_merged_and_conflicts_refused() {
     let message = body["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("$id") && message.contains("ID!"), "{body}");
 }
+
+#[tokio::test]
+async fn mutations_run_in_order_once_each_and_their_answers_are_projected() {
+    let app = spawn_app().await;
+    let mutation = r#"mutation($input: BookmarkInput!) {
+        first: rateTitle(titleId: 7, stars: 5) { titleId count }
+        again: rateTitle(titleId: 7, stars: 1) { count average }
+        saveBookmark(input: $input) { titleId positionSeconds }
+        addToMyList(profileId: 3, titleId: 7) { profileId titles { id name } }
+        __typename
+    }"#;
+    let input = json!({"input": {"profileId": "3", "titleId": "7", "positionSeconds": 321}});
+    let (body, calls) = app.calls_during(app.graphql(mutation, input)).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let data = &body["data"];
+    assert_eq!(keys(data), ["first", "again", "saveBookmark", "addToMyList", "__typename"]);
+    // Two identical-looking votes are two calls, made one after the other.
+    let first = data["first"]["count"].as_u64().unwrap();
+    assert_eq!(data["again"]["count"].as_u64().unwrap(), first + 1, "{body}");
+    assert_eq!(calls["ratings"], 2);
+    assert_eq!(data["saveBookmark"], json!({"titleId": "7", "positionSeconds": 321}));
+    assert_eq!(
+        data["addToMyList"]["titles"],
+        json!([{"id": "7", "name": data["addToMyList"]["titles"][0]["name"]}])
+    );
+    assert_eq!(data["__typename"], "Mutation");
+    // What the mutations wrote, read back by a query.
+    let body = app
+        .graphql(
+            r#"{ profile(id: 3) { myList { titleIds } } title(id: 7) { bookmark(profileId: 3) { positionSeconds } rating { count } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["data"]["profile"]["myList"]["titleIds"], json!(["7"]));
+    assert_eq!(body["data"]["title"]["bookmark"]["positionSeconds"], 321);
+    assert_eq!(body["data"]["title"]["rating"]["count"].as_u64().unwrap(), first + 1);
+    // A bad input is the backend's 400, on that field only; a mistyped input object is refused.
+    let body = app.graphql("mutation { rateTitle(titleId: 7, stars: 9) { count } }", json!({})).await;
+    assert_eq!(body["errors"][0]["path"], json!(["rateTitle"]), "{body}");
+    let body = app
+        .graphql(
+            "mutation($input: BookmarkInput!) { saveBookmark(input: $input) { titleId } }",
+            json!({"input": {"titleId": 1}}),
+        )
+        .await;
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("BookmarkInput") && message.contains("profileId"), "{body}");
+}

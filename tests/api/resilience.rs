@@ -219,7 +219,7 @@ extend type Title {
     @http(backend: "ratings", batch: "POST /ratings/batch", keys: "$parent.id", match: "titleId", select: "average")
     @fallback(value: "n/a")
 }
-type Mutation {
+extend type Mutation {
   rate(titleId: ID!, stars: Int!): Rating @http(backend: "ratings", post: "/ratings/batch")
 }
 "#,
