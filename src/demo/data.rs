@@ -5,6 +5,8 @@ use serde::Serialize;
 
 /// Number of titles in the demo catalog.
 pub const TITLES: u64 = 12_000;
+/// Number of series in the demo catalog (IDs `s1`…`s300`, beside the titles).
+pub const SHOWS: u64 = 300;
 /// Number of member profiles.
 pub const PROFILES: u64 = 1_000;
 /// Rows each profile's home page can have.
@@ -76,6 +78,39 @@ pub struct Title {
     pub genres: Vec<&'static str>,
     pub runtime_minutes: u32,
     pub synopsis: String,
+}
+
+/// A series: seasons of episodes. Its ID is `s` and a number.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Show {
+    pub id: String,
+    pub name: String,
+    pub year: u32,
+    pub maturity: &'static str,
+    pub genres: Vec<&'static str>,
+    pub season_ids: Vec<String>,
+}
+
+/// One season of a series: `s3-2` is season 2 of `s3`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Season {
+    pub id: String,
+    pub show_id: String,
+    pub number: u32,
+    pub episode_ids: Vec<String>,
+}
+
+/// One episode: `s3-2-5` is episode 5 of season `s3-2`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Episode {
+    pub id: String,
+    pub season_id: String,
+    pub number: u32,
+    pub name: String,
+    pub runtime_minutes: u32,
 }
 
 /// A member profile.
@@ -168,6 +203,59 @@ impl DemoData {
             maturity: pick(MATURITY, h(4)),
             genres,
             runtime_minutes: 22 + (h(9) % 140) as u32,
+        })
+    }
+
+    /// A series by ID (`s1`…`s300`); it has 1 to 6 seasons.
+    pub fn show(&self, id: &str) -> Option<Show> {
+        let n: u64 = id.strip_prefix('s')?.parse().ok().filter(|n| (1..=SHOWS).contains(n))?;
+        let h = |salt| self.h(salt, n, 1 << 40);
+        let seasons = 1 + h(70) % 6;
+        let mut genres: Vec<&'static str> =
+            (0..1 + h(71) % 2).map(|i| pick(GENRES, self.h(72, n, i))).collect();
+        genres.dedup();
+        Some(Show {
+            id: format!("s{n}"),
+            name: format!("{} {}", pick(ADJECTIVES, h(73)), pick(NOUNS, h(74))),
+            year: 1990 + (h(75) % 36) as u32,
+            maturity: pick(MATURITY, h(76)),
+            genres,
+            season_ids: (1..=seasons).map(|s| format!("s{n}-{s}")).collect(),
+        })
+    }
+
+    /// A season by ID (`s3-2`); it has 6 to 13 episodes.
+    pub fn season(&self, id: &str) -> Option<Season> {
+        let (show_id, number) = id.rsplit_once('-')?;
+        let show = self.show(show_id)?;
+        let number: u32 = number.parse().ok()?;
+        if !show.season_ids.iter().any(|s| s == id) {
+            return None;
+        }
+        let episodes = 6 + self.h(77, show_id.len() as u64 ^ u64::from(number), mix(id.len() as u64)) % 8;
+        Some(Season {
+            id: id.to_owned(),
+            show_id: show.id,
+            number,
+            episode_ids: (1..=episodes).map(|e| format!("{id}-{e}")).collect(),
+        })
+    }
+
+    /// An episode by ID (`s3-2-5`).
+    pub fn episode(&self, id: &str) -> Option<Episode> {
+        let (season_id, number) = id.rsplit_once('-')?;
+        let season = self.season(season_id)?;
+        let number: u32 = number.parse().ok()?;
+        if !season.episode_ids.iter().any(|e| e == id) {
+            return None;
+        }
+        let h = self.h(78, u64::from(number), season_id.bytes().fold(0, |a, b| mix(a ^ u64::from(b))));
+        Some(Episode {
+            id: id.to_owned(),
+            season_id: season.id,
+            number,
+            name: format!("Chapter {number}: The {}", pick(NOUNS, h)),
+            runtime_minutes: 22 + (h >> 8) as u32 % 40,
         })
     }
 

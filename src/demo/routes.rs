@@ -26,7 +26,13 @@ pub(super) fn router(state: Arc<BackendState>) -> Router {
         "lists" => Router::new()
             .route("/profiles/{id}/rows", get(rows))
             .route("/profiles/{id}/my-list", get(my_list).post(add_to_my_list)),
-        "catalog" => Router::new().route("/titles/{id}", get(title)).route("/titles", get(titles)),
+        "catalog" => Router::new()
+            .route("/titles/{id}", get(title))
+            .route("/titles", get(titles))
+            .route("/videos/{id}", get(video))
+            .route("/search", get(search))
+            .route("/seasons", get(seasons))
+            .route("/episodes", get(episodes)),
         "artwork" => Router::new().route("/artwork/{id}", get(artwork)).route("/artwork", get(artworks)),
         "ratings" => Router::new()
             .route("/ratings/{id}", get(rating))
@@ -158,6 +164,73 @@ async fn title(State(s): St, Path(id): Path<u64>) -> Response {
 
 async fn titles(State(s): St, Query(q): Query<Ids>) -> Response {
     batch(parse_ids(&q.ids), |id| s.data.title(id))
+}
+
+/// A film or a series as one JSON object, with `kind` naming its facade type.
+fn video_json(s: &BackendState, id: &str) -> Option<Value> {
+    let (mut v, kind) = match id.parse::<u64>() {
+        Ok(n) => (serde_json::to_value(s.data.title(n)?).ok()?, "Title"),
+        Err(_) => (serde_json::to_value(s.data.show(id)?).ok()?, "Show"),
+    };
+    v["kind"] = json!(kind);
+    if kind == "Title" {
+        v["id"] = json!(id);
+    }
+    Some(v)
+}
+
+/// `GET /videos/{id}`: a title (numeric ID) or a series (`s` and a number).
+async fn video(State(s): St, Path(id): Path<String>) -> Response {
+    match video_json(&s, &id) {
+        Some(v) => Json(v).into_response(),
+        None => not_found("video", id),
+    }
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: String,
+    limit: Option<usize>,
+}
+
+/// Most titles a search looks through (the demo scans; a real service would index).
+const SEARCH_SCAN: u64 = 2_000;
+
+/// `GET /search?q=…&limit=…`: series, then titles among the first 2,000, whose name holds
+/// the term (case-insensitive).
+async fn search(State(s): St, Query(q): Query<SearchQuery>) -> Response {
+    let term = q.q.trim().to_lowercase();
+    if term.is_empty() || term.len() > 100 {
+        return bad_request("q must be 1 to 100 characters".to_owned());
+    }
+    let limit = q.limit.unwrap_or(10).min(MAX_BATCH_KEYS);
+    let shows = (1..=super::data::SHOWS).map(|n| format!("s{n}"));
+    let titles = (1..=SEARCH_SCAN).map(|n| n.to_string());
+    let found: Vec<Value> = shows
+        .chain(titles)
+        .filter_map(|id| video_json(&s, &id))
+        .filter(|v| v["name"].as_str().is_some_and(|n| n.to_lowercase().contains(&term)))
+        .take(limit)
+        .collect();
+    Json(found).into_response()
+}
+
+/// `GET /seasons?ids=s1-1,s1-2`.
+async fn seasons(State(s): St, Query(q): Query<Ids>) -> Response {
+    let ids: Vec<&str> = q.ids.split(',').filter(|i| !i.is_empty()).collect();
+    if ids.len() > MAX_BATCH_KEYS {
+        return bad_request(format!("at most {MAX_BATCH_KEYS} ids per call, got {}", ids.len()));
+    }
+    Json(ids.into_iter().filter_map(|id| s.data.season(id)).collect::<Vec<_>>()).into_response()
+}
+
+/// `GET /episodes?ids=s1-1-1,s1-1-2`.
+async fn episodes(State(s): St, Query(q): Query<Ids>) -> Response {
+    let ids: Vec<&str> = q.ids.split(',').filter(|i| !i.is_empty()).collect();
+    if ids.len() > MAX_BATCH_KEYS {
+        return bad_request(format!("at most {MAX_BATCH_KEYS} ids per call, got {}", ids.len()));
+    }
+    Json(ids.into_iter().filter_map(|id| s.data.episode(id)).collect::<Vec<_>>()).into_response()
 }
 
 #[derive(Deserialize)]

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
-    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar, Schema,
-    SchemaError, TypeRef,
+    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface, InterfaceField, Object,
+    ResolverContext, Scalar, Schema, SchemaError, TypeRef, Union,
 };
 use async_graphql::parser::types::{BaseType, Type};
 use async_graphql::{Error as GqlError, ErrorExtensions, Name, Value as GqlValue};
@@ -36,15 +36,48 @@ pub fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema,
         .extension(super::nulls::NullPropagation);
     for (name, def) in &model.types {
         builder = match def {
-            TypeDef::Object { description, fields } => {
+            TypeDef::Object { description, fields, implements } => {
                 let mut object = Object::new(name);
                 if let Some(d) = description {
                     object = object.description(d);
+                }
+                for i in implements {
+                    object = object.implement(i);
                 }
                 for field in fields {
                     object = object.field(build_field(model, name, field, limits.default_list_size as usize));
                 }
                 builder.register(object)
+            }
+            TypeDef::Interface { description, fields, .. } => {
+                let mut iface = Interface::new(name);
+                if let Some(d) = description {
+                    iface = iface.description(d);
+                }
+                for f in fields {
+                    let mut field = InterfaceField::new(&f.name, type_ref(&f.ty));
+                    for arg in &f.args {
+                        field = field.argument(input_value(arg));
+                    }
+                    if let Some(d) = &f.description {
+                        field = field.description(d);
+                    }
+                    if let Some(reason) = &f.deprecation {
+                        field = field.deprecation(reason.as_deref());
+                    }
+                    iface = iface.field(field);
+                }
+                builder.register(iface)
+            }
+            TypeDef::Union { description, members, .. } => {
+                let mut union = Union::new(name);
+                if let Some(d) = description {
+                    union = union.description(d);
+                }
+                for m in members {
+                    union = union.possible_type(m);
+                }
+                builder.register(union)
             }
             TypeDef::Enum { description, values } => {
                 let mut e = Enum::new(name).items(values.iter().map(String::as_str));
@@ -97,9 +130,14 @@ fn input_value(arg: &ArgDef) -> InputValue {
 /// How a JSON value is turned into a GraphQL output value.
 #[derive(Debug, Clone)]
 enum Shape {
-    List { item: Box<Shape>, item_nullable: bool },
+    List {
+        item: Box<Shape>,
+        item_nullable: bool,
+    },
     Leaf(Leaf),
     Object,
+    /// An interface or union: the named JSON field says the object type.
+    Abstract(Arc<str>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +163,9 @@ fn shape(model: &FacadeSchema, ty: &Type) -> Shape {
             other => match model.types.get(other) {
                 Some(TypeDef::Enum { .. }) => Shape::Leaf(Leaf::Enum),
                 Some(TypeDef::Object { .. }) => Shape::Object,
+                Some(TypeDef::Interface { discriminator, .. } | TypeDef::Union { discriminator, .. }) => {
+                    Shape::Abstract(discriminator.field.clone())
+                }
                 _ => Shape::Leaf(Leaf::Custom),
             },
         },
@@ -404,6 +445,14 @@ fn convert(plan: &Plan, value: Value, shape: &Shape) -> Result<Option<FieldValue
     match shape {
         Shape::Object if value.is_object() => Ok(Some(FieldValue::owned_any(Json::Owned(value)))),
         Shape::Object => Err(bad_value(&plan.path, format!("expected an object, got {}", preview(&value)))),
+        Shape::Abstract(field) => match value.get(&**field).and_then(Value::as_str).map(str::to_owned) {
+            Some(ty) if value.is_object() => {
+                Ok(Some(FieldValue::owned_any(Json::Owned(value)).with_type(ty)))
+            }
+            _ => {
+                Err(bad_value(&plan.path, format!("cannot tell the type of {}: no {field}", preview(&value))))
+            }
+        },
         Shape::List { item, .. } => match value {
             Value::Array(items) => {
                 let items = items

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, plan_fetch};
 use super::model::{FacadeSchema, Part, TypeDef};
-use super::plan::{ArgValue, Plan, Step, StepKind};
+use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
 use crate::backends::{BatchRoute, Batcher, Key, SingleRequest};
 use crate::errors::Code;
 
@@ -126,27 +126,23 @@ fn parents_of(child: &Step, producer: &Step, done: &HashMap<usize, Resolved, Fas
     let mut out = Vec::new();
     let mut seen = HashSet::default();
     let depth = producer.out.list_depth();
+    let route: Route<'_> = (&child.via, 0, &child.guards);
     for resolved in done.values() {
         match resolved {
             Resolved::Value(v) => {
-                walk(
-                    ParentRef { owner: v.clone(), path: Vec::new() },
-                    depth,
-                    &child.via,
-                    &mut seen,
-                    &mut out,
-                );
+                let start = ParentRef { owner: v.clone(), path: Vec::new() };
+                walk(start, depth, route, &mut seen, &mut out);
             }
             Resolved::Items(items) => {
                 for v in items.iter().flatten() {
                     let start = ParentRef { owner: v.clone(), path: Vec::new() };
-                    walk(start, depth.saturating_sub(1), &child.via, &mut seen, &mut out);
+                    walk(start, depth.saturating_sub(1), route, &mut seen, &mut out);
                 }
             }
             Resolved::Error(_) => {
                 if let Some(fallback) = &producer.fallback {
                     let start = ParentRef { owner: fallback.clone(), path: Vec::new() };
-                    walk(start, depth, &child.via, &mut seen, &mut out);
+                    walk(start, depth, route, &mut seen, &mut out);
                 }
             }
         }
@@ -154,24 +150,34 @@ fn parents_of(child: &Step, producer: &Step, done: &HashMap<usize, Resolved, Fas
     out
 }
 
-/// Collects the objects at `at`, through `depth` list levels and then the `via` hops.
-/// Bounded by the type's list depths and the plan's hops, not by the data.
+/// The hops still to take, how many were taken, and the type checks on the way.
+type Route<'p> = (&'p [(Arc<str>, usize)], usize, &'p [Guard]);
+
+/// Collects the objects at `at`, through `depth` list levels and then the `via` hops,
+/// keeping those that pass the guards. Bounded by the type's list depths and the plan's
+/// hops, not by the data.
 fn walk(
     at: ParentRef,
     depth: usize,
-    via: &[(Arc<str>, usize)],
+    route: Route<'_>,
     seen: &mut HashSet<usize, Fast>,
     out: &mut Vec<ParentRef>,
 ) {
+    let (via, taken, guards) = route;
     let value = at.get();
     match value {
         Value::Array(items) if depth > 0 => {
             for i in 0..items.len() {
                 let mut path = at.path.clone();
                 path.push(Hop::Index(i));
-                walk(ParentRef { owner: at.owner.clone(), path }, depth - 1, via, seen, out);
+                walk(ParentRef { owner: at.owner.clone(), path }, depth - 1, route, seen, out);
             }
         }
+        Value::Object(map)
+            if guards
+                .iter()
+                .filter(|g| g.hop == taken)
+                .any(|g| map.get(&*g.field).and_then(Value::as_str) != Some(&*g.type_name)) => {}
         Value::Object(map) => match via.split_first() {
             None => {
                 if seen.insert(address(value)) {
@@ -182,7 +188,8 @@ fn walk(
                 if map.get(&**name).is_some_and(|v| !v.is_null()) {
                     let mut path = at.path.clone();
                     path.push(Hop::Key(name.clone()));
-                    walk(ParentRef { owner: at.owner.clone(), path }, *list_depth, rest, seen, out);
+                    let next = ParentRef { owner: at.owner.clone(), path };
+                    walk(next, *list_depth, (rest, taken + 1, guards), seen, out);
                 }
             }
         },

@@ -25,7 +25,7 @@ use async_graphql::parser::types::{
 use async_graphql::{ServerError, ValidationResult};
 use serde_json::{Map, Value};
 
-use super::model::{Binding, FacadeSchema, FieldDef, TypeDef};
+use super::model::{Binding, FacadeSchema, FieldDef};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OperationLimits {
@@ -343,12 +343,7 @@ impl<'a> Walk<'a> {
                     ));
                 }
             }
-            let def = match self.schema.types.get(type_name) {
-                Some(TypeDef::Object { fields, .. }) => {
-                    fields.iter().find(|f| f.name == field.name.node.as_str())
-                }
-                _ => None,
-            };
+            let def = self.schema.field_of(type_name, field.name.node.as_str());
             let Some(def) = def else {
                 total = total.saturating_add(1);
                 continue;

@@ -136,12 +136,42 @@ pub struct FieldDef {
     pub loc: Loc,
 }
 
+/// How the concrete type of an interface or union value is read from backend JSON: the
+/// value of `field` names the object type (`@discriminator(field: "kind")`).
+#[derive(Debug, Clone)]
+pub struct Discriminator {
+    pub field: Arc<str>,
+}
+
 #[derive(Debug, Clone)]
 pub enum TypeDef {
-    Object { description: Option<String>, fields: Vec<FieldDef> },
-    Enum { description: Option<String>, values: Vec<String> },
-    Scalar { description: Option<String> },
-    Input { description: Option<String>, fields: Vec<ArgDef> },
+    Object {
+        description: Option<String>,
+        fields: Vec<FieldDef>,
+        implements: Vec<String>,
+    },
+    /// Fields every implementing object type has; bindings live on the objects' fields.
+    Interface {
+        description: Option<String>,
+        fields: Vec<FieldDef>,
+        discriminator: Discriminator,
+    },
+    Union {
+        description: Option<String>,
+        members: Vec<String>,
+        discriminator: Discriminator,
+    },
+    Enum {
+        description: Option<String>,
+        values: Vec<String>,
+    },
+    Scalar {
+        description: Option<String>,
+    },
+    Input {
+        description: Option<String>,
+        fields: Vec<ArgDef>,
+    },
 }
 
 /// The whole checked facade schema.
@@ -156,6 +186,49 @@ pub struct FacadeSchema {
 impl FacadeSchema {
     pub fn backend_index(&self, name: &str) -> Option<usize> {
         self.backends.iter().position(|b| b.name == name)
+    }
+
+    /// The object types a value of `name` can be: itself for an object type, the
+    /// implementing types of an interface, the members of a union (in name order).
+    pub fn possible_types(&self, name: &str) -> Vec<&str> {
+        match self.types.get_key_value(name) {
+            Some((own, TypeDef::Object { .. })) => vec![own.as_str()],
+            Some((_, TypeDef::Interface { .. })) => self
+                .types
+                .iter()
+                .filter(|(_, t)| matches!(t, TypeDef::Object { implements, .. } if implements.iter().any(|i| i == name)))
+                .map(|(n, _)| n.as_str())
+                .collect(),
+            Some((_, TypeDef::Union { members, .. })) => members.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A field selected on `type_name`: the object's own, an interface's, or, on an
+    /// abstract type, the first possible type's that has it (a fragment's field).
+    pub fn field_of(&self, type_name: &str, field: &str) -> Option<&FieldDef> {
+        match self.types.get(type_name)? {
+            TypeDef::Object { fields, .. } => fields.iter().find(|f| f.name == field),
+            TypeDef::Interface { fields, .. } => fields
+                .iter()
+                .find(|f| f.name == field)
+                .or_else(|| self.possible_types(type_name).into_iter().find_map(|t| self.field_of(t, field))),
+            TypeDef::Union { members, .. } => members.iter().find_map(|t| self.field_of(t, field)),
+            _ => None,
+        }
+    }
+
+    /// Whether a fragment on `condition` applies to an object of type `concrete`.
+    pub fn applies(&self, condition: &str, concrete: &str) -> bool {
+        condition == concrete
+            || match self.types.get(condition) {
+                Some(TypeDef::Interface { .. }) => matches!(
+                    self.types.get(concrete),
+                    Some(TypeDef::Object { implements, .. }) if implements.iter().any(|i| i == condition)
+                ),
+                Some(TypeDef::Union { members, .. }) => members.iter().any(|m| m == concrete),
+                _ => false,
+            }
     }
 }
 

@@ -51,6 +51,8 @@ pub enum Leaf {
 pub enum Base {
     Leaf(Leaf),
     Object,
+    /// An interface or union: this JSON field of the value names its object type.
+    Abstract(Arc<str>),
 }
 
 /// A field's output type: nullability of the field and of each list level's items (`[[T!]]!`
@@ -95,6 +97,17 @@ pub struct Field {
     pub out: Out,
     /// The selected fields of an object type, in selection order.
     pub children: Vec<Field>,
+    /// For an interface or union: the selected fields per possible object type.
+    pub by_type: Vec<(Arc<str>, Vec<Field>)>,
+}
+
+/// Which parents a step runs for, under an interface or union: the object reached after
+/// `hop` hops of the step's `via` must name `type_name` in its `field`.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub hop: usize,
+    pub field: Arc<str>,
+    pub type_name: Arc<str>,
 }
 
 /// How a step computes its field.
@@ -127,6 +140,8 @@ pub struct Step {
     pub via: Vec<(Arc<str>, usize)>,
     /// The list depth of the producer's own field (0 for the root).
     pub producer_depth: usize,
+    /// Type checks on the way to the parents (empty without interfaces or unions).
+    pub guards: Vec<Guard>,
     pub path_name: Arc<str>,
     pub pos: Pos,
     pub out: Out,
@@ -251,7 +266,7 @@ impl Operation {
         };
         let op = self.definition();
         let mut root = Vec::new();
-        c.fields(&self.root_type, &[&op.selection_set], None, &[], &mut root);
+        c.fields(&self.root_type, &[&op.selection_set], None, &[], &[], &mut root);
         let roots =
             c.steps.iter().enumerate().filter(|(_, s)| s.producer.is_none()).map(|(i, _)| i).collect();
         let conflicts = c.conflicts.into_inner();
@@ -339,6 +354,9 @@ pub fn out_type(schema: &FacadeSchema, ty: &Type) -> Out {
         other => match schema.types.get(other) {
             Some(TypeDef::Enum { values, .. }) => Base::Leaf(Leaf::Enum(values.clone().into())),
             Some(TypeDef::Object { .. }) => Base::Object,
+            Some(TypeDef::Interface { discriminator, .. } | TypeDef::Union { discriminator, .. }) => {
+                Base::Abstract(discriminator.field.clone())
+            }
             _ => Base::Leaf(Leaf::Custom),
         },
     };
@@ -402,7 +420,10 @@ impl<'a> Compiler<'a> {
     }
 
     /// The fields `sets` select, fragments inlined and same keys merged, in selection order.
-    fn merge(&self, sets: &[&'a Positioned<SelectionSet>]) -> Vec<Merged<'a>> {
+    fn merge(&self, sets: &[&'a Positioned<SelectionSet>], concrete: &str) -> Vec<Merged<'a>> {
+        let applies = |condition: Option<&Positioned<async_graphql::parser::types::TypeCondition>>| {
+            condition.is_none_or(|c| self.schema.applies(c.node.on.node.as_str(), concrete))
+        };
         let mut out: Vec<Merged<'a>> = Vec::new();
         let mut stack: Vec<std::slice::Iter<'a, Positioned<Selection>>> =
             sets.iter().rev().map(|s| s.node.items.iter()).collect();
@@ -435,13 +456,14 @@ impl<'a> Compiler<'a> {
                     }
                 }
                 Selection::InlineFragment(i) => {
-                    if self.included(&i.node.directives) {
+                    if self.included(&i.node.directives) && applies(i.node.type_condition.as_ref()) {
                         stack.push(i.node.selection_set.node.items.iter());
                     }
                 }
                 Selection::FragmentSpread(s) => {
                     if self.included(&s.node.directives)
                         && let Some(fragment) = self.doc.fragments.get(&s.node.fragment_name.node)
+                        && applies(Some(&fragment.node.type_condition))
                     {
                         stack.push(fragment.node.selection_set.node.items.iter());
                     }
@@ -459,10 +481,11 @@ impl<'a> Compiler<'a> {
         sets: &[&'a Positioned<SelectionSet>],
         producer: Option<(usize, usize)>,
         via: &[(Arc<str>, usize)],
+        guards: &[Guard],
         out: &mut Vec<Field>,
     ) {
         let Some(TypeDef::Object { fields: defs, .. }) = self.schema.types.get(type_name) else { return };
-        for merged in self.merge(sets) {
+        for merged in self.merge(sets, type_name) {
             self.fields += 1;
             let doc_field = &merged.first.node;
             let name = doc_field.name.node.as_str();
@@ -480,6 +503,7 @@ impl<'a> Compiler<'a> {
                     source: Source::Typename(text),
                     out: Out { nullable: vec![false], base: Base::Leaf(Leaf::Text) },
                     children: Vec::new(),
+                    by_type: Vec::new(),
                 });
                 continue;
             }
@@ -496,18 +520,14 @@ impl<'a> Compiler<'a> {
                 source: Source::Parent,
                 out: out_ty.clone(),
                 children: Vec::new(),
+                by_type: Vec::new(),
             };
             let child_type = named(&def.ty).to_owned();
-            let is_object = matches!(out_ty.base, Base::Object);
             match &def.binding {
                 Binding::Parent => {
-                    if is_object {
-                        let mut via = via.to_vec();
-                        via.push((field.name.clone(), out_ty.list_depth()));
-                        let mut children = Vec::new();
-                        self.fields(&child_type, &merged.sets, producer, &via, &mut children);
-                        field.children = children;
-                    }
+                    let mut via = via.to_vec();
+                    via.push((field.name.clone(), out_ty.list_depth()));
+                    self.children(&mut field, &child_type, &merged.sets, producer, &via, guards);
                 }
                 binding => {
                     let kind = match binding {
@@ -529,6 +549,7 @@ impl<'a> Compiler<'a> {
                         producer: producer.map(|(p, _)| p),
                         via: via.to_vec(),
                         producer_depth: producer.map_or(0, |(_, d)| d),
+                        guards: guards.to_vec(),
                         path_name,
                         pos: merged.first.pos,
                         out: out_ty.clone(),
@@ -540,15 +561,44 @@ impl<'a> Compiler<'a> {
                         self.steps[p].children.push(id);
                     }
                     field.source = Source::Step(id);
-                    if is_object {
-                        let mut children = Vec::new();
-                        let me = Some((id, out_ty.list_depth()));
-                        self.fields(&child_type, &merged.sets, me, &[], &mut children);
-                        field.children = children;
-                    }
+                    let me = Some((id, out_ty.list_depth()));
+                    self.children(&mut field, &child_type, &merged.sets, me, &[], &[]);
                 }
             }
             out.push(field);
+        }
+    }
+
+    /// Compiles what `field` selects below it: an object type's fields, or an interface's or
+    /// union's fields per possible type, each with the guard that picks its parents.
+    fn children(
+        &mut self,
+        field: &mut Field,
+        child_type: &str,
+        sets: &[&'a Positioned<SelectionSet>],
+        producer: Option<(usize, usize)>,
+        via: &[(Arc<str>, usize)],
+        guards: &[Guard],
+    ) {
+        match &field.out.base {
+            Base::Leaf(_) => {}
+            Base::Object => self.fields(child_type, sets, producer, via, guards, &mut field.children),
+            Base::Abstract(discriminator) => {
+                let discriminator = discriminator.clone();
+                let possible: Vec<Arc<str>> =
+                    self.schema.possible_types(child_type).into_iter().map(Arc::from).collect();
+                for type_name in possible {
+                    let mut guards = guards.to_vec();
+                    guards.push(Guard {
+                        hop: via.len(),
+                        field: discriminator.clone(),
+                        type_name: type_name.clone(),
+                    });
+                    let mut children = Vec::new();
+                    self.fields(&type_name, sets, producer, via, &guards, &mut children);
+                    field.by_type.push((type_name, children));
+                }
+            }
         }
     }
 }

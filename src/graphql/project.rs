@@ -222,6 +222,24 @@ impl Writer<'_> {
                 }
                 Ok(())
             }
+            Base::Abstract(discriminator) => {
+                let named = v.get(&**discriminator).and_then(Value::as_str);
+                let Some((_, fields)) = f.by_type.iter().find(|(t, _)| Some(&**t) == named) else {
+                    let known: Vec<&str> = f.by_type.iter().map(|(t, _)| &**t).collect();
+                    let message = format!(
+                        "cannot tell the type of {}: its {discriminator} should be one of {}",
+                        preview(v),
+                        known.join(", ")
+                    );
+                    return self.bad(f, level, path, message);
+                };
+                let mark = self.buf.len();
+                if self.object(fields, v, Some(path)).is_err() {
+                    self.buf.truncate(mark);
+                    return self.absorb(f, level);
+                }
+                Ok(())
+            }
             Base::Leaf(leaf) => match self.leaf(leaf, v) {
                 Ok(()) => Ok(()),
                 Err(expected) => self.bad(f, level, path, format!("expected {expected}")),

@@ -81,6 +81,7 @@ struct RawType<'a> {
     pos: Pos,
     description: Option<String>,
     kind: &'a TypeKind,
+    directives: &'a [Positioned<ConstDirective>],
     /// Fields added by `extend type`, with their files.
     extra_fields: Vec<(Arc<str>, &'a Positioned<FieldDefinition>)>,
 }
@@ -149,14 +150,6 @@ impl<'a> Analyzer<'a> {
                             self.error(file, t.node.name.pos, msg);
                             continue;
                         }
-                        if matches!(t.node.kind, TypeKind::Interface(_) | TypeKind::Union(_)) {
-                            self.error(
-                                file,
-                                t.pos,
-                                format!("type {name}: interfaces and unions are not supported yet"),
-                            );
-                            continue;
-                        }
                         self.raw.insert(
                             name,
                             RawType {
@@ -164,6 +157,7 @@ impl<'a> Analyzer<'a> {
                                 pos: t.pos,
                                 description: t.node.description.as_ref().map(|d| d.node.clone()),
                                 kind: &t.node.kind,
+                                directives: &t.node.directives,
                                 extra_fields: Vec::new(),
                             },
                         );
@@ -279,6 +273,7 @@ impl<'a> Analyzer<'a> {
         for name in names {
             let raw = &self.raw[&name];
             let (file, description, kind) = (raw.file.clone(), raw.description.clone(), raw.kind);
+            let (pos, directives) = (raw.pos, raw.directives);
             let def = match kind {
                 TypeKind::Object(obj) => {
                     let extra: Vec<_> = raw.extra_fields.clone();
@@ -298,7 +293,57 @@ impl<'a> Analyzer<'a> {
                             fields.push(field);
                         }
                     }
-                    TypeDef::Object { description, fields }
+                    let implements = obj.implements.iter().map(|i| i.node.to_string()).collect();
+                    TypeDef::Object { description, fields, implements }
+                }
+                TypeKind::Interface(iface) => {
+                    let mut fields: Vec<FieldDef> = Vec::new();
+                    for f in &iface.fields {
+                        if let Some(field) = self.field(&file, &name, false, f) {
+                            if !matches!(field.binding, Binding::Parent) {
+                                self.error(
+                                    &file,
+                                    f.pos,
+                                    format!(
+                                        "{name}.{}: an interface field has no binding; put @http or @js on \
+                                         the implementing types' fields",
+                                        field.name
+                                    ),
+                                );
+                            }
+                            fields.push(field);
+                        }
+                    }
+                    // Without one the schema is refused; keep the type to check the rest.
+                    let discriminator = self
+                        .discriminator(&file, &name, pos, directives)
+                        .unwrap_or(Discriminator { field: Arc::from("") });
+                    TypeDef::Interface { description, fields, discriminator }
+                }
+                TypeKind::Union(union) => {
+                    let members: Vec<String> = union.members.iter().map(|m| m.node.to_string()).collect();
+                    let bad: Vec<_> = union
+                        .members
+                        .iter()
+                        .filter(|m| {
+                            !matches!(
+                                self.raw.get(m.node.as_str()).map(|r| r.kind),
+                                Some(TypeKind::Object(_))
+                            )
+                        })
+                        .collect();
+                    for m in bad {
+                        self.error(
+                            &file,
+                            m.pos,
+                            format!("union {name}: member {} is not an object type", m.node),
+                        );
+                    }
+                    // Without one the schema is refused; keep the type to check the rest.
+                    let discriminator = self
+                        .discriminator(&file, &name, pos, directives)
+                        .unwrap_or(Discriminator { field: Arc::from("") });
+                    TypeDef::Union { description, members, discriminator }
                 }
                 TypeKind::Enum(e) => TypeDef::Enum {
                     description,
@@ -310,11 +355,84 @@ impl<'a> Analyzer<'a> {
                         input.fields.iter().filter_map(|f| self.input_value(&file, &name, f)).collect();
                     TypeDef::Input { description, fields }
                 }
-                TypeKind::Interface(_) | TypeKind::Union(_) => continue,
             };
             types.insert(name, def);
         }
+        self.check_implementations(&types);
         FacadeSchema { backends: self.backends.clone(), types, query, mutation }
+    }
+
+    /// `@discriminator(field: "…")` of an interface or union: required, it says which JSON
+    /// field of a backend value names its object type.
+    fn discriminator(
+        &mut self,
+        file: &Arc<str>,
+        name: &str,
+        pos: Pos,
+        directives: &[Positioned<ConstDirective>],
+    ) -> Option<Discriminator> {
+        let found = directives.iter().find(|d| d.node.name.node == "discriminator");
+        for d in directives.iter().filter(|d| d.node.name.node != "discriminator") {
+            self.error(
+                file,
+                d.pos,
+                format!("{name}: unknown directive @{} (known: @discriminator)", d.node.name.node),
+            );
+        }
+        match found.and_then(|d| string_arg(&d.node, "field")).map(|(_, v)| &v.node) {
+            Some(GqlValue::String(field)) if !field.is_empty() => {
+                Some(Discriminator { field: Arc::from(field.as_str()) })
+            }
+            _ => {
+                self.error(
+                    file,
+                    found.map_or(pos, |d| d.pos),
+                    format!(
+                        "{name}: an interface or union needs @discriminator(field: \"…\"), the backend JSON \
+                         field that holds the object type's name"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Every object declares each field of the interfaces it implements, with the same type.
+    fn check_implementations(&mut self, types: &BTreeMap<String, TypeDef>) {
+        for (name, def) in types {
+            let TypeDef::Object { fields, implements, .. } = def else { continue };
+            let Some(raw) = self.raw.get(name) else { continue };
+            let (file, pos) = (raw.file.clone(), raw.pos);
+            for iface in implements {
+                let Some(TypeDef::Interface { fields: wanted, .. }) = types.get(iface) else {
+                    self.error(
+                        &file,
+                        pos,
+                        format!("type {name} implements {iface}, which is not an interface"),
+                    );
+                    continue;
+                };
+                for w in wanted {
+                    match fields.iter().find(|f| f.name == w.name) {
+                        None => self.error(
+                            &file,
+                            pos,
+                            format!("type {name} implements {iface} but has no field {}", w.name),
+                        ),
+                        Some(f) if f.ty.to_string() != w.ty.to_string() => {
+                            self.diagnostics.push(Diagnostic {
+                                loc: f.loc.clone(),
+                                message: format!(
+                                    "{name}.{}: type {} differs from {iface}.{}: {}",
+                                    f.name, f.ty, w.name, w.ty
+                                ),
+                            })
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
     }
 
     /// What kind of type `name` is: `None` when it is not defined.

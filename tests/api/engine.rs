@@ -343,3 +343,82 @@ async fn mutations_run_in_order_once_each_and_their_answers_are_projected() {
     let message = body["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("BookmarkInput") && message.contains("profileId"), "{body}");
 }
+
+#[tokio::test]
+async fn interfaces_and_unions_resolve_the_concrete_type_from_backend_json() {
+    let app = spawn_app().await;
+    let query = r#"query($id: ID!) {
+        series: video(id: $id) {
+            __typename id name
+            ... on Show { seasons { number episodes(first: 2) { id number name } } }
+            ... on Title { runtimeMinutes }
+        }
+        film: video(id: 7) { __typename id ...Film }
+        missing: video(id: "s999") { id }
+        search(term: "the", first: 6) {
+            __typename
+            ... on Video { name }
+            ... on Show { seasonIds }
+            ... on Title { year rating { average } }
+        }
+    }
+    fragment Film on Title { name runtime }"#;
+    let (body, calls) = app.calls_during(app.graphql(query, json!({"id": "s3"}))).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let data = &body["data"];
+    let series = &data["series"];
+    assert_eq!(keys(series), ["__typename", "id", "name", "seasons"], "{series}");
+    assert_eq!(series["__typename"], "Show");
+    let seasons = series["seasons"].as_array().unwrap();
+    assert!(!seasons.is_empty());
+    for (i, season) in seasons.iter().enumerate() {
+        assert_eq!(season["number"], i + 1);
+        let episodes = season["episodes"].as_array().unwrap();
+        assert_eq!(episodes.len(), 2);
+        assert_eq!(episodes[0]["id"], format!("s3-{}-1", i + 1));
+    }
+    assert_eq!(data["film"]["__typename"], "Title");
+    assert_eq!(keys(&data["film"]), ["__typename", "id", "name", "runtime"]);
+    assert!(data["missing"].is_null());
+    let found = data["search"].as_array().unwrap();
+    assert_eq!(found.len(), 6);
+    for item in found {
+        match item["__typename"].as_str().unwrap() {
+            "Show" => assert_eq!(keys(item), ["__typename", "name", "seasonIds"], "{item}"),
+            "Title" => {
+                assert_eq!(keys(item), ["__typename", "name", "year", "rating"], "{item}");
+                assert!(item["rating"]["average"].is_number());
+            }
+            other => panic!("unexpected type {other}"),
+        }
+        assert!(item["name"].as_str().unwrap().to_lowercase().contains("the"));
+    }
+    // One call per level: 3 videos and the search, then seasons and ratings, then episodes.
+    assert_eq!(calls["catalog"], 3 + 1 + 1 + 1, "{calls:?}");
+    assert!(calls["ratings"] <= 1, "{calls:?}");
+    // A fragment on a type the value is not stays out; an unknown kind is an error on that path.
+    let body = app.graphql(r#"{ video(id: 7) { ... on Show { seasonIds } id } }"#, json!({})).await;
+    assert_eq!(body["data"]["video"], json!({"id": "7"}));
+}
+
+#[tokio::test]
+async fn a_schema_with_a_bad_interface_is_refused_with_every_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s.graphql"),
+        r#"extend schema @backend(name: "b", url: "http://127.0.0.1:9")
+type Query { v: V @http(backend: "b", get: "/v") u: U @http(backend: "b", get: "/u") }
+interface V { id: ID! }
+type A implements V { name: String }
+type B implements V { id: Int }
+union U @discriminator(field: "kind") = A | V
+"#,
+    )
+    .unwrap();
+    let e = facade::graphql::check_dir(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("V: an interface or union needs @discriminator"), "{e}");
+    assert!(e.contains("type A implements V but has no field id"), "{e}");
+    assert!(e.contains("B.id: type Int differs from V.id: ID!"), "{e}");
+    assert!(e.contains("union U: member V is not an object type"), "{e}");
+    assert!(e.contains("s.graphql:"), "{e}");
+}
