@@ -26,6 +26,9 @@ use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
 use crate::backends::{BatchRoute, Batcher, Key, SingleRequest};
 use crate::errors::Code;
 
+/// A step's results, by parent address, in parent (document) order.
+type Done = Vec<(usize, Resolved)>;
+
 /// One step's result for one parent.
 #[derive(Debug)]
 pub enum Resolved {
@@ -115,19 +118,19 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
                     running.push(run_step(&plan.steps[child], child, parents, ctx));
                 }
             }
-            results[id] = done;
+            results[id] = done.into_iter().collect();
         }
     }
     Store { root, results, asks }
 }
 
 /// The objects `child` runs for, found in its producer's results (deduplicated by address).
-fn parents_of(child: &Step, producer: &Step, done: &HashMap<usize, Resolved, Fast>) -> Vec<ParentRef> {
+fn parents_of(child: &Step, producer: &Step, done: &Done) -> Vec<ParentRef> {
     let mut out = Vec::new();
     let mut seen = HashSet::default();
     let depth = producer.out.list_depth();
     let route: Route<'_> = (&child.via, 0, &child.guards);
-    for resolved in done.values() {
+    for (_, resolved) in done {
         match resolved {
             Resolved::Value(v) => {
                 let start = ParentRef { owner: v.clone(), path: Vec::new() };
@@ -225,7 +228,7 @@ async fn run_step(
     id: usize,
     parents: Vec<ParentRef>,
     ctx: &Context<'_>,
-) -> (usize, HashMap<usize, Resolved, Fast>, usize) {
+) -> (usize, Done, usize) {
     let args = arguments(step, ctx.variables);
     let (results, asks) = match &step.kind {
         StepKind::Http(http) => http_step(step, http, &args, &parents, ctx).await,
@@ -240,8 +243,9 @@ async fn http_step(
     args: &Args,
     parents: &[ParentRef],
     ctx: &Context<'_>,
-) -> (HashMap<usize, Resolved, Fast>, usize) {
-    let mut out = HashMap::with_capacity_and_hasher(parents.len(), Fast::default());
+) -> (Done, usize) {
+    // By parent index, so results (and the parents of the next steps) keep document order.
+    let mut out: Vec<Option<Resolved>> = parents.iter().map(|_| None).collect();
     let mut singles: Vec<(usize, SingleRequest)> = Vec::new();
     let mut groups: Vec<(BatchRoute, Vec<Key>)> = Vec::new();
     // (parent address, group, first key, key count)
@@ -250,15 +254,14 @@ async fn http_step(
     let fixed =
         http.batch.as_ref().filter(|_| !http.template.parts.iter().any(|p| matches!(p, Part::Parent(_))));
     let mut route: Option<Result<(BatchRoute, bool), GqlError>> = None;
-    for parent in parents {
+    for (at, parent) in parents.iter().enumerate() {
         let value = parent.get();
-        let at = address(value);
         if let Some(batch) = fixed {
             let keys = match batch_keys(&step.path_name, http, batch, args, value, ctx.default_list_size) {
                 Ok(Some(keys)) => keys,
                 Ok(None) => continue,
                 Err(e) => {
-                    out.insert(at, Resolved::Error(e));
+                    out[at] = Some(Resolved::Error(e));
                     continue;
                 }
             };
@@ -268,7 +271,7 @@ async fn http_step(
                     Err(e) => Err(e.clone()),
                 };
             if let Err(e) = checked {
-                out.insert(at, Resolved::Error(e));
+                out[at] = Some(Resolved::Error(e));
                 continue;
             }
             if groups.is_empty()
@@ -296,7 +299,7 @@ async fn http_step(
                 groups[g].1.extend(keys);
             }
             Err(e) => {
-                out.insert(at, Resolved::Error(e));
+                out[at] = Some(Resolved::Error(e));
             }
         }
     }
@@ -319,7 +322,7 @@ async fn http_step(
             Ok(v) => Resolved::Value(select(v)),
             Err(e) => Resolved::Error(fetch_error(&e)),
         };
-        out.insert(*at, resolved);
+        out[*at] = Some(resolved);
     }
     let keys_are_list = http.batch.as_ref().is_some_and(|b| b.keys_are_list);
     let item_nullable = step.out.nullable.get(1).copied().unwrap_or(true);
@@ -351,9 +354,10 @@ async fn http_step(
                 _ => continue,
             }
         };
-        out.insert(at, resolved);
+        out[at] = Some(resolved);
     }
-    (out, asks)
+    let done = parents.iter().zip(out).filter_map(|(p, r)| Some((address(p.get()), r?))).collect();
+    (done, asks)
 }
 
 async fn js_step(
@@ -362,7 +366,7 @@ async fn js_step(
     args: &Args,
     parents: &[ParentRef],
     ctx: &Context<'_>,
-) -> HashMap<usize, Resolved, Fast> {
+) -> Done {
     let args = Value::Object(args.clone()).to_string();
     let items: Vec<(String, String)> = parents.iter().map(|p| (p.get().to_string(), args.clone())).collect();
     let result = match (ctx.js, ctx.js.and_then(|js| js.get(function))) {
