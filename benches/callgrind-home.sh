@@ -3,7 +3,8 @@
 # instrumentation switched on only around a batch of requests; the demo backends run in
 # another process, not counted. Repeatable to ~0.2 %.
 #   benches/callgrind-home.sh [BINARY] [REQUESTS]      (default: target/release/facade, 50)
-# Needs valgrind and curl; ports 7101-7106 and 8099 free. KEEP=FILE keeps the profile.
+# Needs valgrind and curl; ports 7101-7106 and 8099 free. KEEP=FILE keeps the profile;
+# DEVICE=1 measures GET /v1/tv/home (the published endpoint, with its transform).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/facade}
@@ -19,9 +20,23 @@ FACADE_SCRIPTS__DEADLINE_MS=10000 FACADE_DATABASE__URL="sqlite://$T/f.db" \
   "$BIN" serve --listen 127.0.0.1:8099 > "$T/serve.log" 2>&1 &
 VG=$!
 for _ in $(seq 1 600); do curl -s -o /dev/null localhost:8099/healthz && break; sleep 0.5; done
+if [ -n "${DEVICE:-}" ]; then
+  # The sample endpoints, published through the admin API with a token made for this run.
+  TOKEN=$(FACADE_DATABASE__URL="sqlite://$T/f.db" "$BIN" token create --admin --label bench | grep -o 'fcd_[A-Za-z0-9_]*' | head -1)
+  for c in tv ios web; do
+    curl -s -o /dev/null -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+      -d "{\"name\":\"$c\",\"team\":\"$c\"}" localhost:8099/admin/v1/clients
+  done
+  "$BIN" publish resolvers-js/endpoints --url http://127.0.0.1:8099 --token "$TOKEN" --reason bench > /dev/null
+fi
 BODY=$(python3 -c 'import json,sys;print(json.dumps({"query":open(sys.argv[1]).read(),"variables":{"profileId":"1"}}))' \
   resolvers-js/endpoints/tv/home.graphql)
-post() { curl -s -o /dev/null -w '%{size_download}\n' localhost:8099/graphql -H 'content-type: application/json' -d "$BODY"; }
+# DEVICE=1: the device call by ID with the tv/home transform instead of the ad-hoc query.
+if [ -n "${DEVICE:-}" ]; then
+  post() { curl -s -o /dev/null -w '%{size_download}\n' 'localhost:8099/v1/tv/home?profileId=1'; }
+else
+  post() { curl -s -o /dev/null -w '%{size_download}\n' localhost:8099/graphql -H 'content-type: application/json' -d "$BODY"; }
+fi
 for _ in $(seq 1 20); do post > /dev/null; done   # warm up
 callgrind_control -i on $VG > /dev/null
 for _ in $(seq 1 "$N"); do post; done | sort | uniq -c | sed 's/^/response bytes: /'

@@ -219,19 +219,6 @@ impl Batcher {
         slots.iter().zip(index).map(|((key, _), i)| outcomes[i].get(key)).collect()
     }
 
-    /// Starts fetches that resolvers will ask for later (see `graphql/build.rs` on why):
-    /// registers every key, and dispatches the groups this call leads after the current tick.
-    pub async fn prefetch(&self, groups: Vec<(BatchRoute, Vec<Key>)>, singles: Vec<SingleRequest>) {
-        for request in singles {
-            drop(self.single_slot(request));
-        }
-        let leads: Vec<Dispatch<'_>> =
-            groups.into_iter().filter_map(|(route, keys)| self.register(Arc::new(route), keys).1).collect();
-        if !leads.is_empty() {
-            tokio::task::yield_now().await;
-        }
-    }
-
     /// Adds keys to the route's pending group (or finds them already asked for). Returns each
     /// key's slot and, if this call opened the group, the guard that dispatches it.
     fn register(

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::fetch::{Args, Fetch, bad_value, fetch_error, plan_fetch, preview};
 use super::model::*;
-use crate::backends::{BatchRoute, Batcher, Key};
+use crate::backends::Batcher;
 use crate::errors::Code;
 
 /// Limits applied to every operation at validation time.
@@ -179,48 +179,17 @@ struct Plan {
     shape: Shape,
     binding: Binding,
     fallback: Option<Value>,
-    /// The `@http` fields of the type this field returns, to prefetch (see [`prefetch`]).
-    children: Vec<Child>,
     /// Keys fetched when the limit argument is null or unset.
     default_list_size: usize,
 }
 
-/// An `@http` field of a returned object type, with what is needed to plan its fetch.
-struct Child {
-    path: String,
-    name: String,
-    http: Arc<HttpBinding>,
-    defaults: Vec<(String, Value)>,
-}
-
 fn build_field(model: &FacadeSchema, owner: &str, def: &FieldDef, default_list_size: usize) -> Field {
-    let children = match (&def.binding, model.types.get(named_type(&def.ty))) {
-        (Binding::Http(_), Some(TypeDef::Object { fields, .. })) => fields
-            .iter()
-            .filter_map(|f| match &f.binding {
-                Binding::Js { .. } => None,
-                Binding::Http(http) => Some(Child {
-                    path: format!("{}.{}", named_type(&def.ty), f.name),
-                    name: f.name.clone(),
-                    http: http.clone(),
-                    defaults: f
-                        .args
-                        .iter()
-                        .filter_map(|a| Some((a.name.clone(), a.default.clone()?.into_json().ok()?)))
-                        .collect(),
-                }),
-                Binding::Parent => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
     let plan = Arc::new(Plan {
         path: format!("{owner}.{}", def.name),
         name: def.name.clone(),
         shape: shape(model, &def.ty),
         binding: def.binding.clone(),
         fallback: def.fallback.clone(),
-        children,
         default_list_size,
     });
     let mut field = Field::new(&def.name, type_ref(&def.ty), move |ctx| resolve(plan.clone(), ctx));
@@ -234,13 +203,6 @@ fn build_field(model: &FacadeSchema, owner: &str, def: &FieldDef, default_list_s
         field = field.deprecation(reason.as_deref());
     }
     field
-}
-
-fn named_type(ty: &Type) -> &str {
-    match &ty.base {
-        BaseType::Named(n) => n.as_str(),
-        BaseType::List(inner) => named_type(inner),
-    }
 }
 
 fn resolve(plan: Arc<Plan>, ctx: ResolverContext<'_>) -> FieldFuture<'_> {
@@ -349,7 +311,6 @@ async fn resolve_http<'a>(
                     Err(e) => return Err(fetch_error(&e)),
                 }
             }
-            prefetch(plan, ctx, batcher, items.iter().flatten().map(Json::get).collect()).await;
             let values = items
                 .into_iter()
                 .map(|j| {
@@ -367,7 +328,6 @@ async fn resolve_http<'a>(
             _ => return Ok(None),
         },
     };
-    prefetch(plan, ctx, batcher, vec![one.get()]).await;
     convert_json(plan, one, &plan.shape)
 }
 
@@ -385,56 +345,6 @@ async fn resolve_js<'a>(
     })?;
     let value: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
     convert(plan, value, &plan.shape)
-}
-
-/// Starts the fetches of the `@http` fields selected under the objects this field returns.
-///
-/// async-graphql 7.2's dynamic schema resolves the fields of a nested object one after the
-/// other, not concurrently, so a title's `artwork`, `rating` and `bookmark` would each wait
-/// for the previous one. Planning their fetches here, when their parents arrive, lets them
-/// run in parallel (and batched across all parents); the children's resolvers then find them
-/// in the batcher's cache. A child that cannot be planned here is simply fetched later.
-async fn prefetch(plan: &Plan, ctx: &ResolverContext<'_>, batcher: &Batcher, candidates: Vec<&Value>) {
-    if plan.children.is_empty() {
-        return;
-    }
-    // A single fetch may answer a list of objects; look inside it.
-    let parents: Vec<&Value> = candidates
-        .into_iter()
-        .flat_map(|v| match v {
-            Value::Array(items) => items.iter().collect::<Vec<_>>(),
-            v => vec![v],
-        })
-        .filter(|v| v.is_object())
-        .collect();
-    if parents.is_empty() {
-        return;
-    }
-    let mut groups: Vec<(BatchRoute, Vec<Key>)> = Vec::new();
-    let mut singles = Vec::new();
-    for selected in ctx.ctx.field().selection_set() {
-        let Some(child) = plan.children.iter().find(|c| c.name == selected.name()) else { continue };
-        let conditional = selected.directives().map_or(true, |d| !d.is_empty());
-        let Ok(given) = selected.arguments() else { continue };
-        if conditional {
-            continue;
-        }
-        let mut args: Args = child.defaults.iter().cloned().collect();
-        for (name, value) in given {
-            args.insert(name.to_string(), value.into_json().unwrap_or(Value::Null));
-        }
-        for parent in &parents {
-            match plan_fetch(&child.path, &child.http, &args, parent, plan.default_list_size) {
-                Ok(Fetch::Single(request)) => singles.push(request),
-                Ok(Fetch::Batch(route, keys)) => match groups.iter_mut().find(|(r, _)| *r == route) {
-                    Some((_, all)) => all.extend(keys),
-                    None => groups.push((route, keys)),
-                },
-                Ok(Fetch::Nothing) | Err(_) => {}
-            }
-        }
-    }
-    batcher.prefetch(groups, singles).await;
 }
 
 /// JSON to a GraphQL output value of the given shape; `None` for null.

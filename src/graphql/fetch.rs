@@ -40,8 +40,8 @@ fn route_error(path: &str, e: &route::RouteError) -> GqlError {
     GqlError::new(format!("{path}: {e}")).extend_with(|_, ext| ext.set("code", code.as_str()))
 }
 
-/// Plans the fetch of an `@http` field for one parent: the same plan whether the field's
-/// resolver asks or its parent prefetches, so both meet in the batcher's cache.
+/// Plans the fetch of an `@http` field for one parent: the same plan whichever executor
+/// asks, so both meet in the batcher's cache.
 /// A null or unset limit argument fetches `default_list_size` keys: what the cost counted.
 pub fn plan_fetch(
     path: &str,
