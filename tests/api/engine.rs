@@ -422,3 +422,43 @@ union U @discriminator(field: "kind") = A | V
     assert!(e.contains("union U: member V is not an object type"), "{e}");
     assert!(e.contains("s.graphql:"), "{e}");
 }
+
+#[tokio::test]
+async fn a_reload_compiles_only_versions_that_were_not_live_before() {
+    use facade::registry::Registry;
+    use facade::registry::model::{ClientName, EndpointName};
+    use facade::registry::publish::{PublishRequest, publish};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::test_config();
+    let limits = facade::scripts::ScriptLimits::default();
+    let pool = facade::scripts::ScriptPool::new(1, 16, limits).unwrap();
+    let js =
+        facade::graphql::js::JsFunctions::load(&config.scripts.resolvers_dir, pool.clone()).await.unwrap();
+    let options = facade::app::engine_options(&config, None, Some(js));
+    let engine = std::sync::Arc::new(facade::graphql::Engine::load(&config.schema_dir, &options).unwrap());
+    let url = format!("sqlite://{}", dir.path().join("r.db").display());
+    let registry = Registry::open(&url, engine).await.unwrap();
+    registry.store().create_client("tv", "tv", "test", None).await.unwrap();
+    let client = ClientName::parse("tv").unwrap();
+    for (i, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let endpoint = EndpointName::parse(name).unwrap();
+        let before = registry.compiled_versions();
+        let request = PublishRequest {
+            client: &client,
+            endpoint: &endpoint,
+            document: "{ title(id: 1) { name } }",
+            operation_name: None,
+            script: None,
+            sample_variables: None,
+            allow_introspection: false,
+            author: "test",
+            reason: None,
+        };
+        publish(&registry, &pool, request).await.unwrap();
+        // Only the new version: the i versions live before are carried over.
+        assert_eq!(registry.compiled_versions() - before, 1, "publish {i}");
+    }
+    registry.reload().await.unwrap();
+    assert_eq!(registry.compiled_versions(), 4, "a reload with nothing new compiles nothing");
+}
