@@ -38,6 +38,7 @@ fn route(
         prefix,
         suffix: suffix.map(str::to_owned),
         match_field: Some(match_field.to_owned()),
+        keep: None,
     }
 }
 
@@ -65,6 +66,7 @@ impl Query {
             method: Method::Get,
             path: format!("/profiles/{}", id.0),
             body: None,
+            keep: None,
         };
         let v = batcher(ctx).load_one(request).await.map_err(|e| e.to_string())?;
         Ok((!v.is_null()).then(|| Profile(Value::clone(&v))))
@@ -83,7 +85,7 @@ impl Profile {
     }
     async fn rows(&self, ctx: &Context<'_>, #[graphql(default = 10)] first: i32) -> Result<Option<Vec<Row>>> {
         let path = format!("/profiles/{}/rows?limit={first}", text(&self.0, "id").unwrap_or_default());
-        let request = SingleRequest { backend: LISTS, method: Method::Get, path, body: None };
+        let request = SingleRequest { backend: LISTS, method: Method::Get, path, body: None, keep: None };
         let v = batcher(ctx).load_one(request).await.map_err(|e| e.to_string())?;
         Ok(v.as_array().map(|rows| rows.iter().cloned().map(Row).collect()))
     }
@@ -156,6 +158,7 @@ impl Title {
             prefix: "/ratings/batch".into(),
             suffix: None,
             match_field: Some("titleId".into()),
+            keep: None,
         };
         Ok(one(ctx, r, &self.0["id"]).await?.map(Rating))
     }

@@ -42,6 +42,8 @@ pub struct BatchRoute {
     /// The path after `{$keys}`; `None` when the keys travel in a POST body.
     pub suffix: Option<String>,
     pub match_field: Option<String>,
+    /// The fields of the answer to keep (`None`: all of it).
+    pub keep: Option<super::keep::KeepRef>,
 }
 
 /// One key: its text (how it is matched and cached) and its JSON value (how it is sent).
@@ -65,6 +67,8 @@ pub struct SingleRequest {
     pub path: String,
     /// Serialized JSON body, if any.
     pub body: Option<String>,
+    /// The fields of the answer to keep (`None`: all of it).
+    pub keep: Option<super::keep::KeepRef>,
 }
 
 /// One backend call a request made, for `x-facade-debug` (one request's waterfall).
@@ -318,7 +322,8 @@ impl Batcher {
                     _ => None,
                 };
                 let backend = backends.get(req.backend);
-                let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read);
+                let keep = req.keep.as_ref().map(|k| &*k.0);
+                let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read, keep);
                 match FetchLog::record(log.as_ref(), backend, req.method, &req.path, 0, call).await {
                     Ok(v) => Ok(Arc::new(v)),
                     // A single resource that does not exist is a null field, not an error.
@@ -377,7 +382,8 @@ async fn fetch_batch(
     let calls = keys.chunks(backend.max_batch_size()).map(|chunk| async move {
         let (path, body) = route.render(chunk);
         // A batch is a read whatever its method: it may be retried.
-        let call = backend.call(route.method, &path, body.as_ref(), deadline, true);
+        let keep = route.keep.as_ref().map(|k| &*k.0);
+        let call = backend.call(route.method, &path, body.as_ref(), deadline, true, keep);
         let result =
             FetchLog::record(log, backend, route.method, &path, chunk.len(), call).await.and_then(|json| {
                 match_items(json, route.match_field.as_deref()).map_err(|reason| FetchError::Body {
@@ -444,6 +450,7 @@ mod tests {
             prefix: "/t?ids=".into(),
             suffix: Some("&size=M".into()),
             match_field: None,
+            keep: None,
         };
         assert_eq!(route.render(&keys), ("/t?ids=1,a%20b&size=M".to_owned(), None));
         let route = BatchRoute { method: Method::Post, suffix: None, ..route };

@@ -4,6 +4,7 @@
 
 mod batch;
 pub mod breaker;
+pub mod keep;
 pub mod policy;
 
 use std::collections::HashMap;
@@ -202,6 +203,7 @@ impl Backend {
         body: Option<&Value>,
         deadline: Instant,
         read: bool,
+        keep: Option<&keep::Keep>,
     ) -> Result<Value, FetchError> {
         let span = tracing::info_span!(
             "backend fetch",
@@ -216,7 +218,7 @@ impl Backend {
             policy.budget.record_request();
             let mut attempt = 0;
             loop {
-                let result = self.attempt(&policy, method, path, body, deadline).await;
+                let result = self.attempt(&policy, method, path, body, deadline, keep).await;
                 let outcome = match &result {
                     Ok(_) => "ok",
                     Err(e) => e.code().as_str(),
@@ -259,6 +261,7 @@ impl Backend {
         path: &str,
         body: Option<&Value>,
         deadline: Instant,
+        keep: Option<&keep::Keep>,
     ) -> Result<Value, FetchError> {
         let backend = self.name.clone();
         let Ok(permit) = self.breaker.try_acquire() else {
@@ -281,7 +284,7 @@ impl Backend {
             permit.record(Outcome::Ignored);
             return Err(FetchError::Deadline { backend });
         }
-        let result = match tokio::time::timeout(timeout, self.http(policy, method, path, body)).await {
+        let result = match tokio::time::timeout(timeout, self.http(policy, method, path, body, keep)).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::Timeout {
                 backend,
@@ -305,6 +308,7 @@ impl Backend {
         method: Method,
         path: &str,
         body: Option<&Value>,
+        keep: Option<&keep::Keep>,
     ) -> Result<Value, FetchError> {
         let url = format!("{}{}", self.base, path);
         let m = method.as_str();
@@ -339,7 +343,11 @@ impl Backend {
             });
         }
         let bytes = response.bytes().await.map_err(connect)?;
-        serde_json::from_slice(&bytes).map_err(|e| FetchError::Body {
+        let parsed = match keep {
+            Some(keep) => keep.parse(&bytes),
+            None => serde_json::from_slice(&bytes),
+        };
+        parsed.map_err(|e| FetchError::Body {
             backend: backend.clone(),
             method: m,
             path: shown(path),

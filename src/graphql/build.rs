@@ -294,7 +294,7 @@ async fn resolve_http<'a>(
         None => Json::Shared(v),
     };
     let batcher = batcher(ctx)?;
-    let one = match plan_fetch(&plan.path, http, &args_of(ctx), parent(ctx), plan.default_list_size)? {
+    let one = match plan_fetch(&plan.path, http, &args_of(ctx), parent(ctx), plan.default_list_size, None)? {
         Fetch::Nothing => return Ok(None),
         Fetch::Single(request) => selected(batcher.load_one(request).await.map_err(|e| fetch_error(&e))?),
         Fetch::Batch(route, keys) if http.batch.as_ref().is_some_and(|b| b.keys_are_list) => {

@@ -265,11 +265,12 @@ async fn http_step(
                     continue;
                 }
             };
-            let checked =
-                match route.get_or_insert_with(|| batch_route(&step.path_name, http, batch, args, value)) {
-                    Ok((_, in_path)) => check_keys(&step.path_name, &keys, *in_path),
-                    Err(e) => Err(e.clone()),
-                };
+            let checked = match route.get_or_insert_with(|| {
+                batch_route(&step.path_name, http, batch, args, value, step.keep.as_ref())
+            }) {
+                Ok((_, in_path)) => check_keys(&step.path_name, &keys, *in_path),
+                Err(e) => Err(e.clone()),
+            };
             if let Err(e) = checked {
                 out[at] = Some(Resolved::Error(e));
                 continue;
@@ -283,7 +284,7 @@ async fn http_step(
             groups[0].1.extend(keys);
             continue;
         }
-        match plan_fetch(&step.path_name, http, args, value, ctx.default_list_size) {
+        match plan_fetch(&step.path_name, http, args, value, ctx.default_list_size, step.keep.as_ref()) {
             Ok(Fetch::Nothing) => {}
             Ok(Fetch::Single(request)) => singles.push((at, request)),
             Ok(Fetch::Batch(route, keys)) => {

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::model::*;
 use super::route;
+use crate::backends::keep::KeepRef;
 use crate::backends::{BatchRoute, FetchError, Key, SingleRequest};
 use crate::errors::Code;
 
@@ -49,6 +50,7 @@ pub fn plan_fetch(
     args: &Args,
     parent: &Value,
     default_list_size: usize,
+    keep: Option<&KeepRef>,
 ) -> Result<Fetch, GqlError> {
     let Some(batch) = &http.batch else {
         let route = render(path, &http.template.parts, args, parent)?.before;
@@ -61,12 +63,13 @@ pub fn plan_fetch(
             method: http.template.method,
             path: route,
             body,
+            keep: keep.cloned(),
         }));
     };
     let Some(keys) = batch_keys(path, http, batch, args, parent, default_list_size)? else {
         return Ok(Fetch::Nothing);
     };
-    let (route, keys_in_path) = batch_route(path, http, batch, args, parent)?;
+    let (route, keys_in_path) = batch_route(path, http, batch, args, parent, keep)?;
     check_keys(path, &keys, keys_in_path)?;
     Ok(Fetch::Batch(route, keys))
 }
@@ -113,6 +116,7 @@ pub fn batch_route(
     batch: &BatchSpec,
     args: &Args,
     parent: &Value,
+    keep: Option<&KeepRef>,
 ) -> Result<(BatchRoute, bool), GqlError> {
     let rendered = render(path, &http.template.parts, args, parent)?;
     let route = BatchRoute {
@@ -121,6 +125,7 @@ pub fn batch_route(
         prefix: rendered.before,
         suffix: rendered.after,
         match_field: batch.match_field.clone(),
+        keep: keep.cloned(),
     };
     Ok((route, rendered.keys_in_path))
 }

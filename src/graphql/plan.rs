@@ -25,7 +25,8 @@ use async_graphql::parser::types::{
 use async_graphql_value::Value as DocValue;
 use serde_json::Value;
 
-use super::model::{Binding, FacadeSchema, FieldDef, HttpBinding, TypeDef};
+use super::model::{Binding, FacadeSchema, FieldDef, HttpBinding, Part, TypeDef};
+use crate::backends::keep::{Keep, KeepRef};
 
 /// Most plans kept per operation, one per assignment of its `@skip`/`@include` variables.
 pub const MAX_CONDITION_PLANS: usize = 64;
@@ -151,6 +152,9 @@ pub struct Step {
     /// A mutation's root field: its call changes something, so it is made exactly once per
     /// occurrence (never shared with an identical call, never retried).
     pub write: bool,
+    /// The fields of the backend's answer that anything reads (see [`keep_of`]); shared by
+    /// every step of the same binding in the plan, so their fetches still meet.
+    pub keep: Option<KeepRef>,
 }
 
 /// A compiled operation for one assignment of its condition variables.
@@ -273,10 +277,12 @@ impl Operation {
         if !conflicts.is_empty() {
             return Err(conflicts);
         }
+        let mut steps = c.steps;
+        share_keeps(&root, &mut steps);
         Ok(Plan {
             root,
             fields: c.fields,
-            steps: c.steps,
+            steps,
             roots,
             serial: self.serial,
             required: c.required.into_inner(),
@@ -556,6 +562,7 @@ impl<'a> Compiler<'a> {
                         fallback: def.fallback.clone().map(Arc::new),
                         children: Vec::new(),
                         write: self.serial && producer.is_none() && via.is_empty(),
+                        keep: None,
                     });
                     if let Some((p, _)) = producer {
                         self.steps[p].children.push(id);
@@ -628,4 +635,129 @@ fn arguments(field: &DocField, def: &FieldDef) -> Vec<(String, ArgValue)> {
         }
     }
     args
+}
+
+/// Sets each `@http` step's [`Keep`]: what its field's value needs, united over every step of
+/// the same binding (so two steps asking one route still share its fetch).
+fn share_keeps(root: &[Field], steps: &mut [Step]) {
+    let mut own: Vec<Option<Keep>> = steps.iter().map(|_| None).collect();
+    let mut stack: Vec<&Field> = root.iter().collect();
+    while let Some(field) = stack.pop() {
+        if let Source::Step(id) = field.source {
+            own[id] = keep_of(field, &steps[id], steps);
+        }
+        stack.extend(field.children.iter());
+        stack.extend(field.by_type.iter().flat_map(|(_, c)| c.iter()));
+    }
+    let mut by_binding: Vec<(*const HttpBinding, Option<Keep>)> = Vec::new();
+    for (id, step) in steps.iter().enumerate() {
+        let StepKind::Http(http) = &step.kind else { continue };
+        let keep = own[id].take();
+        match by_binding.iter_mut().find(|(p, _)| *p == Arc::as_ptr(http)) {
+            Some((_, shared)) => *shared = shared.take().zip(keep).map(|(a, b)| a.union(b)),
+            None => by_binding.push((Arc::as_ptr(http), keep)),
+        }
+    }
+    let shared: Vec<(*const HttpBinding, Option<KeepRef>)> =
+        by_binding.into_iter().map(|(p, k)| (p, k.map(|k| KeepRef(Arc::new(k))))).collect();
+    for step in steps.iter_mut() {
+        if let StepKind::Http(http) = &step.kind {
+            step.keep = shared.iter().find(|(p, _)| *p == Arc::as_ptr(http)).and_then(|(_, k)| k.clone());
+        }
+    }
+}
+
+/// What of an `@http` step's answer anything reads: the selection (and, below it, keys and
+/// route values of the next steps, discriminators) under `select`, and the match field. `None`
+/// where everything is kept: an answer keyed by key (no match field).
+fn keep_of(field: &Field, step: &Step, steps: &[Step]) -> Option<Keep> {
+    let StepKind::Http(http) = &step.kind else { return None };
+    // `select` reads one key of the answer (of each matched item, in a batch).
+    let mut keep = value_keep(field, steps);
+    if let Some(select) = &http.select {
+        keep = Keep::Fields(vec![(Arc::from(select.as_str()), keep)]);
+    }
+    if let Some(batch) = &http.batch {
+        let matched = batch.match_field.as_deref()?;
+        keep = keep.union(Keep::fields([matched]));
+    }
+    Some(keep)
+}
+
+/// What a field's value needs kept, by its type. Recursion follows the plan.
+fn value_keep(field: &Field, steps: &[Step]) -> Keep {
+    match &field.out.base {
+        Base::Leaf(_) => Keep::All,
+        Base::Object => object_keep(&field.children, steps),
+        Base::Abstract(discriminator) => field
+            .by_type
+            .iter()
+            .fold(Keep::fields([&**discriminator]), |k, (_, children)| k.union(object_keep(children, steps))),
+    }
+}
+
+/// What an object needs kept for these selected fields: parent-bound fields (each as its
+/// value needs), and for a field of the next step the keys and route values it reads from
+/// this object — everything, if that is a `@js` function (it sees the whole object).
+fn object_keep(children: &[Field], steps: &[Step]) -> Keep {
+    let mut keep = Keep::Fields(Vec::new());
+    for child in children {
+        let more = match &child.source {
+            Source::Typename(_) => continue,
+            Source::Parent => Keep::Fields(vec![(child.name.clone(), value_keep(child, steps))]),
+            Source::Step(id) => match &steps[*id].kind {
+                StepKind::Js(_) => return Keep::All,
+                StepKind::Http(http) => {
+                    let parents = http.template.parts.iter().filter_map(|p| match p {
+                        Part::Parent(name) => Some(name.as_str()),
+                        _ => None,
+                    });
+                    Keep::fields(parents.chain(http.batch.as_ref().map(|b| b.keys_from.as_str())))
+                }
+            },
+        };
+        keep = keep.union(more);
+    }
+    keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str) -> Arc<Plan> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
+        let schema = Arc::new(crate::graphql::check_dir(&dir).unwrap());
+        let doc = Arc::new(async_graphql::parser::parse_query(text).unwrap());
+        Operation::new(doc, None, schema).unwrap().plan(&serde_json::Map::new()).unwrap()
+    }
+
+    fn keep(plan: &Plan, step: usize) -> Option<Keep> {
+        plan.steps[step].keep.as_ref().map(|k| Keep::clone(&k.0))
+    }
+
+    #[test]
+    fn each_answer_keeps_only_what_the_plan_reads() {
+        let p = plan("{ profile(id: 1) { name rows { name titles { name artwork { url } } } } }");
+        // The next route reads $parent.id; the rows' titles are keyed by titleIds; items
+        // are matched by their match field.
+        assert_eq!(keep(&p, 0), Some(Keep::fields(["id", "name"])));
+        assert_eq!(keep(&p, 1), Some(Keep::fields(["name", "titleIds"])));
+        assert_eq!(keep(&p, 2), Some(Keep::fields(["id", "name"])));
+        assert_eq!(keep(&p, 3), Some(Keep::fields(["titleId", "url"])));
+        // A `@js` field sees its whole parent.
+        let p = plan("{ title(id: 1) { name runtime } }");
+        assert_eq!(keep(&p, 0), Some(Keep::All));
+        // Under an interface: the discriminator and every possible type's fields.
+        let p = plan("{ video(id: 1) { name ... on Show { seasons { number } } ... on Title { year } } }");
+        assert_eq!(keep(&p, 0), Some(Keep::fields(["kind", "name", "seasonIds", "year"])));
+    }
+
+    #[test]
+    fn steps_of_one_binding_share_one_keep() {
+        let p = plan("{ a: title(id: 1) { name } b: title(id: 1) { year } }");
+        let (a, b) = (p.steps[0].keep.clone().unwrap(), p.steps[1].keep.clone().unwrap());
+        assert_eq!(a, b, "the same KeepRef, so the batcher sees one request");
+        assert_eq!(*a.0, Keep::fields(["name", "year"]));
+    }
 }
