@@ -1,17 +1,11 @@
-//! `@js` fields: functions exported from `resolvers-js/*.js`, run in the script pool. All
-//! calls of one function asked in one tick of a request go to the pool as one trip (the same
-//! leader-yields-then-dispatches scheme as the backend batcher), so a field over a 200-item
-//! list costs one trip, not 200.
+//! `@js` fields: functions exported from `resolvers-js/*.js`, run in the script pool. The
+//! executor calls a function once per step with every parent (`exec.rs`), so a field over a
+//! 200-item list costs one trip to the pool, not 200.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 
-use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared};
-use tokio::sync::oneshot;
-
-use crate::scripts::{Script, ScriptError, ScriptPool};
+use crate::scripts::{Script, ScriptPool};
 
 /// The exported functions of `resolvers-js/*.js`, by name, and the pool that runs them.
 #[derive(Clone)]
@@ -82,66 +76,6 @@ pub fn exported_functions(source: &str) -> Vec<String> {
             (!name.is_empty()).then_some(name)
         })
         .collect()
-}
-
-type Slot = Shared<BoxFuture<'static, Result<Arc<Vec<String>>, ScriptError>>>;
-
-struct Pending {
-    items: Vec<(String, String)>,
-    tx: oneshot::Sender<Result<Arc<Vec<String>>, ScriptError>>,
-    slot: Slot,
-}
-
-/// One per GraphQL request.
-#[derive(Default)]
-pub struct JsBatch {
-    /// A std mutex: held for a push, never across an `.await`.
-    pending: Mutex<HashMap<Arc<str>, Pending>>,
-}
-
-impl JsBatch {
-    /// Calls `function(parent, args)` (JSON texts) with every other call of it in this tick.
-    pub async fn call(
-        &self,
-        js: &JsFunctions,
-        function: &Arc<str>,
-        parent: String,
-        args: String,
-    ) -> Result<String, ScriptError> {
-        let (slot, index, lead) = {
-            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut lead = false;
-            let group = pending.entry(function.clone()).or_insert_with(|| {
-                lead = true;
-                let (tx, rx) = oneshot::channel();
-                let slot = rx.map(|r| r.unwrap_or(Err(ScriptError::Closed))).boxed().shared();
-                Pending { items: Vec::new(), tx, slot }
-            });
-            group.items.push((parent, args));
-            (group.slot.clone(), group.items.len() - 1, lead)
-        };
-        if lead {
-            tokio::task::yield_now().await;
-            let group = self.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(function);
-            if let Some(group) = group {
-                let script = js.get(function).cloned();
-                let pool = js.pool.clone();
-                let name = function.to_string();
-                tokio::spawn(async move {
-                    let result = match script {
-                        Some(script) => pool.each(&script, &name, group.items).await.map(Arc::new),
-                        None => Err(ScriptError::Contract {
-                            script: "resolvers-js".into(),
-                            message: format!("no function {name}"),
-                        }),
-                    };
-                    let _ = group.tx.send(result);
-                });
-            }
-        }
-        let results = slot.await?;
-        Ok(results.get(index).cloned().unwrap_or_else(|| "null".to_owned()))
-    }
 }
 
 #[cfg(test)]

@@ -7,22 +7,19 @@
 //!    size whatever it holds, and it stops at the first count over its limit. Everything that
 //!    walks the document later (async-graphql's validation, which expands fragments, and the
 //!    cost below) is bounded by what this pass let through.
-//! 2. [`check`], after validation (see [`validate_then_check`]): aliases, root fields and an estimated
+//! 2. [`check`], after validation, per request (variables set): aliases, root fields and an estimated
 //!    cost. The cost counts every field once per item of the lists above it; a list is as
 //!    long as its limit argument (`first`, or the one its `@http(limit:)` names), or
 //!    `default_list_size` when that is null or unset and the field has no default — the same
-//!    number the fetch then asks for (`build.rs`).
+//!    number the fetch then asks for (`fetch.rs`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use async_graphql::Value as GqlValue;
-use async_graphql::extensions::{ExtensionContext, NextValidation};
 use async_graphql::parser::Positioned;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, Field, OperationType, Selection, SelectionSet,
 };
-use async_graphql::{ServerError, ValidationResult};
 use serde_json::{Map, Value};
 
 use super::model::{Binding, FacadeSchema, FieldDef};
@@ -209,36 +206,6 @@ fn too_many(limits: &OperationLimits, n: u64) -> String {
         "the document has over {} selections once its fragments are expanded (at least {n}); the limit is {}",
         limits.max_selections, limits.max_selections
     )
-}
-
-/// What the cost check of one request needs; put in the request's data by the engine and
-/// read by [`validate_then_check`] once async-graphql has validated the document.
-pub(super) struct CostInput {
-    pub document: Arc<ExecutableDocument>,
-    pub operation_name: Option<String>,
-    pub variables: Map<String, Value>,
-    pub schema: Arc<FacadeSchema>,
-    pub limits: OperationLimits,
-}
-
-/// Runs async-graphql's validation, then [`check`] on the request's [`CostInput`], so the
-/// cost is only ever estimated on a document that parsed and validated. Called from the
-/// engine's one extension (`nulls.rs`): a second extension would wrap every field's resolver
-/// in one more future (measured: +10 % instructions per home query).
-pub(super) async fn validate_then_check(
-    ctx: &ExtensionContext<'_>,
-    next: NextValidation<'_>,
-) -> Result<ValidationResult, Vec<ServerError>> {
-    let result = next.run(ctx).await?;
-    let input = ctx
-        .query_data
-        .and_then(|d| d.get(&std::any::TypeId::of::<CostInput>()))
-        .and_then(|d| d.downcast_ref::<CostInput>());
-    if let Some(i) = input {
-        check(&i.document, i.operation_name.as_deref(), &i.schema, &i.variables, i.limits)
-            .map_err(|reason| vec![ServerError::new(reason, None)])?;
-    }
-    Ok(result)
 }
 
 struct Walk<'a> {

@@ -9,7 +9,6 @@ mod fetch;
 pub mod js;
 pub mod limits;
 pub mod model;
-mod nulls;
 pub mod plan;
 pub mod project;
 pub mod route;
@@ -201,9 +200,7 @@ pub struct Prepared {
     pub kind: OperationKind,
     document: Arc<ExecutableDocument>,
     variables: Vec<(String, VarKind)>,
-    /// The compiled operation; `None` for what the compiled executor does not run
-    /// (introspection, mutations), which the dynamic executor runs.
-    operation: Option<Arc<plan::Operation>>,
+    operation: Arc<plan::Operation>,
 }
 
 impl Prepared {
@@ -260,17 +257,6 @@ impl Outcome {
     }
 }
 
-/// A response body serialized straight from async-graphql's values (no detour through
-/// `serde_json::Value`, which cost a copy of every field).
-#[derive(serde::Serialize)]
-struct Body<'a> {
-    data: &'a async_graphql::Value,
-    #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
-    errors: &'a [ServerError],
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
-}
-
 /// An executable facade schema bound to its backends. Immutable; swapped whole on reload.
 pub struct Engine {
     schema: Schema,
@@ -283,16 +269,6 @@ pub struct Engine {
     operations: std::sync::Mutex<lru::LruCache<OperationKey, Arc<plan::Operation>>>,
     /// The size of the last response, to pre-size the next one's buffer.
     last_size: std::sync::atomic::AtomicUsize,
-}
-
-/// Which executor runs a request (the dynamic one until the compiled one runs everything;
-/// the differential test runs both).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Executor {
-    /// The compiled plan where it applies, else the dynamic schema.
-    Auto,
-    /// async-graphql's dynamic schema.
-    Dynamic,
 }
 
 /// An ad-hoc document's text and operation name, hashed (a hit checks the text).
@@ -468,28 +444,33 @@ impl Engine {
             .errors
             .into_iter()
             .filter(|e| {
-                !e.message.contains("is not provided") && !e.message.starts_with("Invalid value for argument")
+                // Validation runs without variables; introspection run there reads them.
+                let unset_variable = e.message.starts_with("Variable ")
+                    && e.message.ends_with(" is not defined.")
+                    && !e.message.contains('"');
+                !e.message.contains("is not provided")
+                    && !e.message.starts_with("Invalid value for argument")
+                    && !unset_variable
             })
             .collect()
     }
 
-    /// The compiled operation for a validated document, or `None` where the dynamic executor
-    /// runs it (introspection, mutations).
+    /// The compiled operation for a validated document.
     fn compile(
         &self,
         document: &Arc<ExecutableDocument>,
         operation_name: Option<&str>,
         text: Option<&str>,
-    ) -> Result<Option<Arc<plan::Operation>>, String> {
+    ) -> Result<Arc<plan::Operation>, String> {
         let op = plan::pick(document, operation_name)?;
-        if op.ty == OperationType::Subscription || limits::uses_introspection(document) {
-            return Ok(None);
+        if op.ty == OperationType::Subscription {
+            return Err("subscriptions are not supported".to_owned());
         }
         let mut op =
             plan::Operation::new(document.clone(), operation_name.map(str::to_owned), self.model.clone())?;
         op.text = text.map(str::to_owned);
         op.check().map_err(|conflicts| conflicts.join("\n"))?;
-        Ok(Some(Arc::new(op)))
+        Ok(Arc::new(op))
     }
 
     /// The compiled operation of an ad-hoc request: from the cache, or validated and compiled
@@ -503,17 +484,14 @@ impl Engine {
         .then(|| op.clone())
     }
 
-    async fn operation_of(&self, parsed: &Parsed) -> Result<Option<Arc<plan::Operation>>, Outcome> {
+    /// The compiled operation of an ad-hoc request: from the cache, or validated and compiled
+    /// now. `Err`: the request error to answer.
+    async fn operation_of(&self, parsed: &Parsed) -> Result<Arc<plan::Operation>, Outcome> {
         if let Some(op) = &parsed.operation {
-            return Ok(Some(op.clone()));
+            return Ok(op.clone());
         }
         let key = operation_key(&parsed.request.query, parsed.request.operation_name.as_deref());
         let name = parsed.request.operation_name.as_deref();
-        if plan::pick(&parsed.document, name).map_or(true, |op| op.ty == OperationType::Subscription)
-            || limits::uses_introspection(&parsed.document)
-        {
-            return Ok(None);
-        }
         let errors = self.validate(&parsed.request.query, &parsed.document, name).await;
         if !errors.is_empty() {
             return Err(Outcome::request_errors(errors));
@@ -521,9 +499,7 @@ impl Engine {
         let op = self
             .compile(&parsed.document, name, Some(&parsed.request.query))
             .map_err(|e| Outcome::request_error(&e))?;
-        if let Some(op) = &op {
-            self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(key, op.clone());
-        }
+        self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(key, op.clone());
         Ok(op)
     }
 
@@ -579,14 +555,39 @@ impl Engine {
             variables: &coerced,
             default_list_size: self.operation_limits.default_list_size as usize,
         };
-        let store = exec::run(&plan, &ctx).await;
+        let (store, introspection) =
+            tokio::join!(exec::run(&plan, &ctx), self.introspect(op, &plan, &coerced));
         let hint = self.last_size.load(std::sync::atomic::Ordering::Relaxed);
-        let response = project::write(&plan, &store, hint + hint / 8);
+        let response = project::write(&plan, &store, introspection.as_ref(), hint + hint / 8);
         self.last_size.store(response.body.len(), std::sync::atomic::Ordering::Relaxed);
         Outcome {
             body: response.body.into(),
             request_error: false,
             error_codes: project::error_codes(&response.errors),
+        }
+    }
+
+    /// The answers of the operation's `__schema` and `__type` fields, from async-graphql's
+    /// introspection (which resolves nothing else), by response key.
+    async fn introspect(
+        &self,
+        op: &plan::Operation,
+        plan: &plan::Plan,
+        variables: &Map<String, Value>,
+    ) -> Option<Map<String, Value>> {
+        if !plan.introspection {
+            return None;
+        }
+        let mut request = Request::new(op.text.clone().unwrap_or_default())
+            .only_introspection()
+            .variables(Variables::from_json(Value::Object(variables.clone())));
+        if let Some(name) = &op.operation_name {
+            request = request.operation_name(name);
+        }
+        request.set_parsed_query(ExecutableDocument::clone(&op.document));
+        match self.schema.execute(request).await.data.into_json() {
+            Ok(Value::Object(map)) => Some(map),
+            _ => Some(Map::new()),
         }
     }
 
@@ -598,95 +599,20 @@ impl Engine {
         variables: Map<String, Value>,
         fetch_log: Option<crate::backends::FetchLog>,
     ) -> Outcome {
-        if let Some(op) = &prepared.operation {
-            return self.run(op, variables, fetch_log).await;
-        }
-        let request = GraphqlRequest {
-            query: prepared.text.clone(),
-            operation_name: prepared.operation_name.clone(),
-            variables: Some(variables),
-            introspection: true,
-            fetch_log,
-        };
-        self.execute(Parsed { request, document: prepared.document.clone(), operation: None }).await
+        self.run(&prepared.operation, variables, fetch_log).await
     }
 
     #[tracing::instrument(name = "graphql execute", skip_all, fields(graphql.operation.name))]
     pub async fn execute(&self, parsed: Parsed) -> Outcome {
-        self.execute_with(parsed, Executor::Auto).await
-    }
-
-    /// Runs a parsed request on the chosen executor.
-    pub async fn execute_with(&self, parsed: Parsed, executor: Executor) -> Outcome {
         if let Some(name) = &parsed.request.operation_name {
             tracing::Span::current().record("graphql.operation.name", name.as_str());
         }
-        if executor == Executor::Auto {
-            match self.operation_of(&parsed).await {
-                Err(outcome) => return outcome,
-                Ok(Some(op)) => {
-                    let variables = parsed.request.variables.unwrap_or_default();
-                    return self.run(&op, variables, parsed.request.fetch_log).await;
-                }
-                Ok(None) => {}
+        match self.operation_of(&parsed).await {
+            Err(outcome) => outcome,
+            Ok(op) => {
+                let variables = parsed.request.variables.unwrap_or_default();
+                self.run(&op, variables, parsed.request.fetch_log).await
             }
         }
-        self.execute_dynamic(parsed).await
-    }
-
-    async fn execute_dynamic(&self, parsed: Parsed) -> Outcome {
-        let Parsed { request, document, .. } = parsed;
-        let mut gql = Request::new(request.query);
-        if !request.introspection {
-            gql = gql.disable_introspection();
-        }
-        let variables = request.variables.unwrap_or_default();
-        let cost = limits::CostInput {
-            document: document.clone(),
-            operation_name: request.operation_name.clone(),
-            variables: variables.clone(),
-            schema: self.model.clone(),
-            limits: self.operation_limits,
-        };
-        if let Some(name) = request.operation_name {
-            gql = gql.operation_name(name);
-        }
-        gql = gql.variables(Variables::from_json(Value::Object(variables))).data(cost);
-        gql.set_parsed_query(ExecutableDocument::clone(&document));
-        let sink = Arc::new(nulls::ErrorSink::default());
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let batcher = Batcher::new(self.backends.clone(), deadline).with_log(request.fetch_log);
-        let mut gql = gql.data(batcher).data(sink.clone());
-        if let Some(js) = &self.js {
-            gql = gql.data(js.clone()).data(js::JsBatch::default());
-        }
-        let mut response = self.schema.execute(gql).await;
-        let (field_errors, data_is_null) = sink.finish();
-        response.errors.extend(field_errors);
-        if data_is_null {
-            response.data = async_graphql::Value::Null;
-        }
-        // Parse and validation failures never reach execution: no data, no error paths.
-        let request_error = response.data == async_graphql::Value::Null
-            && !response.errors.is_empty()
-            && response.errors.iter().all(|e| e.path.is_empty());
-        if request_error {
-            return Outcome::request_errors(response.errors);
-        }
-        let body = Body { data: &response.data, errors: &response.errors, extensions: &response.extensions };
-        let body = serde_json::to_vec(&body).unwrap_or_else(|e| {
-            json!({ "errors": [{ "message": format!("the response could not be serialized: {e}") }] })
-                .to_string()
-                .into_bytes()
-        });
-        let error_codes = response
-            .errors
-            .iter()
-            .map(|e| match e.extensions.as_ref().and_then(|x| x.get("code")) {
-                Some(async_graphql::Value::String(code)) => code.clone(),
-                _ => "UNKNOWN".to_owned(),
-            })
-            .collect();
-        Outcome { body: body.into(), request_error: false, error_codes }
     }
 }

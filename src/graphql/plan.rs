@@ -80,6 +80,8 @@ pub enum Source {
     Parent,
     /// The result of this step for the parent object.
     Step(usize),
+    /// `__schema` or `__type` at the query root: async-graphql's introspection answers it.
+    Introspection,
 }
 
 /// One field of the response, as written.
@@ -168,6 +170,8 @@ pub struct Plan {
     pub fields: usize,
     /// A mutation: root steps run one after another, each with everything below it.
     pub serial: bool,
+    /// Whether the root asks `__schema` or `__type`.
+    pub introspection: bool,
     /// Variables used where a value is required (`@skip(if:)`, a non-null argument), with
     /// the place: such a variable may not be null in a request.
     pub required: Vec<(String, String)>,
@@ -279,12 +283,14 @@ impl Operation {
         }
         let mut steps = c.steps;
         share_keeps(&root, &mut steps);
+        let introspection = root.iter().any(|f| matches!(f.source, Source::Introspection));
         Ok(Plan {
             root,
             fields: c.fields,
             steps,
             roots,
             serial: self.serial,
+            introspection,
             required: c.required.into_inner(),
         })
     }
@@ -513,6 +519,20 @@ impl<'a> Compiler<'a> {
                 });
                 continue;
             }
+            if matches!(name, "__schema" | "__type") && producer.is_none() && via.is_empty() {
+                out.push(Field {
+                    key,
+                    key_json,
+                    name: Arc::from(name),
+                    path_name: Arc::from(format!("{type_name}.{name}")),
+                    pos: merged.first.pos,
+                    source: Source::Introspection,
+                    out: Out { nullable: vec![true], base: Base::Leaf(Leaf::Custom) },
+                    children: Vec::new(),
+                    by_type: Vec::new(),
+                });
+                continue;
+            }
             // Validation let only known fields through.
             let Some(def) = defs.iter().find(|d| d.name == name) else { continue };
             let out_ty = out_type(self.schema, &def.ty);
@@ -703,7 +723,7 @@ fn object_keep(children: &[Field], steps: &[Step]) -> Keep {
     let mut keep = Keep::Fields(Vec::new());
     for child in children {
         let more = match &child.source {
-            Source::Typename(_) => continue,
+            Source::Typename(_) | Source::Introspection => continue,
             Source::Parent => Keep::Fields(vec![(child.name.clone(), value_keep(child, steps))]),
             Source::Step(id) => match &steps[*id].kind {
                 StepKind::Js(_) => return Keep::All,

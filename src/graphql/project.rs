@@ -57,10 +57,16 @@ pub struct Response {
     pub errors: Vec<ServerError>,
 }
 
-/// Writes `{"data":…,"errors":[…]}` for the plan and its results. `size_hint` pre-sizes the
-/// buffer.
-pub fn write(plan: &Plan, store: &Store, size_hint: usize) -> Response {
-    let mut w = Writer { buf: Vec::with_capacity(size_hint.max(256)), errors: Vec::new(), store, plan };
+/// Writes `{"data":…,"errors":[…]}` for the plan and its results (and the introspection
+/// answers of its root `__schema`/`__type` fields). `size_hint` pre-sizes the buffer.
+pub fn write(
+    plan: &Plan,
+    store: &Store,
+    introspection: Option<&serde_json::Map<String, Value>>,
+    size_hint: usize,
+) -> Response {
+    let buf = Vec::with_capacity(size_hint.max(256));
+    let mut w = Writer { buf, errors: Vec::new(), store, plan, introspection };
     w.buf.extend_from_slice(b"{\"data\":");
     let mark = w.buf.len();
     if w.object(&plan.root, &store.root, None).is_err() {
@@ -80,6 +86,7 @@ struct Writer<'s> {
     errors: Vec<ServerError>,
     store: &'s Store,
     plan: &'s Plan,
+    introspection: Option<&'s serde_json::Map<String, Value>>,
 }
 
 impl Writer<'_> {
@@ -108,6 +115,11 @@ impl Writer<'_> {
                 Ok(())
             }
             Source::Parent => self.value(f, 0, parent.get(&*f.name).unwrap_or(&Value::Null), path),
+            Source::Introspection => {
+                let answer = self.introspection.and_then(|m| m.get(&*f.key)).unwrap_or(&Value::Null);
+                serde_json::to_writer(&mut self.buf, answer).expect("JSON serializes");
+                Ok(())
+            }
             Source::Step(step) => match self.store.get(*step, parent) {
                 // No fetch was needed (the parent holds no key): null.
                 None => self.value(f, 0, &Value::Null, path),

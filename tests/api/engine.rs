@@ -462,3 +462,19 @@ async fn a_reload_compiles_only_versions_that_were_not_live_before() {
     registry.reload().await.unwrap();
     assert_eq!(registry.compiled_versions(), 4, "a reload with nothing new compiles nothing");
 }
+
+#[tokio::test]
+async fn introspection_is_answered_beside_data_in_selection_order() {
+    let app = spawn_app().await;
+    let body = app
+        .graphql(
+            r#"query($t: String!) { __typename title(id: 1) { id } __schema { queryType { name } } t: __type(name: $t) { name kind } }"#,
+            json!({"t": "Video"}),
+        )
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(keys(&body["data"]), ["__typename", "title", "__schema", "t"]);
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+    assert_eq!(body["data"]["t"], json!({"name": "Video", "kind": "INTERFACE"}));
+    assert_eq!(body["data"]["title"]["id"], "1");
+}

@@ -4,9 +4,9 @@
 mod admin;
 mod bench_smoke;
 mod cli;
-mod differential;
 mod endpoints;
 mod engine;
+mod generated;
 mod graphql_http;
 mod helpers;
 mod hostile;
