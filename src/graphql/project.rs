@@ -17,6 +17,8 @@ use super::exec::{Resolved, Store};
 use super::fetch::{bad_value, preview};
 use super::plan::{Base, Field, Leaf, Plan, Source};
 
+static NULL: Value = Value::Null;
+
 /// A position below became null and may not be: the nearest nullable position must be null.
 struct Bubble;
 
@@ -170,22 +172,34 @@ impl Writer<'_> {
         self.absorb(f, level)
     }
 
+    /// A batched list field's items (`None`: a key the backend did not return).
     fn items(&mut self, f: &Field, items: &[Option<std::sync::Arc<Value>>], path: &Path<'_>) -> Written {
+        self.list(f, 0, items.iter().map(|i| i.as_deref().unwrap_or(&NULL)), path)
+    }
+
+    /// The items of a list at `level`, each at `level + 1`. An item that may not be null and
+    /// is makes the whole list null (every item is still written, for its errors).
+    fn list<'v>(
+        &mut self,
+        f: &Field,
+        level: usize,
+        items: impl Iterator<Item = &'v Value>,
+        path: &Path<'_>,
+    ) -> Written {
         let mark = self.buf.len();
         let mut bubbled = false;
         self.buf.push(b'[');
-        for (i, item) in items.iter().enumerate() {
+        for (i, item) in items.enumerate() {
             if i > 0 {
                 self.buf.push(b',');
             }
             let here = Path { up: Some(path), seg: Seg::Index(i) };
-            let v = item.as_deref().unwrap_or(&Value::Null);
-            bubbled |= self.value(f, 1, v, &here).is_err();
+            bubbled |= self.value(f, level + 1, item, &here).is_err();
         }
         self.buf.push(b']');
         if bubbled {
             self.buf.truncate(mark);
-            return self.absorb(f, 0);
+            return self.absorb(f, level);
         }
         Ok(())
     }
@@ -205,22 +219,7 @@ impl Writer<'_> {
             let Value::Array(items) = v else {
                 return self.bad(f, level, path, format!("expected a list, got {}", preview(v)));
             };
-            let mark = self.buf.len();
-            let mut bubbled = false;
-            self.buf.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    self.buf.push(b',');
-                }
-                let here = Path { up: Some(path), seg: Seg::Index(i) };
-                bubbled |= self.value(f, level + 1, item, &here).is_err();
-            }
-            self.buf.push(b']');
-            if bubbled {
-                self.buf.truncate(mark);
-                return self.absorb(f, level);
-            }
-            return Ok(());
+            return self.list(f, level, items.iter(), path);
         }
         match &f.out.base {
             Base::Object => {
