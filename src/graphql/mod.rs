@@ -271,6 +271,10 @@ pub struct Engine {
     last_size: std::sync::atomic::AtomicUsize,
 }
 
+fn introspection_refused() -> Outcome {
+    Outcome::request_error("introspection is disabled for requests without a token")
+}
+
 /// An ad-hoc document's text and operation name, hashed (a hit checks the text).
 type OperationKey = u64;
 
@@ -333,8 +337,12 @@ impl Engine {
     /// nesting, expanded size) before anything else walks it; a failure is a request error.
     /// The cost is estimated after validation, during [`Engine::execute`].
     pub fn parse(&self, request: GraphqlRequest) -> Result<Parsed, Outcome> {
-        // A text compiled before is not parsed again (it passed every check then).
+        // A text compiled before is not parsed again (it passed every check then); whether
+        // this request may introspect is its own.
         if let Some(operation) = self.cached_operation(&request) {
+            if !request.introspection && operation.uses_introspection {
+                return Err(introspection_refused());
+            }
             return Ok(Parsed { request, document: operation.document.clone(), operation: Some(operation) });
         }
         let document = async_graphql::parser::parse_query(&request.query)
@@ -342,8 +350,7 @@ impl Engine {
         limits::analyze(&document, &self.operation_limits)
             .map_err(|e| Outcome::request_errors(vec![ServerError::new(e.message, None)]))?;
         if !request.introspection && limits::uses_introspection(&document) {
-            let error = ServerError::new("introspection is disabled for requests without a token", None);
-            return Err(Outcome::request_errors(vec![error]));
+            return Err(introspection_refused());
         }
         Ok(Parsed { request, document: Arc::new(document), operation: None })
     }
@@ -473,8 +480,7 @@ impl Engine {
         Ok(Arc::new(op))
     }
 
-    /// The compiled operation of an ad-hoc request: from the cache, or validated and compiled
-    /// now. `Ok(None)`: the dynamic executor runs it. `Err`: the request error to answer.
+    /// The compiled operation of this text and operation name, if the cache holds it.
     fn cached_operation(&self, request: &GraphqlRequest) -> Option<Arc<plan::Operation>> {
         let key = operation_key(&request.query, request.operation_name.as_deref());
         let mut cache = self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -183,6 +183,9 @@ pub struct Operation {
     pub text: Option<String>,
     pub document: Arc<ExecutableDocument>,
     pub operation_name: Option<String>,
+    /// Whether the document asks `__schema` or `__type` anywhere (a request may not be
+    /// allowed to).
+    pub uses_introspection: bool,
     schema: Arc<FacadeSchema>,
     root_type: String,
     serial: bool,
@@ -219,6 +222,7 @@ impl Operation {
         condition_variables(&document, &op.selection_set, &mut condition_vars, 0);
         Ok(Self {
             text: None,
+            uses_introspection: super::limits::uses_introspection(&document),
             document: document.clone(),
             operation_name,
             schema,

@@ -105,11 +105,15 @@ async fn introspection_can_be_off_for_devices() {
     })
     .await;
     let q = json!({ "query": "{ __schema { queryType { name } } }" });
-    let (_, body) = post(&app, q.clone(), None).await;
+    let (first_status, refused) = post(&app, q.clone(), None).await;
+    let body = refused.clone();
     assert!(
         body["errors"][0]["message"].as_str().unwrap().to_lowercase().contains("introspection"),
         "{body}"
     );
-    let (_, body) = post(&app, q, Some(TOKEN)).await;
+    let (_, body) = post(&app, q.clone(), Some(TOKEN)).await;
     assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+    // The text is compiled and cached now; a device without a token is still refused.
+    let (status, body) = post(&app, q, None).await;
+    assert_eq!((status, body), (first_status, refused));
 }
