@@ -266,7 +266,7 @@ pub struct Engine {
     backends: Arc<Backends>,
     model: Arc<FacadeSchema>,
     /// Ad-hoc documents compiled, by text and operation name (this engine's schema only).
-    operations: std::sync::Mutex<lru::LruCache<OperationKey, Arc<plan::Operation>>>,
+    operations: std::sync::Mutex<OperationCache>,
     /// The size of the last response, to pre-size the next one's buffer.
     last_size: std::sync::atomic::AtomicUsize,
 }
@@ -283,8 +283,38 @@ fn operation_key(text: &str, operation_name: Option<&str>) -> OperationKey {
     foldhash::fast::FixedState::default().hash_one((text, operation_name))
 }
 
-/// Most ad-hoc documents kept compiled.
-const OPERATION_CACHE: usize = 1024;
+/// How much compiled ad-hoc work the cache keeps, in expanded selections times the plans an
+/// operation may hold (about 200 bytes each): a few thousand home screens, ~50 MiB at most.
+const OPERATION_CACHE_WEIGHT: usize = 250_000;
+
+/// The compiled ad-hoc operations, least recently used out first, bounded by weight: an
+/// operation weighs its expanded selections times the plans it may keep (one per assignment
+/// of its `@skip`/`@include` variables), so large or many-conditioned texts cannot fill memory.
+struct OperationCache {
+    lru: lru::LruCache<OperationKey, (Arc<plan::Operation>, usize)>,
+    weight: usize,
+}
+
+impl OperationCache {
+    fn get(&mut self, key: &OperationKey) -> Option<Arc<plan::Operation>> {
+        self.lru.get(key).map(|(op, _)| op.clone())
+    }
+
+    fn put(&mut self, key: OperationKey, op: Arc<plan::Operation>, weight: usize) {
+        if weight > OPERATION_CACHE_WEIGHT {
+            return;
+        }
+        if let Some((_, old)) = self.lru.pop(&key) {
+            self.weight -= old;
+        }
+        while self.weight + weight > OPERATION_CACHE_WEIGHT {
+            let Some((_, (_, w))) = self.lru.pop_lru() else { break };
+            self.weight -= w;
+        }
+        self.weight += weight;
+        self.lru.put(key, (op, weight));
+    }
+}
 
 impl Engine {
     /// Loads `dir`, checks it, binds it to backends and builds the executable schema.
@@ -313,9 +343,7 @@ impl Engine {
             request_timeout,
             backends,
             model: Arc::new(model),
-            operations: std::sync::Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(OPERATION_CACHE).expect("not zero"),
-            )),
+            operations: std::sync::Mutex::new(OperationCache { lru: lru::LruCache::unbounded(), weight: 0 }),
             last_size: std::sync::atomic::AtomicUsize::new(0),
         })
     }
@@ -505,7 +533,15 @@ impl Engine {
         let op = self
             .compile(&parsed.document, name, Some(&parsed.request.query))
             .map_err(|e| Outcome::request_error(&e))?;
-        self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(key, op.clone());
+        // `analyze` passed in `parse`; its count of expanded selections weighs the entry.
+        let selections = limits::analyze(&parsed.document, &self.operation_limits)
+            .map_or(usize::MAX, |a| usize::try_from(a.expanded_selections).unwrap_or(usize::MAX));
+        let weight = selections.saturating_mul(op.max_plans()).max(1);
+        self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(
+            key,
+            op.clone(),
+            weight,
+        );
         Ok(op)
     }
 
@@ -620,5 +656,37 @@ impl Engine {
                 self.run(&op, variables, parsed.request.fetch_log).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn operation() -> Arc<plan::Operation> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
+        let schema = Arc::new(check_dir(&dir).unwrap());
+        let doc = Arc::new(async_graphql::parser::parse_query("{ title(id: 1) { name } }").unwrap());
+        Arc::new(plan::Operation::new(doc, None, schema).unwrap())
+    }
+
+    #[test]
+    fn the_operation_cache_is_bounded_by_weight_not_count() {
+        let op = operation();
+        let mut cache = OperationCache { lru: lru::LruCache::unbounded(), weight: 0 };
+        let heavy = OPERATION_CACHE_WEIGHT / 4;
+        for key in 0..10 {
+            cache.put(key, op.clone(), heavy);
+            assert!(cache.weight <= OPERATION_CACHE_WEIGHT);
+        }
+        // The four most recent fit; the older ones went, least recently used first.
+        assert_eq!(cache.lru.len(), 4);
+        assert!(cache.get(&9).is_some() && cache.get(&5).is_none());
+        // Too heavy alone: not kept, and nothing else is pushed out for it.
+        cache.put(99, op.clone(), OPERATION_CACHE_WEIGHT + 1);
+        assert!(cache.get(&99).is_none() && cache.lru.len() == 4);
+        // Putting a key again replaces its weight.
+        cache.put(9, op, 1);
+        assert_eq!(cache.weight, 3 * heavy + 1);
     }
 }

@@ -29,7 +29,7 @@ use super::model::{Binding, FacadeSchema, FieldDef, HttpBinding, Part, TypeDef};
 use crate::backends::keep::{Keep, KeepRef};
 
 /// Most plans kept per operation, one per assignment of its `@skip`/`@include` variables.
-pub const MAX_CONDITION_PLANS: usize = 64;
+pub const MAX_CONDITION_PLANS: usize = 16;
 
 /// A leaf's type, checked when the value is written.
 #[derive(Debug, Clone)]
@@ -236,6 +236,11 @@ impl Operation {
     /// The operation's definition.
     pub fn definition(&self) -> &OperationDefinition {
         pick(&self.document, self.operation_name.as_deref()).expect("checked in new")
+    }
+
+    /// Most plans this operation keeps (one per assignment of its condition variables).
+    pub fn max_plans(&self) -> usize {
+        1usize.checked_shl(self.condition_vars.len() as u32).unwrap_or(usize::MAX).min(MAX_CONDITION_PLANS)
     }
 
     /// Compiles the plan with every condition variable true (all conditioned fields in), so
