@@ -434,7 +434,12 @@ pub fn coerce_variables(
 const MAX_INPUT_DEPTH: usize = 32;
 
 /// Whether `value` is a valid input of type `ty`; `Err` says why.
-fn check_input(schema: &FacadeSchema, ty: &Type, value: &Value, depth: usize) -> Result<(), String> {
+pub(super) fn check_input(
+    schema: &FacadeSchema,
+    ty: &Type,
+    value: &Value,
+    depth: usize,
+) -> Result<(), String> {
     if depth > MAX_INPUT_DEPTH {
         return Err(format!("nested deeper than {MAX_INPUT_DEPTH}"));
     }

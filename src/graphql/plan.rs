@@ -251,7 +251,8 @@ impl Operation {
         self.plan(&all).map(|_| ())
     }
 
-    /// The plan for these (coerced) variables; `Err` lists fields that cannot be merged.
+    /// The plan for these (coerced) variables; `Err` lists fields that cannot be merged and
+    /// literal arguments that do not fit.
     pub fn plan(&self, variables: &serde_json::Map<String, Value>) -> Result<Arc<Plan>, Vec<String>> {
         let mut bits = 0u64;
         for (i, name) in self.condition_vars.iter().enumerate().take(64) {
@@ -406,7 +407,8 @@ struct Compiler<'a> {
     fields: usize,
     /// See [`Plan::required`] (filled while folding conditions, which borrows `self`).
     required: std::cell::RefCell<Vec<(String, String)>>,
-    /// Same response key, different field or arguments (the spec's "field selection merging").
+    /// What makes the operation invalid: the same response key with a different field or
+    /// arguments (the spec's "field selection merging"), a literal argument of the wrong type.
     conflicts: std::cell::RefCell<Vec<String>>,
     /// Compiling a mutation: its root fields write.
     serial: bool,
@@ -546,6 +548,7 @@ impl<'a> Compiler<'a> {
             let Some(def) = defs.iter().find(|d| d.name == name) else { continue };
             let out_ty = out_type(self.schema, &def.ty);
             let path_name: Arc<str> = Arc::from(format!("{type_name}.{name}"));
+            self.check_literals(doc_field, def, &path_name);
             let mut field = Field {
                 key,
                 key_json,
@@ -602,6 +605,26 @@ impl<'a> Compiler<'a> {
                 }
             }
             out.push(field);
+        }
+    }
+
+    /// Refuses a literal argument value that does not fit its type (async-graphql's check of
+    /// argument values is left out of validation, which runs without the variables).
+    fn check_literals(&self, field: &DocField, def: &FieldDef, path_name: &str) {
+        for (name, value) in &field.arguments {
+            let (Some(arg), Some(literal)) =
+                (def.args.iter().find(|a| a.name == name.node.as_str()), value.node.clone().into_const())
+            else {
+                continue;
+            };
+            let json = literal.into_json().unwrap_or(Value::Null);
+            if let Err(why) = super::exec::check_input(self.schema, &arg.ty, &json, 0) {
+                let at = value.pos;
+                self.conflicts.borrow_mut().push(format!(
+                    "{}:{}: argument {} of {path_name} ({}): {why}",
+                    at.line, at.column, name.node, arg.ty
+                ));
+            }
         }
     }
 

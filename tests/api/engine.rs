@@ -478,3 +478,23 @@ async fn introspection_is_answered_beside_data_in_selection_order() {
     assert_eq!(body["data"]["t"], json!({"name": "Video", "kind": "INTERFACE"}));
     assert_eq!(body["data"]["title"]["id"], "1");
 }
+
+#[tokio::test]
+async fn a_literal_argument_of_the_wrong_type_is_refused_with_its_place() {
+    let app = spawn_app().await;
+    let (body, calls) = app
+        .calls_during(app.graphql("{ title(id: 7) { artwork(size: HUGE) { url } } rows: profile(id: 1) { rows(first: \"x\") { name } } }", json!({})))
+        .await;
+    assert!(body["data"].is_null(), "{body}");
+    let messages: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("argument size of Title.artwork (ArtworkSize)") && m.contains("HUGE")),
+        "{messages:?}"
+    );
+    assert!(messages.iter().any(|m| m.contains("argument first of Profile.rows (Int)")), "{messages:?}");
+    assert!(messages.iter().all(|m| m.starts_with("1:")), "with line:column: {messages:?}");
+    assert!(calls.values().all(|n| *n == 0), "nothing was fetched: {calls:?}");
+}

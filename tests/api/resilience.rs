@@ -218,6 +218,10 @@ extend type Title {
   ratingBroken: Float
     @http(backend: "ratings", batch: "POST /ratings/batch", keys: "$parent.id", match: "titleId", select: "average")
     @fallback(value: "n/a")
+  grid: [[Int!]]
+    @http(backend: "ratings", get: "/ratings/{$parent.id}") @fallback(value: [[1, 2], [], [3]])
+  gridBroken: [[Int!]!]
+    @http(backend: "ratings", get: "/ratings/{$parent.id}") @fallback(value: [[1, null]])
 }
 extend type Mutation {
   rate(titleId: ID!, stars: Int!): Rating @http(backend: "ratings", post: "/ratings/batch")
@@ -241,6 +245,21 @@ async fn fallbacks_serve_a_default_and_a_fallback_that_does_not_fit_is_an_error(
     assert_eq!(errors.len(), 1, "the fitting fallback hides its failure: {errors:?}");
     assert_eq!(errors[0]["path"], json!(["title", "ratingBroken"]));
     assert!(errors[0]["message"].as_str().unwrap().contains("@fallback value does not fit"), "{}", errors[0]);
+}
+
+#[tokio::test]
+async fn lists_of_lists_are_projected_level_by_level() {
+    let dir = extended_schema();
+    let app = spawn_with(|c| c.schema_dir = dir.path().to_owned()).await;
+    app.set_faults("ratings", json!({"errorRate": 1.0, "errorStatus": 403})).await;
+    let body = app.graphql("{ title(id: 3) { grid gridBroken } }", json!({})).await;
+    assert_eq!(body["data"]["title"]["grid"], json!([[1, 2], [], [3]]), "{body}");
+    // A null item where [Int!]! allows none: the fallback does not fit; the field's error.
+    assert_eq!(body["data"]["title"]["gridBroken"], Value::Null);
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["path"], json!(["title", "gridBroken"]));
+    assert!(errors[0]["message"].as_str().unwrap().contains("does not fit"), "{body}");
 }
 
 #[tokio::test]
