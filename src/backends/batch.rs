@@ -49,13 +49,14 @@ pub struct BatchRoute {
 /// One key: its text (how it is matched and cached) and its JSON value (how it is sent).
 #[derive(Debug, Clone)]
 pub struct Key {
-    pub text: String,
+    /// Shared: a key is held by the request's map of asked keys and by its batch group.
+    pub text: Arc<str>,
     pub value: Value,
 }
 
 impl Key {
     pub fn from_json(value: Value) -> Option<Self> {
-        Some(Self { text: key_text(&value)?, value })
+        Some(Self { text: Arc::from(key_text(&value)?), value })
     }
 }
 
@@ -151,7 +152,7 @@ struct State {
     /// Keys waiting for their group's leader to dispatch.
     pending: HashMap<Arc<BatchRoute>, Pending, Fast>,
     /// Every key asked for in this request, by route: its (pending or finished) fetch.
-    asked: HashMap<Arc<BatchRoute>, HashMap<String, BatchSlot, Fast>, Fast>,
+    asked: HashMap<Arc<BatchRoute>, HashMap<Arc<str>, BatchSlot, Fast>, Fast>,
     singles: HashMap<SingleRequest, SingleSlot, Fast>,
 }
 
@@ -229,7 +230,7 @@ impl Batcher {
         &self,
         route: Arc<BatchRoute>,
         keys: Vec<Key>,
-    ) -> (Vec<(String, BatchSlot)>, Option<Dispatch<'_>>) {
+    ) -> (Vec<(Arc<str>, BatchSlot)>, Option<Dispatch<'_>>) {
         let mut lead = false;
         let mut guard = self.state();
         let State { pending, asked, .. } = &mut *guard;
@@ -399,7 +400,7 @@ async fn fetch_batch(
     for (chunk, result) in join_all(calls).await {
         match result {
             Ok(items) => outcome.found.extend(items.into_iter().map(|(k, v)| (k, Arc::new(v)))),
-            Err(e) => outcome.failed.extend(chunk.iter().map(|k| (k.text.clone(), e.clone()))),
+            Err(e) => outcome.failed.extend(chunk.iter().map(|k| (k.text.to_string(), e.clone()))),
         }
     }
     outcome

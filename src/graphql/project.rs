@@ -304,8 +304,17 @@ fn leaf_name(leaf: &Leaf) -> &'static str {
     }
 }
 
+/// A JSON string. Most need no escape (serde_json escapes only `"`, `\\` and control
+/// characters): those are copied as they are.
 fn write_str(buf: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(buf, s).expect("a string serializes");
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.reserve(s.len() + 2);
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    } else {
+        serde_json::to_writer(buf, s).expect("a string serializes");
+    }
 }
 
 /// The `extensions.code` of each error, for metrics (every error the projection makes has one).
@@ -317,4 +326,17 @@ pub fn error_codes(errors: &[ServerError]) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for s in ["plain", "", "quote \" in", "back\\slash", "tab\tnew\nline", "\u{1}", "é ü 日本 \u{7f} /"]
+        {
+            let mut buf = Vec::new();
+            super::write_str(&mut buf, s);
+            assert_eq!(buf, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
 }
