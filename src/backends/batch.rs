@@ -144,15 +144,19 @@ type SingleSlot = Shared<BoxFuture<'static, Result<Arc<Value>, FetchError>>>;
 struct Pending {
     keys: Vec<Key>,
     tx: oneshot::Sender<Arc<BatchOutcome>>,
-    slot: BatchSlot,
+    /// Its index in [`State::groups`].
+    group: usize,
 }
 
 #[derive(Default)]
 struct State {
     /// Keys waiting for their group's leader to dispatch.
     pending: HashMap<Arc<BatchRoute>, Pending, Fast>,
-    /// Every key asked for in this request, by route: its (pending or finished) fetch.
-    asked: HashMap<Arc<BatchRoute>, HashMap<Arc<str>, BatchSlot, Fast>, Fast>,
+    /// Every batch group of this request (pending or dispatched), by index.
+    groups: Vec<BatchSlot>,
+    /// Every key asked for in this request, by route: the index of its group. (An index, not
+    /// a clone of the group's future per key: each clone costs a waker slot and a lock.)
+    asked: HashMap<Arc<BatchRoute>, HashMap<Arc<str>, usize, Fast>, Fast>,
     singles: HashMap<SingleRequest, SingleSlot, Fast>,
 }
 
@@ -203,42 +207,46 @@ impl Batcher {
         route: BatchRoute,
         keys: Vec<Key>,
     ) -> Vec<Result<Option<Arc<Value>>, FetchError>> {
-        let (slots, lead) = self.register(Arc::new(route), keys);
+        let (asked, lead) = self.register(Arc::new(route), keys);
         if let Some(dispatch) = lead {
             tokio::task::yield_now().await;
             drop(dispatch);
         }
         // Usually every key is in one or two groups: wait for each group once, not per key.
-        let mut unique: Vec<BatchSlot> = Vec::new();
-        let index: Vec<usize> = slots
+        let mut unique: Vec<usize> = Vec::new();
+        let index: Vec<usize> = asked
             .iter()
-            .map(|(_, slot)| match unique.iter().position(|u| u.ptr_eq(slot)) {
+            .map(|(_, group)| match unique.iter().position(|u| u == group) {
                 Some(i) => i,
                 None => {
-                    unique.push(slot.clone());
+                    unique.push(*group);
                     unique.len() - 1
                 }
             })
             .collect();
-        let outcomes = join_all(unique).await;
-        slots.iter().zip(index).map(|((key, _), i)| outcomes[i].get(key)).collect()
+        let slots: Vec<BatchSlot> = {
+            let state = self.state();
+            unique.iter().map(|g| state.groups[*g].clone()).collect()
+        };
+        let outcomes = join_all(slots).await;
+        asked.iter().zip(index).map(|((key, _), i)| outcomes[i].get(key)).collect()
     }
 
     /// Adds keys to the route's pending group (or finds them already asked for). Returns each
-    /// key's slot and, if this call opened the group, the guard that dispatches it.
+    /// key's group and, if this call opened the group, the guard that dispatches it.
     fn register(
         &self,
         route: Arc<BatchRoute>,
         keys: Vec<Key>,
-    ) -> (Vec<(Arc<str>, BatchSlot)>, Option<Dispatch<'_>>) {
+    ) -> (Vec<(Arc<str>, usize)>, Option<Dispatch<'_>>) {
         let mut lead = false;
         let mut guard = self.state();
-        let State { pending, asked, .. } = &mut *guard;
+        let State { pending, asked, groups, .. } = &mut *guard;
         let asked = asked.entry(route.clone()).or_default();
         let mut slots = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(slot) = asked.get(&key.text) {
-                slots.push((key.text, slot.clone()));
+            if let Some(group) = asked.get(&key.text) {
+                slots.push((key.text, *group));
                 continue;
             }
             let group = match pending.entry(route.clone()) {
@@ -258,11 +266,12 @@ impl Batcher {
                         })
                         .boxed()
                         .shared();
-                    e.insert(Pending { keys: Vec::new(), tx, slot })
+                    groups.push(slot);
+                    e.insert(Pending { keys: Vec::new(), tx, group: groups.len() - 1 })
                 }
             };
-            asked.insert(key.text.clone(), group.slot.clone());
-            slots.push((key.text.clone(), group.slot.clone()));
+            asked.insert(key.text.clone(), group.group);
+            slots.push((key.text.clone(), group.group));
             group.keys.push(key);
         }
         drop(guard);
