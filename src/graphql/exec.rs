@@ -44,8 +44,6 @@ pub enum Resolved {
 pub struct Store {
     pub root: Arc<Value>,
     results: Vec<HashMap<usize, Resolved, Fast>>,
-    /// Backend calls asked of the batcher (a figure for tests).
-    pub asks: usize,
 }
 
 impl Store {
@@ -98,7 +96,6 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
     let root = Arc::new(Value::Object(Map::new()));
     let mut results: Vec<HashMap<usize, Resolved, Fast>> =
         plan.steps.iter().map(|_| HashMap::default()).collect();
-    let mut asks = 0;
     // A query starts every root step at once; a mutation one root step at a time, each
     // finished with everything below it before the next starts.
     let waves: Vec<&[usize]> =
@@ -109,8 +106,7 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
             let parents = vec![ParentRef { owner: root.clone(), path: Vec::new() }];
             running.push(run_step(&plan.steps[s], s, parents, ctx));
         }
-        while let Some((id, done, n)) = running.next().await {
-            asks += n;
+        while let Some((id, done)) = running.next().await {
             let step = &plan.steps[id];
             for &child in &step.children {
                 let parents = parents_of(&plan.steps[child], step, &done);
@@ -121,7 +117,7 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
             results[id] = done.into_iter().collect();
         }
     }
-    Store { root, results, asks }
+    Store { root, results }
 }
 
 /// The objects `child` runs for, found in its producer's results (deduplicated by address).
@@ -222,19 +218,14 @@ fn arguments(step: &Step, variables: &Map<String, Value>) -> Args {
         .collect()
 }
 
-/// Runs one step for its parents: (step, results by parent address, calls asked).
-async fn run_step(
-    step: &Step,
-    id: usize,
-    parents: Vec<ParentRef>,
-    ctx: &Context<'_>,
-) -> (usize, Done, usize) {
+/// Runs one step for its parents: (step, results by parent address).
+async fn run_step(step: &Step, id: usize, parents: Vec<ParentRef>, ctx: &Context<'_>) -> (usize, Done) {
     let args = arguments(step, ctx.variables);
-    let (results, asks) = match &step.kind {
+    let results = match &step.kind {
         StepKind::Http(http) => http_step(step, http, &args, &parents, ctx).await,
-        StepKind::Js(function) => (js_step(step, function, &args, &parents, ctx).await, 1),
+        StepKind::Js(function) => js_step(step, function, &args, &parents, ctx).await,
     };
-    (id, results, asks)
+    (id, results)
 }
 
 async fn http_step(
@@ -243,7 +234,7 @@ async fn http_step(
     args: &Args,
     parents: &[ParentRef],
     ctx: &Context<'_>,
-) -> (Done, usize) {
+) -> Done {
     // By parent index, so results (and the parents of the next steps) keep document order.
     let mut out: Vec<Option<Resolved>> = parents.iter().map(|_| None).collect();
     let mut singles: Vec<(usize, SingleRequest)> = Vec::new();
@@ -304,7 +295,6 @@ async fn http_step(
             }
         }
     }
-    let asks = singles.len() + groups.len();
     let single_calls = join_all(singles.iter().map(|(_, r)| async {
         if step.write {
             ctx.batcher.call_write(r.clone()).await
@@ -357,8 +347,7 @@ async fn http_step(
         };
         out[at] = Some(resolved);
     }
-    let done = parents.iter().zip(out).filter_map(|(p, r)| Some((address(p.get()), r?))).collect();
-    (done, asks)
+    parents.iter().zip(out).filter_map(|(p, r)| Some((address(p.get()), r?))).collect()
 }
 
 async fn js_step(

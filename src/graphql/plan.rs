@@ -141,12 +141,9 @@ pub struct Step {
     /// Parent-bound object fields between the producer's value and this step's parents,
     /// each with its list depth.
     pub via: Vec<(Arc<str>, usize)>,
-    /// The list depth of the producer's own field (0 for the root).
-    pub producer_depth: usize,
     /// Type checks on the way to the parents (empty without interfaces or unions).
     pub guards: Vec<Guard>,
     pub path_name: Arc<str>,
-    pub pos: Pos,
     pub out: Out,
     pub fallback: Option<Arc<Value>>,
     /// Steps whose parents this step's results hold.
@@ -166,8 +163,6 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Steps whose parent is the root object.
     pub roots: Vec<usize>,
-    /// Output fields in the plan (a figure for tests and benchmarks).
-    pub fields: usize,
     /// A mutation: root steps run one after another, each with everything below it.
     pub serial: bool,
     /// Whether the root asks `__schema` or `__type`.
@@ -277,7 +272,6 @@ impl Operation {
             schema: &self.schema,
             variables,
             steps: Vec::new(),
-            fields: 0,
             required: std::cell::RefCell::new(Vec::new()),
             conflicts: std::cell::RefCell::new(Vec::new()),
             serial: self.serial,
@@ -294,15 +288,7 @@ impl Operation {
         let mut steps = c.steps;
         share_keeps(&root, &mut steps);
         let introspection = root.iter().any(|f| matches!(f.source, Source::Introspection));
-        Ok(Plan {
-            root,
-            fields: c.fields,
-            steps,
-            roots,
-            serial: self.serial,
-            introspection,
-            required: c.required.into_inner(),
-        })
+        Ok(Plan { root, steps, roots, serial: self.serial, introspection, required: c.required.into_inner() })
     }
 }
 
@@ -404,7 +390,6 @@ struct Compiler<'a> {
     schema: &'a FacadeSchema,
     variables: &'a serde_json::Map<String, Value>,
     steps: Vec<Step>,
-    fields: usize,
     /// See [`Plan::required`] (filled while folding conditions, which borrows `self`).
     required: std::cell::RefCell<Vec<(String, String)>>,
     /// What makes the operation invalid: the same response key with a different field or
@@ -509,7 +494,6 @@ impl<'a> Compiler<'a> {
     ) {
         let Some(TypeDef::Object { fields: defs, .. }) = self.schema.types.get(type_name) else { return };
         for merged in self.merge(sets, type_name) {
-            self.fields += 1;
             let doc_field = &merged.first.node;
             let name = doc_field.name.node.as_str();
             let key: Arc<str> = Arc::from(merged.key);
@@ -586,10 +570,8 @@ impl<'a> Compiler<'a> {
                         args: arguments(doc_field, def),
                         producer: producer.map(|(p, _)| p),
                         via: via.to_vec(),
-                        producer_depth: producer.map_or(0, |(_, d)| d),
                         guards: guards.to_vec(),
                         path_name,
-                        pos: merged.first.pos,
                         out: out_ty.clone(),
                         fallback: def.fallback.clone().map(Arc::new),
                         children: Vec::new(),
