@@ -160,6 +160,9 @@ pub struct Parsed {
     document: Arc<ExecutableDocument>,
     /// The compiled operation, when this text was compiled before.
     operation: Option<Arc<plan::Operation>>,
+    /// Selections with every fragment expanded (from [`limits::analyze`]): what compiling it
+    /// would weigh in the cache.
+    selections: u64,
 }
 
 impl Parsed {
@@ -371,16 +374,18 @@ impl Engine {
             if !request.introspection && operation.uses_introspection {
                 return Err(introspection_refused());
             }
-            return Ok(Parsed { request, document: operation.document.clone(), operation: Some(operation) });
+            let document = operation.document.clone();
+            return Ok(Parsed { request, document, operation: Some(operation), selections: 0 });
         }
         let document = async_graphql::parser::parse_query(&request.query)
             .map_err(|e| Outcome::request_errors(vec![e.into()]))?;
-        limits::analyze(&document, &self.operation_limits)
+        let analysis = limits::analyze(&document, &self.operation_limits)
             .map_err(|e| Outcome::request_errors(vec![ServerError::new(e.message, None)]))?;
         if !request.introspection && limits::uses_introspection(&document) {
             return Err(introspection_refused());
         }
-        Ok(Parsed { request, document: Arc::new(document), operation: None })
+        let selections = analysis.expanded_selections;
+        Ok(Parsed { request, document: Arc::new(document), operation: None, selections })
     }
 
     /// Parses `text`, picks its operation and validates it against this schema without
@@ -533,9 +538,7 @@ impl Engine {
         let op = self
             .compile(&parsed.document, name, Some(&parsed.request.query))
             .map_err(|e| Outcome::request_error(&e))?;
-        // `analyze` passed in `parse`; its count of expanded selections weighs the entry.
-        let selections = limits::analyze(&parsed.document, &self.operation_limits)
-            .map_or(usize::MAX, |a| usize::try_from(a.expanded_selections).unwrap_or(usize::MAX));
+        let selections = usize::try_from(parsed.selections).unwrap_or(usize::MAX);
         let weight = selections.saturating_mul(op.max_plans()).max(1);
         self.operations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(
             key,
