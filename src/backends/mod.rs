@@ -98,7 +98,7 @@ impl Method {
 }
 
 /// Settings of one backend client.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BackendSettings {
     pub name: String,
     pub url: String,
@@ -112,6 +112,9 @@ pub struct Backend {
     breaker: Breaker,
     /// Swapped whole when an operator changes the numbers; each call works on one snapshot.
     policy: ArcSwap<Policy>,
+    /// What the schema and config declared; a schema reload that declares the same keeps
+    /// this backend (its breaker, its numbers changed at runtime) instead of making a new one.
+    declared: BackendSettings,
 }
 
 /// The policy numbers of a backend and the state that depends on them. A change builds a new
@@ -359,7 +362,7 @@ impl Backend {
 /// Every declared backend, by index (the index the schema model uses).
 #[derive(Debug)]
 pub struct Backends {
-    list: Vec<Backend>,
+    list: Vec<Arc<Backend>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -371,9 +374,23 @@ pub struct ClientError {
 
 impl Backends {
     pub fn new(settings: Vec<BackendSettings>) -> Result<Self, ClientError> {
+        Self::carrying(settings, None)
+    }
+
+    /// Backends for a new schema: one declared exactly as in `previous` is the same backend
+    /// (its breaker state, in-flight calls and numbers changed at runtime carry on); any other
+    /// is new.
+    pub fn carrying(
+        settings: Vec<BackendSettings>,
+        previous: Option<&Backends>,
+    ) -> Result<Self, ClientError> {
         let list = settings
             .into_iter()
             .map(|s| {
+                if let Some(same) = previous.and_then(|p| p.list.iter().find(|b| b.declared == s)) {
+                    return Ok(same.clone());
+                }
+                let declared = s.clone();
                 let client = reqwest::Client::builder()
                     .pool_max_idle_per_host(256)
                     .tcp_nodelay(true)
@@ -389,13 +406,14 @@ impl Backends {
                     }
                 });
                 metrics::gauge!(m::BREAKER_STATE, "backend" => name.to_string(), "state" => "closed").set(1.0);
-                Ok(Backend {
+                Ok(Arc::new(Backend {
                     base: s.url.trim_end_matches('/').to_owned(),
                     client,
                     breaker,
                     policy: ArcSwap::from_pointee(Policy::new(r)),
                     name,
-                })
+                    declared,
+                }))
             })
             .collect::<Result<_, ClientError>>()?;
         Ok(Self { list })
@@ -410,7 +428,7 @@ impl Backends {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Backend> {
-        self.list.iter()
+        self.list.iter().map(|b| &**b)
     }
 }
 

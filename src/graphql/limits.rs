@@ -380,12 +380,7 @@ fn gql_u64(v: &GqlValue) -> Option<u64> {
     }
 }
 
-fn named(ty: &async_graphql::parser::types::Type) -> &str {
-    match &ty.base {
-        async_graphql::parser::types::BaseType::Named(n) => n.as_str(),
-        async_graphql::parser::types::BaseType::List(inner) => named(inner),
-    }
-}
+use super::model::named_type as named;
 
 /// Whether any operation asks `__schema` or `__type`, at any depth (fragments included).
 /// The document must have passed [`analyze`], which bounds the walk.

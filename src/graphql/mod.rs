@@ -4,6 +4,7 @@
 //! JSON back.
 
 pub mod build;
+pub mod diff;
 pub mod exec;
 mod fetch;
 pub mod js;
@@ -13,6 +14,7 @@ pub mod plan;
 pub mod project;
 pub mod route;
 pub mod sdl;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -272,6 +274,27 @@ pub struct Engine {
     operations: std::sync::Mutex<OperationCache>,
     /// The size of the last response, to pre-size the next one's buffer.
     last_size: std::sync::atomic::AtomicUsize,
+    /// What this engine was built from, to build the next one beside it on a reload.
+    options: EngineOptions,
+    files: Arc<[sdl::SchemaFile]>,
+    /// The schema version: [`schema_hash`] of the files.
+    hash: String,
+}
+
+/// The version of a schema: SHA-256 over its files' names (without their folder) and texts,
+/// so one schema has one hash whether it is read from a folder or from the registry.
+pub fn schema_hash(files: &[sdl::SchemaFile]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&sdl::SchemaFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.base_name().cmp(b.base_name()));
+    let mut h = Sha256::new();
+    for f in sorted {
+        h.update(f.base_name().as_bytes());
+        h.update([0u8]);
+        h.update(f.text.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn introspection_refused() -> Outcome {
@@ -322,10 +345,31 @@ impl OperationCache {
 impl Engine {
     /// Loads `dir`, checks it, binds it to backends and builds the executable schema.
     pub fn load(dir: &Path, options: &EngineOptions) -> Result<Self, EngineError> {
-        Self::from_model(check_dir(dir)?, options)
+        Self::from_files(sdl::load_dir(dir)?, options, None)
     }
 
-    pub fn from_model(model: FacadeSchema, options: &EngineOptions) -> Result<Self, EngineError> {
+    /// Checks the files and builds an engine from them. With `previous`, backends declared
+    /// exactly as before are kept (breaker state and runtime numbers carry over).
+    pub fn from_files(
+        files: Vec<sdl::SchemaFile>,
+        options: &EngineOptions,
+        previous: Option<&Engine>,
+    ) -> Result<Self, EngineError> {
+        let model = sdl::analyze(&files).map_err(EngineError::Schema)?;
+        Self::from_model(model, files, options, previous)
+    }
+
+    /// The next engine from other files, built with this one's options beside it.
+    pub fn rebuilt(&self, files: Vec<sdl::SchemaFile>) -> Result<Self, EngineError> {
+        Self::from_files(files, &self.options, Some(self))
+    }
+
+    fn from_model(
+        model: FacadeSchema,
+        files: Vec<sdl::SchemaFile>,
+        options: &EngineOptions,
+        previous: Option<&Engine>,
+    ) -> Result<Self, EngineError> {
         let known = options.js.as_ref().map(|j| j.names()).unwrap_or_default();
         missing_js_functions(&model, |f| options.js.as_ref().is_some_and(|j| j.get(f).is_some()), &known)?;
         let settings = model
@@ -334,7 +378,7 @@ impl Engine {
             .map(|b| backend_settings(b, options))
             .collect::<Result<_, _>>()
             .map_err(EngineError::Build)?;
-        let backends = Arc::new(Backends::new(settings)?);
+        let backends = Arc::new(Backends::carrying(settings, previous.map(|p| &*p.backends))?);
         let mut limits = options.limits;
         limits.default_list_size = options.operation_limits.default_list_size;
         let schema = build::build_schema(&model, limits).map_err(|e| EngineError::Build(e.0))?;
@@ -348,7 +392,20 @@ impl Engine {
             model: Arc::new(model),
             operations: std::sync::Mutex::new(OperationCache { lru: lru::LruCache::unbounded(), weight: 0 }),
             last_size: std::sync::atomic::AtomicUsize::new(0),
+            options: options.clone(),
+            hash: schema_hash(&files),
+            files: files.into(),
         })
+    }
+
+    /// The schema version this engine runs ([`schema_hash`]).
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The SDL files this engine was built from.
+    pub fn files(&self) -> &[sdl::SchemaFile] {
+        &self.files
     }
 
     pub fn model(&self) -> &FacadeSchema {

@@ -232,5 +232,16 @@ impl FacadeSchema {
     }
 }
 
+/// The named type under any list and non-null wrappers.
+pub fn named_type(ty: &Type) -> &str {
+    let mut ty = ty;
+    loop {
+        match &ty.base {
+            async_graphql::parser::types::BaseType::Named(n) => return n.as_str(),
+            async_graphql::parser::types::BaseType::List(inner) => ty = inner,
+        }
+    }
+}
+
 /// The scalars every GraphQL schema has.
 pub const BUILTIN_SCALARS: [&str; 5] = ["String", "Int", "Float", "Boolean", "ID"];

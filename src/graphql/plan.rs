@@ -371,12 +371,7 @@ pub fn out_type(schema: &FacadeSchema, ty: &Type) -> Out {
     Out { nullable, base }
 }
 
-fn named(ty: &Type) -> &str {
-    match &ty.base {
-        BaseType::Named(n) => n.as_str(),
-        BaseType::List(inner) => named(inner),
-    }
-}
+use super::model::named_type as named;
 
 /// A response key's fields merged across the selection sets that select it.
 struct Merged<'d> {

@@ -23,6 +23,13 @@ pub struct SchemaFile {
     pub text: String,
 }
 
+impl SchemaFile {
+    /// The file's name without its folder: how the registry stores it.
+    pub fn base_name(&self) -> &str {
+        self.name.rsplit(['/', '\\']).next().unwrap_or(&self.name)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read schema folder {dir}: {source}")]
@@ -99,12 +106,7 @@ fn loc(file: &Arc<str>, pos: Pos) -> Loc {
     Loc { file: file.clone(), line: pos.line, column: pos.column }
 }
 
-fn named(ty: &Type) -> &str {
-    match &ty.base {
-        BaseType::Named(n) => n.as_str(),
-        BaseType::List(inner) => named(inner),
-    }
-}
+use super::model::named_type as named;
 
 fn is_list(ty: &Type) -> bool {
     matches!(ty.base, BaseType::List(_))
