@@ -104,13 +104,24 @@ impl App {
         let engine =
             Arc::new(Engine::load(&config.schema_dir, &engine_options(config, demo.as_deref(), Some(js)))?);
 
-        let registry = Registry::open(&config.database.url, engine.clone()).await?;
+        let settings = crate::registry::schema::SchemaSettings {
+            dir: config.schema_dir.clone(),
+            source: config.schema.source,
+        };
+        let registry = Registry::open_with(&config.database.url, engine, settings).await?;
         registry.watch(Duration::from_secs(config.database.poll_secs.max(1)));
+        if config.schema.source == crate::registry::schema::Source::Dir {
+            crate::registry::schema::watch_dir(
+                &registry,
+                &config.schema_dir,
+                config.schema.watch,
+                Duration::from_millis(config.schema.watch_settle_ms),
+            );
+        }
         let admin_tokens = http::auth::AdminTokens(Arc::new(
             config.admin.token_sha256.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
         ));
         let state = AppState {
-            engine,
             registry: registry.clone(),
             admin_tokens,
             apq: Arc::new(http::apq::ApqCache::new(

@@ -20,6 +20,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Folder holding the facade schema (`*.graphql`).
     pub schema_dir: PathBuf,
+    /// Where the schema comes from and how it reloads.
+    pub schema: SchemaConfig,
     /// Limits on what a request may ask.
     pub limits: Limits,
     /// Engine-wide defaults for backends that do not set their own.
@@ -126,6 +128,27 @@ impl Default for GraphqlConfig {
     }
 }
 
+/// How the facade schema is found and reloaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaConfig {
+    /// `dir` (the default): `schema_dir` on this machine, reloaded when a file in it changes
+    /// and on SIGHUP. `registry`: the version published with `facade schema publish`; every
+    /// instance on the same registry switches to a new one within a second.
+    pub source: crate::registry::schema::Source,
+    /// Watch `schema_dir` for changes (with `source = "dir"`).
+    pub watch: bool,
+    /// Quiet time after the last file change before a reload, in milliseconds (an editor's
+    /// save is several events).
+    pub watch_settle_ms: u64,
+}
+
+impl Default for SchemaConfig {
+    fn default() -> Self {
+        Self { source: crate::registry::schema::Source::Dir, watch: true, watch_settle_ms: 100 }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
@@ -156,6 +179,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             schema_dir: PathBuf::from("schema"),
+            schema: SchemaConfig::default(),
             limits: Limits::default(),
             engine: EngineConfig::default(),
             backends: BTreeMap::new(),

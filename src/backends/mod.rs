@@ -427,6 +427,11 @@ impl Backends {
         self.list.iter().map(|b| b.name())
     }
 
+    /// The backend named `name`, to hold beyond the engine it came from.
+    pub fn find(&self, name: &str) -> Option<Arc<Backend>> {
+        self.list.iter().find(|b| b.name() == name).cloned()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Backend> {
         self.list.iter().map(|b| &**b)
     }

@@ -303,10 +303,7 @@ fn binding(f: &FieldDef, schema: &FacadeSchema) -> String {
 }
 
 /// The changes with the users each affects: `users(coordinate)` lists who uses it.
-pub fn affected<'a, U: Clone>(
-    changes: &'a [Change],
-    users: impl Fn(&str) -> Vec<U>,
-) -> Vec<(&'a Change, Vec<U>)> {
+pub fn affected<U: Clone>(changes: &[Change], users: impl Fn(&str) -> Vec<U>) -> Vec<(&Change, Vec<U>)> {
     let mut memo: BTreeMap<&str, Vec<U>> = BTreeMap::new();
     changes
         .iter()

@@ -214,6 +214,11 @@ impl Prepared {
         limits::uses_introspection(&self.document)
     }
 
+    /// The schema coordinates this document uses, read with `model` (`usage.rs`).
+    pub fn usage(&self, model: &FacadeSchema) -> std::collections::BTreeSet<String> {
+        usage::of(&self.document, self.operation_name.as_deref(), model)
+    }
+
     /// A query-string parameter as the JSON value of the variable it names: numbers and
     /// booleans are parsed by the variable's declared type; unknown names are ignored.
     pub fn variable_from_text(&self, name: &str, raw: &str) -> Option<Value> {

@@ -47,22 +47,23 @@ fn view(b: &Backend) -> Value {
     })
 }
 
-fn find<'a>(state: &'a AppState, name: &str) -> Result<&'a Backend, ApiError> {
-    state.engine.backends().iter().find(|b| b.name() == name).ok_or_else(|| {
-        let known: Vec<&str> = state.engine.backends().names().collect();
+fn find(state: &AppState, name: &str) -> Result<std::sync::Arc<Backend>, ApiError> {
+    let engine = state.registry.engine();
+    engine.backends().find(name).ok_or_else(|| {
+        let known: Vec<&str> = engine.backends().names().collect();
         ApiError::NotFound(format!("unknown backend {name:?} (known: {})", known.join(", ")))
     })
 }
 
 async fn list_backends(State(state): State<AppState>) -> Json<Vec<Value>> {
-    Json(state.engine.backends().iter().map(view).collect())
+    Json(state.registry.engine().backends().iter().map(view).collect())
 }
 
 async fn get_backend(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(view(find(&state, &name)?)))
+    Ok(Json(view(&*find(&state, &name)?)))
 }
 
 /// Changes a backend's numbers at runtime: the body is the same [`PolicyOverrides`] as
@@ -93,7 +94,7 @@ async fn patch_backend(
     }
     backend.set_resilience(r);
     tracing::info!(backend = %name, "backend policy changed through the admin API");
-    Ok(Json(view(backend)))
+    Ok(Json(view(&backend)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,5 +122,5 @@ async fn breaker_action(
         }
     }
     tracing::info!(backend = %name, action = %a.action, "breaker forced through the admin API");
-    Ok(Json(view(backend)))
+    Ok(Json(view(&backend)))
 }

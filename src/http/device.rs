@@ -68,6 +68,7 @@ pub async fn call(
         Err(PickError::Unservable(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
     let prepared = &picked.version.prepared;
+    state.registry.traffic().count(client.as_str(), endpoint.as_str(), picked.version.version);
     if method == Method::GET && prepared.kind == OperationKind::Mutation {
         let mut r = error(StatusCode::METHOD_NOT_ALLOWED, format!("{target} is a mutation: use POST"));
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -97,7 +98,7 @@ pub async fn call(
     let started = std::time::Instant::now();
     let trace = super::debug::requested(&state, &headers).await;
     let outcome =
-        state.engine.execute_prepared(prepared, variables, trace.as_ref().map(|t| t.log.clone())).await;
+        snapshot.engine.execute_prepared(prepared, variables, trace.as_ref().map(|t| t.log.clone())).await;
     let mut error_codes: Vec<&str> = outcome.error_codes.iter().map(String::as_str).collect();
     if outcome.request_error {
         error_codes.push(Code::GraphqlValidationFailed.as_str());

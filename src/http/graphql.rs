@@ -333,7 +333,7 @@ async fn run(
     };
     let trace = super::debug::requested(state, headers).await;
     request.fetch_log = trace.as_ref().map(|t| t.log.clone());
-    let engine = state.engine.clone();
+    let engine = state.registry.engine();
     let parsed = match engine.parse(request) {
         Ok(p) => p,
         Err(o) => return outcome(media, o),

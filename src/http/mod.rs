@@ -12,6 +12,7 @@ mod error;
 pub mod graphql;
 mod ops;
 mod registry_admin;
+mod schema_admin;
 pub mod serve;
 
 use std::sync::Arc;
@@ -22,13 +23,11 @@ use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::demo::DemoBackends;
-use crate::graphql::Engine;
 use crate::registry::Registry;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Arc<Engine>,
     pub registry: Arc<Registry>,
     pub admin_tokens: auth::AdminTokens,
     /// Automatic persisted queries registered by clients (bounded).
@@ -56,6 +55,7 @@ pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Rout
         .merge(
             admin::routes()
                 .merge(registry_admin::routes())
+                .merge(schema_admin::routes())
                 .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate)),
         )
         .route("/healthz", get(ops::healthz))

@@ -10,7 +10,8 @@ use super::AppState;
 use super::error::ApiError;
 
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    let backends: Vec<&str> = state.engine.backends().names().collect();
+    let engine = state.registry.engine();
+    let backends: Vec<&str> = engine.backends().names().collect();
     Json(json!({ "status": "ok", "backends": backends, "scripts": { "trips": state.scripts.trips() } }))
 }
 
@@ -36,7 +37,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 /// Prometheus text: backend calls by outcome, breaker states, rejections, latencies.
 pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     // Breaker gauges are set on transitions; refresh them so a scrape always sees every backend.
-    for backend in state.engine.backends().iter() {
+    for backend in state.registry.engine().backends().iter() {
         let current = backend.breaker().state();
         for s in [
             crate::backends::breaker::State::Closed,
@@ -58,7 +59,7 @@ pub async fn schema_sdl(State(state): State<AppState>, headers: HeaderMap) -> Re
             "introspection is disabled for requests without a token: /schema.graphql needs one".into(),
         ));
     }
-    Ok(state.engine.sdl())
+    Ok(state.registry.engine().sdl())
 }
 
 /// The OpenAPI document of the admin API (kept beside the routes; a test checks it covers them).

@@ -7,6 +7,7 @@
 pub mod model;
 pub mod publish;
 pub mod samples;
+pub mod schema;
 pub mod store;
 
 use std::collections::HashMap;
@@ -37,10 +38,11 @@ struct LiveEndpoint {
     canary: Option<(Result<LiveVersion, String>, i64)>,
 }
 
-/// The registry as devices see it: immutable, replaced whole.
-#[derive(Default)]
+/// The registry as devices see it, with the engine its versions were compiled on:
+/// immutable, replaced whole (a schema swap replaces both at once).
 pub struct Snapshot {
     pub generation: i64,
+    pub engine: Arc<Engine>,
     clients: HashMap<String, String>,
     endpoints: HashMap<(String, String), LiveEndpoint>,
     /// Stored documents by the SHA-256 of their text: (text, operation name).
@@ -117,12 +119,37 @@ impl Snapshot {
     pub fn document(&self, sha256: &str) -> Option<(Arc<str>, Option<String>)> {
         self.documents.get(sha256).cloned()
     }
+
+    /// Every servable version: (client, endpoint, side, version), sorted.
+    pub fn live_versions(&self) -> Vec<(&str, &str, &'static str, &LiveVersion)> {
+        let mut out: Vec<_> = self
+            .endpoints
+            .iter()
+            .flat_map(|((client, endpoint), live)| {
+                let stable =
+                    live.stable.as_ref().ok().map(|v| (client.as_str(), endpoint.as_str(), "stable", v));
+                let canary = live
+                    .canary
+                    .as_ref()
+                    .and_then(|(c, _)| c.as_ref().ok())
+                    .map(|v| (client.as_str(), endpoint.as_str(), "canary", v));
+                stable.into_iter().chain(canary)
+            })
+            .collect();
+        out.sort_by(|a, b| (a.0, a.1, a.3.version).cmp(&(b.0, b.1, b.3.version)));
+        out
+    }
 }
 
 pub struct Registry {
     store: Store,
-    engine: Arc<Engine>,
     snapshot: ArcSwap<Snapshot>,
+    /// Snapshot rebuilds (registry changes, schema swaps) one at a time, so none is lost.
+    rebuild: tokio::sync::Mutex<()>,
+    /// Where the schema comes from, what runs, and the last reload attempt.
+    schema: schema::SchemaState,
+    /// Device calls per live version over the last hour (schema usage).
+    traffic: schema::Traffic,
     /// A SQLite registry's file and its identity when opened, so readiness can tell that the
     /// file was deleted or replaced under the open pool.
     sqlite_file: Option<(std::path::PathBuf, Option<u64>)>,
@@ -145,8 +172,18 @@ fn file_identity(path: &std::path::Path) -> Option<u64> {
 }
 
 impl Registry {
-    /// Connects, migrates and loads the first snapshot.
+    /// Connects, migrates and loads the first snapshot, on `engine` (schema from files only).
     pub async fn open(url: &str, engine: Arc<Engine>) -> Result<Arc<Self>, StoreError> {
+        Self::open_with(url, engine, schema::SchemaSettings::default()).await
+    }
+
+    /// Connects, migrates and loads the first snapshot. With the schema taken from the
+    /// registry and a version published there, the engine is rebuilt from it first.
+    pub async fn open_with(
+        url: &str,
+        engine: Arc<Engine>,
+        settings: schema::SchemaSettings,
+    ) -> Result<Arc<Self>, StoreError> {
         let store = Store::connect(url).await?;
         store.migrate().await?;
         let sqlite_file = match &store {
@@ -159,10 +196,19 @@ impl Registry {
             }
             Store::Postgres(_) => None,
         };
+        let empty = Snapshot {
+            generation: -1,
+            engine,
+            clients: HashMap::new(),
+            endpoints: HashMap::new(),
+            documents: HashMap::new(),
+        };
         let registry = Arc::new(Self {
             store,
-            engine,
-            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            snapshot: ArcSwap::from_pointee(empty),
+            rebuild: tokio::sync::Mutex::new(()),
+            schema: schema::SchemaState::new(settings),
+            traffic: schema::Traffic::default(),
             sqlite_file,
             compiled: std::sync::atomic::AtomicU64::new(0),
         });
@@ -192,8 +238,10 @@ impl Registry {
         self.store.generation().await.map(|_| ()).map_err(|e| e.to_string())
     }
 
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+    /// The engine of the current snapshot (a request that also picks a version should take
+    /// both from one [`Registry::snapshot`]).
+    pub fn engine(&self) -> Arc<Engine> {
+        self.snapshot.load().engine.clone()
     }
 
     /// Versions validated and compiled by reloads so far.
@@ -205,12 +253,48 @@ impl Registry {
         self.snapshot.load_full()
     }
 
-    /// Rebuilds the snapshot from the store and swaps it in.
+    /// Rebuilds the snapshot from the store and swaps it in; with the schema taken from the
+    /// registry, switches to the version published there first (checked as any reload).
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let _one = self.rebuild.lock().await;
         let loaded = self.store.load().await?;
-        // Versions never change once published: what is live now is carried over as it is.
+        if let Some((version, sha)) = self.schema.follows_registry(&loaded)
+            && sha != self.snapshot().engine.hash()
+        {
+            let attempt = self.switch_to_stored(version).await;
+            if attempt.result != schema::Outcome::Refused {
+                return Ok(());
+            }
+            // Refused: the old schema keeps serving, with the registry's other changes.
+            let loaded = self.store.load().await?;
+            return self.rebuild_on(self.snapshot().engine.clone(), loaded).await;
+        }
+        self.rebuild_on(self.snapshot().engine.clone(), loaded).await
+    }
+
+    async fn rebuild_on(&self, engine: Arc<Engine>, loaded: store::Loaded) -> Result<(), StoreError> {
         let previous = self.snapshot();
+        let (snapshot, _) = self.build(engine, loaded, &previous).await;
+        tracing::debug!(generation = snapshot.generation, "registry snapshot loaded");
+        self.traffic.keep_only(&snapshot);
+        self.snapshot.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    /// A snapshot of `loaded` on `engine`, and every live version that does not compile on
+    /// it (`client/endpoint@n: reason`). Versions live in `previous` on the same engine are
+    /// carried over as they are (versions never change once published).
+    async fn build(
+        &self,
+        engine: Arc<Engine>,
+        loaded: store::Loaded,
+        previous: &Snapshot,
+    ) -> (Snapshot, Vec<String>) {
+        let same_engine = Arc::ptr_eq(&previous.engine, &engine);
         let carried = |client: &str, endpoint: &str, n: i64| -> Option<LiveVersion> {
+            if !same_engine {
+                return None;
+            }
             let live = previous.endpoints.get(&(client.to_owned(), endpoint.to_owned()))?;
             let canary = live.canary.as_ref().and_then(|(c, _)| c.as_ref().ok());
             [live.stable.as_ref().ok(), canary].into_iter().flatten().find(|v| v.version == n).cloned()
@@ -224,10 +308,12 @@ impl Registry {
                 (Arc::<str>::from(v.document.as_str()), v.operation_name.clone()),
             );
         }
+        let mut failures = Vec::new();
         let mut endpoints = HashMap::new();
         for (client, endpoint, rollout) in &loaded.rollouts {
             let live = |n: i64| {
                 let record = by_key.get(&(client.clone(), endpoint.clone(), n)).copied();
+                let engine = &engine;
                 async move {
                     let Some(record) = record else {
                         return Err(format!("{client}/{endpoint} has no version {n}"));
@@ -236,16 +322,15 @@ impl Registry {
                         return Ok(live);
                     }
                     self.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let prepared = self
-                        .engine
+                    let prepared = engine
                         .prepare(&record.document, record.operation_name.as_deref())
                         .await
                         .map_err(|e| {
-                            format!(
-                                "{client}/{endpoint} version {n} no longer validates against the schema: {}",
-                                e.join("; ")
-                            )
-                        })?;
+                        format!(
+                            "{client}/{endpoint}@{n} no longer validates against the schema: {}",
+                            e.join("; ")
+                        )
+                    })?;
                     let script = record
                         .script
                         .as_deref()
@@ -258,25 +343,33 @@ impl Registry {
                 Some(c) if rollout.canary_percent > 0 => Some((live(c).await, rollout.canary_percent)),
                 _ => None,
             };
-            if let Err(e) = &stable {
-                tracing::warn!(error = %e, "endpoint cannot be served");
+            for e in [stable.as_ref().err(), canary.as_ref().and_then(|(c, _)| c.as_ref().err())]
+                .into_iter()
+                .flatten()
+            {
+                tracing::warn!(error = %e, "endpoint version cannot be served");
+                failures.push(e.clone());
             }
             endpoints.insert((client.clone(), endpoint.clone()), LiveEndpoint { stable, canary });
         }
         let snapshot = Snapshot {
             generation: loaded.generation,
+            engine,
             clients: loaded.clients.into_iter().collect(),
             endpoints,
             documents,
         };
-        tracing::debug!(generation = snapshot.generation, "registry snapshot loaded");
-        self.snapshot.store(Arc::new(snapshot));
-        Ok(())
+        (snapshot, failures)
     }
 
     /// After a change made here: reload now and tell the other instances.
     pub async fn changed(&self) -> Result<(), StoreError> {
         self.reload().await?;
+        self.tell_others().await
+    }
+
+    /// Tells the other instances (PostgreSQL) that the registry changed.
+    async fn tell_others(&self) -> Result<(), StoreError> {
         if let Store::Postgres(p) = &self.store {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)

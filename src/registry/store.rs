@@ -105,6 +105,26 @@ pub struct Loaded {
     pub clients: Vec<(String, String)>,
     pub versions: Vec<VersionRecord>,
     pub rollouts: Vec<(String, String, Rollout)>,
+    /// The schema version instances should run, when one was published: (version, SHA-256).
+    pub schema: Option<(i64, String)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SchemaFileRow {
+    name: String,
+    text: String,
+}
+
+/// A stored schema version.
+#[derive(Debug, Clone)]
+pub struct StoredSchema {
+    pub version: i64,
+    pub sha256: String,
+    /// (file name, SDL text), by name.
+    pub files: Vec<(String, String)>,
+    pub author: String,
+    pub reason: Option<String>,
+    pub created_ms: i64,
 }
 
 fn version_of(row: &impl RowLike) -> Result<VersionRecord, sqlx::Error> {
@@ -322,8 +342,108 @@ impl Store {
                 .iter()
                 .map(|r| Ok((r.get_str("client")?, r.get_str("endpoint")?, rollout_of(r)?)))
                 .collect::<Result<_, sqlx::Error>>()?;
-            Ok(Loaded { generation, clients, versions, rollouts })
+            let schema = sqlx::query("SELECT a.version, s.sha256 FROM schema_active a JOIN schemas s ON s.version = a.version WHERE a.id = 1")
+                .fetch_optional(p)
+                .await?
+                .map(|r| Ok::<_, sqlx::Error>((r.get_i64("version")?, r.get_str("sha256")?)))
+                .transpose()?;
+            Ok(Loaded { generation, clients, versions, rollouts, schema })
         })
+    }
+
+    /// One stored schema version, or the active one with `None`.
+    pub async fn schema(&self, version: Option<i64>) -> Result<Option<StoredSchema>, StoreError> {
+        let sql = "SELECT version, sha256, files, author, reason, created_ms FROM schemas \
+                   WHERE version = COALESCE($1, (SELECT version FROM schema_active WHERE id = 1))";
+        let row = on_pool!(self, p => match sqlx::query(sql).bind(version).fetch_optional(p).await? {
+            Some(r) => Some((r.get_i64("version")?, r.get_str("sha256")?, r.get_str("files")?, r.get_str("author")?, r.get_opt_str("reason")?, r.get_i64("created_ms")?)),
+            None => None,
+        });
+        let Some((version, sha256, files, author, reason, created_ms)) = row else { return Ok(None) };
+        let files: Vec<SchemaFileRow> = serde_json::from_str(&files).map_err(|e| {
+            StoreError::Invalid(format!("schema version {version} has unreadable files: {e}"))
+        })?;
+        Ok(Some(StoredSchema {
+            version,
+            sha256,
+            files: files.into_iter().map(|f| (f.name, f.text)).collect(),
+            author,
+            reason,
+            created_ms,
+        }))
+    }
+
+    /// Stores a schema version (or finds the one with the same SHA-256) and makes it the one
+    /// every instance runs; audited, and the generation is bumped so instances switch.
+    /// Returns the version and whether it was new.
+    pub async fn publish_schema(
+        &self,
+        files: &[(String, String)],
+        sha256: &str,
+        actor: &str,
+        reason: Option<&str>,
+        detail: &Value,
+    ) -> Result<(i64, bool), StoreError> {
+        let now = now_ms();
+        let rows: Vec<SchemaFileRow> = files
+            .iter()
+            .map(|(name, text)| SchemaFileRow { name: name.clone(), text: text.clone() })
+            .collect();
+        let json = serde_json::to_string(&rows).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        macro_rules! body {
+            ($kind:ident, $p:ident) => {{
+                let mut tx = begin_write!($kind $p);
+                let existing = sqlx::query("SELECT version FROM schemas WHERE sha256 = $1").bind(sha256).fetch_optional(&mut *tx).await?;
+                let (version, created) = match existing {
+                    Some(r) => (r.get_i64("version")?, false),
+                    None => {
+                        let n = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS n FROM schemas").fetch_one(&mut *tx).await?.get_i64("n")?;
+                        sqlx::query("INSERT INTO schemas (version, sha256, files, author, reason, created_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+                            .bind(n).bind(sha256).bind(&json).bind(actor).bind(reason).bind(now)
+                            .execute(&mut *tx).await?;
+                        (n, true)
+                    }
+                };
+                sqlx::query("INSERT INTO schema_active (id, version, updated_ms) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET version = $1, updated_ms = $2")
+                    .bind(version).bind(now).execute(&mut *tx).await?;
+                let mut detail = detail.clone();
+                detail["version"] = Value::from(version);
+                audit!(tx, now, actor, "schema.publish", "schema", &detail.to_string(), reason);
+                bump!(tx);
+                tx.commit().await?;
+                Ok((version, created))
+            }};
+        }
+        match self {
+            Store::Sqlite(p) => body!(sqlite, p),
+            Store::Postgres(p) => body!(postgres, p),
+        }
+    }
+
+    /// Appends one entry to the audit log on its own (a change not kept in the registry,
+    /// such as a schema reloaded from files).
+    pub async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &Value,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let detail = detail.to_string();
+        macro_rules! body {
+            ($kind:ident, $p:ident) => {{
+                let mut tx = $p.begin().await?;
+                audit!(tx, now, actor, action, target, &detail, reason);
+                tx.commit().await?;
+                Ok(())
+            }};
+        }
+        match self {
+            Store::Sqlite(p) => body!(sqlite, p),
+            Store::Postgres(p) => body!(postgres, p),
+        }
     }
 
     /// Every stored version, served or not (`facade schema check --against-registry`).

@@ -29,6 +29,9 @@ pub const ENDPOINT_ERRORS: &str = "facade_endpoint_errors_total";
 /// Time to answer those calls (execution and transform), by the same labels, in seconds.
 pub const ENDPOINT_LATENCY: &str = "facade_endpoint_request_duration_seconds";
 
+/// Schema reloads and publishes, by `result` (`applied`, `unchanged`, `refused`, `forced`).
+pub const SCHEMA_RELOADS: &str = "facade_schema_reloads_total";
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide recorder once; later calls return the same handle. `None` if

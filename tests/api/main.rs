@@ -6,6 +6,7 @@ mod bench_smoke;
 mod cli;
 mod endpoints;
 mod engine;
+mod evolution;
 mod generated;
 mod graphql_http;
 mod helpers;

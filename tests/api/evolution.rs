@@ -1,0 +1,378 @@
+//! Schema evolution end to end: the schema folder changes under a running server (file
+//! watch and the admin API), breaking and broken schemas are refused while the old one keeps
+//! serving, requests in flight finish across a swap, a field moves between backends with
+//! byte-identical answers, and instances on one PostgreSQL registry switch together.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::endpoints::{Admin, fresh_postgres};
+use crate::helpers::{TestApp, repo_path, spawn_with};
+
+const ADMIN: &str = "fcd_admin_for_tests";
+
+/// A copy of the demo schema folder that a test may edit.
+fn schema_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_path("schema")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let file = dir.path().join("facade.graphql");
+    (dir, file)
+}
+
+async fn serve(schema: &Path, watch: bool, db: Option<&str>, source: &str) -> TestApp {
+    let hash = facade::http::auth::token_hash(ADMIN);
+    let schema = schema.to_owned();
+    let db = db.map(str::to_owned);
+    let source: facade::registry::schema::Source = serde_json::from_value(json!(source)).unwrap();
+    spawn_with(move |c| {
+        c.schema_dir = schema;
+        c.schema.watch = watch;
+        c.schema.source = source;
+        c.admin.token_sha256 = vec![hash];
+        c.limits.device_rate_per_sec = 1_000_000;
+        c.limits.device_burst = 1_000_000;
+        c.limits.client_rate_per_sec = 1_000_000;
+        c.limits.client_burst = 1_000_000;
+        // Room for a hundred calls in flight on each backend.
+        for b in ["members", "lists", "catalog", "artwork", "ratings", "history"] {
+            c.backends.entry(b.to_owned()).or_default().policy.max_concurrent = Some(256);
+        }
+        if let Some(url) = db {
+            c.database.url = url;
+        }
+    })
+    .await
+}
+
+fn admin(app: &TestApp) -> Admin<'_> {
+    Admin { app, token: ADMIN.to_owned() }
+}
+
+fn edit(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{from:?} is in {}", file.display());
+    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
+}
+
+fn append(file: &Path, more: &str) {
+    let mut text = std::fs::read_to_string(file).unwrap();
+    text.push_str(more);
+    std::fs::write(file, text).unwrap();
+}
+
+const EXTRA_FIELD: &str = "\nextend type Query {\n  \"The same title again.\"\n  titleAgain(id: ID!): Title @http(backend: \"catalog\", get: \"/titles/{$args.id}\")\n}\n";
+
+#[tokio::test]
+async fn a_field_added_to_the_folder_is_served_without_a_restart() {
+    let (_dir, file) = schema_copy();
+    let app = serve(file.parent().unwrap(), true, None, "dir").await;
+    let query = "{ titleAgain(id: 1) { name } }";
+    let before = app.graphql(query, json!({})).await;
+    assert!(
+        before["data"].is_null() && before["errors"][0]["message"].as_str().unwrap().contains("titleAgain"),
+        "not in the schema yet: {before}"
+    );
+    let (_, status) = admin(&app).get("/schema").await;
+    let old_hash = status["hash"].as_str().unwrap().to_owned();
+
+    append(&file, EXTRA_FIELD);
+    // The file watch reloads by itself: poll until the field answers.
+    let saved = Instant::now();
+    let deadline = saved + Duration::from_secs(20);
+    let body = loop {
+        let r = app.graphql(query, json!({})).await;
+        if r["errors"].is_null() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the new field was not served");
+        tokio::task::yield_now().await;
+    };
+    eprintln!("new field served {} ms after the file was saved", saved.elapsed().as_millis());
+    assert!(body["data"]["titleAgain"]["name"].is_string(), "{body}");
+    let (_, status) = admin(&app).get("/schema").await;
+    assert_ne!(status["hash"], old_hash.as_str());
+    assert_eq!(status["lastAttempt"]["result"], "applied", "{status}");
+    assert_eq!(status["lastAttempt"]["trigger"], "file-watch", "{status}");
+    let change = &status["lastAttempt"]["changes"][0];
+    assert_eq!(
+        (change["level"].as_str(), change["coordinate"].as_str()),
+        (Some("safe"), Some("Query.titleAgain"))
+    );
+    // Audited, with the hashes.
+    let (_, audit) = admin(&app).get("/audit").await;
+    let entry = audit.as_array().unwrap().iter().find(|e| e["action"] == "schema.reload");
+    let entry = entry.unwrap_or_else(|| panic!("audited: {audit}"));
+    assert_eq!(entry["detail"]["from"], old_hash.as_str());
+}
+
+#[tokio::test]
+async fn a_breaking_change_is_refused_and_the_old_schema_keeps_answering() {
+    let (_dir, file) = schema_copy();
+    let app = serve(file.parent().unwrap(), false, None, "dir").await;
+    let a = admin(&app);
+    assert_eq!(a.post("/clients", json!({ "name": "shop", "team": "shop" })).await.0, 201);
+    let (code, v) = a.publish("shop", "years", "{ title(id: 1) { name synopsis } }").await;
+    assert_eq!(code, 201, "{v}");
+    let (_, before) = a.get("/schema").await;
+
+    edit(&file, "  synopsis: String\n", "");
+    let (code, attempt) = a.post("/schema/reload", json!({})).await;
+    assert_eq!(code, 422, "{attempt}");
+    assert_eq!(attempt["result"], "refused");
+    let reasons: Vec<&str> =
+        attempt["reasons"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(reasons.contains(&"shop/years@1: field Title.synopsis was removed"), "{reasons:?}");
+    // The diff names the versions each change affects, exactly.
+    let change =
+        attempt["changes"].as_array().unwrap().iter().find(|c| c["coordinate"] == "Title.synopsis").unwrap();
+    assert_eq!(change["level"], "breaking");
+    assert!(change["affects"].as_array().unwrap().contains(&json!("shop/years@1")), "{change}");
+    assert!(
+        !change["affects"].as_array().unwrap().iter().any(|v| v.as_str().unwrap().starts_with("tv/home")),
+        "{change}"
+    );
+
+    // The old schema keeps answering, by ID and ad hoc.
+    let r: Value =
+        app.client.get(format!("{}/v1/shop/years", app.base)).send().await.unwrap().json().await.unwrap();
+    assert!(r["data"]["title"]["synopsis"].is_string(), "{r}");
+    let (_, after) = a.get("/schema").await;
+    assert_eq!(after["hash"], before["hash"]);
+    assert_eq!(after["lastAttempt"]["result"], "refused");
+
+    // A team token may not reload, nor force.
+    let (code, token) = a.post("/tokens", json!({ "team": "shop", "label": "t" })).await;
+    assert_eq!(code, 201, "{token}");
+    let team = Admin { app: &app, token: token["token"].as_str().unwrap().to_owned() };
+    let (code, v) = team.post("/schema/reload", json!({ "force": true, "reason": "mine" })).await;
+    assert_eq!(code, 403, "{v}");
+    // It sees usage of its own clients' versions only.
+    let (code, usage) = team.get("/schema/usage").await;
+    assert_eq!(code, 200);
+    let versions: Vec<&str> =
+        usage["versions"].as_array().unwrap().iter().filter_map(|v| v["version"].as_str()).collect();
+    assert_eq!(versions, ["shop/years@1"], "{usage}");
+    // Forcing needs a reason, and then applies (audited); the broken version stops serving.
+    let (code, v) = a.post("/schema/reload", json!({ "force": true })).await;
+    assert_eq!(code, 400, "{v}");
+    let (code, forced) =
+        a.post("/schema/reload", json!({ "force": true, "reason": "year is gone upstream" })).await;
+    assert_eq!((code, forced["result"].as_str()), (200, Some("forced")), "{forced}");
+    let r = app.client.get(format!("{}/v1/shop/years", app.base)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("shop/years@1"));
+    let (_, audit) = a.get("/audit").await;
+    let entry = audit.as_array().unwrap().iter().find(|e| e["action"] == "schema.reload").expect("audited");
+    assert_eq!(
+        (entry["detail"]["forced"].as_bool(), entry["reason"].as_str()),
+        (Some(true), Some("year is gone upstream"))
+    );
+}
+
+#[tokio::test]
+async fn a_broken_file_is_refused_with_file_and_line() {
+    let (_dir, file) = schema_copy();
+    let app = serve(file.parent().unwrap(), false, None, "dir").await;
+    let broken = file.parent().unwrap().join("broken.graphql");
+    std::fs::write(&broken, "type Oops {\n  a: Int\n  b: NoSuchType\n}\n").unwrap();
+    let (code, attempt) = admin(&app).post("/schema/reload", json!({})).await;
+    assert_eq!(code, 422, "{attempt}");
+    let reasons = attempt["reasons"].to_string();
+    assert!(reasons.contains("broken.graphql:3:"), "{reasons}");
+    assert!(reasons.contains("NoSuchType"), "{reasons}");
+    std::fs::write(&broken, "type {{{").unwrap();
+    let (code, attempt) = admin(&app).post("/schema/reload", json!({})).await;
+    assert_eq!(code, 422);
+    assert!(attempt["reasons"].to_string().contains("broken.graphql:1:"), "{attempt}");
+    // Still serving the old schema.
+    let body = app.graphql("{ title(id: 1) { name } }", json!({})).await;
+    assert!(body["data"]["title"]["name"].is_string(), "{body}");
+    // Nothing else changed: the reload without the bad file is a no-op.
+    std::fs::remove_file(&broken).unwrap();
+    let (code, attempt) = admin(&app).post("/schema/reload", json!({})).await;
+    assert_eq!((code, attempt["result"].as_str()), (200, Some("unchanged")), "{attempt}");
+}
+
+#[tokio::test]
+async fn requests_in_flight_across_a_swap_all_succeed() {
+    let (_dir, file) = schema_copy();
+    let app = Arc::new(serve(file.parent().unwrap(), false, None, "dir").await);
+    let reference = app.client.get(format!("{}/v1/tv/home?profileId=1", app.base)).send().await.unwrap();
+    assert_eq!(reference.status(), 200);
+    let reference = reference.bytes().await.unwrap();
+    // Every member lookup now takes a while, so the calls are still running at the swap.
+    app.set_faults("members", json!({ "latencyMs": 300 })).await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let app = app.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let r = app
+                    .client
+                    .get(format!("{}/v1/tv/home?profileId=1", app.base))
+                    .header("x-device-id", format!("d{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let out = (r.status().as_u16(), r.bytes().await.unwrap());
+                done.fetch_add(1, Ordering::SeqCst);
+                out
+            })
+        })
+        .collect();
+    // Wait until the backend has seen them, then swap.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = app.backend_calls().await;
+        if stats["members"] >= 101 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the calls did not reach the backend: {stats:?}");
+        tokio::task::yield_now().await;
+    }
+    append(&file, EXTRA_FIELD);
+    let (code, attempt) = admin(&app).post("/schema/reload", json!({})).await;
+    let finished_at_swap = done.load(Ordering::SeqCst);
+    assert_eq!((code, attempt["result"].as_str()), (200, Some("applied")), "{attempt}");
+    assert!(finished_at_swap < 100, "the calls were in flight at the swap ({finished_at_swap} had finished)");
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, reference, "a call across the swap answered differently");
+    }
+    eprintln!("{} of 100 calls were in flight when the swap finished", 100 - finished_at_swap);
+}
+
+#[tokio::test]
+async fn a_field_moves_between_backends_under_load_with_identical_answers() {
+    let (_dir, file) = schema_copy();
+    let app = Arc::new(serve(file.parent().unwrap(), true, None, "dir").await);
+    let one = |app: Arc<TestApp>| async move {
+        let r = app.client.get(format!("{}/v1/tv/home?profileId=1", app.base)).send().await.unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap())
+    };
+    let ((status, reference), before) = app.calls_during(one(app.clone())).await;
+    assert_eq!(status, 200);
+    assert_eq!((before["ratings"], before["catalog"]), (1, 1), "{before:?}");
+
+    // Devices keep calling while the schema owner moves the field.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, stop) = (app.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::SeqCst) || answers.len() < 5 {
+                    answers.push(one(app.clone()).await);
+                }
+                answers
+            })
+        })
+        .collect();
+    let (_, status) = admin(&app).get("/schema").await;
+    let old = status["hash"].as_str().unwrap().to_owned();
+    edit(
+        &file,
+        "@http(backend: \"ratings\", batch: \"POST /ratings/batch\", keys: \"$parent.id\", match: \"titleId\")",
+        "@http(backend: \"catalog\", batch: \"POST /titles/ratings\", keys: \"$parent.id\", match: \"titleId\")",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let attempt = loop {
+        let (_, status) = admin(&app).get("/schema").await;
+        if status["hash"] != old.as_str() {
+            break status["lastAttempt"].clone();
+        }
+        assert!(Instant::now() < deadline, "the edit was not picked up: {status}");
+        tokio::task::yield_now().await;
+    };
+    // Keep the load on a little after the swap, then stop.
+    for _ in 0..5 {
+        assert_eq!(one(app.clone()).await, (200, reference.clone()));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for task in load {
+        for (status, body) in task.await.unwrap() {
+            total += 1;
+            assert_eq!(status, 200);
+            assert_eq!(body, reference, "an answer changed while the field moved");
+        }
+    }
+    assert_eq!(attempt["result"], "applied", "{attempt}");
+    let change =
+        attempt["changes"].as_array().unwrap().iter().find(|c| c["coordinate"] == "Title.rating").unwrap();
+    assert_eq!(change["level"], "dangerous", "{change}");
+    assert!(change["affects"].as_array().unwrap().contains(&json!("tv/home@1")), "{change}");
+
+    let ((status, moved), after) = app.calls_during(one(app.clone())).await;
+    assert_eq!((status, moved), (200, reference));
+    assert_eq!((after["ratings"], after["catalog"]), (0, 2), "{after:?}");
+    eprintln!("backend calls per home call: before {before:?}, after {after:?}; {total} calls under load");
+}
+
+#[tokio::test]
+async fn instances_on_one_postgres_registry_switch_to_a_published_schema_together() {
+    let Some(db) = fresh_postgres().await else { return };
+    let (_dir, file) = schema_copy();
+    let dir = file.parent().unwrap();
+    let one = serve(dir, false, Some(&db), "registry").await;
+    let two = serve(dir, false, Some(&db), "registry").await;
+    let a = admin(&one);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(EXTRA_FIELD);
+    let (code, attempt) =
+        a.put("/schema", json!({ "files": { "facade.graphql": text }, "reason": "titleAgain" })).await;
+    assert_eq!((code, attempt["result"].as_str()), (200, Some("applied")), "{attempt}");
+    let published = Instant::now();
+    let hash = attempt["hash"].as_str().unwrap().to_owned();
+    let query = "{ titleAgain(id: 1) { name } }";
+    let mut switched = Vec::new();
+    for app in [&one, &two] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, s) = admin(app).get("/schema").await;
+            if s["hash"] == hash.as_str() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "an instance did not switch: {s}");
+            tokio::task::yield_now().await;
+        }
+        switched.push(published.elapsed().as_millis());
+        let body = app.graphql(query, json!({})).await;
+        assert!(body["data"]["titleAgain"]["name"].is_string(), "{body}");
+        let (_, s) = admin(app).get("/schema").await;
+        assert_eq!(s["storedVersion"], 1, "{s}");
+    }
+    eprintln!("instances serving the published schema {switched:?} ms after the publish answered");
+    // A breaking publish is refused and stores nothing.
+    let (code, attempt) =
+        a.put("/schema", json!({ "files": { "facade.graphql": "type Query { x: Int }" } })).await;
+    assert_eq!(code, 422, "{attempt}");
+    let (_, s) = admin(&two).get("/schema").await;
+    assert_eq!(s["hash"], hash.as_str());
+}
+
+#[tokio::test]
+async fn publishing_a_schema_needs_the_registry_source_and_an_admin() {
+    let (_dir, file) = schema_copy();
+    let app = serve(file.parent().unwrap(), false, None, "dir").await;
+    let a = admin(&app);
+    let (code, v) = a.put("/schema", json!({ "files": { "a.graphql": "type Query { x: Int }" } })).await;
+    assert_eq!(code, 409, "{v}");
+    assert!(v.to_string().contains("source"), "{v}");
+    let (code, v) = a.put("/schema", json!({ "files": { "../a.graphql": "" } })).await;
+    assert!(code == 400 || code == 409, "{code} {v}");
+    // Usage: each live version with what it uses.
+    let (code, usage) = a.get("/schema/usage").await;
+    assert_eq!(code, 200);
+    let users = usage["coordinates"]["Title.rating"].as_array().expect("Title.rating is used");
+    assert!(users.iter().any(|u| u["version"] == "tv/home@1"), "{users:?}");
+}
