@@ -203,3 +203,200 @@ pub async fn rollout(
     println!("{endpoint}: {result}");
     Ok(())
 }
+
+/// One side of `facade schema diff`: a folder, or a registry version (`registry:N`, or
+/// `registry` for the one instances run).
+async fn schema_side(
+    spec: &str,
+    store: Option<&Store>,
+) -> anyhow::Result<(String, Vec<crate::graphql::sdl::SchemaFile>)> {
+    use crate::graphql::sdl::{SchemaFile, load_dir};
+    let Some(rest) = spec.strip_prefix("registry") else {
+        let files = load_dir(Path::new(spec))?;
+        return Ok((spec.to_owned(), files));
+    };
+    let version = match rest.strip_prefix(':') {
+        None if rest.is_empty() => None,
+        Some(n) => Some(
+            n.parse::<i64>().with_context(|| format!("{spec}: the version after registry: is a number"))?,
+        ),
+        None => bail!("{spec}: a side is a folder, `registry` or `registry:N`"),
+    };
+    let store = store
+        .context("a registry version needs the registry: set [database] url (or FACADE_DATABASE__URL)")?;
+    let stored = store.schema(version).await?.with_context(|| match version {
+        Some(n) => format!("schema version {n} is not in the registry"),
+        None => "no schema has been published to the registry".to_owned(),
+    })?;
+    let files = stored.files.into_iter().map(|(name, text)| SchemaFile { name, text }).collect();
+    Ok((format!("registry:{}", stored.version), files))
+}
+
+/// The registry of the config, when there is one to read (a SQLite file is not created).
+async fn existing_store(config: &Config) -> anyhow::Result<Option<Store>> {
+    let url = &config.database.url;
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let file = path.split('?').next().unwrap_or(path);
+        if !Path::new(file).exists() {
+            return Ok(None);
+        }
+    }
+    let store = Store::connect(url).await.context("opening the registry database")?;
+    store.migrate().await?;
+    Ok(Some(store))
+}
+
+/// `facade schema diff OLD NEW`: every change, classified, with the live endpoint versions
+/// (stable and canary) that use what it changes. Fails when a breaking change affects one.
+pub async fn schema_diff(config: &Config, old: &str, new: &str, as_json: bool) -> anyhow::Result<()> {
+    use crate::graphql::diff::{Level, affected, diff};
+    let store = existing_store(config).await?;
+    let (old_name, old_files) = schema_side(old, store.as_ref()).await?;
+    let (new_name, new_files) = schema_side(new, store.as_ref()).await?;
+    let analyze = |name: &str, files: &[crate::graphql::sdl::SchemaFile]| {
+        crate::graphql::sdl::analyze(files).map_err(|d| anyhow::anyhow!("{name} does not load:\n{d}"))
+    };
+    let old_model = analyze(&old_name, &old_files)?;
+    let new_model = analyze(&new_name, &new_files)?;
+    let changes = diff(&old_model, &new_model);
+    // What each live version uses, read with the old schema.
+    let mut usage = Vec::new();
+    if let Some(store) = &store {
+        for v in store.load().await?.versions {
+            let target = format!("{}/{}@{}", v.client, v.endpoint, v.version);
+            match crate::graphql::usage::of_text(&v.document, v.operation_name.as_deref(), &old_model) {
+                Ok(used) => usage.push((target, used)),
+                Err(e) => eprintln!("{target}: cannot read its document: {e}"),
+            }
+        }
+    }
+    let report =
+        affected(&changes, |c| usage.iter().filter(|(_, u)| u.contains(c)).map(|(t, _)| t.clone()).collect());
+    let breaking: usize =
+        report.iter().filter(|(c, users)| c.level == Level::Breaking && !users.is_empty()).count();
+    if as_json {
+        let list: Vec<Value> = report
+            .iter()
+            .map(|(c, users)| json!({ "level": c.level, "coordinate": c.coordinate, "message": c.message, "affects": users }))
+            .collect();
+        let out = json!({
+            "old": { "name": old_name, "hash": crate::graphql::schema_hash(&old_files) },
+            "new": { "name": new_name, "hash": crate::graphql::schema_hash(&new_files) },
+            "registry": store.as_ref().map(|_| config.database.url.split('?').next().unwrap_or_default().to_owned()),
+            "liveVersions": usage.len(),
+            "changes": list,
+            "breakingAffectingLiveVersions": breaking,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        if store.is_none() {
+            eprintln!("note: no registry at [database] url; the versions each change affects are not listed");
+        }
+        println!(
+            "{old_name} → {new_name}: {} change(s), {} live version(s) checked",
+            changes.len(),
+            usage.len()
+        );
+        for (c, users) in &report {
+            println!("{:<9} {:<32} {}", c.level.as_str(), c.coordinate, c.message);
+            if !users.is_empty() {
+                println!("{:<9} {:<32} affects {}", "", "", users.join(", "));
+            }
+        }
+    }
+    if breaking > 0 {
+        bail!("{breaking} breaking change(s) affect live endpoint versions");
+    }
+    Ok(())
+}
+
+/// `facade schema publish DIR`: publishes the folder's `*.graphql` as the schema every
+/// instance on the registry runs (`PUT /admin/v1/schema`).
+pub async fn schema_publish(
+    client: &AdminClient,
+    dir: &Path,
+    reason: Option<&str>,
+    force: bool,
+) -> anyhow::Result<()> {
+    let files: serde_json::Map<String, Value> = crate::graphql::sdl::load_dir(dir)?
+        .into_iter()
+        .map(|f| (f.base_name().to_owned(), Value::String(f.text)))
+        .collect();
+    let body = json!({ "files": files, "reason": reason, "force": force });
+    let (status, attempt) = client.call(reqwest::Method::PUT, "/schema", Some(body)).await?;
+    print_attempt(status, &attempt)
+}
+
+/// `facade schema reload`: the server reads its schema again (`POST /admin/v1/schema/reload`).
+pub async fn schema_reload(client: &AdminClient, reason: Option<&str>, force: bool) -> anyhow::Result<()> {
+    let body = json!({ "reason": reason, "force": force });
+    let (status, attempt) = client.call(reqwest::Method::POST, "/schema/reload", Some(body)).await?;
+    print_attempt(status, &attempt)
+}
+
+fn print_attempt(status: u16, attempt: &Value) -> anyhow::Result<()> {
+    if !matches!(status, 200 | 422) {
+        bail!(
+            "HTTP {status}: {}",
+            attempt.get("error").and_then(Value::as_str).unwrap_or(&attempt.to_string())
+        );
+    }
+    let result = attempt["result"].as_str().unwrap_or("?");
+    println!(
+        "{result}: schema {} ({} live versions checked, {} ms)",
+        attempt["hash"].as_str().unwrap_or("-"),
+        attempt["versionsChecked"],
+        attempt["tookMs"]
+    );
+    for c in attempt["changes"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<9} {:<32} {}",
+            c["level"].as_str().unwrap_or(""),
+            c["coordinate"].as_str().unwrap_or(""),
+            c["message"].as_str().unwrap_or("")
+        );
+    }
+    for r in attempt["reasons"].as_array().into_iter().flatten() {
+        eprintln!("  {}", r.as_str().unwrap_or(""));
+    }
+    if result == "refused" {
+        bail!("the schema was refused; the running one keeps serving");
+    }
+    Ok(())
+}
+
+/// `facade schema usage`: which live versions use each coordinate, with their traffic.
+pub async fn schema_usage(client: &AdminClient, as_json: bool) -> anyhow::Result<()> {
+    let usage = client.ok(reqwest::Method::GET, "/schema/usage", None).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&usage)?);
+        return Ok(());
+    }
+    println!("schema {}", usage["schema"].as_str().unwrap_or("-"));
+    for (coordinate, users) in usage["coordinates"].as_object().into_iter().flatten() {
+        let list: Vec<String> = users
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| {
+                format!(
+                    "{} ({}, {}/h)",
+                    u["version"].as_str().unwrap_or(""),
+                    u["side"].as_str().unwrap_or(""),
+                    u["requestsLastHour"]
+                )
+            })
+            .collect();
+        println!("{coordinate:<40} {}", list.join(", "));
+    }
+    let deprecated = usage["deprecatedInUse"].as_object().filter(|d| !d.is_empty());
+    if let Some(deprecated) = deprecated {
+        println!("\ndeprecated fields still in use:");
+        for (coordinate, clients) in deprecated {
+            for (client, versions) in clients.as_object().into_iter().flatten() {
+                println!("  {coordinate:<38} {client}: {versions}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -29,7 +29,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     curl 'localhost:8080/v1/tv/home?profileId=1'\n  \
     facade token create --admin             a first admin token for a fresh install\n  \
     facade publish resolvers-js/endpoints   publish endpoints (FACADE_URL, FACADE_TOKEN)\n  \
-    facade schema check                     check schema/*.graphql before it ships\n\n\
+    facade schema check                     check schema/*.graphql before it ships\n  \
+    facade schema diff schema next-schema   what a change breaks, by endpoint version\n\n\
     Docs: README.md, docs/ (endpoints, schema, scripts, resilience, configuration)."
 )]
 struct Cli {
@@ -79,7 +80,7 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         error_rate: f64,
     },
-    /// Check the facade schema: syntax, types, backends, route templates and keys.
+    /// The facade schema: check, diff, publish, reload, usage.
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
@@ -204,6 +205,56 @@ enum SchemaCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Every change between two schemas, classified breaking, dangerous or safe, with the
+    /// live endpoint versions each one affects (read from the registry of the config).
+    /// Fails when a breaking change affects a live version.
+    ///
+    /// OLD and NEW are folders of *.graphql, `registry` (the published version instances
+    /// run) or `registry:N`.
+    Diff {
+        old: String,
+        new: String,
+        /// Print JSON (for CI) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Config file, for the registry (default: ./facade.toml if present).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Publish a folder as the schema of every instance that runs with
+    /// `[schema] source = "registry"` (checked against every live version first).
+    Publish {
+        /// Folder holding the facade schema.
+        dir: PathBuf,
+        #[command(flatten)]
+        api: Api,
+        /// Why, for the audit log (required with --force).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Apply even if live endpoint versions break (they stop being served).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Ask a running server to read its schema again (as SIGHUP or a file change does).
+    Reload {
+        #[command(flatten)]
+        api: Api,
+        /// Why, for the audit log (required with --force).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Apply even if live endpoint versions break (they stop being served).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Which live endpoint versions use each type, field and argument, with their calls in
+    /// the last hour, and the deprecated fields still in use by client.
+    Usage {
+        #[command(flatten)]
+        api: Api,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -224,6 +275,35 @@ fn main() -> ExitCode {
                 })
             })
         }
+        Command::Schema { command: SchemaCommand::Diff { old, new, json, config } } => {
+            runtime().and_then(|rt| {
+                rt.block_on(async {
+                    let config = Config::load(config.as_deref())?;
+                    facade::cli::schema_diff(&config, &old, &new, json).await
+                })
+            })
+        }
+        Command::Schema { command: SchemaCommand::Publish { dir, api, reason, force } } => runtime()
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let client = facade::cli::AdminClient::new(&api.url, api.token)?;
+                    facade::cli::schema_publish(&client, &dir, reason.as_deref(), force).await
+                })
+            }),
+        Command::Schema { command: SchemaCommand::Reload { api, reason, force } } => {
+            runtime().and_then(|rt| {
+                rt.block_on(async {
+                    let client = facade::cli::AdminClient::new(&api.url, api.token)?;
+                    facade::cli::schema_reload(&client, reason.as_deref(), force).await
+                })
+            })
+        }
+        Command::Schema { command: SchemaCommand::Usage { api, json } } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let client = facade::cli::AdminClient::new(&api.url, api.token)?;
+                facade::cli::schema_usage(&client, json).await
+            })
+        }),
         Command::Token { command: TokenCommand::New } => new_token(),
         Command::Token { command: TokenCommand::Create { admin: _, team, label, expires_in, config } } => {
             runtime().and_then(|rt| {

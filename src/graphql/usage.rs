@@ -111,6 +111,17 @@ fn input_type(name: &str, model: &FacadeSchema, used: &mut BTreeSet<String>) {
     }
 }
 
+/// The coordinates a stored document's operation uses, from its text (`facade schema diff`).
+pub fn of_text(
+    text: &str,
+    operation_name: Option<&str>,
+    model: &FacadeSchema,
+) -> Result<BTreeSet<String>, String> {
+    let doc = async_graphql::parser::parse_query(text).map_err(|e| e.to_string())?;
+    super::limits::analyze(&doc, &super::limits::OperationLimits::default()).map_err(|e| e.message)?;
+    Ok(of(&doc, operation_name, model))
+}
+
 /// What a literal argument value uses: enum values by name, input object fields by key.
 fn literal(value: &Value, ty: &Type, model: &FacadeSchema, used: &mut BTreeSet<String>, depth: usize) {
     if depth > MAX_VALUE_DEPTH {

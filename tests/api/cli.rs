@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::helpers::spawn_with;
 
-fn facade(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+pub fn facade(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_facade"));
     c.args(args).env_remove("FACADE_TOKEN").env_remove("FACADE_URL");
     for (k, v) in env {
@@ -16,7 +16,7 @@ fn facade(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     c.output().expect("runs facade")
 }
 
-fn text(o: &std::process::Output) -> String {
+pub fn text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 

@@ -376,3 +376,126 @@ async fn publishing_a_schema_needs_the_registry_source_and_an_admin() {
     let users = usage["coordinates"]["Title.rating"].as_array().expect("Title.rating is used");
     assert!(users.iter().any(|u| u["version"] == "tv/home@1"), "{users:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_diffs_two_folders_against_the_registrys_live_versions() {
+    use crate::cli::{facade, text};
+    let (dir, file) = schema_copy();
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", db_dir.path().join("r.db").display());
+    let app = serve(dir.path(), false, Some(&db), "dir").await;
+    let a = admin(&app);
+    assert_eq!(a.post("/clients", json!({ "name": "shop", "team": "shop" })).await.0, 201);
+    assert_eq!(
+        a.publish("shop", "synopses", "{ title(id: 1) { synopsis rating { average } } }").await.0,
+        201
+    );
+
+    let (next, next_file) = schema_copy();
+    edit(&next_file, "  synopsis: String\n", "");
+    append(&next_file, EXTRA_FIELD);
+    let (old, new) = (dir.path().to_str().unwrap().to_owned(), next.path().to_str().unwrap().to_owned());
+    let config = db_dir.path().join("facade.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"{db}\"\n")).unwrap();
+    let cfg = config.to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        facade(&["schema", "diff", &old, &new, "--json", "--config", &cfg], &[])
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "a breaking change affecting a live version fails: {}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let changes = report["changes"].as_array().unwrap();
+    let removed = changes.iter().find(|c| c["coordinate"] == "Title.synopsis").unwrap();
+    assert_eq!(removed["level"], "breaking");
+    assert_eq!(removed["affects"], json!(["shop/synopses@1"]));
+    let added = changes.iter().find(|c| c["coordinate"] == "Query.titleAgain").unwrap();
+    assert_eq!((added["level"].as_str(), added["affects"].as_array().unwrap().len()), (Some("safe"), 0));
+    assert_eq!(report["breakingAffectingLiveVersions"], 1);
+
+    // Text for people; a safe change passes.
+    let (old, new) = (next.path().to_str().unwrap().to_owned(), next.path().to_str().unwrap().to_owned());
+    let cfg = config.to_str().unwrap().to_owned();
+    let out =
+        tokio::task::spawn_blocking(move || facade(&["schema", "diff", &old, &new, "--config", &cfg], &[]))
+            .await
+            .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("0 change(s)"), "{}", text(&out));
+
+    // Reload and usage through the running server.
+    std::fs::copy(&next_file, &file).unwrap();
+    let env = [("FACADE_URL", app.base.clone()), ("FACADE_TOKEN", ADMIN.to_owned())];
+    let out = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        (facade(&["schema", "reload"], &env), facade(&["schema", "usage"], &env))
+    })
+    .await
+    .unwrap();
+    assert!(!out.0.status.success(), "refused: {}", text(&out.0));
+    assert!(text(&out.0).contains("shop/synopses@1: field Title.synopsis was removed"), "{}", text(&out.0));
+    assert!(out.1.status.success(), "{}", text(&out.1));
+    assert!(text(&out.1).contains("shop/synopses@1 (stable, 0/h)"), "{}", text(&out.1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_schema_folder_of_a_running_server() {
+    use std::io::BufRead;
+    let (dir, file) = schema_copy();
+    let db = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_facade"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--schema", dir.path().to_str().unwrap()])
+        .env("FACADE_DATABASE__URL", format!("sqlite://{}", db.path().join("r.db").display()))
+        .env("FACADE_SCHEMA__WATCH", "false")
+        .current_dir(repo_path("."))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    /// Stops the server however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id().to_string();
+    let _stop = Stop(child);
+    let base = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        lines
+            .find_map(|l| l.ok()?.strip_prefix("facade listening on ").map(str::to_owned))
+            .expect("listening line")
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let ask = || async {
+        let r: Value = client
+            .post(format!("{base}/graphql"))
+            .json(&json!({ "query": "{ titleAgain(id: 2) { name } }" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r
+    };
+    assert!(ask().await["errors"].is_array());
+    append(&file, EXTRA_FIELD);
+    let killed = std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let r = ask().await;
+        if r["errors"].is_null() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload: {r}");
+        tokio::task::yield_now().await;
+    };
+    assert!(answer["data"]["titleAgain"]["name"].is_string(), "{answer}");
+}
