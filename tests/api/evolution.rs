@@ -441,6 +441,7 @@ async fn the_cli_diffs_two_folders_against_the_registrys_live_versions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_schema_folder_of_a_running_server() {
     use std::io::BufRead;
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (dir, file) = schema_copy();
     let db = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_facade"))
