@@ -48,6 +48,7 @@ enum Scenario {
     Isolation,
     ById,
     Scripts,
+    Reload,
 }
 
 #[derive(Subcommand)]
@@ -87,7 +88,9 @@ async fn demo_backends() -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let mut config = facade::config::Config::load(None)?;
     config.listen = "127.0.0.1:0".parse()?;
-    config.schema_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema");
+    if std::env::var_os("FACADE_SCHEMA_DIR").is_none() {
+        config.schema_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema");
+    }
     config.log.filter = "warn".into();
     facade::telemetry::init(&config.log);
     let app = facade::app::App::build(&config).await?;
@@ -107,6 +110,7 @@ async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -
             Scenario::Isolation,
             Scenario::ById,
             Scenario::Scripts,
+            Scenario::Reload,
         ];
     }
     let env = scenarios::Env::start(smoke)?;
@@ -132,6 +136,7 @@ async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -
             Scenario::Isolation => scenarios::isolation(&env).await?,
             Scenario::ById => scenarios::by_id(&env).await?,
             Scenario::Scripts => scenarios::scripts(&env).await?,
+            Scenario::Reload => scenarios::reload(&env).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         println!("## {}\n\n{}\n", report.name, report.table);

@@ -44,10 +44,21 @@ impl Env {
 }
 
 fn start_facade(backends: &Backends, max_batch_size: Option<usize>, smoke: bool) -> anyhow::Result<Proc> {
-    let mut env: Vec<(&str, String)> = Vec::new();
+    start_facade_with(backends, max_batch_size, smoke, "", &[])
+}
+
+/// A Facade with `extra` environment; `tag` keeps its registry file apart from the others.
+fn start_facade_with(
+    backends: &Backends,
+    max_batch_size: Option<usize>,
+    smoke: bool,
+    tag: &str,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<Proc> {
+    let mut env: Vec<(&str, String)> = extra.to_vec();
     // A registry file of its own, so a run leaves nothing behind in the working directory.
     let db = std::env::temp_dir().join(format!(
-        "facade-bench-{}-{}.db",
+        "facade-bench-{}-{}{tag}.db",
         std::process::id(),
         max_batch_size.unwrap_or(0)
     ));
@@ -543,5 +554,81 @@ pub async fn scripts(env: &Env) -> anyhow::Result<Report> {
                         "converted_us": micro.shared_values, "fresh_runtime_us": micro.fresh_runtime,
                         "isolation_us": isolation_us,
                         "plain": plain, "shaped": shaped, "payload_bytes": data.len(), "spin_stop_max_ms": stop_max}),
+    })
+}
+
+/// Scenario: a schema reload with many stored endpoint versions. 1,000 endpoints, each a
+/// distinct home-screen document (the largest sample), are published to a Facade whose
+/// schema folder then gains and loses a field, alternately; each reload builds the engine,
+/// diffs it, checks every live version's usage and recompiles all of them before the swap.
+pub async fn reload(env: &Env) -> anyhow::Result<Report> {
+    let versions = if env.smoke { 20 } else { 1_000 };
+    let dir = std::env::temp_dir().join(format!("facade-bench-schema-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
+    for entry in std::fs::read_dir(&schema)? {
+        let path = entry?.path();
+        std::fs::copy(&path, dir.join(path.file_name().expect("a file")))?;
+    }
+    let file = dir.join("facade.graphql");
+    let original = std::fs::read_to_string(&file)?;
+    let proc = start_facade_with(
+        &env.backends,
+        None,
+        env.smoke,
+        "-reload",
+        &[("FACADE_SCHEMA_DIR", dir.display().to_string()), ("FACADE_SCHEMA__WATCH", "false".to_owned())],
+    )?;
+    let url = procs::server_url(&proc)?;
+    let client = reqwest::Client::new();
+    let admin = |path: &str| client.post(format!("{url}/admin/v1{path}")).bearer_auth(BENCH_TOKEN);
+    let _ = admin("/clients").json(&json!({"name": "bench", "team": "bench"})).send().await?;
+    let started = Instant::now();
+    for i in 0..versions {
+        // A comment makes each document (and so each version) distinct.
+        let document = format!("# endpoint {i}\n{HOME}");
+        let r = admin(&format!("/clients/bench/endpoints/e{i}/versions")).json(&json!({"document": document})).send().await?;
+        anyhow::ensure!(r.status().is_success(), "publish {i} failed: {}", r.text().await?);
+    }
+    let publish_ms = ms(started.elapsed());
+    let extra = "\nextend type Title { benchExtra: String }\n";
+    let mut server_ms = Vec::new();
+    let mut client_ms = Vec::new();
+    let mut checked = 0;
+    let rounds = if env.smoke { 2 } else { 6 };
+    for round in 0..rounds {
+        let text = if round % 2 == 0 { format!("{original}{extra}") } else { original.clone() };
+        std::fs::write(&file, text)?;
+        let t = Instant::now();
+        let r = admin("/schema/reload").json(&json!({})).send().await?;
+        client_ms.push(ms(t.elapsed()));
+        let attempt: Value = r.json().await?;
+        anyhow::ensure!(attempt["result"] == "applied", "reload {round}: {attempt}");
+        server_ms.push(attempt["tookMs"].as_f64().unwrap_or(0.0));
+        checked = attempt["versionsChecked"].as_u64().unwrap_or(0);
+    }
+    let rss = proc.peak_rss_kib().map(|k| k as f64 / 1024.0);
+    drop(proc);
+    let _ = std::fs::remove_dir_all(&dir);
+    let table = format!(
+        "| stored endpoint versions (live) | reload, server (p50 of {rounds}) | reload, as the admin sees it (p50) | publishing them all | peak RSS |\n\
+         |---:|---:|---:|---:|---:|\n\
+         | {checked} | {:.0} ms | {:.0} ms | {:.1} s | {} |",
+        p50(server_ms.clone()),
+        p50(client_ms.clone()),
+        publish_ms / 1000.0,
+        rss.map_or("-".to_owned(), |r| format!("{r:.0} MiB")),
+    );
+    Ok(Report {
+        name: "reload",
+        table,
+        figures: json!({
+            "versions": checked,
+            "server_ms": server_ms,
+            "client_ms": client_ms,
+            "publish_ms": publish_ms,
+            "peak_rss_mib": rss,
+        }),
     })
 }
