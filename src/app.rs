@@ -110,14 +110,13 @@ impl App {
         };
         let registry = Registry::open_with(&config.database.url, engine, settings).await?;
         registry.watch(Duration::from_secs(config.database.poll_secs.max(1)));
-        if config.schema.source == crate::registry::schema::Source::Dir {
-            crate::registry::schema::watch_dir(
-                &registry,
-                &config.schema_dir,
-                config.schema.watch,
-                Duration::from_millis(config.schema.watch_settle_ms),
-            );
-        }
+        // SIGHUP reloads in either mode; the folder is watched only when it is the source.
+        crate::registry::schema::watch_dir(
+            &registry,
+            &config.schema_dir,
+            config.schema.watch && config.schema.source == crate::registry::schema::Source::Dir,
+            Duration::from_millis(config.schema.watch_settle_ms),
+        );
         let admin_tokens = http::auth::AdminTokens(Arc::new(
             config.admin.token_sha256.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
         ));

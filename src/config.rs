@@ -374,10 +374,14 @@ impl Config {
             }
             None => {}
         }
-        // FACADE_TEST_* variables belong to the test suite, not to the server.
-        let env = Env::prefixed("FACADE_")
-            .split("__")
-            .filter(|key| !key.as_str().get(..5).is_some_and(|p| p.eq_ignore_ascii_case("test_")));
+        // FACADE_TEST_* variables belong to the test suite, and FACADE_URL / FACADE_TOKEN to
+        // the admin-API client commands, not to the server's config.
+        let env = Env::prefixed("FACADE_").split("__").filter(|key| {
+            let k = key.as_str();
+            !k.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("test_"))
+                && !k.eq_ignore_ascii_case("url")
+                && !k.eq_ignore_ascii_case("token")
+        });
         figment.merge(env).extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 }

@@ -588,7 +588,10 @@ pub async fn reload(env: &Env) -> anyhow::Result<Report> {
     for i in 0..versions {
         // A comment makes each document (and so each version) distinct.
         let document = format!("# endpoint {i}\n{HOME}");
-        let r = admin(&format!("/clients/bench/endpoints/e{i}/versions")).json(&json!({"document": document})).send().await?;
+        let r = admin(&format!("/clients/bench/endpoints/e{i}/versions"))
+            .json(&json!({"document": document}))
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success(), "publish {i} failed: {}", r.text().await?);
     }
     let publish_ms = ms(started.elapsed());

@@ -361,8 +361,8 @@ impl Registry {
                     "overridden": attempt.reasons,
                     "changes": attempt.changes.len(),
                 });
-                // Publishing audited it already, in its transaction.
-                if attempt.trigger != "publish"
+                // Publishing audited it already, in its transaction (once, not per instance).
+                if !matches!(attempt.trigger.as_str(), "publish" | "registry")
                     && let Err(e) = self
                         .store
                         .record(request.actor, "schema.reload", "schema", &detail, request.reason)
@@ -524,8 +524,9 @@ pub fn usage_report(registry: &Registry, visible: impl Fn(&str) -> bool) -> Valu
     })
 }
 
-/// Reloads the schema folder on SIGHUP and, with `watch`, when a file in it changes (after
-/// `settle` without further changes). Stops when the registry is dropped.
+/// Reloads the schema on SIGHUP (from where this instance takes it) and, with `watch`, when
+/// a file in `dir` changes (after `settle` without further changes). Stops when the
+/// registry is dropped.
 pub fn watch_dir(registry: &Arc<Registry>, dir: &std::path::Path, watch: bool, settle: std::time::Duration) {
     use notify::Watcher;
     let weak = Arc::downgrade(registry);

@@ -500,3 +500,94 @@ async fn sighup_reloads_the_schema_folder_of_a_running_server() {
     };
     assert!(answer["data"]["titleAgain"]["name"].is_string(), "{answer}");
 }
+
+#[tokio::test]
+async fn usage_lists_deprecated_fields_in_use_by_client_with_their_traffic() {
+    let (_dir, file) = schema_copy();
+    let app = serve(file.parent().unwrap(), false, None, "dir").await;
+    let a = admin(&app);
+    assert_eq!(a.post("/clients", json!({ "name": "shop", "team": "shop" })).await.0, 201);
+    assert_eq!(a.publish("shop", "blurb", "{ title(id: 1) { synopsis } }").await.0, 201);
+    for _ in 0..3 {
+        let r = app.client.get(format!("{}/v1/shop/blurb", app.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    edit(
+        &file,
+        "  synopsis: String\n",
+        "  synopsis: String @deprecated(reason: \"ask the catalog for a blurb\")\n",
+    );
+    let (code, attempt) = a.post("/schema/reload", json!({})).await;
+    assert_eq!((code, attempt["result"].as_str()), (200, Some("applied")), "{attempt}");
+    let change = &attempt["changes"][0];
+    assert_eq!(
+        (change["level"].as_str(), change["coordinate"].as_str()),
+        (Some("safe"), Some("Title.synopsis"))
+    );
+    assert_eq!(change["affects"], json!(["shop/blurb@1"]));
+    let (_, usage) = a.get("/schema/usage").await;
+    assert_eq!(
+        usage["deprecatedInUse"],
+        json!({ "Title.synopsis": { "shop": ["shop/blurb@1"] } }),
+        "{usage}"
+    );
+    let users = usage["coordinates"]["Title.synopsis"].as_array().unwrap();
+    assert_eq!(users, &vec![json!({ "version": "shop/blurb@1", "side": "stable", "requestsLastHour": 3 })]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_publishes_a_schema_to_the_registry_and_diffs_registry_versions() {
+    use crate::cli::{facade, text};
+    let (dir, file) = schema_copy();
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", db_dir.path().join("r.db").display());
+    let app = serve(dir.path(), false, Some(&db), "registry").await;
+    let (_, status) = admin(&app).get("/schema").await;
+    assert_eq!(
+        (status["source"].as_str(), status["storedVersion"].as_i64()),
+        (Some("registry"), None),
+        "{status}"
+    );
+    let (code, attempt) = admin(&app).post("/schema/reload", json!({})).await;
+    assert_eq!(code, 422);
+    assert!(attempt["reasons"].to_string().contains("no schema has been published"), "{attempt}");
+
+    let cli = |args: Vec<String>| {
+        let env = [
+            ("FACADE_URL", app.base.clone()),
+            ("FACADE_TOKEN", ADMIN.to_owned()),
+            ("FACADE_DATABASE__URL", db.clone()),
+        ];
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            facade(&args, &env)
+        })
+    };
+    let d = dir.path().to_str().unwrap().to_owned();
+    let out = cli(vec!["schema".into(), "publish".into(), d.clone(), "--reason".into(), "first".into()])
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    append(&file, EXTRA_FIELD);
+    let out = cli(vec!["schema".into(), "publish".into(), d.clone()]).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("applied") && text(&out).contains("Query.titleAgain"), "{}", text(&out));
+    let (_, status) = admin(&app).get("/schema").await;
+    assert_eq!(status["storedVersion"], 2, "{status}");
+    let out =
+        cli(vec!["schema".into(), "diff".into(), "registry:1".into(), "registry".into(), "--json".into()])
+            .await
+            .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["old"]["name"], "registry:1");
+    assert_eq!(report["new"]["name"], "registry:2");
+    assert_eq!(report["changes"][0]["coordinate"], "Query.titleAgain");
+    // Publishing the first folder again rolls back to version 1.
+    edit(&file, EXTRA_FIELD, "");
+    let out = cli(vec!["schema".into(), "publish".into(), d]).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, status) = admin(&app).get("/schema").await;
+    assert_eq!(status["storedVersion"], 1, "{status}");
+}
