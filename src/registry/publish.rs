@@ -120,13 +120,13 @@ pub struct Preview {
 
 /// The checks a document passes before it runs for a publish or a preview.
 async fn prepare(
-    registry: &Registry,
+    engine: &crate::graphql::Engine,
     target: &str,
     document: &str,
     operation_name: Option<&str>,
     allow_introspection: bool,
 ) -> Result<crate::graphql::Prepared, PublishError> {
-    let prepared = registry.engine().prepare(document, operation_name).await.map_err(|errors| {
+    let prepared = engine.prepare(document, operation_name).await.map_err(|errors| {
         PublishError::Refused(format!("{target}: the document was refused: {}", errors.join("; ")))
     })?;
     if !allow_introspection && prepared.uses_introspection() {
@@ -150,7 +150,7 @@ struct Trial {
 /// Runs `prepared` on live backends with `variables`, then `script` on the answer; shared by
 /// a preview and a publish's trial run.
 async fn trial(
-    registry: &Registry,
+    engine: &crate::graphql::Engine,
     scripts: &ScriptPool,
     (client, endpoint): (&ClientName, &EndpointName),
     prepared: &crate::graphql::Prepared,
@@ -160,7 +160,7 @@ async fn trial(
 ) -> Trial {
     let started = std::time::Instant::now();
     let ctx_variables = Value::Object(variables.clone());
-    let outcome = registry.engine().execute_prepared(prepared, variables, log).await;
+    let outcome = engine.execute_prepared(prepared, variables, log).await;
     let execute_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
     let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
@@ -195,13 +195,15 @@ pub async fn preview(
 ) -> Result<Preview, PublishError> {
     let target = format!("{}/{}", r.client, r.endpoint);
     check_sizes(&target, r.document, r.script)?;
-    let prepared = prepare(registry, &target, r.document, r.operation_name, r.allow_introspection).await?;
+    // One engine for the compile and the run: a schema swap in between cannot mix them.
+    let engine = registry.engine();
+    let prepared = prepare(&engine, &target, r.document, r.operation_name, r.allow_introspection).await?;
     let started = std::time::Instant::now();
     let log = crate::backends::FetchLog::default();
     let script = r.script.map(|source| Script::new(format!("{target}@preview"), source));
     let names = (r.client, r.endpoint);
     let trial =
-        trial(registry, scripts, names, &prepared, r.variables, script.as_ref(), Some(log.clone())).await;
+        trial(&engine, scripts, names, &prepared, r.variables, script.as_ref(), Some(log.clone())).await;
     let script_error = match &trial.transformed {
         Some(Err(e)) => {
             let (line, column) = e.position().unzip();
@@ -234,7 +236,8 @@ pub async fn publish(
 ) -> Result<Published, PublishError> {
     let target = format!("{}/{}", r.client, r.endpoint);
     check_sizes(&target, r.document, r.script)?;
-    let prepared = prepare(registry, &target, r.document, r.operation_name, r.allow_introspection).await?;
+    let engine = registry.engine();
+    let prepared = prepare(&engine, &target, r.document, r.operation_name, r.allow_introspection).await?;
     if let Some(source) = r.script {
         let script = Script::new(format!("{target}@new"), source);
         let refused = |e: crate::scripts::ScriptError| {
@@ -243,7 +246,7 @@ pub async fn publish(
         scripts.check(&script, None).await.map_err(refused)?;
         if let Some(vars) = r.sample_variables {
             let names = (r.client, r.endpoint);
-            let trial = trial(registry, scripts, names, &prepared, vars.clone(), Some(&script), None).await;
+            let trial = trial(&engine, scripts, names, &prepared, vars.clone(), Some(&script), None).await;
             if let Some(Err(e)) = trial.transformed {
                 return Err(refused(e));
             }
