@@ -87,6 +87,9 @@ pub struct FetchRecord {
     pub duration_ms: f64,
     /// `ok`, or the error's `extensions.code`.
     pub outcome: &'static str,
+    /// The backend's HTTP status, when it answered (a call refused before it, or timed out,
+    /// has none).
+    pub status: Option<u16>,
 }
 
 /// The calls of one request, when someone asked to see them. Bounded by the request's own
@@ -132,6 +135,12 @@ impl FetchLog {
             start_ms: (started - log.origin).as_secs_f64() * 1e3,
             duration_ms: started.elapsed().as_secs_f64() * 1e3,
             outcome: result.as_ref().map_or_else(|e| e.code().as_str(), |_| "ok"),
+            status: match &result {
+                // Only a 2xx answer is a success.
+                Ok(_) | Err(FetchError::Body { .. }) => Some(200),
+                Err(FetchError::Status { status, .. }) => Some(*status),
+                Err(_) => None,
+            },
         };
         log.records.lock().unwrap_or_else(PoisonError::into_inner).push(record);
         result

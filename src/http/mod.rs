@@ -11,6 +11,7 @@ pub mod door;
 mod error;
 pub mod graphql;
 mod ops;
+mod playground;
 mod registry_admin;
 mod schema_admin;
 pub mod serve;
@@ -62,7 +63,8 @@ pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Rout
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/admin/v1/openapi.json", get(ops::openapi))
-        .route("/schema.graphql", get(ops::schema_sdl));
+        .route("/schema.graphql", get(ops::schema_sdl))
+        .merge(playground::routes());
     if state.demo.is_some() {
         router = router
             .route("/demo/backends", get(demo::list))

@@ -12,6 +12,7 @@ mod graphql_http;
 mod helpers;
 mod hostile;
 mod persisted;
+mod playground;
 mod resilience;
 mod schema_check;
 mod scripts;

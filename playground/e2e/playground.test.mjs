@@ -1,0 +1,137 @@
+// End to end in a real headless Chromium (Debian's, driven by playwright-core): a device team
+// signs in with its token, writes a query with completion, runs it, writes a transform,
+// previews it, publishes, sets a 10 % canary, rolls back, and finds each step in the audit
+// view. No request may leave the server's origin and no console error may be logged.
+//
+// Run by the Rust test `playground::the_playground_end_to_end_in_chromium`, which starts the
+// server and passes FACADE_URL (the server) and FACADE_TOKEN (a team token of client "shop").
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const base = process.env.FACADE_URL;
+const token = process.env.FACADE_TOKEN;
+const shots = process.env.PLAYGROUND_SCREENSHOTS; // a folder, to refresh the docs' screenshots
+
+test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 }, async () => {
+  assert.ok(base && token, 'FACADE_URL and FACADE_TOKEN are set');
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-default-apps', '--disable-extensions'],
+  });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  const page = await context.newPage();
+  const origin = new URL(base).origin;
+  const elsewhere = [];
+  const consoleErrors = [];
+  let firstLoadBytes = 0;
+  page.on('request', (r) => {
+    const url = r.url();
+    if (!url.startsWith(origin) && !url.startsWith('data:')) elsewhere.push(url);
+  });
+  page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  page.on('response', async (r) => {
+    if (r.url().includes('/playground')) {
+      const sizes = await r.request().sizes().catch(() => null);
+      if (sizes) firstLoadBytes += sizes.responseBodySize + sizes.responseHeadersSize;
+    }
+  });
+
+  const started = Date.now();
+  await page.goto(`${base}/playground/`);
+  // Sign in with the team token.
+  await page.fill('#token', token);
+  await page.click('#signin-btn');
+  await page.waitForSelector('#client');
+  assert.deepEqual(await page.$$eval('#client option', (os) => os.map((o) => o.value)), ['shop'], 'only its own client is offered');
+  // The editor is ready once the schema arrived.
+  await page.waitForFunction(() => window.__facadeEditorReady !== undefined);
+  const editorReadyMs = await page.evaluate(() => window.__facadeEditorReady);
+  const loadMs = Date.now() - started;
+
+  await page.fill('#endpoint', 'titles');
+  await page.press('#endpoint', 'Tab');
+
+  // Write the query with completion: "ti" offers "title".
+  await page.click('#query .cm-content');
+  await page.keyboard.type('{ ti');
+  const option = page.locator('.cm-tooltip-autocomplete li', { hasText: /^title/ }).first();
+  await option.waitFor();
+  await page.keyboard.press('Enter');
+  await page.keyboard.type('(id: 1) { name year }');
+  const query = await page.evaluate(() => document.querySelector('#query .cm-content').innerText);
+  assert.match(query.replace(/\s+/g, ' '), /^\{ title\(id: 1\) \{ name year \} ?\}$/);
+
+  // Run it.
+  await page.click('#run');
+  await page.waitForFunction(() => document.querySelector('#result').textContent.includes('"title"'));
+  const result = JSON.parse(await page.textContent('#result'));
+  assert.equal(typeof result.data.title.name, 'string');
+  assert.ok((await page.locator('#waterfall .wf-row').count()) >= 1, 'the backend call is shown');
+  if (shots) await page.screenshot({ path: `${shots}/playground-run.png` });
+
+  // A transform that throws shows where.
+  await page.click('#starter');
+  await page.click('#transform .cm-content');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.insertText('export default function transform(data, ctx) {\n  return data.title.nope.deeper;\n}\n');
+  await page.click('#run');
+  await page.waitForFunction(() => document.querySelector('#script-error').textContent.includes('line 2'));
+  assert.ok(await page.locator('#transform .cm-lintRange-error').count() >= 1, 'a marker in the editor');
+
+  // Write the transform and preview it.
+  await page.click('#transform .cm-content');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.insertText('export default function transform(data, ctx) {\n  return { heading: data.title.name.toUpperCase(), year: data.title.year, canary: ctx.canary };\n}\n');
+  await page.click('#run');
+  await page.waitForFunction(() => document.querySelector('#transformed').textContent.includes('"heading"'));
+  assert.equal(await page.textContent('#script-error'), '');
+  const transformed = JSON.parse(await page.textContent('#transformed'));
+  assert.equal(transformed.heading, result.data.title.name.toUpperCase());
+  assert.match(await page.textContent('#transformed-size'), /B$/);
+
+  // Publish version 1, then version 2 with another transform.
+  await page.fill('#publish-reason', 'first cut');
+  await page.click('#publish');
+  await page.waitForFunction(() => document.querySelector('#publish-result').textContent.includes('version 1'));
+  await page.click('#transform .cm-content');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.insertText('export default function transform(data, ctx) {\n  return { heading: data.title.name, year: data.title.year, canary: ctx.canary };\n}\n');
+  await page.fill('#publish-reason', 'lower case');
+  await page.click('#publish');
+  await page.waitForFunction(() => document.querySelector('#publish-result').textContent.includes('version 2'));
+
+  // A 10 % canary of version 2, then roll back.
+  await page.click('#tab-versions');
+  await page.waitForFunction(() => document.querySelector('#rollout').textContent.includes('stable 1'));
+  await page.selectOption('#canary-version', '2');
+  await page.fill('#canary-percent', '10');
+  await page.fill('#rollout-reason', 'try lower case');
+  await page.click('#set-canary');
+  await page.waitForFunction(() => document.querySelector('#rollout').textContent.includes('canary 2 at 10 %'));
+  assert.match(await page.textContent('#curl'), /\/v1\/shop\/titles/);
+  await page.click('#diff-btn');
+  await page.waitForSelector('#diff pre.diff .add');
+  if (shots) await page.screenshot({ path: `${shots}/playground-versions.png` });
+  await page.fill('#rollout-reason', 'not now');
+  await page.click('#rollback');
+  await page.waitForFunction(() => document.querySelector('#rollout').textContent.includes('no canary'));
+
+  // Each step is in the audit view.
+  await page.click('#tab-audit');
+  await page.waitForSelector('#audit .audit-entry');
+  const actions = await page.$$eval('#audit .audit-entry', (rows) => rows.map((r) => `${r.children[2].textContent} ${r.children[5].textContent}`));
+  for (const step of ['version.publish first cut', 'version.publish lower case', 'rollout.set try lower case', 'rollout.rollback not now']) {
+    assert.ok(actions.includes(step), `${step} in ${JSON.stringify(actions)}`);
+  }
+  if (shots) await page.screenshot({ path: `${shots}/playground-audit.png` });
+
+  assert.deepEqual(elsewhere, [], 'no request left the server');
+  assert.deepEqual(consoleErrors, [], 'no console error');
+  // Figures for docs/BENCHMARKS.md (first load: the page and its assets, before sign-in).
+  console.log(JSON.stringify({ figures: { firstLoadBytes, editorReadyMs: Math.round(editorReadyMs), signedInAndReadyMs: loadMs } }));
+  await browser.close();
+});
