@@ -71,7 +71,6 @@ test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 },
   const result = JSON.parse(await page.textContent('#result'));
   assert.equal(typeof result.data.title.name, 'string');
   assert.ok((await page.locator('#waterfall .wf-row').count()) >= 1, 'the backend call is shown');
-  if (shots) await page.screenshot({ path: `${shots}/playground-run.png` });
 
   // A transform that throws shows where.
   await page.click('#starter');
@@ -92,6 +91,7 @@ test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 },
   const transformed = JSON.parse(await page.textContent('#transformed'));
   assert.equal(transformed.heading, result.data.title.name.toUpperCase());
   assert.match(await page.textContent('#transformed-size'), /B$/);
+  if (shots) await page.screenshot({ path: `${shots}/playground-preview.png` });
 
   // Publish version 1, then version 2 with another transform.
   await page.fill('#publish-reason', 'first cut');
@@ -107,6 +107,7 @@ test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 },
   // A 10 % canary of version 2, then roll back.
   await page.click('#tab-versions');
   await page.waitForFunction(() => document.querySelector('#rollout').textContent.includes('stable 1'));
+  assert.equal(await page.isVisible('#view-author'), false, 'one view at a time');
   await page.selectOption('#canary-version', '2');
   await page.fill('#canary-percent', '10');
   await page.fill('#rollout-reason', 'try lower case');
