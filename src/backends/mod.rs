@@ -115,6 +115,18 @@ pub struct Backend {
     /// What the schema and config declared; a schema reload that declares the same keeps
     /// this backend (its breaker, its numbers changed at runtime) instead of making a new one.
     declared: BackendSettings,
+    /// The last minute, live (the ops stream): attempts that reached the backend, and calls
+    /// refused before it by reason.
+    live: Live,
+}
+
+/// A backend's last minute.
+#[derive(Default)]
+pub struct Live {
+    pub calls: crate::telemetry::window::Window,
+    pub circuit_open: crate::telemetry::window::Window,
+    pub rate_limited: crate::telemetry::window::Window,
+    pub bulkhead_full: crate::telemetry::window::Window,
 }
 
 /// The policy numbers of a backend and the state that depends on them. A change builds a new
@@ -255,6 +267,24 @@ impl Backend {
 
     fn reject(&self, reason: &'static str) {
         metrics::counter!(m::REJECTIONS, "backend" => self.name.to_string(), "reason" => reason).increment(1);
+        let window = match reason {
+            "circuit_open" => &self.live.circuit_open,
+            "rate_limited" => &self.live.rate_limited,
+            _ => &self.live.bulkhead_full,
+        };
+        window.record(Duration::ZERO, true);
+    }
+
+    /// The last minute of this backend's calls and refusals.
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
+    /// Calls in flight now, and the bulkhead's size.
+    pub fn in_flight(&self) -> (usize, usize) {
+        let policy = self.policy.load();
+        let max = policy.resilience.max_concurrent.max(1);
+        (max.saturating_sub(policy.bulkhead.available_permits()), max)
     }
 
     async fn attempt(
@@ -298,6 +328,7 @@ impl Backend {
         };
         metrics::histogram!(m::BACKEND_LATENCY, "backend" => self.name.to_string())
             .record(now.elapsed().as_secs_f64());
+        self.live.calls.record(now.elapsed(), result.is_err());
         permit.record(match &result {
             Ok(_) => Outcome::Success,
             Err(e) => e.breaker_outcome(),
@@ -413,6 +444,7 @@ impl Backends {
                     policy: ArcSwap::from_pointee(Policy::new(r)),
                     name,
                     declared,
+                    live: Live::default(),
                 }))
             })
             .collect::<Result<_, ClientError>>()?;

@@ -68,7 +68,6 @@ pub async fn call(
         Err(PickError::Unservable(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
     let prepared = &picked.version.prepared;
-    state.registry.traffic().count(client.as_str(), endpoint.as_str(), picked.version.version);
     if method == Method::GET && prepared.kind == OperationKind::Mutation {
         let mut r = error(StatusCode::METHOD_NOT_ALLOWED, format!("{target} is a mutation: use POST"));
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -142,6 +141,15 @@ pub async fn call(
         _ => (StatusCode::OK, outcome.body),
     };
     record(&client, &endpoint, picked.version.version, picked.canary, started.elapsed(), &error_codes);
+    // The live window and the canary guard: an answer with any error counts as failed.
+    let failed = !error_codes.is_empty() || !status.is_success();
+    state.registry.observe(
+        client.as_str(),
+        endpoint.as_str(),
+        picked.version.version,
+        started.elapsed(),
+        failed,
+    );
     // With a debug trace the answer is wrapped: `{"answer": …, "debug": {traceId, fetches}}`.
     let body = match &trace {
         Some(t) => {

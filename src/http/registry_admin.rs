@@ -307,15 +307,29 @@ async fn get_version(
     Ok(Json(serde_json::to_value(v).unwrap_or(Value::Null)))
 }
 
+/// A rollout as the API shows it: its versions and its canary guard.
+fn rollout_view(
+    state: &AppState,
+    client: &ClientName,
+    name: &EndpointName,
+    rollout: &Rollout,
+) -> Json<Value> {
+    let mut v = serde_json::to_value(rollout).unwrap_or(Value::Null);
+    let guard = state.registry.snapshot().guard_of(client.as_str(), name.as_str());
+    v["guard"] = serde_json::to_value(guard).unwrap_or(Value::Null);
+    Json(v)
+}
+
 async fn get_rollout(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path((client, name)): Path<(String, String)>,
-) -> Result<Json<Rollout>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let client = authorize(&state, &who, &client)?;
     let name = endpoint_name(&name)?;
     let rollout = state.registry.rollout(client.as_str(), name.as_str()).await?;
-    rollout.map(Json).ok_or_else(|| ApiError::NotFound(format!("unknown endpoint {client}/{name}")))
+    let rollout = rollout.ok_or_else(|| ApiError::NotFound(format!("unknown endpoint {client}/{name}")))?;
+    Ok(rollout_view(&state, &client, &name, &rollout))
 }
 
 #[derive(Deserialize)]
@@ -326,6 +340,8 @@ struct SetRollout {
     #[serde(default)]
     canary_percent: i64,
     reason: Option<String>,
+    /// The canary guard's numbers to change (the others stay as they are).
+    guard: Option<crate::registry::canary::GuardPatch>,
 }
 
 async fn put_rollout(
@@ -333,8 +349,21 @@ async fn put_rollout(
     Extension(who): Extension<Principal>,
     Path((client, name)): Path<(String, String)>,
     body: Result<Json<SetRollout>, JsonRejection>,
-) -> Result<Json<Rollout>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let r = json_body(body, "rollout")?;
+    if let Some(patch) = r.guard {
+        // Checked before anything changes; stored before the versions so the new canary is
+        // guarded from its first call.
+        let c = authorize(&state, &who, &client)?;
+        let n = endpoint_name(&name)?;
+        let guard = patch.apply(state.registry.snapshot().guard_of(c.as_str(), n.as_str()));
+        let problems = guard.check();
+        if !problems.is_empty() {
+            return Err(ApiError::BadRequest(format!("rollout of {c}/{n}: {}", problems.join("; "))));
+        }
+        let text = serde_json::to_string(&guard).map_err(|e| ApiError::Internal(e.to_string()))?;
+        state.registry.store().set_guard(c.as_str(), n.as_str(), Some(&text)).await?;
+    }
     let change = RolloutChange::Set { stable: r.stable, canary: r.canary, canary_percent: r.canary_percent };
     change_rollout(&state, &who, &client, &name, change, r.reason.as_deref()).await
 }
@@ -355,7 +384,7 @@ async fn promote(
     Extension(who): Extension<Principal>,
     Path((client, name)): Path<(String, String)>,
     body: Option<Json<Reason>>,
-) -> Result<Json<Rollout>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     change_rollout(&state, &who, &client, &name, RolloutChange::Promote, reason_of(body).as_deref()).await
 }
 
@@ -365,7 +394,7 @@ async fn rollback(
     Extension(who): Extension<Principal>,
     Path((client, name)): Path<(String, String)>,
     body: Option<Json<Reason>>,
-) -> Result<Json<Rollout>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     change_rollout(&state, &who, &client, &name, RolloutChange::Rollback, reason_of(body).as_deref()).await
 }
 
@@ -378,7 +407,7 @@ async fn change_rollout(
     name: &str,
     change: RolloutChange,
     reason: Option<&str>,
-) -> Result<Json<Rollout>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let client = authorize(state, who, client)?;
     let name = endpoint_name(name)?;
     let target = format!("{client}/{name}");
@@ -393,7 +422,7 @@ async fn change_rollout(
         })
         .await?;
     state.registry.changed().await?;
-    Ok(Json(next))
+    Ok(rollout_view(state, &client, &name, &next))
 }
 
 #[derive(Deserialize)]

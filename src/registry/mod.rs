@@ -4,6 +4,7 @@
 //! through PostgreSQL's LISTEN/NOTIFY, with a slow poll of the registry generation as a safety
 //! net (`watch`).
 
+pub mod canary;
 pub mod model;
 pub mod publish;
 pub mod samples;
@@ -36,6 +37,7 @@ pub struct LiveVersion {
 struct LiveEndpoint {
     stable: Result<LiveVersion, String>,
     canary: Option<(Result<LiveVersion, String>, i64)>,
+    guard: canary::Guard,
 }
 
 /// The registry as devices see it, with the engine its versions were compiled on:
@@ -120,6 +122,21 @@ impl Snapshot {
         self.documents.get(sha256).cloned()
     }
 
+    /// An endpoint's canary guard settings (the defaults for an unknown endpoint).
+    pub fn guard_of(&self, client: &str, endpoint: &str) -> canary::Guard {
+        self.endpoints.get(&(client.to_owned(), endpoint.to_owned())).map(|l| l.guard).unwrap_or_default()
+    }
+
+    /// The canary guard of an endpoint with a live canary: (guard, stable version, canary
+    /// version).
+    pub fn guarded(&self, client: &str, endpoint: &str) -> Option<(canary::Guard, i64, i64)> {
+        let live = self.endpoints.get(&(client.to_owned(), endpoint.to_owned()))?;
+        let stable = live.stable.as_ref().ok()?.version;
+        let (canary, percent) = live.canary.as_ref()?;
+        let canary = canary.as_ref().ok()?.version;
+        (*percent > 0).then_some((live.guard, stable, canary))
+    }
+
     /// Every servable version: (client, endpoint, side, version), sorted.
     pub fn live_versions(&self) -> Vec<(&str, &str, &'static str, &LiveVersion)> {
         let mut out: Vec<_> = self
@@ -150,6 +167,8 @@ pub struct Registry {
     schema: schema::SchemaState,
     /// Device calls per live version over the last hour (schema usage).
     traffic: schema::Traffic,
+    /// Device calls per live version over the last minute (ops stream, canary guard).
+    calls: canary::Calls,
     /// A SQLite registry's file and its identity when opened, so readiness can tell that the
     /// file was deleted or replaced under the open pool.
     sqlite_file: Option<(std::path::PathBuf, Option<u64>)>,
@@ -209,6 +228,7 @@ impl Registry {
             rebuild: tokio::sync::Mutex::new(()),
             schema: schema::SchemaState::new(settings),
             traffic: schema::Traffic::default(),
+            calls: canary::Calls::default(),
             sqlite_file,
             compiled: std::sync::atomic::AtomicU64::new(0),
         });
@@ -249,6 +269,11 @@ impl Registry {
         self.compiled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Device calls per live version over the last minute.
+    pub fn calls(&self) -> &canary::Calls {
+        &self.calls
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
@@ -277,6 +302,7 @@ impl Registry {
         let (snapshot, _) = self.build(engine, loaded, &previous).await;
         tracing::debug!(generation = snapshot.generation, "registry snapshot loaded");
         self.traffic.keep_only(&snapshot);
+        self.calls.keep_only(&snapshot);
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
     }
@@ -350,7 +376,8 @@ impl Registry {
                 tracing::warn!(error = %e, "endpoint version cannot be served");
                 failures.push(e.clone());
             }
-            endpoints.insert((client.clone(), endpoint.clone()), LiveEndpoint { stable, canary });
+            let guard = loaded.guards.get(&(client.clone(), endpoint.clone())).copied().unwrap_or_default();
+            endpoints.insert((client.clone(), endpoint.clone()), LiveEndpoint { stable, canary, guard });
         }
         let snapshot = Snapshot {
             generation: loaded.generation,

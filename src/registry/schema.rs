@@ -327,6 +327,7 @@ impl Registry {
         self.settle(request, &running, &attempt).await;
         if let Some(snapshot) = swap_in {
             self.traffic.keep_only(&snapshot);
+            self.calls.keep_only(&snapshot);
             self.snapshot.store(Arc::new(snapshot));
         }
         attempt

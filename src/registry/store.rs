@@ -107,6 +107,8 @@ pub struct Loaded {
     pub rollouts: Vec<(String, String, Rollout)>,
     /// The schema version instances should run, when one was published: (version, SHA-256).
     pub schema: Option<(i64, String)>,
+    /// Canary guard settings of the rollouts that set any.
+    pub guards: std::collections::HashMap<(String, String), super::canary::Guard>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -347,7 +349,15 @@ impl Store {
                 .await?
                 .map(|r| Ok::<_, sqlx::Error>((r.get_i64("version")?, r.get_str("sha256")?)))
                 .transpose()?;
-            Ok(Loaded { generation, clients, versions, rollouts, schema })
+            let mut guards = std::collections::HashMap::new();
+            for r in sqlx::query("SELECT client, endpoint, guard FROM rollouts WHERE guard IS NOT NULL").fetch_all(p).await? {
+                let (client, endpoint) = (r.get_str("client")?, r.get_str("endpoint")?);
+                match serde_json::from_str(&r.get_str("guard")?) {
+                    Ok(g) => { guards.insert((client, endpoint), g); }
+                    Err(e) => tracing::warn!(endpoint = %format!("{client}/{endpoint}"), error = %e, "unreadable canary guard; using the defaults"),
+                }
+            }
+            Ok(Loaded { generation, clients, versions, rollouts, schema, guards })
         })
     }
 
@@ -615,6 +625,21 @@ impl Store {
         reason: Option<&str>,
         change: impl Fn(Rollout) -> Result<Rollout, StoreError>,
     ) -> Result<Rollout, StoreError> {
+        self.update_rollout_with(client, endpoint, actor, action, reason, None, change).await
+    }
+
+    /// [`Store::update_rollout`] with more for the audit entry's detail (`figures`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_rollout_with(
+        &self,
+        client: &str,
+        endpoint: &str,
+        actor: &str,
+        action: &str,
+        reason: Option<&str>,
+        figures: Option<&Value>,
+        change: impl Fn(Rollout) -> Result<Rollout, StoreError>,
+    ) -> Result<Rollout, StoreError> {
         let now = now_ms();
         let target = format!("{client}/{endpoint}");
         macro_rules! body {
@@ -637,7 +662,11 @@ impl Store {
                 sqlx::query("UPDATE rollouts SET stable = $3, canary = $4, canary_percent = $5, previous_stable = $6, updated_ms = $7 WHERE client = $1 AND endpoint = $2")
                     .bind(client).bind(endpoint).bind(next.stable).bind(next.canary).bind(next.canary_percent).bind(next.previous_stable).bind(now)
                     .execute(&mut *tx).await?;
-                let detail = serde_json::json!({ "from": current, "to": next }).to_string();
+                let mut detail = serde_json::json!({ "from": current, "to": next });
+                if let Some(f) = figures {
+                    detail["figures"] = f.clone();
+                }
+                let detail = detail.to_string();
                 audit!(tx, now, actor, action, &target, &detail, reason);
                 bump!(tx);
                 tx.commit().await?;
@@ -648,6 +677,23 @@ impl Store {
             Store::Sqlite(p) => body!(sqlite, p),
             Store::Postgres(p) => body!(postgres, p),
         }
+    }
+
+    /// Sets a rollout's canary guard (JSON), or back to the defaults with `None`.
+    pub async fn set_guard(
+        &self,
+        client: &str,
+        endpoint: &str,
+        guard: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE rollouts SET guard = $3 WHERE client = $1 AND endpoint = $2";
+        let done = on_pool!(self, p => sqlx::query(sql).bind(client).bind(endpoint).bind(guard).execute(p).await?.rows_affected());
+        if done == 0 {
+            return Err(StoreError::NotFound(format!("unknown endpoint {client}/{endpoint}")));
+        }
+        let bump = "UPDATE registry_generation SET generation = generation + 1 WHERE id = 1";
+        on_pool!(self, p => sqlx::query(bump).execute(p).await.map(|_| ())?);
+        Ok(())
     }
 
     /// The newest audit entries first, optionally only those about one client's endpoints.

@@ -3,6 +3,7 @@
 //! execution (in the engine) and per backend fetch (in `backends/`).
 
 pub mod metrics;
+pub mod window;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench_smoke;
+mod canary;
 mod cli;
 mod endpoints;
 mod engine;

@@ -1,0 +1,314 @@
+//! The canary guard: each instance compares a rollout's canary with its stable version over a
+//! sliding window of its own device calls, and rolls a clearly worse canary back by itself.
+//!
+//! The decision is local (each instance judges the calls it served); the rollback is one
+//! conditional update in the store — it applies only if the rollout still has that canary —
+//! so with several instances on one PostgreSQL the first to decide rolls back and writes the
+//! audit entry, and the others find nothing to do (their update is refused, nothing written).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Registry;
+use super::model::{RolloutChange, RolloutError};
+use super::store::StoreError;
+use crate::telemetry::window::{Summary, Window};
+
+/// When a canary is rolled back. Defaults on; set per rollout in `PUT …/rollout` (`guard`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Guard {
+    pub enabled: bool,
+    /// Seconds of calls compared (at most 59).
+    pub window_secs: u32,
+    /// Calls each side needs in the window before anything is judged.
+    pub min_requests: u32,
+    /// Roll back when the canary's error rate exceeds stable's by more than this many
+    /// percentage points.
+    pub max_error_rate_increase_pct: f64,
+    /// … or when the canary's p99 exceeds stable's times this,
+    pub max_p99_ratio: f64,
+    /// … and by at least this many milliseconds (so sub-millisecond noise never decides).
+    pub min_p99_increase_ms: f64,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window_secs: 30,
+            min_requests: 50,
+            max_error_rate_increase_pct: 5.0,
+            max_p99_ratio: 2.0,
+            min_p99_increase_ms: 50.0,
+        }
+    }
+}
+
+impl Guard {
+    /// Every number out of its range, named as the API names it.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(5..=59).contains(&self.window_secs) {
+            problems.push(format!("guard.windowSecs must be 5 to 59, got {}", self.window_secs));
+        }
+        if !(1..=1_000_000).contains(&self.min_requests) {
+            problems.push(format!("guard.minRequests must be 1 to 1000000, got {}", self.min_requests));
+        }
+        if !(0.0..=100.0).contains(&self.max_error_rate_increase_pct) {
+            problems.push(format!(
+                "guard.maxErrorRateIncreasePct must be 0 to 100, got {}",
+                self.max_error_rate_increase_pct
+            ));
+        }
+        if !(self.max_p99_ratio >= 1.0 && self.max_p99_ratio.is_finite()) {
+            problems.push(format!("guard.maxP99Ratio must be at least 1, got {}", self.max_p99_ratio));
+        }
+        if !(self.min_p99_increase_ms >= 0.0 && self.min_p99_increase_ms.is_finite()) {
+            problems
+                .push(format!("guard.minP99IncreaseMs must be 0 or more, got {}", self.min_p99_increase_ms));
+        }
+        problems
+    }
+}
+
+/// A change to a guard: the fields given replace the current ones (`PUT …/rollout`).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GuardPatch {
+    pub enabled: Option<bool>,
+    pub window_secs: Option<u32>,
+    pub min_requests: Option<u32>,
+    pub max_error_rate_increase_pct: Option<f64>,
+    pub max_p99_ratio: Option<f64>,
+    pub min_p99_increase_ms: Option<f64>,
+}
+
+impl GuardPatch {
+    pub fn apply(self, g: Guard) -> Guard {
+        Guard {
+            enabled: self.enabled.unwrap_or(g.enabled),
+            window_secs: self.window_secs.unwrap_or(g.window_secs),
+            min_requests: self.min_requests.unwrap_or(g.min_requests),
+            max_error_rate_increase_pct: self
+                .max_error_rate_increase_pct
+                .unwrap_or(g.max_error_rate_increase_pct),
+            max_p99_ratio: self.max_p99_ratio.unwrap_or(g.max_p99_ratio),
+            min_p99_increase_ms: self.min_p99_increase_ms.unwrap_or(g.min_p99_increase_ms),
+        }
+    }
+}
+
+/// What the guard makes of a window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Too few calls on one side to say.
+    NotEnough,
+    Healthy,
+    /// Roll back, because (a sentence with the figures).
+    RollBack(String),
+}
+
+/// The guard's judgement of a canary against stable over the same window: pure.
+pub fn judge(guard: &Guard, stable: &Summary, canary: &Summary) -> Verdict {
+    if !guard.enabled {
+        return Verdict::Healthy;
+    }
+    let min = u64::from(guard.min_requests);
+    if stable.calls < min || canary.calls < min {
+        return Verdict::NotEnough;
+    }
+    let over = canary.error_pct - stable.error_pct;
+    if over > guard.max_error_rate_increase_pct {
+        return Verdict::RollBack(format!(
+            "canary errors {:.1} % of {} calls vs stable {:.1} % of {} calls over {} s (more than {} points worse)",
+            canary.error_pct,
+            canary.calls,
+            stable.error_pct,
+            stable.calls,
+            guard.window_secs,
+            guard.max_error_rate_increase_pct
+        ));
+    }
+    let limit = (stable.p99_ms * guard.max_p99_ratio).max(stable.p99_ms + guard.min_p99_increase_ms);
+    if canary.p99_ms > limit {
+        return Verdict::RollBack(format!(
+            "canary p99 {:.1} ms vs stable {:.1} ms over {} s (limit {:.1} ms)",
+            canary.p99_ms, stable.p99_ms, guard.window_secs, limit
+        ));
+    }
+    Verdict::Healthy
+}
+
+/// The last minute of device calls per endpoint version, and when each endpoint was last
+/// judged. Bounded: versions no longer live are dropped at every snapshot rebuild.
+#[derive(Default)]
+pub struct Calls {
+    windows: Mutex<HashMap<(String, String, i64), Arc<Window>>>,
+    judged: Mutex<HashMap<(String, String), Instant>>,
+    /// Automatic rollbacks this instance made, newest last (at most 20), for the ops stream.
+    recent: Mutex<std::collections::VecDeque<Value>>,
+}
+
+/// How often one endpoint is judged, at most.
+const JUDGE_EVERY: Duration = Duration::from_millis(500);
+
+impl Calls {
+    pub fn window(&self, client: &str, endpoint: &str, version: i64) -> Arc<Window> {
+        let mut map = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry((client.to_owned(), endpoint.to_owned(), version)).or_default().clone()
+    }
+
+    pub(super) fn keep_only(&self, snapshot: &super::Snapshot) {
+        let live: std::collections::BTreeSet<(&str, &str, i64)> =
+            snapshot.live_versions().into_iter().map(|(c, e, _, v)| (c, e, v.version)).collect();
+        let mut map = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|(c, e, v), _| live.contains(&(c.as_str(), e.as_str(), *v)));
+        let mut judged = self.judged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        judged.retain(|(c, e), _| live.iter().any(|(lc, le, _)| lc == c && le == e));
+    }
+
+    /// Whether it is time to judge this endpoint again (and marks it judged).
+    fn due(&self, client: &str, endpoint: &str) -> bool {
+        let mut judged = self.judged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        match judged.get_mut(&(client.to_owned(), endpoint.to_owned())) {
+            Some(last) if now.duration_since(*last) < JUDGE_EVERY => false,
+            Some(last) => {
+                *last = now;
+                true
+            }
+            None => {
+                judged.insert((client.to_owned(), endpoint.to_owned()), now);
+                true
+            }
+        }
+    }
+
+    pub fn recent_rollbacks(&self) -> Vec<Value> {
+        self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
+    }
+}
+
+impl Registry {
+    /// Records one device call of an endpoint version (its latency, whether its answer had
+    /// errors) and judges the endpoint's canary if it has one.
+    pub fn observe(
+        self: &Arc<Self>,
+        client: &str,
+        endpoint: &str,
+        version: i64,
+        latency: Duration,
+        error: bool,
+    ) {
+        self.traffic.count(client, endpoint, version);
+        self.calls.window(client, endpoint, version).record(latency, error);
+        let snapshot = self.snapshot();
+        let Some((guard, stable, canary)) = snapshot.guarded(client, endpoint) else { return };
+        if !guard.enabled || !self.calls.due(client, endpoint) {
+            return;
+        }
+        let secs = guard.window_secs as usize;
+        let s = self.calls.window(client, endpoint, stable).recent(secs);
+        let c = self.calls.window(client, endpoint, canary).recent(secs);
+        if let Verdict::RollBack(why) = judge(&guard, &s, &c) {
+            let registry = self.clone();
+            let (client, endpoint) = (client.to_owned(), endpoint.to_owned());
+            let figures = json!({ "guard": guard, "stable": s, "canary": c, "stableVersion": stable, "canaryVersion": canary });
+            tokio::spawn(async move {
+                registry.roll_back_canary(&client, &endpoint, canary, &why, figures).await;
+            });
+        }
+    }
+
+    /// Rolls the canary back if the rollout still has it (a conditional update: done once
+    /// whatever the number of instances that decided so).
+    async fn roll_back_canary(&self, client: &str, endpoint: &str, canary: i64, why: &str, figures: Value) {
+        let target = format!("{client}/{endpoint}");
+        let result = self
+            .store
+            .update_rollout_with(
+                client,
+                endpoint,
+                "canary-guard",
+                "rollout.auto_rollback",
+                Some(why),
+                Some(&figures),
+                |cur| {
+                    if cur.canary != Some(canary) || cur.canary_percent == 0 {
+                        return Err(StoreError::Conflict(format!(
+                            "{target}: canary {canary} is no longer live"
+                        )));
+                    }
+                    RolloutChange::Rollback.apply(&target, cur).map_err(|e| match e {
+                        RolloutError::Invalid(m) | RolloutError::Conflict(m) => StoreError::Conflict(m),
+                    })
+                },
+            )
+            .await;
+        match result {
+            Ok(_) => {
+                tracing::warn!(endpoint = %target, canary, reason = why, "canary rolled back automatically");
+                {
+                    let mut recent =
+                        self.calls.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    recent.push_back(json!({
+                        "atMs": super::store::now_ms(), "endpoint": target, "canary": canary, "reason": why, "figures": figures,
+                    }));
+                    while recent.len() > 20 {
+                        recent.pop_front();
+                    }
+                }
+                if let Err(e) = self.changed().await {
+                    tracing::warn!(error = %e, "registry reload after an automatic rollback failed");
+                }
+            }
+            Err(StoreError::Conflict(m)) => tracing::debug!(reason = %m, "automatic rollback not needed"),
+            Err(e) => tracing::warn!(endpoint = %target, error = %e, "automatic rollback failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(calls: u64, errors: u64, p99_ms: f64) -> Summary {
+        Summary {
+            calls,
+            errors,
+            per_sec: 0.0,
+            error_pct: errors as f64 * 100.0 / calls.max(1) as f64,
+            p50_ms: p99_ms / 2.0,
+            p99_ms,
+        }
+    }
+
+    #[test]
+    fn a_clearly_worse_canary_is_rolled_back_and_a_similar_one_is_not() {
+        let g = Guard::default();
+        assert_eq!(judge(&g, &side(1000, 0, 5.0), &side(10, 10, 5.0)), Verdict::NotEnough);
+        assert!(
+            matches!(judge(&g, &side(1000, 5, 5.0), &side(100, 30, 5.0)), Verdict::RollBack(why) if why.contains("30.0 %"))
+        );
+        assert_eq!(judge(&g, &side(1000, 10, 5.0), &side(100, 5, 5.0)), Verdict::Healthy);
+        // Latency: twice stable's p99 and 50 ms more.
+        assert_eq!(judge(&g, &side(1000, 0, 3.0), &side(100, 0, 20.0)), Verdict::Healthy, "noise");
+        assert!(matches!(judge(&g, &side(1000, 0, 100.0), &side(100, 0, 260.0)), Verdict::RollBack(_)));
+        assert_eq!(
+            judge(&Guard { enabled: false, ..g }, &side(1000, 0, 1.0), &side(100, 100, 900.0)),
+            Verdict::Healthy
+        );
+    }
+
+    #[test]
+    fn guard_numbers_are_checked() {
+        assert!(Guard::default().check().is_empty());
+        let bad = Guard { window_secs: 100, max_p99_ratio: 0.5, ..Guard::default() };
+        assert_eq!(bad.check().len(), 2);
+    }
+}
