@@ -134,6 +134,7 @@ impl App {
                 config.scripts.device_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
             ),
             demo: demo.clone(),
+            ops_streams: Arc::new(tokio::sync::Semaphore::new(http::ops_stream_limit())),
         };
         if config.demo.enabled {
             crate::registry::samples::publish_samples(&registry, &scripts).await?;

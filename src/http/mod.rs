@@ -11,6 +11,7 @@ pub mod door;
 mod error;
 pub mod graphql;
 mod ops;
+mod ops_stream;
 mod playground;
 mod registry_admin;
 mod schema_admin;
@@ -25,6 +26,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::demo::DemoBackends;
 use crate::registry::Registry;
+
+/// How many `/ops/stream` connections may be open at once.
+pub fn ops_stream_limit() -> usize {
+    ops_stream::MAX_STREAMS
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -42,6 +48,8 @@ pub struct AppState {
     pub device_headers: Arc<Vec<String>>,
     /// Present in demo mode only.
     pub demo: Option<Arc<DemoBackends>>,
+    /// Open `/ops/stream` connections, bounded.
+    pub ops_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// All routes, with the body limit and a tracing span per request; device-facing routes
@@ -57,6 +65,8 @@ pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Rout
             admin::routes()
                 .merge(registry_admin::routes())
                 .merge(schema_admin::routes())
+                .route("/ops/stream", get(ops_stream::stream))
+                .route("/admin/v1/me", get(ops_stream::me))
                 .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate)),
         )
         .route("/healthz", get(ops::healthz))

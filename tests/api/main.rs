@@ -12,6 +12,7 @@ mod generated;
 mod graphql_http;
 mod helpers;
 mod hostile;
+mod ops;
 mod persisted;
 mod playground;
 mod resilience;
