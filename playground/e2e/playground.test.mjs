@@ -11,6 +11,7 @@ import { chromium } from 'playwright-core';
 
 const base = process.env.FACADE_URL;
 const token = process.env.FACADE_TOKEN;
+if (!token) throw new Error('FACADE_TOKEN is not set');
 const shots = process.env.PLAYGROUND_SCREENSHOTS; // a folder, to refresh the docs' screenshots
 const client = process.env.FACADE_CLIENT ?? 'shop'; // the one client the team token may touch
 
@@ -130,6 +131,12 @@ test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 },
     assert.ok(actions.includes(step), `${step} in ${JSON.stringify(actions)}`);
   }
   if (shots) await page.screenshot({ path: `${shots}/playground-audit.png` });
+
+  // The ops page: every backend, but no breaker buttons for a team token.
+  await page.click('#tab-ops');
+  await page.waitForSelector('#tile-members');
+  assert.equal(await page.locator('.tile button.trip').count(), 0, 'a team cannot trip breakers');
+  await page.click('#tab-author');
 
   assert.deepEqual(elsewhere, [], 'no request left the server');
   assert.deepEqual(consoleErrors, [], 'no console error');

@@ -58,6 +58,8 @@ const state = {
   endpoints: [],
   schema: null,
   editors: {},
+  me: null,
+  ops: null, // the AbortController of the open ops stream
 };
 
 async function call(method, url, body) {
@@ -118,6 +120,7 @@ function signIn() {
 }
 
 function signOut() {
+  stopOps();
   sessionStorage.removeItem(TOKEN_KEY);
   state.token = null;
   signIn();
@@ -136,7 +139,7 @@ function main() {
   const clientSelect = h('select', { id: 'client', onchange: (e) => selectClient(e.target.value) },
     state.clients.map((c) => h('option', { value: c.name }, `${c.name} (${c.team})`)));
   const endpointInput = h('input', { id: 'endpoint', list: 'endpoints', placeholder: 'endpoint name', value: '', onchange: (e) => selectEndpoint(e.target.value.trim()) });
-  const tabs = ['author', 'versions', 'audit'];
+  const tabs = ['author', 'versions', 'audit', 'ops'];
   const tabButtons = tabs.map((t) => h('button', { id: `tab-${t}`, class: 'tab', onclick: () => showTab(t) }, t[0].toUpperCase() + t.slice(1)));
   app.replaceChildren(
     h('header', {},
@@ -149,19 +152,23 @@ function main() {
     authorView(),
     versionsView(),
     auditView(),
+    opsView(),
   );
   showTab('author');
+  admin('GET', '/me').then((me) => { state.me = me; }, fail);
   loadSchema();
   selectClient(state.client);
 }
 
 function showTab(name) {
-  for (const t of ['author', 'versions', 'audit']) {
+  if (name !== 'ops') stopOps();
+  for (const t of ['author', 'versions', 'audit', 'ops']) {
     document.getElementById(`view-${t}`).hidden = t !== name;
     document.getElementById(`tab-${t}`).classList.toggle('active', t === name);
   }
   if (name === 'versions') loadVersions().catch(fail);
   if (name === 'audit') loadAudit().catch(fail);
+  if (name === 'ops') startOps();
 }
 
 async function selectClient(name) {
@@ -517,6 +524,119 @@ async function loadAudit() {
       h('td', {}, e.target),
       h('td', { class: 'muted' }, JSON.stringify(e.detail)),
       h('td', {}, e.reason ?? ''))));
+}
+
+// ---------------------------------------------------------------- ops
+
+function opsView() {
+  return h('main', { id: 'view-ops', class: 'ops', hidden: true },
+    h('h2', {}, 'Backends ', h('span', { class: 'muted' }, 'last 10 s; circle: rate, colour: errors; line: the last minute')),
+    h('div', { id: 'tiles' }),
+    h('h2', {}, 'Endpoints ', h('span', { class: 'muted' }, 'stable and canary side by side')),
+    h('table', { id: 'ops-endpoints' }),
+    h('h2', {}, 'Automatic rollbacks'),
+    h('ul', { id: 'ops-rollbacks' }));
+}
+
+function stopOps() {
+  if (state.ops) {
+    state.ops.abort();
+    state.ops = null;
+  }
+}
+
+/** Reads /ops/stream (server-sent events) with the token in a header: EventSource cannot. */
+async function startOps() {
+  stopOps();
+  const controller = new AbortController();
+  state.ops = controller;
+  try {
+    const r = await fetch('/ops/stream', { headers: { authorization: `Bearer ${state.token}` }, signal: controller.signal });
+    if (!r.ok) throw new ApiError(r.status, await r.text());
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('');
+        if (event.includes('event: snapshot') && data) renderOps(JSON.parse(data));
+      }
+    }
+  } catch (e) {
+    if (e.name !== 'AbortError') fail(e);
+  }
+}
+
+const errorColour = (pct) => (pct >= 50 ? '#dc2626' : pct >= 25 ? '#f97316' : pct >= 10 ? '#facc15' : '#16a34a');
+
+function sparkline(rates) {
+  const max = Math.max(1, ...rates);
+  const step = 140 / Math.max(1, rates.length - 1);
+  const points = rates.map((r, i) => `${(i * step).toFixed(1)},${(40 - (r / max) * 38).toFixed(1)}`).join(' ');
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 140 40');
+  svg.setAttribute('class', 'spark');
+  const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+  line.setAttribute('points', points);
+  svg.append(line);
+  return svg;
+}
+
+async function breaker(name, action) {
+  try {
+    await admin('POST', `/backends/${enc(name)}/breaker`, { action });
+    status(`${name}: breaker ${action === 'trip' ? 'tripped' : 'reset'}`, 'ok');
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function renderOps(s) {
+  const isAdmin = state.me?.kind === 'admin';
+  const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '—');
+  document.getElementById('tiles').replaceChildren(...s.backends.map((b) => {
+    const radius = 6 + Math.min(24, Math.sqrt(b.callsPerSec) * 3);
+    const dot = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    dot.setAttribute('viewBox', '0 0 60 60');
+    dot.setAttribute('class', 'dot');
+    const c = document.createElementNS('http://www.w3.org/2000/svg', 'circle');
+    c.setAttribute('cx', '30');
+    c.setAttribute('cy', '30');
+    c.setAttribute('r', radius.toFixed(1));
+    c.setAttribute('fill', errorColour(b.errorPct));
+    dot.append(c);
+    const refused = b.rejectedPerSec.circuitOpen + b.rejectedPerSec.rateLimited + b.rejectedPerSec.bulkheadFull;
+    return h('div', { id: `tile-${b.name}`, class: `tile breaker-${b.breaker}` },
+      h('div', { class: 'tile-head' }, h('strong', {}, b.name), h('span', { class: 'breaker' }, b.breaker.replace('_', ' '))),
+      h('div', { class: 'tile-body' }, dot,
+        h('div', {},
+          h('div', {}, `${fmt(b.callsPerSec)}/s · ${fmt(b.errorPct)} % errors`),
+          h('div', { class: 'muted' }, `p50 ${fmt(b.p50Ms)} ms · p99 ${fmt(b.p99Ms)} ms`),
+          h('div', { class: 'muted' }, `in flight ${b.inFlight}/${b.bulkhead} · refused ${fmt(refused)}/s`))),
+      sparkline(b.rates),
+      isAdmin && h('div', { class: 'row' },
+        h('button', { class: 'trip', onclick: () => breaker(b.name, 'trip') }, 'Trip'),
+        h('button', { class: 'reset', onclick: () => breaker(b.name, 'reset') }, 'Reset')));
+  }));
+  const byEndpoint = new Map();
+  for (const e of s.endpoints) {
+    const key = `${e.client}/${e.endpoint}`;
+    if (!byEndpoint.has(key)) byEndpoint.set(key, {});
+    byEndpoint.get(key)[e.side] = e;
+  }
+  const side = (e) => (e ? [h('td', {}, `@${e.version}`), h('td', {}, fmt(e.requestsPerSec)), h('td', {}, fmt(e.errorPct)), h('td', {}, fmt(e.p99Ms))] : [h('td', { colspan: 4, class: 'muted' }, '—')]);
+  document.getElementById('ops-endpoints').replaceChildren(
+    h('tr', {}, h('th', {}, 'endpoint'), h('th', { colspan: 4 }, 'stable: version, req/s, error %, p99 ms'), h('th', { colspan: 4 }, 'canary: version, req/s, error %, p99 ms'), h('th', {}, 'guard')),
+    ...[...byEndpoint].map(([key, sides]) => h('tr', {}, h('td', {}, key), ...side(sides.stable), ...side(sides.canary),
+      h('td', {}, sides.canary ? (sides.canary.guarded ? 'on' : 'off') : ''))));
+  document.getElementById('ops-rollbacks').replaceChildren(...(s.rollbacks.length ? s.rollbacks : [null]).map((r) => (r
+    ? h('li', {}, `${new Date(r.atMs).toLocaleTimeString()} ${r.endpoint}: canary ${r.canary} rolled back — ${r.reason}`)
+    : h('li', { class: 'muted' }, 'none on this instance'))));
 }
 
 // ---------------------------------------------------------------- start

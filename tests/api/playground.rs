@@ -1,5 +1,6 @@
 //! The playground: served from the binary with its security headers, and end to end in a real
-//! headless Chromium (`playground/e2e/`, playwright-core driving Debian's `chromium`).
+//! headless Chromium (`playground/e2e/`, playwright-core driving Debian's `chromium`): a team's
+//! author-to-rollback flow, and an admin tripping a breaker from the ops page.
 
 use std::path::Path;
 
@@ -75,6 +76,7 @@ async fn the_playground_end_to_end_in_chromium() {
             .current_dir(repo_path("playground"))
             .env("FACADE_URL", &base)
             .env("FACADE_TOKEN", &token)
+            .env("FACADE_ADMIN_TOKEN", ADMIN)
             .env("CHROMIUM", &chromium);
         if let Some(dir) = shots {
             node.env("PLAYGROUND_SCREENSHOTS", dir);
