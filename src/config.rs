@@ -30,6 +30,9 @@ pub struct Config {
     pub backends: BTreeMap<String, BackendConfig>,
     /// Logging.
     pub log: LogConfig,
+    /// Traces over OpenTelemetry (off unless an endpoint is set here or in
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub telemetry: TelemetryConfig,
     /// Demo mode: starts the demo backends in-process and binds the schema to them.
     pub demo: DemoConfig,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
@@ -184,6 +187,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             backends: BTreeMap::new(),
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
             demo: DemoConfig::default(),
             shutdown_grace_secs: 10,
             admin: AdminConfig::default(),
@@ -321,6 +325,39 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub otlp: OtlpConfig,
+}
+
+/// The OTLP trace exporter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// The collector's base URL, such as `http://127.0.0.1:4318` (traces go to `/v1/traces`).
+    /// Empty: `OTEL_EXPORTER_OTLP_ENDPOINT` if set, else no traces.
+    pub endpoint: String,
+    /// `http/protobuf` or `http/json` (`OTEL_EXPORTER_OTLP_PROTOCOL` when unset here).
+    pub protocol: Option<String>,
+    /// Share of requests traced, 0.0 to 1.0; a request whose `traceparent` is sampled is
+    /// always traced.
+    pub sampling_ratio: f64,
+    /// `service.name` of the spans (`OTEL_SERVICE_NAME` wins; default `facade`).
+    pub service_name: String,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            protocol: None,
+            sampling_ratio: 1.0,
+            service_name: "facade".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

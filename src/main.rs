@@ -414,7 +414,7 @@ async fn serve(
         config.log.format = format;
     }
     config.demo.enabled |= demo;
-    facade::telemetry::init(&config.log);
+    let _traces = facade::telemetry::init(&config.log, &config.telemetry);
     let app = facade::app::App::build(&config).await?;
     if let Some(demo) = app.demo() {
         for b in demo.info() {
@@ -429,7 +429,7 @@ async fn serve(
 }
 
 async fn demo_backends(options: DemoOptions) -> anyhow::Result<()> {
-    facade::telemetry::init(&LogConfig::default());
+    let _ = facade::telemetry::init(&LogConfig::default(), &Default::default());
     let demo = DemoBackends::start(&options).await?;
     for b in demo.info() {
         tracing::info!(backend = b.name, url = %b.base_url, "demo backend listening");

@@ -92,7 +92,7 @@ async fn serve() -> anyhow::Result<()> {
         config.schema_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema");
     }
     config.log.filter = "warn".into();
-    facade::telemetry::init(&config.log);
+    let _traces = facade::telemetry::init(&config.log, &config.telemetry);
     let app = facade::app::App::build(&config).await?;
     println!("facade listening on http://{}", app.local_addr());
     app.run_until(std::future::pending()).await?;

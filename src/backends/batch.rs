@@ -342,7 +342,7 @@ impl Batcher {
                 };
                 let backend = backends.get(req.backend);
                 let keep = req.keep.as_ref().map(|k| &*k.0);
-                let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read, keep);
+                let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read, keep, 0);
                 match FetchLog::record(log.as_ref(), backend, req.method, &req.path, 0, call).await {
                     Ok(v) => Ok(Arc::new(v)),
                     // A single resource that does not exist is a null field, not an error.
@@ -402,7 +402,7 @@ async fn fetch_batch(
         let (path, body) = route.render(chunk);
         // A batch is a read whatever its method: it may be retried.
         let keep = route.keep.as_ref().map(|k| &*k.0);
-        let call = backend.call(route.method, &path, body.as_ref(), deadline, true, keep);
+        let call = backend.call(route.method, &path, body.as_ref(), deadline, true, keep, chunk.len());
         let result =
             FetchLog::record(log, backend, route.method, &path, chunk.len(), call).await.and_then(|json| {
                 match_items(json, route.match_field.as_deref()).map_err(|reason| FetchError::Body {

@@ -211,6 +211,7 @@ impl Backend {
     /// fallback (per field, in the engine) → retry (reads only, within the retry budget, never
     /// while the breaker is open) → circuit breaker → rate limit → bulkhead → per-attempt
     /// timeout (capped by what is left of the request's deadline) → HTTP.
+    #[allow(clippy::too_many_arguments)]
     pub async fn call(
         &self,
         method: Method,
@@ -219,13 +220,21 @@ impl Backend {
         deadline: Instant,
         read: bool,
         keep: Option<&keep::Keep>,
+        keys: usize,
     ) -> Result<Value, FetchError> {
+        // Attribute names after OpenTelemetry's HTTP client conventions, `facade.*` for ours.
         let span = tracing::info_span!(
             "backend fetch",
-            backend = %self.name,
+            otel.kind = "client",
+            facade.backend = %self.name,
             http.request.method = method.as_str(),
             url.path = %shown(path),
+            server.address = %self.base,
+            facade.batch.size = keys as i64,
+            facade.breaker.state = self.breaker.state().as_str(),
             http.response.status_code = tracing::field::Empty,
+            facade.attempts = tracing::field::Empty,
+            facade.outcome = tracing::field::Empty,
             retries = tracing::field::Empty,
         );
         async {
@@ -238,6 +247,9 @@ impl Backend {
                     Ok(_) => "ok",
                     Err(e) => e.code().as_str(),
                 };
+                let span = tracing::Span::current();
+                span.record("facade.outcome", outcome);
+                span.record("facade.attempts", i64::from(attempt) + 1);
                 metrics::counter!(m::BACKEND_CALLS, "backend" => self.name.to_string(), "outcome" => outcome.to_ascii_lowercase())
                     .increment(1);
                 match result {
@@ -353,6 +365,11 @@ impl Backend {
         if let Some(body) = body {
             request = request.json(body);
         }
+        if crate::telemetry::otel::enabled() {
+            let mut headers = reqwest::header::HeaderMap::new();
+            crate::telemetry::otel::inject(&mut headers);
+            request = request.headers(headers);
+        }
         let backend = &self.name;
         // Devices see the backend's name and path, never its internal URL (the log has it).
         let connect = |e: reqwest::Error| {
@@ -362,7 +379,7 @@ impl Backend {
         };
         let response = request.send().await.map_err(connect)?;
         let status = response.status();
-        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS
             && let Some(wait) = retry_after(&response)
         {

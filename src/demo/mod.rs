@@ -78,6 +78,8 @@ pub struct BackendState {
     fail_next: std::sync::atomic::AtomicU32,
     /// What mutations wrote, on top of the seeded data (which never changes).
     pub(crate) writes: std::sync::Mutex<Writes>,
+    /// The W3C `traceparent` of the last request that carried one (trace propagation shows).
+    pub(crate) last_traceparent: std::sync::Mutex<Option<String>>,
 }
 
 /// Most entries each kind of demo write keeps; a write beyond it is refused (507).
@@ -104,6 +106,7 @@ impl BackendState {
             fail_next: std::sync::atomic::AtomicU32::new(faults.fail_next),
             faults: watch::Sender::new(faults),
             writes: std::sync::Mutex::new(Writes::default()),
+            last_traceparent: std::sync::Mutex::new(None),
         }
     }
 
@@ -135,6 +138,8 @@ pub struct BackendInfo {
     pub base_url: String,
     pub requests: u64,
     pub faults: Faults,
+    /// The `traceparent` of the last request that carried one.
+    pub last_traceparent: Option<String>,
 }
 
 /// The running demo backends. Dropping it stops them.
@@ -217,6 +222,11 @@ impl DemoBackends {
                 base_url: format!("http://{addr}"),
                 requests: s.requests(),
                 faults: s.faults(),
+                last_traceparent: s
+                    .last_traceparent
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone(),
             })
             .collect()
     }

@@ -58,6 +58,10 @@ pub(super) fn router(state: Arc<BackendState>) -> Router {
 /// Counts the request, then applies the backend's current faults before the handler runs.
 async fn faults_layer(State(state): St, request: Request, next: Next) -> Response {
     let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(tp) = request.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
+        *state.last_traceparent.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(tp.to_owned());
+    }
     let mut faults = state.faults.subscribe();
     if faults.borrow().hang {
         // Hangs until the knob is turned off (or the client gives up and drops the request).

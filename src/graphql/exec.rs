@@ -220,11 +220,28 @@ fn arguments(step: &Step, variables: &Map<String, Value>) -> Args {
 
 /// Runs one step for its parents: (step, results by parent address).
 async fn run_step(step: &Step, id: usize, parents: Vec<ParentRef>, ctx: &Context<'_>) -> (usize, Done) {
-    let args = arguments(step, ctx.variables);
-    let results = match &step.kind {
-        StepKind::Http(http) => http_step(step, http, &args, &parents, ctx).await,
-        StepKind::Js(function) => js_step(step, function, &args, &parents, ctx).await,
+    use tracing::Instrument;
+    // A span per step when traces are on; nothing at all when they are off.
+    let span = if crate::telemetry::otel::enabled() {
+        tracing::info_span!(
+            "fetch step",
+            facade.step = id as i64,
+            facade.field = %step.path_name,
+            facade.kind = match step.kind { StepKind::Http(_) => "http", StepKind::Js(_) => "js" },
+            facade.parents = parents.len() as i64,
+        )
+    } else {
+        tracing::Span::none()
     };
+    let args = arguments(step, ctx.variables);
+    let results = async {
+        match &step.kind {
+            StepKind::Http(http) => http_step(step, http, &args, &parents, ctx).await,
+            StepKind::Js(function) => js_step(step, function, &args, &parents, ctx).await,
+        }
+    }
+    .instrument(span)
+    .await;
     (id, results)
 }
 

@@ -618,6 +618,23 @@ impl Engine {
         variables: Map<String, Value>,
         fetch_log: Option<crate::backends::FetchLog>,
     ) -> Outcome {
+        use tracing::Instrument;
+        if !crate::telemetry::otel::enabled() {
+            return self.run_inner(op, variables, fetch_log).await;
+        }
+        let span = tracing::info_span!(
+            "graphql execute",
+            graphql.operation.name = op.operation_name.as_deref().unwrap_or(""),
+        );
+        self.run_inner(op, variables, fetch_log).instrument(span).await
+    }
+
+    async fn run_inner(
+        &self,
+        op: &plan::Operation,
+        variables: Map<String, Value>,
+        fetch_log: Option<crate::backends::FetchLog>,
+    ) -> Outcome {
         let coerced = match exec::coerce_variables(op.definition(), &self.model, &variables) {
             Ok(v) => v,
             Err(problems) => {
@@ -709,11 +726,7 @@ impl Engine {
         self.run(&prepared.operation, variables, fetch_log).await
     }
 
-    #[tracing::instrument(name = "graphql execute", skip_all, fields(graphql.operation.name))]
     pub async fn execute(&self, parsed: Parsed) -> Outcome {
-        if let Some(name) = &parsed.request.operation_name {
-            tracing::Span::current().record("graphql.operation.name", name.as_str());
-        }
         match self.operation_of(&parsed).await {
             Err(outcome) => outcome,
             Ok(op) => {

@@ -36,7 +36,10 @@ pub async fn requested(state: &AppState, headers: &HeaderMap) -> Option<DebugTra
     if !super::auth::has_valid_token(state, headers).await {
         return None;
     }
-    Some(DebugTrace { trace_id: trace_id(headers), log: FetchLog::default() })
+    // With traces on, the ID of this request's trace (which a collector has); otherwise the
+    // caller's or a new one.
+    let id = crate::telemetry::otel::current_trace_id().unwrap_or_else(|| trace_id(headers));
+    Some(DebugTrace { trace_id: id, log: FetchLog::default() })
 }
 
 /// The trace ID of a W3C `traceparent` the caller sent, else a new random one.

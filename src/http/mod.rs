@@ -80,5 +80,29 @@ pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Rout
             .route("/demo/backends", get(demo::list))
             .route("/demo/backends/{name}/faults", post(demo::set_faults));
     }
-    router.layer(DefaultBodyLimit::max(body_limit)).layer(TraceLayer::new_for_http()).with_state(state)
+    let trace = TraceLayer::new_for_http().make_span_with(request_span).on_response(
+        |response: &axum::http::Response<_>, _latency: std::time::Duration, span: &tracing::Span| {
+            span.record("http.response.status_code", i64::from(response.status().as_u16()));
+        },
+    );
+    router.layer(DefaultBodyLimit::max(body_limit)).layer(trace).with_state(state)
+}
+
+/// The span of one request: with traces on, an OpenTelemetry server span that continues the
+/// caller's `traceparent`; otherwise tower-http's debug-level span for the logs.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    use tower_http::trace::MakeSpan;
+    if !crate::telemetry::otel::enabled() {
+        return tower_http::trace::DefaultMakeSpan::new().make_span(request);
+    }
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.kind = "server",
+        otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::otel::adopt(&span, request.headers());
+    span
 }

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Runtime};
@@ -150,6 +151,19 @@ impl ScriptPool {
     }
 
     async fn submit(&self, script: Script, work: Work) -> Result<Vec<String>, ScriptError> {
+        // A span per script call when traces are on (the call runs on a script thread; the
+        // span covers the trip there and back).
+        let span = if crate::telemetry::otel::enabled() {
+            tracing::info_span!("script call", facade.script = %script.name, facade.outcome = tracing::field::Empty)
+        } else {
+            tracing::Span::none()
+        };
+        let result = self.submit_in(script, work).instrument(span.clone()).await;
+        span.record("facade.outcome", result.as_ref().map_or_else(ScriptError::kind, |_| "ok"));
+        result
+    }
+
+    async fn submit_in(&self, script: Script, work: Work) -> Result<Vec<String>, ScriptError> {
         let (reply, answer) = oneshot::channel();
         let name = script.name.clone();
         match self.tx.try_send(Job { script, work, reply }) {

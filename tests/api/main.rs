@@ -18,3 +18,4 @@ mod playground;
 mod resilience;
 mod schema_check;
 mod scripts;
+mod traces;

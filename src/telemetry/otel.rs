@@ -1,0 +1,153 @@
+//! OpenTelemetry traces over OTLP/HTTP: the `tracing` spans of the `facade` crate become
+//! OpenTelemetry spans (tracing-opentelemetry), batched by the SDK on its own thread and sent
+//! with a blocking client there, so a slow or dead collector never holds a request (the batch
+//! queue is bounded; spans beyond it are dropped). W3C `traceparent` is read from devices
+//! (`http/`) and sent to backends (`backends/`). Off unless an endpoint is configured.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::Subscriber;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::OtlpConfig;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether traces are exported (then contexts are propagated; otherwise nothing is done).
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Flushes and stops the exporter when dropped (at shutdown).
+pub struct Guard {
+    provider: SdkTracerProvider,
+    pub endpoint: String,
+    pub ratio: f64,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// The OTel layer and its guard, if traces are configured; `Err` names the bad setting.
+#[allow(clippy::type_complexity)]
+pub fn pipeline<S>(config: &OtlpConfig) -> Result<Option<(Box<dyn Layer<S> + Send + Sync>, Guard)>, String>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    let from_env = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()));
+    let endpoint = match (config.endpoint.trim(), from_env) {
+        ("", None) => return Ok(None),
+        ("", Some(env)) => env,
+        (url, _) => {
+            let url = url.trim_end_matches('/');
+            if url.ends_with("/v1/traces") { url.to_owned() } else { format!("{url}/v1/traces") }
+        }
+    };
+    if !(0.0..=1.0).contains(&config.sampling_ratio) {
+        return Err(format!(
+            "[telemetry.otlp] sampling_ratio must be 0.0 to 1.0, got {}",
+            config.sampling_ratio
+        ));
+    }
+    let mut exporter =
+        opentelemetry_otlp::SpanExporter::builder().with_http().with_timeout(Duration::from_secs(5));
+    match config.protocol.as_deref() {
+        None => {}
+        Some("http/protobuf") => exporter = exporter.with_protocol(Protocol::HttpBinary),
+        Some("http/json") => exporter = exporter.with_protocol(Protocol::HttpJson),
+        Some(other) => {
+            return Err(format!(
+                "[telemetry.otlp] protocol must be http/protobuf or http/json, got {other:?}"
+            ));
+        }
+    }
+    if !config.endpoint.trim().is_empty() {
+        exporter = exporter.with_endpoint(endpoint.clone());
+    }
+    let exporter = exporter.build().map_err(|e| format!("the OTLP exporter: {e}"))?;
+    // OTEL_SERVICE_NAME (read by the default resource) wins over the config's name.
+    let resource = if std::env::var_os("OTEL_SERVICE_NAME").is_some() {
+        opentelemetry_sdk::Resource::builder().build()
+    } else {
+        opentelemetry_sdk::Resource::builder().with_service_name(config.service_name.clone()).build()
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sampling_ratio))))
+        .with_resource(resource)
+        .build();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let tracer = provider.tracer("facade");
+    // Facade's own spans only (not every dependency's), whatever the log level.
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(Targets::new().with_target("facade", tracing::Level::INFO))
+        .boxed();
+    ENABLED.store(true, Ordering::Relaxed);
+    Ok(Some((layer, Guard { provider, endpoint, ratio: config.sampling_ratio })))
+}
+
+/// Puts the current span's context in outgoing headers (`traceparent`), when traces are on.
+pub fn inject(headers: &mut reqwest::header::HeaderMap) {
+    if !enabled() {
+        return;
+    }
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    struct Injector<'a>(&'a mut reqwest::header::HeaderMap);
+    impl opentelemetry::propagation::Injector for Injector<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(k), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(key.as_bytes()),
+                reqwest::header::HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(k, v);
+            }
+        }
+    }
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut Injector(headers)));
+}
+
+/// Makes `span` a child of the caller's `traceparent`, when traces are on and it sent one.
+pub fn adopt(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    if !enabled() || !headers.contains_key("traceparent") {
+        return;
+    }
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    struct Extractor<'a>(&'a axum::http::HeaderMap);
+    impl opentelemetry::propagation::Extractor for Extractor<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(|k| k.as_str()).collect()
+        }
+    }
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Extractor(headers)));
+    let _ = span.set_parent(cx);
+}
+
+/// The trace ID of the current span, when traces are on and it is sampled.
+pub fn current_trace_id() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    let id = cx.span().span_context().trace_id();
+    (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
+}
