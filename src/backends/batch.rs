@@ -295,13 +295,13 @@ impl Batcher {
         let route = route.clone();
         let deadline = self.deadline;
         let log = self.log.clone();
-        runtime.spawn(
+        runtime.spawn(crate::telemetry::otel::carry(
             async move {
                 let outcome = fetch_batch(&backends, &route, group.keys, deadline, log.as_ref()).await;
                 let _ = group.tx.send(Arc::new(outcome));
             }
             .in_current_span(),
-        );
+        ));
     }
 
     /// Fetches one request, once per GraphQL request however often it is asked for.
@@ -334,7 +334,7 @@ impl Batcher {
         let req = request.clone();
         let deadline = self.deadline;
         let log = self.log.clone();
-        let task = tokio::spawn(
+        let task = tokio::spawn(crate::telemetry::otel::carry(
             async move {
                 let body = match req.body.as_deref().map(serde_json::from_str::<Value>) {
                     Some(Ok(v)) => Some(v),
@@ -351,7 +351,7 @@ impl Batcher {
                 }
             }
             .in_current_span(),
-        );
+        ));
         let backend: Arc<str> = Arc::from(self.backends.get(request.backend).name());
         task.map(move |r| r.unwrap_or_else(|_| Err(FetchError::Cancelled { backend }))).boxed().shared()
     }

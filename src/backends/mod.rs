@@ -223,7 +223,12 @@ impl Backend {
         keys: usize,
     ) -> Result<Value, FetchError> {
         // Attribute names after OpenTelemetry's HTTP client conventions, `facade.*` for ours.
-        let span = tracing::info_span!(
+        // With traces on, only a traced request's calls get a span (an untraced one would
+        // start a trace of its own).
+        let span = if crate::telemetry::otel::enabled() && !crate::telemetry::otel::traced() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
             "backend fetch",
             otel.kind = "client",
             facade.backend = %self.name,
@@ -236,7 +241,8 @@ impl Backend {
             facade.attempts = tracing::field::Empty,
             facade.outcome = tracing::field::Empty,
             retries = tracing::field::Empty,
-        );
+            )
+        };
         async {
             let policy = self.policy.load_full();
             policy.budget.record_request();
@@ -365,7 +371,7 @@ impl Backend {
         if let Some(body) = body {
             request = request.json(body);
         }
-        if crate::telemetry::otel::enabled() {
+        if crate::telemetry::otel::traced() {
             let mut headers = reqwest::header::HeaderMap::new();
             crate::telemetry::otel::inject(&mut headers);
             request = request.headers(headers);

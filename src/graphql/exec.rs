@@ -222,7 +222,7 @@ fn arguments(step: &Step, variables: &Map<String, Value>) -> Args {
 async fn run_step(step: &Step, id: usize, parents: Vec<ParentRef>, ctx: &Context<'_>) -> (usize, Done) {
     use tracing::Instrument;
     // A span per step when traces are on; nothing at all when they are off.
-    let span = if crate::telemetry::otel::enabled() {
+    let span = if crate::telemetry::otel::traced() {
         tracing::info_span!(
             "fetch step",
             facade.step = id as i64,

@@ -619,7 +619,7 @@ impl Engine {
         fetch_log: Option<crate::backends::FetchLog>,
     ) -> Outcome {
         use tracing::Instrument;
-        if !crate::telemetry::otel::enabled() {
+        if !crate::telemetry::otel::traced() {
             return self.run_inner(op, variables, fetch_log).await;
         }
         let span = tracing::info_span!(

@@ -85,14 +85,32 @@ pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Rout
             span.record("http.response.status_code", i64::from(response.status().as_u16()));
         },
     );
-    router.layer(DefaultBodyLimit::max(body_limit)).layer(trace).with_state(state)
+    router
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(trace)
+        .layer(axum::middleware::from_fn(sampling))
+        .with_state(state)
+}
+
+/// Whether this request is traced: decided once, before its span is made, and kept for
+/// everything that runs on its behalf.
+#[derive(Clone, Copy)]
+struct Traced(bool);
+
+async fn sampling(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let traced = crate::telemetry::otel::decide(request.headers());
+    request.extensions_mut().insert(Traced(traced));
+    crate::telemetry::otel::scope(traced, next.run(request)).await
 }
 
 /// The span of one request: with traces on, an OpenTelemetry server span that continues the
 /// caller's `traceparent`; otherwise tower-http's debug-level span for the logs.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     use tower_http::trace::MakeSpan;
-    if !crate::telemetry::otel::enabled() {
+    if !request.extensions().get::<Traced>().is_some_and(|t| t.0) {
         return tower_http::trace::DefaultMakeSpan::new().make_span(request);
     }
     let span = tracing::info_span!(

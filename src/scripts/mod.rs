@@ -153,7 +153,7 @@ impl ScriptPool {
     async fn submit(&self, script: Script, work: Work) -> Result<Vec<String>, ScriptError> {
         // A span per script call when traces are on (the call runs on a script thread; the
         // span covers the trip there and back).
-        let span = if crate::telemetry::otel::enabled() {
+        let span = if crate::telemetry::otel::traced() {
             tracing::info_span!("script call", facade.script = %script.name, facade.outcome = tracing::field::Empty)
         } else {
             tracing::Span::none()

@@ -18,10 +18,51 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::config::OtlpConfig;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// The sampling ratio's bits (an `f64`).
+static RATIO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Whether traces are exported (then contexts are propagated; otherwise nothing is done).
+tokio::task_local! {
+    /// Whether the request this task serves is traced (decided once, at its start).
+    static TRACED: bool;
+}
+
+/// Whether traces are exported at all.
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether the current request is traced: its spans are made only then, so a request left
+/// out by sampling costs what it costs with traces off.
+pub fn traced() -> bool {
+    enabled() && TRACED.try_with(|t| *t).unwrap_or(false)
+}
+
+/// The sampling decision for a request: a caller's `traceparent` decides by its sampled flag;
+/// otherwise the configured ratio.
+pub fn decide(headers: &axum::http::HeaderMap) -> bool {
+    if !enabled() {
+        return false;
+    }
+    if let Some(flags) = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit('-').next())
+        .and_then(|f| u8::from_str_radix(f, 16).ok())
+    {
+        return flags & 1 == 1;
+    }
+    let ratio = f64::from_bits(RATIO.load(Ordering::Relaxed));
+    ratio >= 1.0 || fastrand::f64() < ratio
+}
+
+/// Runs `f` with the request's sampling decision.
+pub async fn scope<F: std::future::Future>(traced: bool, f: F) -> F::Output {
+    TRACED.scope(traced, f).await
+}
+
+/// `f` with the current task's sampling decision, for a task spawned on its behalf.
+pub fn carry<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
+    TRACED.scope(TRACED.try_with(|t| *t).unwrap_or(false), f)
 }
 
 /// Flushes and stops the exporter when dropped (at shutdown).
@@ -84,7 +125,9 @@ where
     };
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sampling_ratio))))
+        // Sampling is decided per request before any span is made (`decide`): a span that
+        // exists is one to export.
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .with_resource(resource)
         .build();
     opentelemetry::global::set_text_map_propagator(
@@ -96,13 +139,14 @@ where
         .with_tracer(tracer)
         .with_filter(Targets::new().with_target("facade", tracing::Level::INFO))
         .boxed();
+    RATIO.store(config.sampling_ratio.to_bits(), Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
     Ok(Some((layer, Guard { provider, endpoint, ratio: config.sampling_ratio })))
 }
 
 /// Puts the current span's context in outgoing headers (`traceparent`), when traces are on.
 pub fn inject(headers: &mut reqwest::header::HeaderMap) {
-    if !enabled() {
+    if !traced() {
         return;
     }
     use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -142,7 +186,7 @@ pub fn adopt(span: &tracing::Span, headers: &axum::http::HeaderMap) {
 
 /// The trace ID of the current span, when traces are on and it is sampled.
 pub fn current_trace_id() -> Option<String> {
-    if !enabled() {
+    if !traced() {
         return None;
     }
     use opentelemetry::trace::TraceContextExt;
