@@ -103,8 +103,14 @@ where
     }
     let mut exporter =
         opentelemetry_otlp::SpanExporter::builder().with_http().with_timeout(Duration::from_secs(5));
+    let env_protocol = ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
     match config.protocol.as_deref() {
-        None => {}
+        // Protobuf unless the environment says otherwise (with both encodings built in, the
+        // library's own default would be JSON, several times dearer to encode).
+        None if env_protocol => {}
+        None => exporter = exporter.with_protocol(Protocol::HttpBinary),
         Some("http/protobuf") => exporter = exporter.with_protocol(Protocol::HttpBinary),
         Some("http/json") => exporter = exporter.with_protocol(Protocol::HttpJson),
         Some(other) => {
@@ -135,8 +141,16 @@ where
     );
     let tracer = provider.tracer("facade");
     // Facade's own spans only (not every dependency's), whatever the log level.
+    // Only the attributes we name: no source location, thread or target per span, and no
+    // busy/idle timing (a clock read at every poll of every span).
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        // Contexts are read from the tracing span (`OpenTelemetrySpanExt`), not the active one.
+        .with_context_activation(false)
         .with_filter(Targets::new().with_target("facade", tracing::Level::INFO))
         .boxed();
     RATIO.store(config.sampling_ratio.to_bits(), Ordering::Relaxed);
