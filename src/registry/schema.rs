@@ -292,7 +292,7 @@ impl Registry {
                 if hash == running {
                     attempt.result = Outcome::Unchanged;
                     // A publish of the running schema still records it in the registry.
-                    if let Err(e) = before_swap_unchanged(self, request, stored).await {
+                    if let Err(e) = record_unchanged_publish(self, request).await {
                         attempt.result = Outcome::Refused;
                         attempt.reasons = vec![format!("registry: {e}")];
                     }
@@ -455,11 +455,7 @@ fn stored_files(files: &[(String, String)]) -> Vec<SchemaFile> {
 
 /// A publish of the schema already running: stored (and activated) all the same, so the
 /// registry says what runs.
-async fn before_swap_unchanged(
-    registry: &Registry,
-    request: &Request<'_>,
-    _stored: Option<i64>,
-) -> Result<(), StoreError> {
+async fn record_unchanged_publish(registry: &Registry, request: &Request<'_>) -> Result<(), StoreError> {
     if request.trigger != "publish" {
         return Ok(());
     }
