@@ -65,7 +65,7 @@ pub fn snapshot(state: &AppState, who: &Principal) -> Value {
         .into_iter()
         .filter(|(c, ..)| visible(c))
         .map(|(client, endpoint, side, v)| {
-            let s = registry.calls().window(client, endpoint, v.version).summary(SECS);
+            let s = registry.calls().of(client, endpoint, v.version).minute.summary(SECS);
             let guard = snap.guarded(client, endpoint);
             json!({
                 "client": client,

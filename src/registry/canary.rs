@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::Registry;
 use super::model::{RolloutChange, RolloutError};
 use super::store::StoreError;
-use crate::telemetry::window::{Summary, Window};
+use crate::telemetry::window::{Hour, Summary, Window};
 
 /// When a canary is rolled back. Defaults on; set per rollout in `PUT …/rollout` (`guard`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -144,11 +144,18 @@ pub fn judge(guard: &Guard, stable: &Summary, canary: &Summary) -> Verdict {
     Verdict::Healthy
 }
 
-/// The last minute of device calls per endpoint version, and when each endpoint was last
-/// judged. Bounded: versions no longer live are dropped at every snapshot rebuild.
+/// One endpoint version's device calls: the last minute by second, the last hour by minute.
+#[derive(Default)]
+pub struct VersionCalls {
+    pub minute: Window,
+    pub hour: Hour,
+}
+
+/// Device calls per endpoint version, and when each endpoint was last judged. Bounded:
+/// versions no longer live are dropped at every snapshot rebuild.
 #[derive(Default)]
 pub struct Calls {
-    windows: Mutex<HashMap<(String, String, i64), Arc<Window>>>,
+    windows: Mutex<HashMap<(String, String, i64), Arc<VersionCalls>>>,
     judged: Mutex<HashMap<(String, String), Instant>>,
     /// Automatic rollbacks this instance made, newest last (at most 20), for the ops stream.
     recent: Mutex<std::collections::VecDeque<Value>>,
@@ -158,9 +165,16 @@ pub struct Calls {
 const JUDGE_EVERY: Duration = Duration::from_millis(500);
 
 impl Calls {
-    pub fn window(&self, client: &str, endpoint: &str, version: i64) -> Arc<Window> {
+    /// A version's calls (made empty on first use).
+    pub fn of(&self, client: &str, endpoint: &str, version: i64) -> Arc<VersionCalls> {
         let mut map = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry((client.to_owned(), endpoint.to_owned(), version)).or_default().clone()
+    }
+
+    /// A version's calls in the last hour (0 for one never called).
+    pub fn last_hour(&self, client: &str, endpoint: &str, version: i64) -> u64 {
+        let map = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&(client.to_owned(), endpoint.to_owned(), version)).map_or(0, |c| c.hour.total())
     }
 
     pub(super) fn keep_only(&self, snapshot: &super::Snapshot) {
@@ -205,16 +219,17 @@ impl Registry {
         latency: Duration,
         error: bool,
     ) {
-        self.traffic.count(client, endpoint, version);
-        self.calls.window(client, endpoint, version).record(latency, error);
+        let calls = self.calls.of(client, endpoint, version);
+        calls.minute.record(latency, error);
+        calls.hour.count();
         let snapshot = self.snapshot();
         let Some((guard, stable, canary)) = snapshot.guarded(client, endpoint) else { return };
         if !guard.enabled || !self.calls.due(client, endpoint) {
             return;
         }
         let secs = guard.window_secs as usize;
-        let s = self.calls.window(client, endpoint, stable).recent(secs);
-        let c = self.calls.window(client, endpoint, canary).recent(secs);
+        let s = self.calls.of(client, endpoint, stable).minute.recent(secs);
+        let c = self.calls.of(client, endpoint, canary).minute.recent(secs);
         if let Verdict::RollBack(why) = judge(&guard, &s, &c) {
             let registry = self.clone();
             let (client, endpoint) = (client.to_owned(), endpoint.to_owned());

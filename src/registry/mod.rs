@@ -165,9 +165,8 @@ pub struct Registry {
     rebuild: tokio::sync::Mutex<()>,
     /// Where the schema comes from, what runs, and the last reload attempt.
     schema: schema::SchemaState,
-    /// Device calls per live version over the last hour (schema usage).
-    traffic: schema::Traffic,
-    /// Device calls per live version over the last minute (ops stream, canary guard).
+    /// Device calls per live version: the last minute (ops stream, canary guard) and the
+    /// last hour (schema usage).
     calls: canary::Calls,
     /// A SQLite registry's file and its identity when opened, so readiness can tell that the
     /// file was deleted or replaced under the open pool.
@@ -227,7 +226,6 @@ impl Registry {
             snapshot: ArcSwap::from_pointee(empty),
             rebuild: tokio::sync::Mutex::new(()),
             schema: schema::SchemaState::new(settings),
-            traffic: schema::Traffic::default(),
             calls: canary::Calls::default(),
             sqlite_file,
             compiled: std::sync::atomic::AtomicU64::new(0),
@@ -301,7 +299,6 @@ impl Registry {
         let previous = self.snapshot();
         let (snapshot, _) = self.build(engine, loaded, &previous).await;
         tracing::debug!(generation = snapshot.generation, "registry snapshot loaded");
-        self.traffic.keep_only(&snapshot);
         self.calls.keep_only(&snapshot);
         self.snapshot.store(Arc::new(snapshot));
         Ok(())

@@ -6,7 +6,7 @@
 //! changes nothing. With `schema.source = "registry"` the schema is a registry version that
 //! every instance switches to (the registry's notify path).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -128,61 +128,6 @@ impl SchemaState {
     }
 }
 
-/// Device calls per endpoint version, per minute over the last hour. Bounded: only versions
-/// live in the current snapshot are kept.
-#[derive(Default)]
-pub struct Traffic {
-    minutes: Mutex<HashMap<(String, String, i64), Ring>>,
-}
-
-/// Counts for the last 60 minutes, by minute.
-#[derive(Clone, Copy)]
-struct Ring {
-    counts: [u32; 60],
-    /// The minute (since the epoch) of the newest slot.
-    newest: i64,
-}
-
-impl Ring {
-    fn advance(&mut self, minute: i64) {
-        let gap = (minute - self.newest).clamp(0, 60);
-        for m in 1..=gap {
-            self.counts[((self.newest + m).rem_euclid(60)) as usize] = 0;
-        }
-        self.newest = self.newest.max(minute);
-    }
-}
-
-impl Traffic {
-    pub fn count(&self, client: &str, endpoint: &str, version: i64) {
-        let minute = now_ms() / 60_000;
-        let mut map = self.minutes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let ring = map
-            .entry((client.to_owned(), endpoint.to_owned(), version))
-            .or_insert(Ring { counts: [0; 60], newest: minute });
-        ring.advance(minute);
-        let slot = &mut ring.counts[minute.rem_euclid(60) as usize];
-        *slot = slot.saturating_add(1);
-    }
-
-    /// Calls in the last hour.
-    pub fn last_hour(&self, client: &str, endpoint: &str, version: i64) -> u64 {
-        let minute = now_ms() / 60_000;
-        let mut map = self.minutes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get_mut(&(client.to_owned(), endpoint.to_owned(), version)).map_or(0, |ring| {
-            ring.advance(minute);
-            ring.counts.iter().map(|&c| u64::from(c)).sum()
-        })
-    }
-
-    pub(super) fn keep_only(&self, snapshot: &super::Snapshot) {
-        let live: BTreeSet<(&str, &str, i64)> =
-            snapshot.live_versions().into_iter().map(|(c, e, _, v)| (c, e, v.version)).collect();
-        let mut map = self.minutes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.retain(|(c, e, v), _| live.contains(&(c.as_str(), e.as_str(), *v)));
-    }
-}
-
 /// A schema that does not load, as reasons.
 fn load_reasons(e: &EngineError) -> Vec<String> {
     match e {
@@ -211,10 +156,6 @@ pub struct Request<'a> {
 impl Registry {
     pub fn schema_source(&self) -> Source {
         self.schema.settings.source
-    }
-
-    pub fn traffic(&self) -> &Traffic {
-        &self.traffic
     }
 
     /// The running schema and the last attempt to change it (`GET /admin/v1/schema`).
@@ -326,7 +267,6 @@ impl Registry {
         // Status and audit first: whoever sees the new schema serve also sees them.
         self.settle(request, &running, &attempt).await;
         if let Some(snapshot) = swap_in {
-            self.traffic.keep_only(&snapshot);
             self.calls.keep_only(&snapshot);
             self.snapshot.store(Arc::new(snapshot));
         }
@@ -480,7 +420,7 @@ pub fn usage_report(registry: &Registry, visible: impl Fn(&str) -> bool) -> Valu
         if !visible(client) {
             continue;
         }
-        let calls = registry.traffic.last_hour(client, endpoint, live.version);
+        let calls = registry.calls.last_hour(client, endpoint, live.version);
         let target = format!("{client}/{endpoint}@{}", live.version);
         let used = live.prepared.usage(model);
         versions

@@ -142,6 +142,50 @@ impl Window {
     }
 }
 
+/// Calls over the last hour, by minute (schema usage).
+pub struct Hour {
+    /// Counts by minute, and the minute (since the epoch) of the newest slot.
+    ring: Mutex<([u32; 60], i64)>,
+}
+
+impl Default for Hour {
+    fn default() -> Self {
+        Self { ring: Mutex::new(([0; 60], Self::minute())) }
+    }
+}
+
+impl Hour {
+    fn minute() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64 / 60)
+    }
+
+    /// Empties the slots of the minutes between the newest and `minute`.
+    fn advance(ring: &mut ([u32; 60], i64), minute: i64) {
+        let gap = (minute - ring.1).clamp(0, 60);
+        for m in 1..=gap {
+            ring.0[((ring.1 + m).rem_euclid(60)) as usize] = 0;
+        }
+        ring.1 = ring.1.max(minute);
+    }
+
+    pub fn count(&self) {
+        let minute = Self::minute();
+        let mut ring = self.ring.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::advance(&mut ring, minute);
+        let slot = &mut ring.0[minute.rem_euclid(60) as usize];
+        *slot = slot.saturating_add(1);
+    }
+
+    /// Calls in the last hour.
+    pub fn total(&self) -> u64 {
+        let mut ring = self.ring.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::advance(&mut ring, Self::minute());
+        ring.0.iter().map(|&c| u64::from(c)).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +210,17 @@ mod tests {
         // A slot reused a minute later starts empty.
         w.record_at(70, Duration::from_millis(1), false);
         assert_eq!(w.summary_at(71, 1).calls, 1);
+    }
+
+    #[test]
+    fn an_hour_counts_calls_and_forgets_old_minutes() {
+        let hour = Hour::default();
+        hour.count();
+        hour.count();
+        assert_eq!(hour.total(), 2);
+        // An hour later (the newest minute moved back by the test) nothing is left.
+        hour.ring.lock().unwrap().1 -= 61;
+        assert_eq!(hour.total(), 0);
     }
 
     #[test]
