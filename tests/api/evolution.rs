@@ -440,38 +440,9 @@ async fn the_cli_diffs_two_folders_against_the_registrys_live_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_schema_folder_of_a_running_server() {
-    use std::io::BufRead;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (dir, file) = schema_copy();
-    let db = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_facade"))
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--schema", dir.path().to_str().unwrap()])
-        .env("FACADE_DATABASE__URL", format!("sqlite://{}", db.path().join("r.db").display()))
-        .env("FACADE_SCHEMA__WATCH", "false")
-        .current_dir(repo_path("."))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    /// Stops the server however the test ends.
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let pid = child.id().to_string();
-    let _stop = Stop(child);
-    let base = tokio::task::spawn_blocking(move || {
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        lines
-            .find_map(|l| l.ok()?.strip_prefix("facade listening on ").map(str::to_owned))
-            .expect("listening line")
-    })
-    .await
-    .unwrap();
+    let server = crate::helpers::ServerProcess::start(&["--schema", dir.path().to_str().unwrap()], &[]).await;
+    let (base, pid) = (server.base.clone(), server.pid().to_string());
     let client = reqwest::Client::new();
     let ask = || async {
         let r: Value = client

@@ -102,3 +102,60 @@ impl TestApp {
         response.json().await.unwrap()
     }
 }
+
+/// `facade serve --demo` as a real process (the binary, its signals, its own tracing setup) on
+/// 127.0.0.1:0 with a SQLite file of its own and the schema watch off; killed when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub base: String,
+    _db: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts it with `args` after `serve --demo --listen 127.0.0.1:0` and `env` (the
+    /// OpenTelemetry variables of the test's own environment are not passed on), and waits
+    /// for the line that says where it listens.
+    pub async fn start(args: &[&str], env: &[(&str, String)]) -> Self {
+        use std::io::BufRead;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let db = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_facade"));
+        command
+            .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(repo_path("."))
+            .env("FACADE_DATABASE__URL", format!("sqlite://{}", db.path().join("r.db").display()))
+            .env("FACADE_SCHEMA__WATCH", "false")
+            .env("FACADE_LOG__FILTER", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for k in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME"] {
+            command.env_remove(k);
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let base = tokio::task::spawn_blocking(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .find_map(|l| l.ok()?.strip_prefix("facade listening on ").map(str::to_owned))
+                .expect("the server says where it listens")
+        })
+        .await
+        .unwrap();
+        Self { child, base, _db: db }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,58 +4,17 @@
 //! never answers costs requests nothing.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::helpers::{home_query, repo_path};
+use crate::helpers::{ServerProcess, home_query};
 
-/// A `facade serve --demo` child process, killed when dropped.
-struct Server {
-    child: std::process::Child,
-    base: String,
-    _db: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(env: &[(&str, String)]) -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let db = tempfile::tempdir().unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_facade"));
-    command
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-        .current_dir(repo_path("."))
-        .env("FACADE_DATABASE__URL", format!("sqlite://{}", db.path().join("r.db").display()))
-        .env("FACADE_SCHEMA__WATCH", "false")
-        .env("FACADE_LOG__FILTER", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    for k in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME"] {
-        command.env_remove(k);
-    }
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .find_map(|l| l.ok()?.strip_prefix("facade listening on ").map(str::to_owned))
-            .expect("the server says where it listens")
-    })
-    .await
-    .unwrap();
-    Server { child, base, _db: db }
+/// `facade serve --demo` in a process of its own, with `env` (traces off unless it says so).
+async fn serve(env: &[(&str, String)]) -> ServerProcess {
+    ServerProcess::start(&[], env).await
 }
 
 /// An OTLP/HTTP collector (JSON): every span it received.
