@@ -642,10 +642,22 @@ impl Store {
     ) -> Result<Rollout, StoreError> {
         let now = now_ms();
         let target = format!("{client}/{endpoint}");
+        // The change is computed from the row as it is when locked: two instances changing
+        // one rollout at once (an automatic rollback decided on both) apply one after the
+        // other, and the second sees the first's result. SQLite's write transaction already
+        // serializes; PostgreSQL needs the row lock.
+        let read = match self {
+            Store::Sqlite(_) => {
+                "SELECT stable, canary, canary_percent, previous_stable FROM rollouts WHERE client = $1 AND endpoint = $2"
+            }
+            Store::Postgres(_) => {
+                "SELECT stable, canary, canary_percent, previous_stable FROM rollouts WHERE client = $1 AND endpoint = $2 FOR UPDATE"
+            }
+        };
         macro_rules! body {
             ($kind:ident, $p:ident) => {{
                 let mut tx = begin_write!($kind $p);
-                let current = sqlx::query("SELECT stable, canary, canary_percent, previous_stable FROM rollouts WHERE client = $1 AND endpoint = $2")
+                let current = sqlx::query(read)
                     .bind(client).bind(endpoint).fetch_optional(&mut *tx).await?;
                 let Some(current) = current else {
                     return Err(StoreError::NotFound(format!("unknown endpoint {target}")));
