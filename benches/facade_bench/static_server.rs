@@ -9,10 +9,10 @@ use std::time::Duration;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Enum, ID, Object, Result, Schema};
 use axum::routing::post;
 use axum::{Json, Router};
+use facade::backends::data::Data;
 use facade::backends::policy::Resilience;
 use facade::backends::{BackendSettings, Backends, BatchRoute, Batcher, Key, SingleRequest};
 use facade::graphql::model::Method;
-use serde_json::Value;
 
 const MEMBERS: usize = 0;
 const LISTS: usize = 1;
@@ -42,18 +42,18 @@ fn route(
     }
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
+fn text(v: &Data, key: &str) -> Option<String> {
     match v.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => None,
+        Data::Str(s) => Some(s.to_string()),
+        Data::Null => None,
         other => Some(other.to_string()),
     }
 }
 
-async fn one(ctx: &Context<'_>, route: BatchRoute, key: &Value) -> Result<Option<Value>> {
-    let key = Key::from_json(key.clone()).ok_or("bad key")?;
+async fn one(ctx: &Context<'_>, route: BatchRoute, key: Option<&Data>) -> Result<Option<Arc<Data>>> {
+    let key = key.and_then(Key::of).ok_or("bad key")?;
     let mut results = batcher(ctx).load_many(route, vec![key]).await;
-    Ok(results.pop().transpose().map_err(|e| e.to_string())?.flatten().map(|v| Value::clone(&v)))
+    Ok(results.pop().transpose().map_err(|e| e.to_string())?.flatten())
 }
 
 pub struct Query;
@@ -69,11 +69,11 @@ impl Query {
             keep: None,
         };
         let v = batcher(ctx).load_one(request).await.map_err(|e| e.to_string())?;
-        Ok((!v.is_null()).then(|| Profile(Value::clone(&v))))
+        Ok((!v.is_null()).then_some(Profile(v)))
     }
 }
 
-pub struct Profile(Value);
+pub struct Profile(Arc<Data>);
 
 #[Object]
 impl Profile {
@@ -87,11 +87,14 @@ impl Profile {
         let path = format!("/profiles/{}/rows?limit={first}", text(&self.0, "id").unwrap_or_default());
         let request = SingleRequest { backend: LISTS, method: Method::Get, path, body: None, keep: None };
         let v = batcher(ctx).load_one(request).await.map_err(|e| e.to_string())?;
-        Ok(v.as_array().map(|rows| rows.iter().cloned().map(Row).collect()))
+        Ok(match &*v {
+            Data::List(rows) => Some(rows.iter().cloned().map(Row).collect()),
+            _ => None,
+        })
     }
 }
 
-pub struct Row(Value);
+pub struct Row(Data);
 
 #[Object]
 impl Row {
@@ -103,14 +106,13 @@ impl Row {
         ctx: &Context<'_>,
         #[graphql(default = 20)] first: i32,
     ) -> Result<Option<Vec<Title>>> {
-        let Some(ids) = self.0.get("titleIds").and_then(Value::as_array) else { return Ok(None) };
-        let keys: Vec<Key> =
-            ids.iter().take(first.max(0) as usize).cloned().filter_map(Key::from_json).collect();
+        let Some(Data::List(ids)) = self.0.get("titleIds") else { return Ok(None) };
+        let keys: Vec<Key> = ids.iter().take(first.max(0) as usize).filter_map(Key::of).collect();
         let r = route(CATALOG, Method::Get, "/titles?ids=".into(), Some(""), "id");
         let mut titles = Vec::new();
         for result in batcher(ctx).load_many(r, keys).await {
             if let Some(v) = result.map_err(|e| e.to_string())? {
-                titles.push(Title(Value::clone(&v)));
+                titles.push(Title(v));
             }
         }
         Ok(Some(titles))
@@ -124,7 +126,7 @@ pub enum ArtworkSize {
     Large,
 }
 
-pub struct Title(Value);
+pub struct Title(Arc<Data>);
 
 #[Object]
 impl Title {
@@ -135,7 +137,7 @@ impl Title {
         text(&self.0, "name")
     }
     async fn year(&self) -> Option<i64> {
-        self.0.get("year").and_then(Value::as_i64)
+        self.0.get("year").and_then(Data::as_i64)
     }
     async fn artwork(
         &self,
@@ -149,7 +151,7 @@ impl Title {
         };
         let suffix = format!("&size={size}");
         let r = route(ARTWORK, Method::Get, "/artwork?ids=".into(), Some(&suffix), "titleId");
-        Ok(one(ctx, r, &self.0["id"]).await?.map(Artwork))
+        Ok(one(ctx, r, self.0.get("id")).await?.map(Artwork))
     }
     async fn rating(&self, ctx: &Context<'_>) -> Result<Option<Rating>> {
         let r = BatchRoute {
@@ -160,16 +162,16 @@ impl Title {
             match_field: Some("titleId".into()),
             keep: None,
         };
-        Ok(one(ctx, r, &self.0["id"]).await?.map(Rating))
+        Ok(one(ctx, r, self.0.get("id")).await?.map(Rating))
     }
     async fn bookmark(&self, ctx: &Context<'_>, profile_id: ID) -> Result<Option<Bookmark>> {
         let prefix = format!("/profiles/{}/bookmarks?titleIds=", profile_id.0);
         let r = route(HISTORY, Method::Get, prefix, Some(""), "titleId");
-        Ok(one(ctx, r, &self.0["id"]).await?.map(Bookmark))
+        Ok(one(ctx, r, self.0.get("id")).await?.map(Bookmark))
     }
 }
 
-pub struct Artwork(Value);
+pub struct Artwork(Arc<Data>);
 
 #[Object]
 impl Artwork {
@@ -178,21 +180,21 @@ impl Artwork {
     }
 }
 
-pub struct Rating(Value);
+pub struct Rating(Arc<Data>);
 
 #[Object]
 impl Rating {
     async fn average(&self) -> Option<f64> {
-        self.0.get("average").and_then(Value::as_f64)
+        self.0.get("average").and_then(Data::as_f64)
     }
 }
 
-pub struct Bookmark(Value);
+pub struct Bookmark(Arc<Data>);
 
 #[Object]
 impl Bookmark {
     async fn position_seconds(&self) -> Option<i64> {
-        self.0.get("positionSeconds").and_then(Value::as_i64)
+        self.0.get("positionSeconds").and_then(Data::as_i64)
     }
 }
 

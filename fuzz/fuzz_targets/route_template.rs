@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         }
     }
-    if let Ok(rendered) = render(&template.parts, &args, &Value::Object(parent)) {
+    if let Ok(rendered) = render(&template.parts, &args, &facade::backends::data::Data::from_json(Value::Object(parent))) {
         if let Err(e) = confined("http://backend.internal:7101/api", &template.parts, &rendered) {
             panic!("{e}");
         }

@@ -23,6 +23,8 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, join_all};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
+
+use super::data::Data;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -51,12 +53,13 @@ pub struct BatchRoute {
 pub struct Key {
     /// Shared: a key is held by the request's map of asked keys and by its batch group.
     pub text: Arc<str>,
-    pub value: Value,
+    pub value: Data,
 }
 
 impl Key {
-    pub fn from_json(value: Value) -> Option<Self> {
-        Some(Self { text: Arc::from(key_text(&value)?), value })
+    /// A key from a scalar (`None` for null, a list or an object).
+    pub fn of(value: &Data) -> Option<Self> {
+        Some(Self { text: Arc::from(key_text(value)?), value: value.clone() })
     }
 }
 
@@ -148,7 +151,7 @@ impl FetchLog {
 }
 
 type BatchSlot = Shared<BoxFuture<'static, Arc<BatchOutcome>>>;
-type SingleSlot = Shared<BoxFuture<'static, Result<Arc<Value>, FetchError>>>;
+type SingleSlot = Shared<BoxFuture<'static, Result<Arc<Data>, FetchError>>>;
 
 struct Pending {
     keys: Vec<Key>,
@@ -215,7 +218,7 @@ impl Batcher {
         &self,
         route: BatchRoute,
         keys: Vec<Key>,
-    ) -> Vec<Result<Option<Arc<Value>>, FetchError>> {
+    ) -> Vec<Result<Option<Arc<Data>>, FetchError>> {
         let (asked, lead) = self.register(Arc::new(route), keys);
         if let Some(dispatch) = lead {
             tokio::task::yield_now().await;
@@ -305,13 +308,13 @@ impl Batcher {
     }
 
     /// Fetches one request, once per GraphQL request however often it is asked for.
-    pub async fn load_one(&self, request: SingleRequest) -> Result<Arc<Value>, FetchError> {
+    pub async fn load_one(&self, request: SingleRequest) -> Result<Arc<Data>, FetchError> {
         self.single_slot(request).await
     }
 
     /// Makes a call that changes something (a mutation's field): never shared with an
     /// identical call of the same request, never retried.
-    pub async fn call_write(&self, request: SingleRequest) -> Result<Arc<Value>, FetchError> {
+    pub async fn call_write(&self, request: SingleRequest) -> Result<Arc<Data>, FetchError> {
         self.start_single(request, false).await
     }
 
@@ -346,19 +349,19 @@ impl Batcher {
                 match FetchLog::record(log.as_ref(), backend, req.method, &req.path, 0, call).await {
                     Ok(v) => Ok(Arc::new(v)),
                     // A single resource that does not exist is a null field, not an error.
-                    Err(FetchError::Status { status: 404, .. }) => Ok(Arc::new(Value::Null)),
+                    Err(FetchError::Status { status: 404, .. }) => Ok(Arc::new(Data::Null)),
                     Err(e) => Err(e),
                 }
             }
             .in_current_span(),
         ));
         let backend: Arc<str> = Arc::from(self.backends.get(request.backend).name());
-        task.map(move |r| r.unwrap_or_else(|_| Err(FetchError::Cancelled { backend }))).boxed().shared()
+        task.map(move |r| r.unwrap_or(Err(FetchError::Cancelled { backend }))).boxed().shared()
     }
 }
 
 impl BatchOutcome {
-    fn get(&self, key: &str) -> Result<Option<Arc<Value>>, FetchError> {
+    fn get(&self, key: &str) -> Result<Option<Arc<Data>>, FetchError> {
         if let Some(v) = self.found.get(key) {
             return Ok(Some(v.clone()));
         }
@@ -384,7 +387,9 @@ impl BatchRoute {
                 path.push_str(suffix);
                 (path, None)
             }
-            None => (self.prefix.clone(), Some(Value::Array(keys.iter().map(|k| k.value.clone()).collect()))),
+            None => {
+                (self.prefix.clone(), Some(Value::Array(keys.iter().map(|k| k.value.to_json()).collect())))
+            }
         }
     }
 }
@@ -426,9 +431,9 @@ async fn fetch_batch(
 
 /// Matches a batch answer back to keys: an array of items carrying `match_field`, or, without
 /// a match field, an object keyed by key.
-fn match_items(json: Value, match_field: Option<&str>) -> Result<Vec<(String, Value)>, String> {
+fn match_items(json: Data, match_field: Option<&str>) -> Result<Vec<(String, Data)>, String> {
     match (json, match_field) {
-        (Value::Array(items), Some(field)) => items
+        (Data::List(items), Some(field)) => items
             .into_iter()
             .map(|item| {
                 let key = item
@@ -438,7 +443,7 @@ fn match_items(json: Value, match_field: Option<&str>) -> Result<Vec<(String, Va
                 Ok((key, item))
             })
             .collect(),
-        (Value::Object(map), None) => Ok(map.into_iter().collect()),
+        (Data::Obj(fields), None) => Ok(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
         (_, Some(field)) => Err(format!("expected a JSON array of items with {field:?}")),
         (_, None) => Err("expected a JSON object keyed by key".to_owned()),
     }
@@ -451,18 +456,20 @@ mod tests {
 
     #[test]
     fn match_items_by_field_and_by_object_key() {
-        let items = match_items(json!([{"id": 1, "n": "a"}, {"id": "2"}]), Some("id")).unwrap();
+        let d = |v| Data::from_json(v);
+        let items = match_items(d(json!([{"id": 1, "n": "a"}, {"id": "2"}])), Some("id")).unwrap();
         assert_eq!(items[0].0, "1");
         assert_eq!(items[1].0, "2");
-        let items = match_items(json!({"7": {"x": 1}}), None).unwrap();
+        let items = match_items(d(json!({"7": {"x": 1}})), None).unwrap();
         assert_eq!(items[0].0, "7");
-        assert!(match_items(json!({"a": 1}), Some("id")).is_err());
-        assert!(match_items(json!([{"x": 1}]), Some("id")).unwrap_err().contains("\"id\""));
+        assert!(match_items(d(json!({"a": 1})), Some("id")).is_err());
+        assert!(match_items(d(json!([{"x": 1}])), Some("id")).unwrap_err().contains("\"id\""));
     }
 
     #[test]
     fn render_keys_in_url_and_in_body() {
-        let keys: Vec<Key> = [json!(1), json!("a b")].into_iter().filter_map(Key::from_json).collect();
+        let keys: Vec<Key> =
+            [json!(1), json!("a b")].into_iter().filter_map(|v| Key::of(&Data::from_json(v))).collect();
         let route = BatchRoute {
             backend: 0,
             method: Method::Get,

@@ -12,7 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+
+use super::data::{Data, Fields};
 
 /// Which parts of a JSON value to keep. Applies to every element of an array.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,9 +53,11 @@ impl Keep {
         }
     }
 
-    /// Parses `bytes` keeping what this says.
-    pub fn parse(&self, bytes: &[u8]) -> serde_json::Result<Value> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
+    /// Parses `bytes` keeping what this says. The body's UTF-8 is checked once, as a whole,
+    /// rather than string by string.
+    pub fn parse(&self, bytes: &[u8]) -> serde_json::Result<Data> {
+        let text = std::str::from_utf8(bytes).map_err(serde::de::Error::custom)?;
+        let mut de = serde_json::Deserializer::from_str(text);
         let value = Seed(self).deserialize(&mut de)?;
         de.end()?;
         Ok(value)
@@ -64,24 +67,102 @@ impl Keep {
 struct Seed<'k>(&'k Keep);
 
 impl<'de> DeserializeSeed<'de> for Seed<'_> {
-    type Value = Value;
+    type Value = Data;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Data, D::Error> {
         match self.0 {
-            Keep::All => serde::Deserialize::deserialize(d),
-            Keep::Fields(fields) => FieldsSeed(fields).deserialize(d),
+            Keep::All => d.deserialize_any(Whole),
+            Keep::Fields(fields) => d.deserialize_any(Pruned(fields)),
         }
     }
 }
 
-/// Each element of an array, keeping the same fields.
-struct FieldsSeed<'k>(&'k [(Arc<str>, Keep)]);
+/// Scalars, the same for a whole value and a pruned one.
+macro_rules! scalars {
+    () => {
+        fn visit_bool<E>(self, v: bool) -> Result<Data, E> {
+            Ok(Data::Bool(v))
+        }
 
-impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
-    type Value = Value;
+        fn visit_i64<E>(self, v: i64) -> Result<Data, E> {
+            Ok(Data::Int(v))
+        }
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(Pruned(self.0))
+        fn visit_u64<E>(self, v: u64) -> Result<Data, E> {
+            Ok(i64::try_from(v).map_or(Data::UInt(v), Data::Int))
+        }
+
+        fn visit_f64<E>(self, v: f64) -> Result<Data, E> {
+            Ok(if v.is_finite() { Data::Float(v) } else { Data::Null })
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Data, E> {
+            Ok(Data::Str(Box::from(v)))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Data, E> {
+            Ok(Data::Str(v.into_boxed_str()))
+        }
+
+        fn visit_unit<E>(self) -> Result<Data, E> {
+            Ok(Data::Null)
+        }
+
+        fn visit_none<E>(self) -> Result<Data, E> {
+            Ok(Data::Null)
+        }
+    };
+}
+
+static ALL: Keep = Keep::All;
+
+/// A whole value.
+struct Whole;
+
+impl<'de> Visitor<'de> for Whole {
+    type Value = Data;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    scalars!();
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
+        let mut out = Fields::default();
+        while let Some(name) = map.next_key::<Name>()? {
+            out.insert(name.0, map.next_value_seed(Seed(&ALL))?);
+        }
+        Ok(out.into_data())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Data, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = seq.next_element_seed(Seed(&ALL))? {
+            out.push(v);
+        }
+        Ok(Data::List(out))
+    }
+}
+
+/// A field name of a whole object.
+struct Name(Arc<str>);
+
+impl<'de> serde::Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Name;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Name, E> {
+                Ok(Name(Arc::from(v)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -89,74 +170,60 @@ impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
 struct Pruned<'k>(&'k [(Arc<str>, Keep)]);
 
 impl<'de> Visitor<'de> for Pruned<'_> {
-    type Value = Value;
+    type Value = Data;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
+    scalars!();
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
+        // The kept names are the plan's own texts: shared, never allocated per object.
+        let mut out: Vec<(Arc<str>, Data)> = Vec::with_capacity(self.0.len());
         while let Some(index) = map.next_key_seed(KeyOf(self.0))? {
             match index {
-                Some((i, name)) => {
-                    let value = map.next_value_seed(Seed(&self.0[i].1))?;
-                    out.insert(name, value);
+                Some(i) => {
+                    let (name, keep) = &self.0[i];
+                    let value = map.next_value_seed(Seed(keep))?;
+                    match out.iter_mut().find(|(n, _)| Arc::ptr_eq(n, name)) {
+                        Some(slot) => slot.1 = value,
+                        None => out.push((name.clone(), value)),
+                    }
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Value::Object(out))
+        Ok(Data::Obj(out))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Data, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(v) = seq.next_element_seed(FieldsSeed(self.0))? {
+        while let Some(v) = seq.next_element_seed(PrunedSeed(self.0))? {
             out.push(v);
         }
-        Ok(Value::Array(out))
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+        Ok(Data::List(out))
     }
 }
 
-/// A key: the index and name of a kept field, or `None` for one to skip (not allocated).
+/// Each element of an array, keeping the same fields.
+struct PrunedSeed<'k>(&'k [(Arc<str>, Keep)]);
+
+impl<'de> DeserializeSeed<'de> for PrunedSeed<'_> {
+    type Value = Data;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Data, D::Error> {
+        d.deserialize_any(Pruned(self.0))
+    }
+}
+
+/// A key: the index of a kept field, or `None` for one to skip (not allocated).
 struct KeyOf<'k>(&'k [(Arc<str>, Keep)]);
 
 impl<'de> DeserializeSeed<'de> for KeyOf<'_> {
-    type Value = Option<(usize, String)>;
+    type Value = Option<usize>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
@@ -164,14 +231,14 @@ impl<'de> DeserializeSeed<'de> for KeyOf<'_> {
 }
 
 impl<'de> Visitor<'de> for KeyOf<'_> {
-    type Value = Option<(usize, String)>;
+    type Value = Option<usize>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object key")
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.0.binary_search_by(|(n, _)| n.as_ref().cmp(v)).ok().map(|i| (i, v.to_owned())))
+        Ok(self.0.binary_search_by(|(n, _)| n.as_ref().cmp(v)).ok())
     }
 }
 
@@ -187,17 +254,24 @@ mod tests {
                          "art": {"url": "u", "width": 3}}, {"id": 2, "other": null}]"#;
         let keep =
             Keep::fields(["id", "name"]).union(Keep::Fields(vec![(Arc::from("art"), Keep::fields(["url"]))]));
-        let v = keep.parse(body).unwrap();
+        let v = keep.parse(body).unwrap().to_json();
         assert_eq!(v, json!([{"id": 1, "name": "A", "art": {"url": "u"}}, {"id": 2}]));
-        assert_eq!(Keep::All.parse(body).unwrap(), serde_json::from_slice::<Value>(body).unwrap());
+        assert_eq!(
+            Keep::All.parse(body).unwrap().to_json(),
+            serde_json::from_slice::<serde_json::Value>(body).unwrap()
+        );
         // A kept field that is not an object stays whole; malformed JSON is still an error.
         assert_eq!(
-            Keep::fields(["a"]).parse(br#"{"a": [1, {"b": 2}], "c": 3}"#).unwrap(),
+            Keep::fields(["a"]).parse(br#"{"a": [1, {"b": 2}], "c": 3}"#).unwrap().to_json(),
             json!({"a": [1, {"b": 2}]})
         );
         assert!(Keep::fields(["a"]).parse(br#"{"a": 1, "c": }"#).is_err());
         assert!(Keep::fields(["a"]).parse(br#"{"a": 1} x"#).is_err());
-        assert_eq!(Keep::fields(["a"]).parse(b"7").unwrap(), json!(7));
+        assert_eq!(Keep::fields(["a"]).parse(b"7").unwrap(), Data::Int(7));
+        // A later duplicate wins, kept or whole; bad UTF-8 is an error.
+        assert_eq!(Keep::fields(["a"]).parse(br#"{"a": 1, "a": 2}"#).unwrap().to_string(), r#"{"a":2}"#);
+        assert_eq!(Keep::All.parse(br#"{"a": 1, "b": 0, "a": 2}"#).unwrap().to_string(), r#"{"a":2,"b":0}"#);
+        assert!(Keep::All.parse(b"\"\xff\"").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod batch;
 pub mod breaker;
+pub mod data;
 pub mod keep;
 pub mod policy;
 
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde_json::Value;
+
+use data::Data;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -221,7 +224,7 @@ impl Backend {
         read: bool,
         keep: Option<&keep::Keep>,
         keys: usize,
-    ) -> Result<Value, FetchError> {
+    ) -> Result<Data, FetchError> {
         // Attribute names after OpenTelemetry's HTTP client conventions, `facade.*` for ours.
         // With traces on, only a traced request's calls get a span (an untraced one would
         // start a trace of its own).
@@ -313,7 +316,7 @@ impl Backend {
         body: Option<&Value>,
         deadline: Instant,
         keep: Option<&keep::Keep>,
-    ) -> Result<Value, FetchError> {
+    ) -> Result<Data, FetchError> {
         let backend = self.name.clone();
         let Ok(permit) = self.breaker.try_acquire() else {
             self.reject("circuit_open");
@@ -361,7 +364,7 @@ impl Backend {
         path: &str,
         body: Option<&Value>,
         keep: Option<&keep::Keep>,
-    ) -> Result<Value, FetchError> {
+    ) -> Result<Data, FetchError> {
         let url = format!("{}{}", self.base, path);
         let m = method.as_str();
         let mut request = match method {
@@ -400,10 +403,7 @@ impl Backend {
             });
         }
         let bytes = response.bytes().await.map_err(connect)?;
-        let parsed = match keep {
-            Some(keep) => keep.parse(&bytes),
-            None => serde_json::from_slice(&bytes),
-        };
+        let parsed = keep.unwrap_or(&keep::Keep::All).parse(&bytes);
         parsed.map_err(|e| FetchError::Body {
             backend: backend.clone(),
             method: m,
@@ -499,20 +499,18 @@ pub struct BatchOutcome {
     /// Set when the whole dispatch was lost (its task panicked or was cancelled).
     pub all_failed: Option<FetchError>,
     /// Shared: every resolver that asked for a key gets the same item without a copy.
-    pub found: HashMap<String, Arc<Value>, foldhash::fast::RandomState>,
+    pub found: HashMap<String, Arc<Data>, foldhash::fast::RandomState>,
     pub failed: HashMap<String, FetchError, foldhash::fast::RandomState>,
 }
 
 /// Text form of a key as matched against the backend's answer: numbers and strings alike.
-pub fn key_text(value: &Value) -> Option<String> {
+pub fn key_text(value: &Data) -> Option<String> {
     match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => itoa::Buffer::new().format(u).to_owned(),
-            (_, Some(i)) => itoa::Buffer::new().format(i).to_owned(),
-            _ => n.to_string(),
-        }),
-        Value::Bool(b) => Some(b.to_string()),
+        Data::Str(s) => Some(s.to_string()),
+        Data::Int(i) => Some(itoa::Buffer::new().format(*i).to_owned()),
+        Data::UInt(u) => Some(itoa::Buffer::new().format(*u).to_owned()),
+        Data::Float(_) => Some(value.to_string()),
+        Data::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, plan_fetch};
 use super::model::{FacadeSchema, Part, TypeDef};
 use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
+use crate::backends::data::Data;
 use crate::backends::{BatchRoute, Batcher, Key, SingleRequest};
 use crate::errors::Code;
 
@@ -33,26 +34,26 @@ type Done = Vec<(usize, Resolved)>;
 #[derive(Debug)]
 pub enum Resolved {
     /// The field's value (a list field's whole list, or one object or leaf).
-    Value(Arc<Value>),
+    Value(Arc<Data>),
     /// A batched list field: one item per key (`None`: not returned, where items may be null).
-    Items(Vec<Option<Arc<Value>>>),
+    Items(Vec<Option<Arc<Data>>>),
     /// The step failed for this parent (the step's `@fallback`, if any, applies).
     Error(GqlError),
 }
 
 /// Every step's results, by parent address.
 pub struct Store {
-    pub root: Arc<Value>,
+    pub root: Arc<Data>,
     results: Vec<HashMap<usize, Resolved, Fast>>,
 }
 
 impl Store {
-    pub fn get(&self, step: usize, parent: &Value) -> Option<&Resolved> {
+    pub fn get(&self, step: usize, parent: &Data) -> Option<&Resolved> {
         self.results[step].get(&address(parent))
     }
 }
 
-fn address(v: &Value) -> usize {
+fn address(v: &Data) -> usize {
     std::ptr::from_ref(v) as usize
 }
 
@@ -68,7 +69,7 @@ pub struct Context<'a> {
 /// A parent object: the `Arc` that holds it and the way down to it.
 #[derive(Clone)]
 struct ParentRef {
-    owner: Arc<Value>,
+    owner: Arc<Data>,
     path: Vec<Hop>,
 }
 
@@ -79,12 +80,12 @@ enum Hop {
 }
 
 impl ParentRef {
-    fn get(&self) -> &Value {
-        let mut v: &Value = &self.owner;
+    fn get(&self) -> &Data {
+        let mut v: &Data = &self.owner;
         for hop in &self.path {
             v = match hop {
-                Hop::Index(i) => &v[*i],
-                Hop::Key(k) => &v[&**k],
+                Hop::Index(i) => v.item(*i),
+                Hop::Key(k) => v.get(k).unwrap_or(&crate::backends::data::NULL),
             };
         }
         v
@@ -93,7 +94,7 @@ impl ParentRef {
 
 /// Runs every step of `plan` and returns their results.
 pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
-    let root = Arc::new(Value::Object(Map::new()));
+    let root = Arc::new(Data::Obj(Vec::new()));
     let mut results: Vec<HashMap<usize, Resolved, Fast>> =
         plan.steps.iter().map(|_| HashMap::default()).collect();
     // A query starts every root step at once; a mutation one root step at a time, each
@@ -165,26 +166,26 @@ fn walk(
     let (via, taken, guards) = route;
     let value = at.get();
     match value {
-        Value::Array(items) if depth > 0 => {
+        Data::List(items) if depth > 0 => {
             for i in 0..items.len() {
                 let mut path = at.path.clone();
                 path.push(Hop::Index(i));
                 walk(ParentRef { owner: at.owner.clone(), path }, depth - 1, route, seen, out);
             }
         }
-        Value::Object(map)
+        Data::Obj(_)
             if guards
                 .iter()
                 .filter(|g| g.hop == taken)
-                .any(|g| map.get(&*g.field).and_then(Value::as_str) != Some(&*g.type_name)) => {}
-        Value::Object(map) => match via.split_first() {
+                .any(|g| value.get(&g.field).and_then(Data::as_str) != Some(&*g.type_name)) => {}
+        Data::Obj(_) => match via.split_first() {
             None => {
                 if seen.insert(address(value)) {
                     out.push(at);
                 }
             }
             Some(((name, list_depth), rest)) => {
-                if map.get(&**name).is_some_and(|v| !v.is_null()) {
+                if value.get(name).is_some_and(|v| !v.is_null()) {
                     let mut path = at.path.clone();
                     path.push(Hop::Key(name.clone()));
                     let next = ParentRef { owner: at.owner.clone(), path };
@@ -321,8 +322,8 @@ async fn http_step(
     }));
     let batch_calls = join_all(groups.into_iter().map(|(route, keys)| ctx.batcher.load_many(route, keys)));
     let (single_results, batch_results) = futures_util::join!(single_calls, batch_calls);
-    let select = |v: Arc<Value>| match &http.select {
-        Some(key) => Arc::new(v.get(key).cloned().unwrap_or(Value::Null)),
+    let select = |v: Arc<Data>| match &http.select {
+        Some(key) => Arc::new(v.get(key).cloned().unwrap_or(Data::Null)),
         None => v,
     };
     for ((at, _), result) in singles.iter().zip(single_results) {
@@ -393,7 +394,9 @@ async fn js_step(
         .map(|(i, p)| {
             let resolved = match &result {
                 Ok(outs) => Resolved::Value(Arc::new(
-                    outs.get(i).and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null),
+                    outs.get(i)
+                        .and_then(|o| crate::backends::keep::Keep::All.parse(o.as_bytes()).ok())
+                        .unwrap_or(Data::Null),
                 )),
                 Err(e) => Resolved::Error(error(e)),
             };

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::model::*;
 use super::route;
+use crate::backends::data::Data;
 use crate::backends::keep::KeepRef;
 use crate::backends::{BatchRoute, FetchError, Key, SingleRequest};
 use crate::errors::Code;
@@ -32,7 +33,7 @@ pub enum Fetch {
 }
 
 /// Renders a route template; a value that would change the route fails the field.
-fn render(path: &str, parts: &[Part], args: &Args, parent: &Value) -> Result<route::Rendered, GqlError> {
+fn render(path: &str, parts: &[Part], args: &Args, parent: &Data) -> Result<route::Rendered, GqlError> {
     route::render(parts, args, parent).map_err(|e| route_error(path, &e))
 }
 
@@ -48,7 +49,7 @@ pub fn plan_fetch(
     path: &str,
     http: &HttpBinding,
     args: &Args,
-    parent: &Value,
+    parent: &Data,
     default_list_size: usize,
     keep: Option<&KeepRef>,
 ) -> Result<Fetch, GqlError> {
@@ -81,16 +82,16 @@ pub fn batch_keys(
     http: &HttpBinding,
     batch: &BatchSpec,
     args: &Args,
-    parent: &Value,
+    parent: &Data,
     default_list_size: usize,
 ) -> Result<Option<Vec<Key>>, GqlError> {
     let raw = match parent.get(&batch.keys_from) {
-        None | Some(Value::Null) => return Ok(None),
+        None | Some(Data::Null) => return Ok(None),
         Some(v) => v,
     };
     let mut keys: Vec<Key> = match (raw, batch.keys_are_list) {
-        (Value::Array(items), true) => items.iter().cloned().filter_map(Key::from_json).collect(),
-        (v, false) => Key::from_json(v.clone()).into_iter().collect(),
+        (Data::List(items), true) => items.iter().filter_map(Key::of).collect(),
+        (v, false) => Key::of(v).into_iter().collect(),
         (v, true) => {
             return Err(bad_value(path, format!("key field {} should be a list, got {v}", batch.keys_from)));
         }
@@ -115,7 +116,7 @@ pub fn batch_route(
     http: &HttpBinding,
     batch: &BatchSpec,
     args: &Args,
-    parent: &Value,
+    parent: &Data,
     keep: Option<&KeepRef>,
 ) -> Result<(BatchRoute, bool), GqlError> {
     let rendered = render(path, &http.template.parts, args, parent)?;
@@ -139,8 +140,8 @@ pub fn check_keys(path: &str, keys: &[Key], keys_in_path: bool) -> Result<(), Gq
 }
 
 /// A value shortened for an error message.
-pub fn preview(value: &Value) -> String {
-    let mut s = value.to_string();
+pub fn preview(value: &impl serde::Serialize) -> String {
+    let mut s = serde_json::to_string(value).unwrap_or_default();
     if s.len() > 60 {
         let mut end = 60;
         while !s.is_char_boundary(end) {

@@ -145,7 +145,7 @@ pub struct Step {
     pub guards: Vec<Guard>,
     pub path_name: Arc<str>,
     pub out: Out,
-    pub fallback: Option<Arc<Value>>,
+    pub fallback: Option<Arc<crate::backends::data::Data>>,
     /// Steps whose parents this step's results hold.
     pub children: Vec<usize>,
     /// A mutation's root field: its call changes something, so it is made exactly once per
@@ -568,7 +568,10 @@ impl<'a> Compiler<'a> {
                         guards: guards.to_vec(),
                         path_name,
                         out: out_ty.clone(),
-                        fallback: def.fallback.clone().map(Arc::new),
+                        fallback: def
+                            .fallback
+                            .clone()
+                            .map(|v| Arc::new(crate::backends::data::Data::from_json(v))),
                         children: Vec::new(),
                         write: self.serial && producer.is_none() && via.is_empty(),
                         keep: None,

@@ -16,8 +16,7 @@ use serde_json::Value;
 use super::exec::{Resolved, Store};
 use super::fetch::{bad_value, preview};
 use super::plan::{Base, Field, Leaf, Plan, Source};
-
-static NULL: Value = Value::Null;
+use crate::backends::data::{Data, NULL};
 
 /// A position below became null and may not be: the nearest nullable position must be null.
 struct Bubble;
@@ -95,7 +94,7 @@ impl Writer<'_> {
     /// Writes an object. A field that bubbles a null makes the object null, but the other
     /// fields are still written (and cut away by the caller) so that every failed path
     /// reports its error.
-    fn object(&mut self, fields: &[Field], obj: &Value, path: Option<&Path<'_>>) -> Written {
+    fn object(&mut self, fields: &[Field], obj: &Data, path: Option<&Path<'_>>) -> Written {
         let mut bubbled = false;
         self.buf.push(b'{');
         for (i, f) in fields.iter().enumerate() {
@@ -110,13 +109,13 @@ impl Writer<'_> {
         if bubbled { Err(Bubble) } else { Ok(()) }
     }
 
-    fn field(&mut self, f: &Field, parent: &Value, path: &Path<'_>) -> Written {
+    fn field(&mut self, f: &Field, parent: &Data, path: &Path<'_>) -> Written {
         match &f.source {
             Source::Typename(text) => {
                 self.buf.extend_from_slice(text);
                 Ok(())
             }
-            Source::Parent => self.value(f, 0, parent.get(&*f.name).unwrap_or(&Value::Null), path),
+            Source::Parent => self.value(f, 0, parent.get(&f.name).unwrap_or(&NULL), path),
             Source::Introspection => {
                 let answer = self.introspection.and_then(|m| m.get(&*f.key)).unwrap_or(&Value::Null);
                 serde_json::to_writer(&mut self.buf, answer).expect("JSON serializes");
@@ -124,7 +123,7 @@ impl Writer<'_> {
             }
             Source::Step(step) => match self.store.get(*step, parent) {
                 // No fetch was needed (the parent holds no key): null.
-                None => self.value(f, 0, &Value::Null, path),
+                None => self.value(f, 0, &NULL, path),
                 Some(Resolved::Value(v)) => self.value(f, 0, v, path),
                 Some(Resolved::Items(items)) => self.items(f, items, path),
                 Some(Resolved::Error(e)) => self.failed(f, *step, e, path),
@@ -173,7 +172,7 @@ impl Writer<'_> {
     }
 
     /// A batched list field's items (`None`: a key the backend did not return).
-    fn items(&mut self, f: &Field, items: &[Option<std::sync::Arc<Value>>], path: &Path<'_>) -> Written {
+    fn items(&mut self, f: &Field, items: &[Option<std::sync::Arc<Data>>], path: &Path<'_>) -> Written {
         self.list(f, 0, items.iter().map(|i| i.as_deref().unwrap_or(&NULL)), path)
     }
 
@@ -183,7 +182,7 @@ impl Writer<'_> {
         &mut self,
         f: &Field,
         level: usize,
-        items: impl Iterator<Item = &'v Value>,
+        items: impl Iterator<Item = &'v Data>,
         path: &Path<'_>,
     ) -> Written {
         let mark = self.buf.len();
@@ -205,7 +204,7 @@ impl Writer<'_> {
     }
 
     /// Writes `v` as the field's type at list level `level`.
-    fn value(&mut self, f: &Field, level: usize, v: &Value, path: &Path<'_>) -> Written {
+    fn value(&mut self, f: &Field, level: usize, v: &Data, path: &Path<'_>) -> Written {
         if v.is_null() {
             if f.out.nullable[level] {
                 self.buf.extend_from_slice(b"null");
@@ -216,7 +215,7 @@ impl Writer<'_> {
             return Err(Bubble);
         }
         if level < f.out.list_depth() {
-            let Value::Array(items) = v else {
+            let Data::List(items) = v else {
                 return self.bad(f, level, path, format!("expected a list, got {}", preview(v)));
             };
             return self.list(f, level, items.iter(), path);
@@ -234,7 +233,7 @@ impl Writer<'_> {
                 Ok(())
             }
             Base::Abstract(discriminator) => {
-                let named = v.get(&**discriminator).and_then(Value::as_str);
+                let named = v.get(discriminator).and_then(Data::as_str);
                 let Some((_, fields)) = f.by_type.iter().find(|(t, _)| Some(&**t) == named) else {
                     let known: Vec<&str> = f.by_type.iter().map(|(t, _)| &**t).collect();
                     let message = format!(
@@ -259,30 +258,28 @@ impl Writer<'_> {
     }
 
     /// Writes a leaf after checking it; `Err` says what was expected.
-    fn leaf(&mut self, leaf: &Leaf, v: &Value) -> Result<(), String> {
+    fn leaf(&mut self, leaf: &Leaf, v: &Data) -> Result<(), String> {
         let buf = &mut self.buf;
         match (leaf, v) {
-            (Leaf::Text, Value::String(s)) => write_str(buf, s),
-            (Leaf::Text, Value::Number(n)) => write_str(buf, &n.to_string()),
-            (Leaf::Text, Value::Bool(b)) => write_str(buf, if *b { "true" } else { "false" }),
-            (Leaf::Int, Value::Number(n)) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => {
-                buf.extend_from_slice(itoa::Buffer::new().format(n.as_i64().unwrap_or_default()).as_bytes());
+            (Leaf::Text, Data::Str(s)) => write_str(buf, s),
+            (Leaf::Text, Data::Int(_) | Data::UInt(_) | Data::Float(_)) => write_str(buf, &v.to_string()),
+            (Leaf::Text, Data::Bool(b)) => write_str(buf, if *b { "true" } else { "false" }),
+            (Leaf::Int, Data::Int(i)) if i32::try_from(*i).is_ok() => {
+                buf.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes());
             }
-            (Leaf::Int, Value::Number(n)) if n.is_i64() || n.is_u64() => {
-                return Err(format!("Int (32 bits), got {n}"));
+            (Leaf::Int, Data::Int(_) | Data::UInt(_)) => return Err(format!("Int (32 bits), got {v}")),
+            // An integer is a Float too, written as one (`7.0`).
+            (Leaf::Float, Data::Float(x)) => {
+                serde_json::to_writer(&mut *buf, x).expect("a number serializes")
             }
-            (Leaf::Float, Value::Number(n)) => {
-                let number = if n.is_f64() {
-                    n.clone()
-                } else {
-                    n.as_f64()
-                        .and_then(serde_json::Number::from_f64)
-                        .ok_or_else(|| format!("Float, got {n}"))?
-                };
-                serde_json::to_writer(&mut *buf, &number).expect("a number serializes");
+            (Leaf::Float, Data::Int(i)) => {
+                serde_json::to_writer(&mut *buf, &(*i as f64)).expect("a number serializes")
             }
-            (Leaf::Bool, Value::Bool(b)) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
-            (Leaf::Enum(values), Value::String(s)) if values.iter().any(|e| e == s) => write_str(buf, s),
+            (Leaf::Float, Data::UInt(u)) => {
+                serde_json::to_writer(&mut *buf, &(*u as f64)).expect("a number serializes")
+            }
+            (Leaf::Bool, Data::Bool(b)) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
+            (Leaf::Enum(values), Data::Str(s)) if values.iter().any(|e| **e == **s) => write_str(buf, s),
             (Leaf::Enum(values), v) => {
                 return Err(format!("one of {}, got {}", values.join(", "), preview(v)));
             }

@@ -8,6 +8,7 @@ use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode
 use serde_json::{Map, Value};
 
 use super::model::Part;
+use crate::backends::data::Data;
 
 /// Why a template could not be rendered for these values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,11 +41,21 @@ pub struct Rendered {
     pub keys_in_path: bool,
 }
 
-/// Text of a value placed in a route, percent-encoded; `None` for null or absent.
+/// Text of an argument placed in a route, percent-encoded; `None` for null or absent.
 fn value_text(value: Option<&Value>) -> Option<String> {
     let text = match value? {
         Value::String(s) => s.clone(),
         Value::Null => return None,
+        other => other.to_string(),
+    };
+    Some(utf8_percent_encode(&text, NON_ALPHANUMERIC).to_string())
+}
+
+/// Text of a parent's field placed in a route, as [`value_text`].
+fn data_text(value: Option<&Data>) -> Option<String> {
+    let text = match value? {
+        Data::Str(s) => s.to_string(),
+        Data::Null => return None,
         other => other.to_string(),
     };
     Some(utf8_percent_encode(&text, NON_ALPHANUMERIC).to_string())
@@ -76,7 +87,7 @@ impl Segment {
 }
 
 /// Renders `parts` with the field's arguments and its parent object.
-pub fn render(parts: &[Part], args: &Map<String, Value>, parent: &Value) -> Result<Rendered, RouteError> {
+pub fn render(parts: &[Part], args: &Map<String, Value>, parent: &Data) -> Result<Rendered, RouteError> {
     let mut before = String::new();
     let mut after: Option<String> = None;
     let mut keys_in_path = false;
@@ -97,7 +108,7 @@ pub fn render(parts: &[Part], args: &Map<String, Value>, parent: &Value) -> Resu
                 Some(format!("argument {a}")),
             ),
             Part::Parent(p) => (
-                value_text(parent.get(p)).ok_or_else(|| RouteError::MissingParent(p.clone()))?,
+                data_text(parent.get(p)).ok_or_else(|| RouteError::MissingParent(p.clone()))?,
                 Some(format!("parent field {p}")),
             ),
         };
@@ -212,26 +223,26 @@ mod tests {
     fn dot_and_empty_segments_from_values_are_refused() {
         let parts = [lit("/titles/"), arg("id")];
         for bad in ["..", ".", ""] {
-            let e = render(&parts, &args(&[("id", bad)]), &Value::Null).unwrap_err();
+            let e = render(&parts, &args(&[("id", bad)]), &Data::Null).unwrap_err();
             assert!(matches!(&e, RouteError::Segment { what, .. } if what == "argument id"), "{bad:?}: {e}");
             assert!(e.from_arguments());
         }
-        let ok = render(&parts, &args(&[("id", "...")]), &Value::Null).unwrap();
+        let ok = render(&parts, &args(&[("id", "...")]), &Data::Null).unwrap();
         assert_eq!(ok.before, "/titles/%2E%2E%2E");
         let mid = [lit("/profiles/"), arg("p"), lit("/bookmarks?titleIds="), Part::Keys];
-        assert!(render(&mid, &args(&[("p", "..")]), &Value::Null).is_err());
-        let r = render(&mid, &args(&[("p", "7")]), &Value::Null).unwrap();
+        assert!(render(&mid, &args(&[("p", "..")]), &Data::Null).is_err());
+        let r = render(&mid, &args(&[("p", "7")]), &Data::Null).unwrap();
         assert_eq!(
             (r.before.as_str(), r.after.as_deref(), r.keys_in_path),
             ("/profiles/7/bookmarks?titleIds=", Some(""), false)
         );
         // In the query string a dot is only text.
         let q = [lit("/search?q="), arg("q")];
-        assert!(render(&q, &args(&[("q", "..")]), &Value::Null).is_ok());
+        assert!(render(&q, &args(&[("q", "..")]), &Data::Null).is_ok());
         // Two values sharing a segment are refused only when the segment ends up a dot segment.
         let two = [lit("/a/"), arg("x"), arg("y"), lit("/b")];
-        assert!(render(&two, &args(&[("x", "."), ("y", ".")]), &Value::Null).is_err());
-        assert!(render(&two, &args(&[("x", "."), ("y", "x")]), &Value::Null).is_ok());
+        assert!(render(&two, &args(&[("x", "."), ("y", ".")]), &Data::Null).is_err());
+        assert!(render(&two, &args(&[("x", "."), ("y", "x")]), &Data::Null).is_ok());
         assert!(
             check_key("..", true).is_err()
                 && check_key("..", false).is_ok()
@@ -271,7 +282,7 @@ mod tests {
         fn a_rendered_route_stays_under_the_base(a in value(), b in value(), which in 0usize..4) {
             let (parts, fixed) = &templates()[which];
             let values = args(&[("a", &a), ("b", &b)]);
-            if let Ok(r) = render(parts, &values, &Value::Null) {
+            if let Ok(r) = render(parts, &values, &Data::Null) {
                 let base = "http://backend.internal:7101/api/v2";
                 prop_assert!(confined(base, parts, &r).is_ok(), "{:?}", confined(base, parts, &r));
                 let url = url::Url::parse(&format!("{base}{}", r.before)).unwrap();
