@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{Backend, Backends, BatchOutcome, FetchError, Method, key_text};
+use super::{Backend, Backends, BatchOutcome, FetchError, KeyText, Method};
 
 /// Characters left as they are in a key placed in a URL.
 const KEY_CHARS: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -51,15 +51,14 @@ pub struct BatchRoute {
 /// One key: its text (how it is matched and cached) and its JSON value (how it is sent).
 #[derive(Debug, Clone)]
 pub struct Key {
-    /// Shared: a key is held by the request's map of asked keys and by its batch group.
-    pub text: Arc<str>,
+    pub text: KeyText,
     pub value: Data,
 }
 
 impl Key {
     /// A key from a scalar (`None` for null, a list or an object).
     pub fn of(value: &Data) -> Option<Self> {
-        Some(Self { text: Arc::from(key_text(value)?), value: value.clone() })
+        Some(Self { text: KeyText::of(value)?, value: value.clone() })
     }
 }
 
@@ -168,7 +167,7 @@ struct State {
     groups: Vec<BatchSlot>,
     /// Every key asked for in this request, by route: the index of its group. (An index, not
     /// a clone of the group's future per key: each clone costs a waker slot and a lock.)
-    asked: HashMap<Arc<BatchRoute>, HashMap<Arc<str>, usize, Fast>, Fast>,
+    asked: HashMap<Arc<BatchRoute>, HashMap<KeyText, usize, Fast>, Fast>,
     singles: HashMap<SingleRequest, SingleSlot, Fast>,
 }
 
@@ -250,7 +249,7 @@ impl Batcher {
         &self,
         route: Arc<BatchRoute>,
         keys: Vec<Key>,
-    ) -> (Vec<(Arc<str>, usize)>, Option<Dispatch<'_>>) {
+    ) -> (Vec<(KeyText, usize)>, Option<Dispatch<'_>>) {
         let mut lead = false;
         let mut guard = self.state();
         let State { pending, asked, groups, .. } = &mut *guard;
@@ -361,7 +360,7 @@ impl Batcher {
 }
 
 impl BatchOutcome {
-    fn get(&self, key: &str) -> Result<Option<Arc<Data>>, FetchError> {
+    fn get(&self, key: &KeyText) -> Result<Option<Arc<Data>>, FetchError> {
         if let Some(v) = self.found.get(key) {
             return Ok(Some(v.clone()));
         }
@@ -382,7 +381,10 @@ impl BatchRoute {
                     if i > 0 {
                         path.push(',');
                     }
-                    path.extend(utf8_percent_encode(&key.text, KEY_CHARS));
+                    match &key.text {
+                        KeyText::Int(i) => path.push_str(itoa::Buffer::new().format(*i)),
+                        KeyText::Text(t) => path.extend(utf8_percent_encode(t, KEY_CHARS)),
+                    }
                 }
                 path.push_str(suffix);
                 (path, None)
@@ -423,7 +425,7 @@ async fn fetch_batch(
     for (chunk, result) in join_all(calls).await {
         match result {
             Ok(items) => outcome.found.extend(items.into_iter().map(|(k, v)| (k, Arc::new(v)))),
-            Err(e) => outcome.failed.extend(chunk.iter().map(|k| (k.text.to_string(), e.clone()))),
+            Err(e) => outcome.failed.extend(chunk.iter().map(|k| (k.text.clone(), e.clone()))),
         }
     }
     outcome
@@ -431,19 +433,19 @@ async fn fetch_batch(
 
 /// Matches a batch answer back to keys: an array of items carrying `match_field`, or, without
 /// a match field, an object keyed by key.
-fn match_items(json: Data, match_field: Option<&str>) -> Result<Vec<(String, Data)>, String> {
+fn match_items(json: Data, match_field: Option<&str>) -> Result<Vec<(KeyText, Data)>, String> {
     match (json, match_field) {
         (Data::List(items), Some(field)) => items
             .into_iter()
             .map(|item| {
                 let key = item
                     .get(field)
-                    .and_then(key_text)
+                    .and_then(KeyText::of)
                     .ok_or_else(|| format!("an item has no scalar {field:?} to match keys on"))?;
                 Ok((key, item))
             })
             .collect(),
-        (Data::Obj(fields), None) => Ok(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+        (Data::Obj(fields), None) => Ok(fields.into_iter().map(|(k, v)| (KeyText::text(&k), v)).collect()),
         (_, Some(field)) => Err(format!("expected a JSON array of items with {field:?}")),
         (_, None) => Err("expected a JSON object keyed by key".to_owned()),
     }
@@ -458,10 +460,15 @@ mod tests {
     fn match_items_by_field_and_by_object_key() {
         let d = |v| Data::from_json(v);
         let items = match_items(d(json!([{"id": 1, "n": "a"}, {"id": "2"}])), Some("id")).unwrap();
-        assert_eq!(items[0].0, "1");
-        assert_eq!(items[1].0, "2");
-        let items = match_items(d(json!({"7": {"x": 1}})), None).unwrap();
-        assert_eq!(items[0].0, "7");
+        assert_eq!(items[0].0, KeyText::Int(1));
+        assert_eq!(items[1].0, KeyText::Int(2));
+        let items = match_items(d(json!({"7": {"x": 1}, "07": {}, "a": {}})), None).unwrap();
+        assert_eq!(items[0].0, KeyText::Int(7));
+        assert_eq!(items[1].0, KeyText::Text(Arc::from("07")));
+        assert_eq!(items[2].0.to_string(), "a");
+        assert_eq!(KeyText::of(&Data::Float(7.0)), Some(KeyText::text("7.0")));
+        assert_eq!(KeyText::of(&Data::Str("-0".into())), Some(KeyText::Text(Arc::from("-0"))));
+        assert_eq!(KeyText::text("-12"), KeyText::Int(-12));
         assert!(match_items(d(json!({"a": 1})), Some("id")).is_err());
         assert!(match_items(d(json!([{"x": 1}])), Some("id")).unwrap_err().contains("\"id\""));
     }

@@ -39,7 +39,13 @@ impl Data {
     /// An object's field.
     pub fn get(&self, key: &str) -> Option<&Data> {
         match self {
-            Data::Obj(fields) => fields.iter().find(|(k, _)| **k == *key).map(|(_, v)| v),
+            // Names the plan kept are the plan's own texts: most lookups match by address.
+            Data::Obj(fields) => fields
+                .iter()
+                .find(|(k, _)| {
+                    k.len() == key.len() && (std::ptr::eq(k.as_ptr(), key.as_ptr()) || **k == *key)
+                })
+                .map(|(_, v)| v),
             _ => None,
         }
     }

@@ -134,7 +134,10 @@ pub fn batch_route(
 /// Refuses a key that would change the route (see `route::check_key`).
 pub fn check_keys(path: &str, keys: &[Key], keys_in_path: bool) -> Result<(), GqlError> {
     for key in keys {
-        route::check_key(&key.text, keys_in_path).map_err(|e| route_error(path, &e))?;
+        // An integer is never a dot segment nor empty.
+        if let crate::backends::KeyText::Text(text) = &key.text {
+            route::check_key(text, keys_in_path).map_err(|e| route_error(path, &e))?;
+        }
     }
     Ok(())
 }
