@@ -254,36 +254,45 @@ impl Batcher {
         let mut guard = self.state();
         let State { pending, asked, groups, .. } = &mut *guard;
         let asked = asked.entry(route.clone()).or_default();
+        asked.reserve(keys.len());
         let mut slots = Vec::with_capacity(keys.len());
+        // The route's pending group, found (or opened) once, at the first new key.
+        let mut group: Option<&mut Pending> = None;
         for key in keys {
-            if let Some(group) = asked.get(&key.text) {
-                slots.push((key.text, *group));
-                continue;
-            }
-            let group = match pending.entry(route.clone()) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    lead = true;
-                    let (tx, rx) = oneshot::channel::<Arc<BatchOutcome>>();
-                    let backend: Arc<str> = Arc::from(self.backends.get(route.backend).name());
-                    let slot = rx
-                        .map(move |r| {
-                            r.unwrap_or_else(|_| {
-                                Arc::new(BatchOutcome {
-                                    all_failed: Some(FetchError::Cancelled { backend }),
-                                    ..Default::default()
+            let e = match asked.entry(key.text.clone()) {
+                Entry::Occupied(e) => {
+                    slots.push((key.text, *e.get()));
+                    continue;
+                }
+                Entry::Vacant(e) => e,
+            };
+            if group.is_none() {
+                group = Some(match pending.entry(route.clone()) {
+                    Entry::Occupied(p) => p.into_mut(),
+                    Entry::Vacant(p) => {
+                        lead = true;
+                        let (tx, rx) = oneshot::channel::<Arc<BatchOutcome>>();
+                        let backend: Arc<str> = Arc::from(self.backends.get(route.backend).name());
+                        let slot = rx
+                            .map(move |r| {
+                                r.unwrap_or_else(|_| {
+                                    Arc::new(BatchOutcome {
+                                        all_failed: Some(FetchError::Cancelled { backend }),
+                                        ..Default::default()
+                                    })
                                 })
                             })
-                        })
-                        .boxed()
-                        .shared();
-                    groups.push(slot);
-                    e.insert(Pending { keys: Vec::new(), tx, group: groups.len() - 1 })
-                }
-            };
-            asked.insert(key.text.clone(), group.group);
-            slots.push((key.text.clone(), group.group));
-            group.keys.push(key);
+                            .boxed()
+                            .shared();
+                        groups.push(slot);
+                        p.insert(Pending { keys: Vec::new(), tx, group: groups.len() - 1 })
+                    }
+                });
+            }
+            let Some(g) = group.as_deref_mut() else { unreachable!("set above") };
+            e.insert(g.group);
+            slots.push((key.text.clone(), g.group));
+            g.keys.push(key);
         }
         drop(guard);
         // `then`, not `then_some`: building a guard we do not return would dispatch on drop.

@@ -238,6 +238,10 @@ impl<'de> Visitor<'de> for KeyOf<'_> {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        // A few names (the usual case): by length first, which mostly differs.
+        if self.0.len() <= 8 {
+            return Ok(self.0.iter().position(|(n, _)| n.len() == v.len() && **n == *v));
+        }
         Ok(self.0.binary_search_by(|(n, _)| n.as_ref().cmp(v)).ok())
     }
 }
