@@ -276,6 +276,19 @@ mod tests {
         assert_eq!(Keep::fields(["a"]).parse(br#"{"a": 1, "a": 2}"#).unwrap().to_string(), r#"{"a":2}"#);
         assert_eq!(Keep::All.parse(br#"{"a": 1, "b": 0, "a": 2}"#).unwrap().to_string(), r#"{"a":2,"b":0}"#);
         assert!(Keep::All.parse(b"\"\xff\"").is_err());
+        // Nesting is bounded (serde_json's 128 levels); numbers read as serde_json reads them;
+        // escapes undone.
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(Keep::All.parse(deep(100).as_bytes()).is_ok());
+        assert!(Keep::All.parse(deep(200).as_bytes()).unwrap_err().to_string().contains("recursion limit"));
+        let numbers: &[u8] = b"[1, -2, 9223372036854775808, 1e2, 0.5, 99999999999999999999999, -0.0, 1.7976931348623157e308]";
+        let n = Keep::All.parse(numbers).unwrap();
+        assert_eq!(n.to_json(), serde_json::from_slice::<serde_json::Value>(numbers).unwrap());
+        assert_eq!(n.to_string(), serde_json::from_slice::<serde_json::Value>(numbers).unwrap().to_string());
+        assert!(Keep::All.parse(b"1e400").is_err(), "out of range, as serde_json says");
+        assert_eq!(Keep::All.parse(br#""a\"b\u00e9\n""#).unwrap(), Data::Str("a\"b\u{e9}\n".into()));
+        assert!(Keep::All.parse(b"").is_err());
+        assert!(Keep::All.parse(b"[1,]").is_err());
     }
 
     #[test]
