@@ -321,7 +321,7 @@ pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
          Open loop, {rate} requests/s for {open_secs} s against Facade: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {} errors.",
         row("Facade (compiled plan)", &dynamic, ratio),
         row("static async-graphql", &fixed, 1.0),
-        rss_kib.map_or("?".to_owned(), |k| format!("{:.0}", k as f64 / 1024.0)),
+        rss_kib.map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
         open.p50_ms,
         open.p95_ms,
         open.p99_ms,

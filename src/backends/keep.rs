@@ -281,7 +281,8 @@ mod tests {
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         assert!(Keep::All.parse(deep(100).as_bytes()).is_ok());
         assert!(Keep::All.parse(deep(200).as_bytes()).unwrap_err().to_string().contains("recursion limit"));
-        let numbers: &[u8] = b"[1, -2, 9223372036854775808, 1e2, 0.5, 99999999999999999999999, -0.0, 1.7976931348623157e308]";
+        let numbers: &[u8] =
+            b"[1, -2, 9223372036854775808, 1e2, 0.5, 99999999999999999999999, -0.0, 1.7976931348623157e308]";
         let n = Keep::All.parse(numbers).unwrap();
         assert_eq!(n.to_json(), serde_json::from_slice::<serde_json::Value>(numbers).unwrap());
         assert_eq!(n.to_string(), serde_json::from_slice::<serde_json::Value>(numbers).unwrap().to_string());
