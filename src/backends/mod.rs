@@ -13,6 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 use data::Data;
@@ -100,6 +105,60 @@ impl Method {
     }
 }
 
+/// How a backend is called.
+enum Transport {
+    /// A plain-HTTP backend: hyper's pooled client, a request built straight from the path.
+    /// reqwest's request building and URL parsing cost about 100,000 instructions per call
+    /// (a long batch query string is percent-checked character by character), 11 % of a home
+    /// query (docs/BENCHMARKS.md §15).
+    Plain(Box<HyperClient<HttpConnector, Full<Bytes>>>),
+    /// HTTPS (TLS and its roots as reqwest sets them up), or any backend when a proxy is set in
+    /// the environment (`HTTP_PROXY`, `ALL_PROXY`, which reqwest follows).
+    Reqwest(reqwest::Client),
+}
+
+impl Transport {
+    fn for_url(url: &str) -> Result<Self, String> {
+        let proxied = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()));
+        if url.starts_with("http://") && !proxied {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            let client = HyperClient::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .pool_timer(TokioTimer::new())
+                .build(connector);
+            return Ok(Transport::Plain(Box::new(client)));
+        }
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map(Transport::Reqwest)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// An error and its causes, as one line (hyper's top-level message alone says little).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut at = e.source();
+    while let Some(cause) = at {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        at = cause.source();
+    }
+    out
+}
+
+/// A backend's answer, whichever transport brought it.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Option<Bytes>,
+}
+
 /// Settings of one backend client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendSettings {
@@ -111,7 +170,7 @@ pub struct BackendSettings {
 pub struct Backend {
     name: Arc<str>,
     base: String,
-    client: reqwest::Client,
+    transport: Transport,
     breaker: Breaker,
     /// Swapped whole when an operator changes the numbers; each call works on one snapshot.
     policy: ArcSwap<Policy>,
@@ -174,9 +233,8 @@ fn shown(path: &str) -> String {
 }
 
 /// A backend's `Retry-After` in seconds (the HTTP-date form is not honoured).
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let secs: u64 =
-        response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs.min(3600)))
 }
 
@@ -377,42 +435,87 @@ impl Backend {
     ) -> Result<Data, FetchError> {
         let url = format!("{}{}", self.base, path);
         let m = method.as_str();
-        let mut request = match method {
-            Method::Get => self.client.get(&url),
-            Method::Post => self.client.post(&url),
-        };
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        if crate::telemetry::otel::traced() {
-            let mut headers = reqwest::header::HeaderMap::new();
-            crate::telemetry::otel::inject(&mut headers);
-            request = request.headers(headers);
-        }
         let backend = &self.name;
+        let mut headers = http::HeaderMap::new();
+        if crate::telemetry::otel::traced() {
+            crate::telemetry::otel::inject(&mut headers);
+        }
         // Devices see the backend's name and path, never its internal URL (the log has it).
-        let connect = |e: reqwest::Error| {
-            tracing::debug!(backend = %backend, error = %e, "backend call failed");
-            let reason = e.without_url().to_string();
+        let connect = |reason: String| {
+            tracing::debug!(backend = %backend, error = %reason, "backend call failed");
             FetchError::Connect { backend: backend.clone(), method: m, path: shown(path), reason }
         };
-        let response = request.send().await.map_err(connect)?;
-        let status = response.status();
-        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            && let Some(wait) = retry_after(&response)
+        let answer = match &self.transport {
+            Transport::Plain(client) => {
+                // A character `http` refuses in a URI (a space, `|` in a literal of the
+                // template) is percent-encoded the way reqwest's URL parser would.
+                let uri: http::Uri = match url.parse() {
+                    Ok(uri) => uri,
+                    Err(_) => url::Url::parse(&url)
+                        .map_err(|e| e.to_string())
+                        .and_then(|u| u.as_str().parse().map_err(|e: http::uri::InvalidUri| e.to_string()))
+                        .map_err(connect)?,
+                };
+                let mut request = http::Request::builder().method(m).uri(uri);
+                let content = match body {
+                    Some(body) => {
+                        headers.insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        Bytes::from(serde_json::to_vec(body).map_err(|e| connect(e.to_string()))?)
+                    }
+                    None => Bytes::new(),
+                };
+                if let Some(h) = request.headers_mut() {
+                    h.extend(headers);
+                }
+                let request = request.body(Full::new(content)).map_err(|e| connect(e.to_string()))?;
+                let response = client.request(request).await.map_err(|e| connect(chain(&e)))?;
+                let status = response.status().as_u16();
+                let retry_after = retry_after(response.headers());
+                let body = if response.status().is_success() {
+                    let collected = response.into_body().collect().await.map_err(|e| connect(chain(&e)))?;
+                    Some(collected.to_bytes())
+                } else {
+                    None
+                };
+                Answer { status, retry_after, body }
+            }
+            Transport::Reqwest(client) => {
+                let mut request = match method {
+                    Method::Get => client.get(&url),
+                    Method::Post => client.post(&url),
+                };
+                if let Some(body) = body {
+                    request = request.json(body);
+                }
+                let failed = |e: reqwest::Error| connect(e.without_url().to_string());
+                let response = request.headers(headers).send().await.map_err(failed)?;
+                let status = response.status().as_u16();
+                let retry_after = retry_after(response.headers());
+                let body = if response.status().is_success() {
+                    Some(response.bytes().await.map_err(failed)?)
+                } else {
+                    None
+                };
+                Answer { status, retry_after, body }
+            }
+        };
+        tracing::Span::current().record("http.response.status_code", i64::from(answer.status));
+        if answer.status == 429
+            && let Some(wait) = answer.retry_after
         {
             policy.limiter.pause_for(wait);
         }
-        if !status.is_success() {
+        let Some(bytes) = answer.body else {
             return Err(FetchError::Status {
                 backend: backend.clone(),
                 method: m,
                 path: shown(path),
-                status: status.as_u16(),
+                status: answer.status,
             });
-        }
-        let bytes = response.bytes().await.map_err(connect)?;
+        };
         let parsed = keep.unwrap_or(&keep::Keep::All).parse(&bytes);
         parsed.map_err(|e| FetchError::Body {
             backend: backend.clone(),
@@ -455,11 +558,8 @@ impl Backends {
                     return Ok(same.clone());
                 }
                 let declared = s.clone();
-                let client = reqwest::Client::builder()
-                    .pool_max_idle_per_host(256)
-                    .tcp_nodelay(true)
-                    .build()
-                    .map_err(|e| ClientError { backend: s.name.clone(), reason: e.to_string() })?;
+                let transport = Transport::for_url(&s.url)
+                    .map_err(|reason| ClientError { backend: s.name.clone(), reason })?;
                 let name: Arc<str> = Arc::from(s.name.as_str());
                 let r = s.resilience;
                 let state_name = name.to_string();
@@ -472,7 +572,7 @@ impl Backends {
                 metrics::gauge!(m::BREAKER_STATE, "backend" => name.to_string(), "state" => "closed").set(1.0);
                 Ok(Arc::new(Backend {
                     base: s.url.trim_end_matches('/').to_owned(),
-                    client,
+                    transport,
                     breaker,
                     policy: ArcSwap::from_pointee(Policy::new(r)),
                     name,
@@ -549,5 +649,45 @@ impl std::fmt::Display for KeyText {
             KeyText::Int(i) => f.write_str(itoa::Buffer::new().format(*i)),
             KeyText::Text(t) => f.write_str(t),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxied() -> bool {
+        ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()))
+    }
+
+    #[test]
+    fn plain_http_backends_go_through_hyper_and_https_ones_through_reqwest() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let plain = Transport::for_url("http://127.0.0.1:7101").unwrap();
+        assert_eq!(matches!(plain, Transport::Plain(_)), !proxied());
+        assert!(matches!(Transport::for_url("https://catalog.internal").unwrap(), Transport::Reqwest(_)));
+    }
+
+    #[tokio::test]
+    async fn a_backend_nobody_listens_on_is_a_connect_error_with_its_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let settings = BackendSettings {
+            name: "gone".into(),
+            url: format!("http://127.0.0.1:{port}"),
+            resilience: Resilience::default(),
+        };
+        let backends = Backends::new(vec![settings]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let e =
+            backends.get(0).call(Method::Get, "/titles/1", None, deadline, false, None, 0).await.unwrap_err();
+        let FetchError::Connect { reason, path, .. } = &e else { panic!("{e}") };
+        assert_eq!(path, "/titles/1");
+        assert!(reason.to_lowercase().contains("refused"), "{reason}");
+        assert!(
+            !reason.contains(&port.to_string()),
+            "the internal address stays out of what devices see: {reason}"
+        );
     }
 }
