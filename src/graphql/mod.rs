@@ -250,6 +250,9 @@ pub struct Outcome {
     pub request_error: bool,
     /// The `extensions.code` of each field error (for metrics), without parsing the body.
     pub error_codes: Vec<String>,
+    /// Where `data` and `errors` sit in `body`, when the projection wrote it (a transform
+    /// takes them from there without parsing the body).
+    pub parts: Option<project::Parts>,
 }
 
 impl Outcome {
@@ -258,6 +261,7 @@ impl Outcome {
             body: json!({ "errors": errors }).to_string().into(),
             request_error: true,
             error_codes: Vec::new(),
+            parts: None,
         }
     }
 
@@ -688,6 +692,7 @@ impl Engine {
             body: response.body.into(),
             request_error: false,
             error_codes: project::error_codes(&response.errors),
+            parts: Some(response.parts),
         }
     }
 

@@ -56,6 +56,14 @@ impl Path<'_> {
 pub struct Response {
     pub body: Vec<u8>,
     pub errors: Vec<ServerError>,
+    pub parts: Parts,
+}
+
+/// Where the JSON texts of `data` and `errors` (if any) sit in a written body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts {
+    pub data: std::ops::Range<usize>,
+    pub errors: Option<std::ops::Range<usize>>,
 }
 
 /// Writes `{"data":…,"errors":[…]}` for the plan and its results (and the introspection
@@ -74,12 +82,16 @@ pub fn write(
         w.buf.truncate(mark);
         w.buf.extend_from_slice(b"null");
     }
+    let data = mark..w.buf.len();
+    let mut errors = None;
     if !w.errors.is_empty() {
         w.buf.extend_from_slice(b",\"errors\":");
+        let start = w.buf.len();
         serde_json::to_writer(&mut w.buf, &w.errors).expect("errors serialize");
+        errors = Some(start..w.buf.len());
     }
     w.buf.push(b'}');
-    Response { body: w.buf, errors: w.errors }
+    Response { body: w.buf, errors: w.errors, parts: Parts { data, errors } }
 }
 
 struct Writer<'s> {

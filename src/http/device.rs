@@ -104,7 +104,9 @@ pub async fn call(
     }
     let (status, body) = match (&picked.version.script, outcome.request_error, transform_vars) {
         (Some(script), false, Some(vars)) => {
-            let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
+            // `data` goes to the script as the text the projection wrote; only `errors` (usually
+            // absent) is parsed, for `ctx.errors`.
+            let (data, errors) = answer_parts(&outcome);
             let device_headers: Map<String, Value> = state
                 .device_headers
                 .iter()
@@ -118,13 +120,12 @@ pub async fn call(
                 endpoint: endpoint.as_str(),
                 version: picked.version.version,
                 canary: picked.canary,
-                errors: result.get_mut("errors").map(Value::take).unwrap_or(Value::Null),
+                errors,
                 device_id: device,
                 device_headers,
             }
             .to_json();
-            let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
-            match state.scripts.transform(script, data.to_string(), ctx.to_string()).await {
+            match state.scripts.transform(script, data, ctx.to_string()).await {
                 Ok(shaped) => (StatusCode::OK, bytes::Bytes::from(shaped)),
                 Err(e) => {
                     tracing::warn!(endpoint = %target, version = picked.version.version, error = %e, "transform failed");
@@ -170,4 +171,48 @@ pub async fn call(
     h.insert("x-facade-endpoint-version", HeaderValue::from(picked.version.version));
     h.insert("x-facade-rollout", HeaderValue::from_static(if picked.canary { "canary" } else { "stable" }));
     response
+}
+
+/// The `data` of an engine answer as JSON text, and its `errors` (null when there are none).
+fn answer_parts(outcome: &crate::graphql::Outcome) -> (String, Value) {
+    let text =
+        |r: &std::ops::Range<usize>| outcome.body.get(r.clone()).and_then(|b| std::str::from_utf8(b).ok());
+    match &outcome.parts {
+        Some(parts) => {
+            let data = text(&parts.data).unwrap_or("null").to_owned();
+            let errors = parts
+                .errors
+                .as_ref()
+                .and_then(text)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(Value::Null);
+            (data, errors)
+        }
+        None => {
+            let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
+            let errors = result.get_mut("errors").map(Value::take).unwrap_or(Value::Null);
+            (result.get_mut("data").map(Value::take).unwrap_or(Value::Null).to_string(), errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transform_gets_the_data_text_as_written_and_the_errors_parsed() {
+        let body = r#"{"data":{"a":[1,"é"]},"errors":[{"message":"x"}]}"#;
+        let data = 8..body.find(",\"errors\"").unwrap();
+        let errors = Some(data.end + 10..body.len() - 1);
+        let outcome = |parts| crate::graphql::Outcome {
+            body: bytes::Bytes::from(body),
+            request_error: false,
+            error_codes: Vec::new(),
+            parts,
+        };
+        let written = answer_parts(&outcome(Some(crate::graphql::project::Parts { data, errors })));
+        assert_eq!(written, (r#"{"a":[1,"é"]}"#.to_owned(), json!([{"message": "x"}])));
+        assert_eq!(answer_parts(&outcome(None)), written, "parsing the body gives the same");
+    }
 }
