@@ -43,22 +43,24 @@ pub struct Rendered {
 
 /// Text of an argument placed in a route, percent-encoded; `None` for null or absent.
 fn value_text(value: Option<&Value>) -> Option<String> {
-    let text = match value? {
-        Value::String(s) => s.clone(),
-        Value::Null => return None,
-        other => other.to_string(),
-    };
-    Some(utf8_percent_encode(&text, NON_ALPHANUMERIC).to_string())
+    match value? {
+        Value::String(s) => Some(encoded(s)),
+        Value::Null => None,
+        other => Some(encoded(&other.to_string())),
+    }
 }
 
 /// Text of a parent's field placed in a route, as [`value_text`].
 fn data_text(value: Option<&Data>) -> Option<String> {
-    let text = match value? {
-        Data::Str(s) => s.to_string(),
-        Data::Null => return None,
-        other => other.to_string(),
-    };
-    Some(utf8_percent_encode(&text, NON_ALPHANUMERIC).to_string())
+    match value? {
+        Data::Str(s) => Some(encoded(s)),
+        Data::Null => None,
+        other => Some(encoded(&other.to_string())),
+    }
+}
+
+fn encoded(text: &str) -> String {
+    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
 }
 
 /// Whether a path segment (as it will be sent) is one a URL parser resolves as a dot segment
