@@ -19,8 +19,9 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
-use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, plan_fetch};
+use super::fetch::{Args, Fetch, batch_route, check_keys, fetch_error, plan_fetch, push_batch_keys};
 use super::model::{FacadeSchema, Part, TypeDef};
 use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
 use crate::backends::data::Data;
@@ -68,18 +69,20 @@ pub struct Context<'a> {
 
 /// A parent object: the `Arc` that holds it and the way down to it.
 #[derive(Clone)]
-struct ParentRef {
+struct ParentRef<'p> {
     owner: Arc<Data>,
-    path: Vec<Hop>,
+    /// Inline up to four hops (the usual depth): no allocation per parent.
+    path: SmallVec<[Hop<'p>; 4]>,
 }
 
-#[derive(Clone)]
-enum Hop {
+#[derive(Clone, Copy)]
+enum Hop<'p> {
     Index(usize),
-    Key(Arc<str>),
+    /// A field name of the plan's.
+    Key(&'p str),
 }
 
-impl ParentRef {
+impl ParentRef<'_> {
     fn get(&self) -> &Data {
         let mut v: &Data = &self.owner;
         for hop in &self.path {
@@ -104,7 +107,7 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
     for wave in waves {
         let mut running = FuturesUnordered::new();
         for &s in wave {
-            let parents = vec![ParentRef { owner: root.clone(), path: Vec::new() }];
+            let parents = vec![ParentRef { owner: root.clone(), path: SmallVec::new() }];
             running.push(run_step(&plan.steps[s], s, parents, ctx));
         }
         while let Some((id, done)) = running.next().await {
@@ -122,7 +125,7 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
 }
 
 /// The objects `child` runs for, found in its producer's results (deduplicated by address).
-fn parents_of(child: &Step, producer: &Step, done: &Done) -> Vec<ParentRef> {
+fn parents_of<'p>(child: &'p Step, producer: &Step, done: &Done) -> Vec<ParentRef<'p>> {
     let mut out = Vec::new();
     let mut seen = HashSet::default();
     let depth = producer.out.list_depth();
@@ -130,18 +133,18 @@ fn parents_of(child: &Step, producer: &Step, done: &Done) -> Vec<ParentRef> {
     for (_, resolved) in done {
         match resolved {
             Resolved::Value(v) => {
-                let start = ParentRef { owner: v.clone(), path: Vec::new() };
+                let start = ParentRef { owner: v.clone(), path: SmallVec::new() };
                 walk(start, depth, route, &mut seen, &mut out);
             }
             Resolved::Items(items) => {
                 for v in items.iter().flatten() {
-                    let start = ParentRef { owner: v.clone(), path: Vec::new() };
+                    let start = ParentRef { owner: v.clone(), path: SmallVec::new() };
                     walk(start, depth.saturating_sub(1), route, &mut seen, &mut out);
                 }
             }
             Resolved::Error(_) => {
                 if let Some(fallback) = &producer.fallback {
-                    let start = ParentRef { owner: fallback.clone(), path: Vec::new() };
+                    let start = ParentRef { owner: fallback.clone(), path: SmallVec::new() };
                     walk(start, depth, route, &mut seen, &mut out);
                 }
             }
@@ -156,12 +159,12 @@ type Route<'p> = (&'p [(Arc<str>, usize)], usize, &'p [Guard]);
 /// Collects the objects at `at`, through `depth` list levels and then the `via` hops,
 /// keeping those that pass the guards. Bounded by the type's list depths and the plan's
 /// hops, not by the data.
-fn walk(
-    at: ParentRef,
+fn walk<'p>(
+    at: ParentRef<'p>,
     depth: usize,
-    route: Route<'_>,
+    route: Route<'p>,
     seen: &mut HashSet<usize, Fast>,
-    out: &mut Vec<ParentRef>,
+    out: &mut Vec<ParentRef<'p>>,
 ) {
     let (via, taken, guards) = route;
     let value = at.get();
@@ -187,7 +190,7 @@ fn walk(
             Some(((name, list_depth), rest)) => {
                 if value.get(name).is_some_and(|v| !v.is_null()) {
                     let mut path = at.path.clone();
-                    path.push(Hop::Key(name.clone()));
+                    path.push(Hop::Key(name));
                     let next = ParentRef { owner: at.owner.clone(), path };
                     walk(next, *list_depth, (rest, taken + 1, guards), seen, out);
                 }
@@ -220,7 +223,7 @@ fn arguments(step: &Step, variables: &Map<String, Value>) -> Args {
 }
 
 /// Runs one step for its parents: (step, results by parent address).
-async fn run_step(step: &Step, id: usize, parents: Vec<ParentRef>, ctx: &Context<'_>) -> (usize, Done) {
+async fn run_step(step: &Step, id: usize, parents: Vec<ParentRef<'_>>, ctx: &Context<'_>) -> (usize, Done) {
     use tracing::Instrument;
     // A span per step when traces are on; nothing at all when they are off.
     let span = if crate::telemetry::otel::traced() {
@@ -250,7 +253,7 @@ async fn http_step(
     step: &Step,
     http: &crate::graphql::model::HttpBinding,
     args: &Args,
-    parents: &[ParentRef],
+    parents: &[ParentRef<'_>],
     ctx: &Context<'_>,
 ) -> Done {
     // By parent index, so results (and the parents of the next steps) keep document order.
@@ -263,11 +266,23 @@ async fn http_step(
     let fixed =
         http.batch.as_ref().filter(|_| !http.template.parts.iter().any(|p| matches!(p, Part::Parent(_))));
     let mut route: Option<Result<(BatchRoute, bool), GqlError>> = None;
+    // The fixed route's keys, every parent's appended in turn (group 0 once the loop is done).
+    let mut fixed_keys: Vec<Key> = Vec::new();
     for (at, parent) in parents.iter().enumerate() {
         let value = parent.get();
         if let Some(batch) = fixed {
-            let keys = match batch_keys(&step.path_name, http, batch, args, value, ctx.default_list_size) {
-                Ok(Some(keys)) => keys,
+            let start = fixed_keys.len();
+            let pushed = push_batch_keys(
+                &step.path_name,
+                http,
+                batch,
+                args,
+                value,
+                ctx.default_list_size,
+                &mut fixed_keys,
+            );
+            let n = match pushed {
+                Ok(Some(n)) => n,
                 Ok(None) => continue,
                 Err(e) => {
                     out[at] = Some(Resolved::Error(e));
@@ -277,20 +292,15 @@ async fn http_step(
             let checked = match route.get_or_insert_with(|| {
                 batch_route(&step.path_name, http, batch, args, value, step.keep.as_ref())
             }) {
-                Ok((_, in_path)) => check_keys(&step.path_name, &keys, *in_path),
+                Ok((_, in_path)) => check_keys(&step.path_name, &fixed_keys[start..], *in_path),
                 Err(e) => Err(e.clone()),
             };
             if let Err(e) = checked {
+                fixed_keys.truncate(start);
                 out[at] = Some(Resolved::Error(e));
                 continue;
             }
-            if groups.is_empty()
-                && let Some(Ok((r, _))) = &route
-            {
-                groups.push((r.clone(), Vec::new()));
-            }
-            spans.push((at, 0, groups[0].1.len(), keys.len()));
-            groups[0].1.extend(keys);
+            spans.push((at, 0, start, n));
             continue;
         }
         match plan_fetch(&step.path_name, http, args, value, ctx.default_list_size, step.keep.as_ref()) {
@@ -312,6 +322,12 @@ async fn http_step(
                 out[at] = Some(Resolved::Error(e));
             }
         }
+    }
+    if !spans.is_empty()
+        && fixed.is_some()
+        && let Some(Ok((r, _))) = &route
+    {
+        groups.push((r.clone(), fixed_keys));
     }
     let single_calls = join_all(singles.iter().map(|(_, r)| async {
         if step.write {
@@ -372,7 +388,7 @@ async fn js_step(
     step: &Step,
     function: &Arc<str>,
     args: &Args,
-    parents: &[ParentRef],
+    parents: &[ParentRef<'_>],
     ctx: &Context<'_>,
 ) -> Done {
     let args = Value::Object(args.clone()).to_string();

@@ -85,28 +85,44 @@ pub fn batch_keys(
     parent: &Data,
     default_list_size: usize,
 ) -> Result<Option<Vec<Key>>, GqlError> {
+    let mut keys = Vec::new();
+    Ok(push_batch_keys(path, http, batch, args, parent, default_list_size, &mut keys)?.map(|_| keys))
+}
+
+/// [`batch_keys`] appended to `out`: how many, or `None` when the parent holds no key (a
+/// step's parents share one vector instead of one each).
+pub fn push_batch_keys(
+    path: &str,
+    http: &HttpBinding,
+    batch: &BatchSpec,
+    args: &Args,
+    parent: &Data,
+    default_list_size: usize,
+    out: &mut Vec<Key>,
+) -> Result<Option<usize>, GqlError> {
     let raw = match parent.get(&batch.keys_from) {
         None | Some(Data::Null) => return Ok(None),
         Some(v) => v,
     };
-    let mut keys: Vec<Key> = match (raw, batch.keys_are_list) {
-        (Data::List(items), true) => items.iter().filter_map(Key::of).collect(),
-        (v, false) => Key::of(v).into_iter().collect(),
-        (v, true) => {
-            return Err(bad_value(path, format!("key field {} should be a list, got {v}", batch.keys_from)));
-        }
-    };
-    if let Some(limit) = &http.limit_arg {
-        let n = match args.get(limit) {
+    if batch.keys_are_list && !matches!(raw, Data::List(_)) {
+        return Err(bad_value(path, format!("key field {} should be a list, got {raw}", batch.keys_from)));
+    }
+    let limit = match &http.limit_arg {
+        None => usize::MAX,
+        Some(limit) => match args.get(limit) {
             None | Some(Value::Null) => default_list_size,
             Some(v) => v.as_i64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
                 GqlError::new(format!("{path}: argument {limit} must not be negative"))
                     .extend_with(|_, ext| ext.set("code", Code::BadUserInput.as_str()))
             })?,
-        };
-        keys.truncate(n);
+        },
+    };
+    let start = out.len();
+    match raw {
+        Data::List(items) if batch.keys_are_list => out.extend(items.iter().filter_map(Key::of).take(limit)),
+        v => out.extend(Key::of(v).into_iter().take(limit)),
     }
-    Ok(Some(keys))
+    Ok(Some(out.len() - start))
 }
 
 /// A batched field's route for these arguments and parent, and whether its keys sit in the
