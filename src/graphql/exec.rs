@@ -21,7 +21,7 @@ use futures_util::stream::FuturesUnordered;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
-use super::fetch::{Args, Fetch, batch_route, check_keys, fetch_error, plan_fetch, push_batch_keys};
+use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, plan_fetch};
 use super::model::{FacadeSchema, Part, TypeDef};
 use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
 use crate::backends::data::Data;
@@ -272,15 +272,8 @@ async fn http_step(
         let value = parent.get();
         if let Some(batch) = fixed {
             let start = fixed_keys.len();
-            let pushed = push_batch_keys(
-                &step.path_name,
-                http,
-                batch,
-                args,
-                value,
-                ctx.default_list_size,
-                &mut fixed_keys,
-            );
+            let pushed =
+                batch_keys(&step.path_name, http, batch, args, value, ctx.default_list_size, &mut fixed_keys);
             let n = match pushed {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,

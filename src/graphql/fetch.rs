@@ -67,31 +67,18 @@ pub fn plan_fetch(
             keep: keep.cloned(),
         }));
     };
-    let Some(keys) = batch_keys(path, http, batch, args, parent, default_list_size)? else {
+    let mut keys = Vec::new();
+    if batch_keys(path, http, batch, args, parent, default_list_size, &mut keys)?.is_none() {
         return Ok(Fetch::Nothing);
-    };
+    }
     let (route, keys_in_path) = batch_route(path, http, batch, args, parent, keep)?;
     check_keys(path, &keys, keys_in_path)?;
     Ok(Fetch::Batch(route, keys))
 }
 
-/// The keys a batched field fetches for this parent (its limit argument applied); `None`
-/// when the parent holds no key.
+/// Appends the keys a batched field fetches for this parent (its limit argument applied) to
+/// `out` (a step's parents share one vector): how many, or `None` when the parent holds no key.
 pub fn batch_keys(
-    path: &str,
-    http: &HttpBinding,
-    batch: &BatchSpec,
-    args: &Args,
-    parent: &Data,
-    default_list_size: usize,
-) -> Result<Option<Vec<Key>>, GqlError> {
-    let mut keys = Vec::new();
-    Ok(push_batch_keys(path, http, batch, args, parent, default_list_size, &mut keys)?.map(|_| keys))
-}
-
-/// [`batch_keys`] appended to `out`: how many, or `None` when the parent holds no key (a
-/// step's parents share one vector instead of one each).
-pub fn push_batch_keys(
     path: &str,
     http: &HttpBinding,
     batch: &BatchSpec,
