@@ -23,6 +23,8 @@ test('trip and reset a breaker from the ops page', { timeout: 120_000 }, async (
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', '--disable-default-apps', '--disable-extensions'],
   });
+  // Closed however the test ends (a failure or a timeout would otherwise leave it running).
+  t.after(() => browser.close());
   const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
   const origin = new URL(base).origin;
   const elsewhere = [];
@@ -53,5 +55,4 @@ test('trip and reset a breaker from the ops page', { timeout: 120_000 }, async (
   await page.click('#tab-author');
   assert.deepEqual(elsewhere, [], 'no request left the server');
   assert.deepEqual(consoleErrors, [], 'no console error');
-  await browser.close();
 });

@@ -15,7 +15,7 @@ if (!token) throw new Error('FACADE_TOKEN is not set');
 const shots = process.env.PLAYGROUND_SCREENSHOTS; // a folder, to refresh the docs' screenshots
 const client = process.env.FACADE_CLIENT ?? 'shop'; // the one client the team token may touch
 
-test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 }, async () => {
+test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 }, async (t) => {
   assert.ok(base && token, 'FACADE_URL and FACADE_TOKEN are set');
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -23,6 +23,8 @@ test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 },
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', '--disable-default-apps', '--disable-extensions'],
   });
+  // Closed however the test ends (a failure or a timeout would otherwise leave it running).
+  t.after(() => browser.close());
   const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
   const page = await context.newPage();
   const origin = new URL(base).origin;
@@ -142,5 +144,4 @@ test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 },
   assert.deepEqual(consoleErrors, [], 'no console error');
   // Figures for docs/BENCHMARKS.md (first load: the page and its assets, before sign-in).
   console.log(JSON.stringify({ figures: { firstLoadBytes, editorReadyMs: Math.round(editorReadyMs), signedInAndReadyMs: loadMs } }));
-  await browser.close();
 });

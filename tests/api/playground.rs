@@ -69,22 +69,26 @@ async fn the_playground_end_to_end_in_chromium() {
     assert_eq!(code, 201, "{created}");
     let token = created["token"].as_str().unwrap().to_owned();
     let base = app.base.clone();
-    let shots = std::env::var("PLAYGROUND_SCREENSHOTS").ok();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut node = std::process::Command::new("node");
-        node.args(["--test", "e2e/"])
-            .current_dir(repo_path("playground"))
-            .env("FACADE_URL", &base)
-            .env("FACADE_TOKEN", &token)
-            .env("FACADE_ADMIN_TOKEN", ADMIN)
-            .env("CHROMIUM", &chromium);
-        if let Some(dir) = shots {
-            node.env("PLAYGROUND_SCREENSHOTS", dir);
-        }
-        node.output().expect("node runs")
-    })
-    .await
-    .unwrap();
+    // Bounded: a browser that never answers fails the test instead of holding CI (the node
+    // process is killed when the wait is dropped).
+    let mut node = tokio::process::Command::new("node");
+    node.args(["--test", "--test-force-exit", "e2e/"])
+        .current_dir(repo_path("playground"))
+        .env("FACADE_URL", &base)
+        .env("FACADE_TOKEN", &token)
+        .env("FACADE_ADMIN_TOKEN", ADMIN)
+        .env("CHROMIUM", &chromium)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Ok(dir) = std::env::var("PLAYGROUND_SCREENSHOTS") {
+        node.env("PLAYGROUND_SCREENSHOTS", dir);
+    }
+    let child = node.spawn().expect("node runs");
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), child.wait_with_output())
+        .await
+        .expect("the playground's browser tests finish within 5 minutes")
+        .expect("node's output is read");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let figures: Option<Value> = stdout
