@@ -3,17 +3,12 @@
 //! A catalog title carries a synopsis, genres and more; a home screen asks for its name and
 //! year. The engine knows, per route, which fields of the answer anything reads (selected
 //! fields, keys, route values, the match field, a discriminator), and passes that as a
-//! [`Keep`]: every other field is skipped while parsing (`IgnoredAny`: scanned, never
-//! allocated), which is where most of a request's instructions went. Written here because
-//! serde_json parses either everything (`Value`) or a fixed type; what is kept is only known
-//! at run time. Recursion follows the JSON, which serde_json bounds (128 levels).
+//! [`Keep`]: every other field is only stepped over while parsing ([`super::scan`]: checked,
+//! never decoded or allocated), which is where most of a request's instructions went.
 
-use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-
-use super::data::{Data, Fields};
+use super::data::Data;
 
 /// Which parts of a JSON value to keep. Applies to every element of an array.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -53,196 +48,9 @@ impl Keep {
         }
     }
 
-    /// Parses `bytes` keeping what this says. The body's UTF-8 is checked once, as a whole,
-    /// rather than string by string.
-    pub fn parse(&self, bytes: &[u8]) -> serde_json::Result<Data> {
-        let text = std::str::from_utf8(bytes).map_err(serde::de::Error::custom)?;
-        let mut de = serde_json::Deserializer::from_str(text);
-        let value = Seed(self).deserialize(&mut de)?;
-        de.end()?;
-        Ok(value)
-    }
-}
-
-struct Seed<'k>(&'k Keep);
-
-impl<'de> DeserializeSeed<'de> for Seed<'_> {
-    type Value = Data;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Data, D::Error> {
-        match self.0 {
-            Keep::All => d.deserialize_any(Whole),
-            Keep::Fields(fields) => d.deserialize_any(Pruned(fields)),
-        }
-    }
-}
-
-/// Scalars, the same for a whole value and a pruned one.
-macro_rules! scalars {
-    () => {
-        fn visit_bool<E>(self, v: bool) -> Result<Data, E> {
-            Ok(Data::Bool(v))
-        }
-
-        fn visit_i64<E>(self, v: i64) -> Result<Data, E> {
-            Ok(Data::Int(v))
-        }
-
-        fn visit_u64<E>(self, v: u64) -> Result<Data, E> {
-            Ok(i64::try_from(v).map_or(Data::UInt(v), Data::Int))
-        }
-
-        fn visit_f64<E>(self, v: f64) -> Result<Data, E> {
-            Ok(if v.is_finite() { Data::Float(v) } else { Data::Null })
-        }
-
-        fn visit_str<E>(self, v: &str) -> Result<Data, E> {
-            Ok(Data::Str(Box::from(v)))
-        }
-
-        fn visit_string<E>(self, v: String) -> Result<Data, E> {
-            Ok(Data::Str(v.into_boxed_str()))
-        }
-
-        fn visit_unit<E>(self) -> Result<Data, E> {
-            Ok(Data::Null)
-        }
-
-        fn visit_none<E>(self) -> Result<Data, E> {
-            Ok(Data::Null)
-        }
-    };
-}
-
-static ALL: Keep = Keep::All;
-
-/// A whole value.
-struct Whole;
-
-impl<'de> Visitor<'de> for Whole {
-    type Value = Data;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    scalars!();
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
-        let mut out = Fields::default();
-        while let Some(name) = map.next_key::<Name>()? {
-            out.insert(name.0, map.next_value_seed(Seed(&ALL))?);
-        }
-        Ok(out.into_data())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Data, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(v) = seq.next_element_seed(Seed(&ALL))? {
-            out.push(v);
-        }
-        Ok(Data::List(out))
-    }
-}
-
-/// A field name of a whole object.
-struct Name(Arc<str>);
-
-impl<'de> serde::Deserialize<'de> for Name {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Name;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-
-            fn visit_str<E>(self, v: &str) -> Result<Name, E> {
-                Ok(Name(Arc::from(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// An object keeping `fields`; arrays keep the same in each element; scalars stay whole.
-struct Pruned<'k>(&'k [(Arc<str>, Keep)]);
-
-impl<'de> Visitor<'de> for Pruned<'_> {
-    type Value = Data;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    scalars!();
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
-        // The kept names are the plan's own texts: shared, never allocated per object.
-        let mut out: Vec<(Arc<str>, Data)> = Vec::with_capacity(self.0.len());
-        while let Some(index) = map.next_key_seed(KeyOf(self.0))? {
-            match index {
-                Some(i) => {
-                    let (name, keep) = &self.0[i];
-                    let value = map.next_value_seed(Seed(keep))?;
-                    match out.iter_mut().find(|(n, _)| Arc::ptr_eq(n, name)) {
-                        Some(slot) => slot.1 = value,
-                        None => out.push((name.clone(), value)),
-                    }
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Data::Obj(out))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Data, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(v) = seq.next_element_seed(PrunedSeed(self.0))? {
-            out.push(v);
-        }
-        Ok(Data::List(out))
-    }
-}
-
-/// Each element of an array, keeping the same fields.
-struct PrunedSeed<'k>(&'k [(Arc<str>, Keep)]);
-
-impl<'de> DeserializeSeed<'de> for PrunedSeed<'_> {
-    type Value = Data;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Data, D::Error> {
-        d.deserialize_any(Pruned(self.0))
-    }
-}
-
-/// A key: the index of a kept field, or `None` for one to skip (not allocated).
-struct KeyOf<'k>(&'k [(Arc<str>, Keep)]);
-
-impl<'de> DeserializeSeed<'de> for KeyOf<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyOf<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        // A few names (the usual case): by length first, which mostly differs.
-        if self.0.len() <= 8 {
-            return Ok(self.0.iter().position(|(n, _)| n.len() == v.len() && **n == *v));
-        }
-        Ok(self.0.binary_search_by(|(n, _)| n.as_ref().cmp(v)).ok())
+    /// Parses `bytes` keeping what this says (see [`super::scan`]).
+    pub fn parse(&self, bytes: &[u8]) -> Result<Data, super::scan::BodyError> {
+        super::scan::parse(bytes, self)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod data;
 pub mod keep;
 pub mod policy;
+pub mod scan;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,0 +1,646 @@
+//! The JSON scanner behind [`super::keep::Keep::parse`]: one pass over a backend body that
+//! builds [`Data`] for the fields a request reads and only steps over the rest.
+//!
+//! Written here because no JSON crate fits the job: a body is mostly skipped (a catalog title
+//! carries a synopsis, genres and more; a home screen reads its name and year), and the kept
+//! names are the plan's own shared texts. serde_json through a filtering seed, simd-json's
+//! tape, sonic-rs and jiter were each measured on the home query (docs/BENCHMARKS.md §15, §16);
+//! all of them decode every token through a general interface, which was 40 % of a request.
+//! This scanner finds the end of a string eight bytes at a time, copies nothing it skips,
+//! and parses integers in place.
+//!
+//! It accepts exactly RFC 8259 JSON, as serde_json does: strict numbers, escapes checked
+//! (also in skipped strings), no control characters in strings, nothing after the value.
+//! Kept strings and names must be UTF-8; skipped ones are not decoded (serde_json does the
+//! same). Nesting is bounded by [`DEPTH`], kept or skipped; recursion is the only state.
+
+use std::sync::Arc;
+
+use super::data::{Data, Fields};
+use super::keep::Keep;
+
+/// How deep a body may nest, kept or skipped (serde_json's bound).
+pub const DEPTH: u8 = 128;
+
+/// A backend body that is not JSON, and where: "expected value at line 1 column 12".
+#[derive(Debug, thiserror::Error)]
+#[error("{what} at line {line} column {column}")]
+pub struct BodyError {
+    what: &'static str,
+    line: usize,
+    column: usize,
+}
+
+/// What went wrong and at which byte (the line and column are counted only then).
+struct Fault(&'static str, usize);
+
+type R<T> = Result<T, Fault>;
+
+pub fn parse(bytes: &[u8], keep: &Keep) -> Result<Data, BodyError> {
+    let mut s = Scan { b: bytes, i: 0, scratch: String::new(), stack: Vec::new() };
+    let done = s.value(keep, DEPTH).and_then(|v| match s.peek() {
+        None => Ok(v),
+        Some(_) => Err(Fault("trailing characters", s.i)),
+    });
+    done.map_err(|Fault(what, at)| {
+        let before = &bytes[..at.min(bytes.len())];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = at - before.iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1) + 1;
+        BodyError { what, line, column }
+    })
+}
+
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+    /// A string with escapes, decoded.
+    scratch: String,
+    /// The items of the lists being read.
+    stack: Vec<Data>,
+}
+
+/// A string as scanned: its bytes when it has no escape, or decoded into the scratch buffer.
+enum Text<'a> {
+    Raw(&'a [u8]),
+    Decoded,
+}
+
+impl<'a> Scan<'a> {
+    /// The next byte that is not whitespace, not consumed.
+    #[inline(always)]
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                return Some(c);
+            }
+            self.i += 1;
+        }
+        None
+    }
+
+    fn fault<T>(&self, what: &'static str) -> R<T> {
+        Err(Fault(what, self.i))
+    }
+
+    fn value(&mut self, keep: &Keep, depth: u8) -> R<Data> {
+        Ok(match self.peek() {
+            Some(b'"') => {
+                self.i += 1;
+                let text = self.string()?;
+                Data::Str(Box::from(self.text(text)?))
+            }
+            Some(b'{') => {
+                let depth = self.deeper(depth)?;
+                match keep {
+                    Keep::All => self.whole_object(depth)?,
+                    Keep::Fields(fields) => self.pruned_object(fields, depth)?,
+                }
+            }
+            Some(b'[') => {
+                let depth = self.deeper(depth)?;
+                self.i += 1;
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(Data::List(Vec::new()));
+                }
+                // Items gather on one stack shared by every list of the body, then move into a
+                // vector of their exact size (no growing vector per list).
+                let mark = self.stack.len();
+                loop {
+                    let item = self.value(keep, depth)?;
+                    self.stack.push(item);
+                    if self.after_item(b']')? {
+                        break;
+                    }
+                }
+                Data::List(self.stack.drain(mark..).collect())
+            }
+            Some(b't') => self.literal(b"true", Data::Bool(true))?,
+            Some(b'f') => self.literal(b"false", Data::Bool(false))?,
+            Some(b'n') => self.literal(b"null", Data::Null)?,
+            Some(b'-' | b'0'..=b'9') => self.number(true)?,
+            Some(_) => return self.fault("expected value"),
+            None => return self.fault("EOF while parsing a value"),
+        })
+    }
+
+    /// Steps over a value, checking it.
+    fn skip(&mut self, depth: u8) -> R<()> {
+        match self.peek() {
+            Some(b'"') => {
+                self.i += 1;
+                self.skip_string()
+            }
+            Some(b'{') => {
+                let depth = self.deeper(depth)?;
+                self.i += 1;
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.key_start()?;
+                    self.skip_string()?;
+                    self.colon()?;
+                    self.skip(depth)?;
+                    if self.after_item(b'}')? {
+                        return Ok(());
+                    }
+                }
+            }
+            Some(b'[') => {
+                let depth = self.deeper(depth)?;
+                self.i += 1;
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip(depth)?;
+                    if self.after_item(b']')? {
+                        return Ok(());
+                    }
+                }
+            }
+            Some(b't') => self.literal(b"true", Data::Null).map(drop),
+            Some(b'f') => self.literal(b"false", Data::Null).map(drop),
+            Some(b'n') => self.literal(b"null", Data::Null).map(drop),
+            Some(b'-' | b'0'..=b'9') => self.number(false).map(drop),
+            Some(_) => self.fault("expected value"),
+            None => self.fault("EOF while parsing a value"),
+        }
+    }
+
+    fn deeper(&self, depth: u8) -> R<u8> {
+        match depth.checked_sub(1) {
+            Some(d) => Ok(d),
+            None => self.fault("recursion limit exceeded"),
+        }
+    }
+
+    /// After an item of an array or object: `,` (more follow, false) or the closing byte (true).
+    #[inline(always)]
+    fn after_item(&mut self, close: u8) -> R<bool> {
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(_) if close == b']' => self.fault("expected `,` or `]`"),
+            Some(_) => self.fault("expected `,` or `}`"),
+            None => self.fault("EOF while parsing a list or object"),
+        }
+    }
+
+    /// The opening quote of an object's key.
+    #[inline(always)]
+    fn key_start(&mut self) -> R<()> {
+        match self.peek() {
+            Some(b'"') => {
+                self.i += 1;
+                Ok(())
+            }
+            Some(_) => self.fault("key must be a string"),
+            None => self.fault("EOF while parsing an object"),
+        }
+    }
+
+    #[inline(always)]
+    fn colon(&mut self) -> R<()> {
+        match self.peek() {
+            Some(b':') => {
+                self.i += 1;
+                Ok(())
+            }
+            Some(_) => self.fault("expected `:`"),
+            None => self.fault("EOF while parsing an object"),
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8], value: Data) -> R<Data> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(value)
+        } else {
+            self.fault("expected value")
+        }
+    }
+
+    /// An object keeping every field (names allocated: they are the backend's).
+    fn whole_object(&mut self, depth: u8) -> R<Data> {
+        self.i += 1;
+        let mut out = Fields::default();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(out.into_data());
+        }
+        loop {
+            self.key_start()?;
+            let key = self.string()?;
+            let name = Arc::<str>::from(self.text(key)?);
+            self.colon()?;
+            out.insert(name, self.value(&Keep::All, depth)?);
+            if self.after_item(b'}')? {
+                return Ok(out.into_data());
+            }
+        }
+    }
+
+    /// An object keeping `fields` (the plan's own names: shared, never allocated per object);
+    /// a later duplicate replaces an earlier one, as in serde_json.
+    fn pruned_object(&mut self, fields: &[(Arc<str>, Keep)], depth: u8) -> R<Data> {
+        self.i += 1;
+        let mut out: Vec<(Arc<str>, Data)> = Vec::with_capacity(fields.len());
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(Data::Obj(out));
+        }
+        loop {
+            self.key_start()?;
+            let found = match self.string()? {
+                Text::Raw(raw) => position(fields, raw),
+                Text::Decoded => position(fields, self.scratch.as_bytes()),
+            };
+            self.colon()?;
+            match found {
+                Some(n) => {
+                    let (name, keep) = &fields[n];
+                    let v = self.value(keep, depth)?;
+                    match out.iter_mut().find(|(k, _)| Arc::ptr_eq(k, name)) {
+                        Some(slot) => slot.1 = v,
+                        None => out.push((name.clone(), v)),
+                    }
+                }
+                None => self.skip(depth)?,
+            }
+            if self.after_item(b'}')? {
+                return Ok(Data::Obj(out));
+            }
+        }
+    }
+
+    /// A string's text, which must be UTF-8.
+    fn text(&self, text: Text<'a>) -> R<&str> {
+        match text {
+            Text::Raw(raw) => std::str::from_utf8(raw).or_else(|_| self.fault("invalid unicode code point")),
+            Text::Decoded => Ok(&self.scratch),
+        }
+    }
+
+    /// A string after its opening quote, up to and past the closing one.
+    fn string(&mut self) -> R<Text<'a>> {
+        let start = self.i;
+        let at = self.special()?;
+        if self.b[at] == b'"' {
+            self.i = at + 1;
+            return Ok(Text::Raw(&self.b[start..at]));
+        }
+        self.scratch.clear();
+        let mut from = start;
+        loop {
+            let at = self.special()?;
+            let part = std::str::from_utf8(&self.b[from..at]);
+            self.scratch.push_str(part.or_else(|_| self.fault("invalid unicode code point"))?);
+            self.i = at + 1;
+            if self.b[at] == b'"' {
+                return Ok(Text::Decoded);
+            }
+            self.escape(true)?;
+            from = self.i;
+        }
+    }
+
+    /// Steps over a string after its opening quote, checking its escapes.
+    fn skip_string(&mut self) -> R<()> {
+        loop {
+            let at = self.special()?;
+            self.i = at + 1;
+            if self.b[at] == b'"' {
+                return Ok(());
+            }
+            self.escape(false)?;
+        }
+    }
+
+    /// The next `"` or `\` from here; a control character or the end is an error.
+    #[inline(always)]
+    fn special(&mut self) -> R<usize> {
+        match special(&self.b[self.i..]) {
+            Some(n) if self.b[self.i + n] >= 0x20 => Ok(self.i + n),
+            Some(n) => {
+                self.i += n;
+                self.fault("control character (\\u0000-\\u001F) found while parsing a string")
+            }
+            None => {
+                self.i = self.b.len();
+                self.fault("EOF while parsing a string")
+            }
+        }
+    }
+
+    /// The escape after a `\` (consumed), decoded into the scratch buffer if `decode`.
+    fn escape(&mut self, decode: bool) -> R<()> {
+        let Some(&c) = self.b.get(self.i) else {
+            return self.fault("EOF while parsing a string");
+        };
+        self.i += 1;
+        let plain = match c {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let unit = self.hex4()?;
+                let c = match unit {
+                    0xD800..=0xDBFF => {
+                        if !self.b[self.i..].starts_with(b"\\u") {
+                            return self.fault("unexpected end of hex escape");
+                        }
+                        self.i += 2;
+                        let low = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return self.fault("lone leading surrogate in hex escape");
+                        }
+                        char::from_u32(
+                            0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(low) - 0xDC00),
+                        )
+                    }
+                    0xDC00..=0xDFFF => return self.fault("lone leading surrogate in hex escape"),
+                    _ => char::from_u32(u32::from(unit)),
+                };
+                match c {
+                    Some(c) => c,
+                    None => return self.fault("invalid unicode code point"),
+                }
+            }
+            _ => {
+                self.i -= 1;
+                return self.fault("invalid escape");
+            }
+        };
+        if decode {
+            self.scratch.push(plain);
+        }
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> R<u16> {
+        let Some(digits) = self.b.get(self.i..self.i + 4) else {
+            return self.fault("EOF while parsing a string");
+        };
+        let mut n = 0u16;
+        for &d in digits {
+            let v = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return self.fault("invalid escape"),
+            };
+            n = n * 16 + u16::from(v);
+        }
+        self.i += 4;
+        Ok(n)
+    }
+
+    /// A number, as serde_json reads it: an integer that fits `i64` or `u64` stays one (`-0`
+    /// is a float), any other is an `f64`; one out of `f64`'s range is an error.
+    fn number(&mut self, keep: bool) -> R<Data> {
+        let b = self.b;
+        let start = self.i;
+        let negative = b[start] == b'-';
+        let digits = start + usize::from(negative);
+        // The integer part, read as it is checked: `0` alone or digits without a leading zero.
+        let mut i = digits;
+        let mut n = 0u64;
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+                    n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+                    i += 1;
+                }
+            }
+            _ => {
+                self.i = i;
+                return self.fault("invalid number");
+            }
+        }
+        let integer = i;
+        let mut fraction = 0;
+        if b.get(i) == Some(&b'.') {
+            i = self.digits(i + 1)?;
+            fraction = i - integer - 1;
+        }
+        let exponent = matches!(b.get(i), Some(b'e' | b'E'));
+        if exponent {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            i = self.digits(i)?;
+        }
+        self.i = i;
+        if !keep {
+            return Ok(Data::Null);
+        }
+        let whole = integer - digits;
+        if i == integer && whole <= 19 {
+            // 19 digits cannot overflow u64.
+            return Ok(match (negative, n) {
+                (false, n) => i64::try_from(n).map_or(Data::UInt(n), Data::Int),
+                (true, 0) => Data::Float(-0.0),
+                (true, n) if n <= 1 << 63 => Data::Int((n as i64).wrapping_neg()),
+                (true, n) => Data::Float(-(n as f64)),
+            });
+        }
+        if !exponent && whole + fraction <= 15 {
+            // A short decimal such as 4.25: its digits and 10^fraction are exact in f64, so
+            // one division rounds correctly (Clinger's fast path).
+            const POW10: [f64; 16] =
+                [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+            let m = b[integer + 1..i].iter().fold(n, |m, d| m * 10 + u64::from(d - b'0'));
+            let f = m as f64 / POW10[fraction];
+            return Ok(Data::Float(if negative { -f } else { f }));
+        }
+        if i == integer && !negative && whole == 20 {
+            let text = std::str::from_utf8(&b[digits..integer]).unwrap_or_default();
+            if let Ok(n) = text.parse::<u64>() {
+                return Ok(Data::UInt(n));
+            }
+        }
+        let text = std::str::from_utf8(&b[start..i]).unwrap_or_default();
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Data::Float(f)),
+            _ => {
+                self.i = start;
+                self.fault("number out of range")
+            }
+        }
+    }
+
+    /// One or more digits from `i`; where they end.
+    fn digits(&mut self, mut i: usize) -> R<usize> {
+        if !self.b.get(i).is_some_and(u8::is_ascii_digit) {
+            self.i = i;
+            return self.fault("invalid number");
+        }
+        while self.b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        Ok(i)
+    }
+}
+
+/// The index of a kept field named `key`, if it is one.
+#[inline]
+fn position(fields: &[(Arc<str>, Keep)], key: &[u8]) -> Option<usize> {
+    // A few names (the usual case): by length first, which mostly differs.
+    if fields.len() <= 8 {
+        return fields.iter().position(|(n, _)| n.len() == key.len() && n.as_bytes() == key);
+    }
+    fields.binary_search_by(|(n, _)| n.as_bytes().cmp(key)).ok()
+}
+
+/// The index of the first `"`, `\` or control character in `s`. Eight bytes at a time, with
+/// the usual "has a byte less than / equal to" word tests: each test's lowest flagged byte
+/// is exact (a borrow only runs upwards), so the lowest flag of the three is the answer.
+/// Written here because no crate offers this exact search (memchr finds up to three given
+/// bytes, not a range).
+#[inline(always)]
+pub fn special(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut words = s.chunks_exact(8);
+    let mut base = 0;
+    for w in &mut words {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let flags = control | zero_in(x ^ (ONES * u64::from(b'"'))) | zero_in(x ^ (ONES * u64::from(b'\\')));
+        if flags != 0 {
+            return Some(base + flags.trailing_zeros() as usize / 8);
+        }
+        base += 8;
+    }
+    words.remainder().iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\').map(|n| base + n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_finds_the_first_quote_backslash_or_control_at_every_place() {
+        for len in 0..20 {
+            let plain = vec![b'a'; len];
+            assert_eq!(special(&plain), None);
+            for at in 0..len {
+                for b in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
+                    let mut s = plain.clone();
+                    s[at] = b;
+                    // A second special byte later never hides the first; bytes above 0x7f
+                    // (UTF-8) and 0x20 are not special.
+                    if at + 1 < len {
+                        s[at + 1] = b'"';
+                    }
+                    if at > 0 {
+                        s[at - 1] = 0xC3;
+                    }
+                    assert_eq!(special(&s), Some(at), "{s:?}");
+                }
+            }
+        }
+        assert_eq!(special(" é~\u{7f}".as_bytes()), None);
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let e = |body: &str| parse(body.as_bytes(), &Keep::All).unwrap_err().to_string();
+        assert_eq!(e(""), "EOF while parsing a value at line 1 column 1");
+        assert_eq!(e("{\"a\":\n  1,}"), "key must be a string at line 2 column 5");
+        assert_eq!(e("[1 2]"), "expected `,` or `]` at line 1 column 4");
+        assert_eq!(e("{\"a\" 1}"), "expected `:` at line 1 column 6");
+        assert_eq!(e("01"), "trailing characters at line 1 column 2");
+        assert_eq!(e("1."), "invalid number at line 1 column 3");
+        assert_eq!(
+            e("\"a\u{1}\""),
+            "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 3"
+        );
+        assert_eq!(e("\"\\x\""), "invalid escape at line 1 column 3");
+        assert_eq!(e("\"\\ud800\""), "unexpected end of hex escape at line 1 column 8");
+        assert_eq!(e("\"abc"), "EOF while parsing a string at line 1 column 5");
+        assert_eq!(e("tru"), "expected value at line 1 column 1");
+        // Skipped values are checked too.
+        let skipped = |body: &str| parse(body.as_bytes(), &Keep::fields(["a"])).is_err();
+        assert!(skipped(r#"{"b": "\q", "a": 1}"#));
+        assert!(skipped(r#"{"b": [1,], "a": 1}"#));
+        assert!(skipped(r#"{"b": 1.e3, "a": 1}"#));
+        assert!(skipped(r#"{"b": {"c" 1}, "a": 1}"#));
+        assert!(!skipped(r#"{"b": {"c": [true, false, null, -1.5e-3, "\u00e9\n"]}, "a": 1}"#));
+    }
+
+    use proptest::prelude::*;
+
+    /// Any JSON value, with the strings, numbers and nesting that make parsers differ.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(|f| Value::from((f * 100.0).round() / 100.0)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            "[a-z\\\\\"\u{0}-\u{1f}é😀/]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("[a-c]{1,2}", inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Whole, it reads what serde_json reads; pretty-printed too.
+        #[test]
+        fn reads_what_serde_json_reads(v in json()) {
+            let compact = serde_json::to_vec(&v).unwrap();
+            prop_assert_eq!(parse(&compact, &Keep::All).unwrap().to_json(), v.clone());
+            let pretty = serde_json::to_vec_pretty(&v).unwrap();
+            prop_assert_eq!(parse(&pretty, &Keep::All).unwrap().to_json(), v);
+        }
+
+        /// Kept or skipped, a body is refused exactly when serde_json refuses it.
+        #[test]
+        fn refuses_what_serde_json_refuses(v in json(), at in any::<prop::sample::Index>(), byte in prop::sample::select(b"{}[],:\"\\ 0-.eE+tfnu\x01".to_vec())) {
+            let mut text = serde_json::to_vec(&v).unwrap();
+            let i = at.index(text.len());
+            // UTF-8 stays valid (a skipped string's is not checked; a kept one's is, above).
+            prop_assume!(text[i] < 0x80);
+            text[i] = byte;
+            let theirs = serde_json::from_slice::<serde_json::Value>(&text);
+            // A skipped number is checked as JSON but not converted: out of f64's range is
+            // fine there (as serde_json's IgnoredAny has it).
+            let huge = theirs.as_ref().is_err_and(|e| e.to_string().contains("number out of range"));
+            for keep in [Keep::All, Keep::fields(["a"]), Keep::fields([])] {
+                if huge && keep != Keep::All {
+                    continue;
+                }
+                let ours = parse(&text, &keep);
+                prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{} {:?} {:?}", String::from_utf8_lossy(&text), ours, theirs);
+            }
+        }
+    }
+}
