@@ -37,7 +37,7 @@ struct Fault(&'static str, usize);
 type R<T> = Result<T, Fault>;
 
 pub fn parse(bytes: &[u8], keep: &Keep) -> Result<Data, BodyError> {
-    let mut s = Scan { b: bytes, i: 0, scratch: String::new(), stack: Vec::new() };
+    let mut s = Scan { b: bytes, i: 0, scratch: String::new(), stack: Vec::with_capacity(64) };
     let done = s.value(keep, DEPTH).and_then(|v| match s.peek() {
         None => Ok(v),
         Some(_) => Err(Fault("trailing characters", s.i)),
@@ -261,10 +261,7 @@ impl<'a> Scan<'a> {
         }
         loop {
             self.key_start()?;
-            let found = match self.string()? {
-                Text::Raw(raw) => position(fields, raw),
-                Text::Decoded => position(fields, self.scratch.as_bytes()),
-            };
+            let found = self.kept_key(fields)?;
             self.colon()?;
             match found {
                 Some(n) => {
@@ -281,6 +278,27 @@ impl<'a> Scan<'a> {
                 return Ok(Data::Obj(out));
             }
         }
+    }
+
+    /// An object's key (after its opening quote): which kept field it names, if any. A key
+    /// written exactly as a kept name is matched in place, without scanning it first.
+    #[inline(always)]
+    fn kept_key(&mut self, fields: &[(Arc<str>, Keep)]) -> R<Option<usize>> {
+        let rest = &self.b[self.i..];
+        // A few names (the usual case): each tried in place; more are searched by the key.
+        for (n, (name, _)) in fields.iter().enumerate().take_while(|(n, _)| *n < 8) {
+            let name = name.as_bytes();
+            if rest.get(name.len()) == Some(&b'"') && rest.starts_with(name) {
+                self.i += name.len() + 1;
+                return Ok(Some(n));
+            }
+        }
+        // Another key, one of many kept, or a kept one written with escapes.
+        Ok(match self.string()? {
+            Text::Raw(raw) if fields.len() > 8 => position(fields, raw),
+            Text::Raw(_) => None,
+            Text::Decoded => position(fields, self.scratch.as_bytes()),
+        })
     }
 
     /// A string's text, which must be UTF-8.
@@ -559,6 +577,16 @@ mod tests {
             }
         }
         assert_eq!(special(" é~\u{7f}".as_bytes()), None);
+    }
+
+    #[test]
+    fn kept_names_are_found_however_written_and_however_many() {
+        let kept = |keep: &Keep, body: &str| parse(body.as_bytes(), keep).unwrap().to_string();
+        let few = Keep::fields(["id", "name"]);
+        assert_eq!(kept(&few, r#"{"idx": 1, "i": 2, "na\u006de": "a", "id": 3}"#), r#"{"name":"a","id":3}"#);
+        let names: Vec<String> = (0..12).map(|i| format!("f{i:02}")).collect();
+        let many = Keep::fields(names.iter().map(String::as_str));
+        assert_eq!(kept(&many, r#"{"f11": 1, "f1": 2, "f\u0030\u0033": 3, "x": 4}"#), r#"{"f11":1,"f03":3}"#);
     }
 
     #[test]
