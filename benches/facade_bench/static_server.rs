@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Enum, ID, Object, Result, Schema};
 use axum::routing::post;
 use axum::{Json, Router};
-use facade::backends::data::Data;
+use facade::backends::data::{Data, Held};
 use facade::backends::policy::Resilience;
 use facade::backends::{BackendSettings, Backends, BatchRoute, Batcher, Key, SingleRequest};
 use facade::graphql::model::Method;
@@ -50,7 +50,7 @@ fn text(v: &Data, key: &str) -> Option<String> {
     }
 }
 
-async fn one(ctx: &Context<'_>, route: BatchRoute, key: Option<&Data>) -> Result<Option<Arc<Data>>> {
+async fn one(ctx: &Context<'_>, route: BatchRoute, key: Option<&Data>) -> Result<Option<Held>> {
     let key = key.and_then(Key::of).ok_or("bad key")?;
     let mut results = batcher(ctx).load_many(route, vec![key]).await;
     Ok(results.pop().transpose().map_err(|e| e.to_string())?.flatten())
@@ -73,7 +73,7 @@ impl Query {
     }
 }
 
-pub struct Profile(Arc<Data>);
+pub struct Profile(Held);
 
 #[Object]
 impl Profile {
@@ -126,7 +126,7 @@ pub enum ArtworkSize {
     Large,
 }
 
-pub struct Title(Arc<Data>);
+pub struct Title(Held);
 
 #[Object]
 impl Title {
@@ -171,7 +171,7 @@ impl Title {
     }
 }
 
-pub struct Artwork(Arc<Data>);
+pub struct Artwork(Held);
 
 #[Object]
 impl Artwork {
@@ -180,7 +180,7 @@ impl Artwork {
     }
 }
 
-pub struct Rating(Arc<Data>);
+pub struct Rating(Held);
 
 #[Object]
 impl Rating {
@@ -189,7 +189,7 @@ impl Rating {
     }
 }
 
-pub struct Bookmark(Arc<Data>);
+pub struct Bookmark(Held);
 
 #[Object]
 impl Bookmark {

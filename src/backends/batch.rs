@@ -24,7 +24,7 @@ use futures_util::future::{BoxFuture, Shared, join_all};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use super::data::Data;
+use super::data::{Data, Held};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -150,7 +150,7 @@ impl FetchLog {
 }
 
 type BatchSlot = Shared<BoxFuture<'static, Arc<BatchOutcome>>>;
-type SingleSlot = Shared<BoxFuture<'static, Result<Arc<Data>, FetchError>>>;
+type SingleSlot = Shared<BoxFuture<'static, Result<Held, FetchError>>>;
 
 struct Pending {
     keys: Vec<Key>,
@@ -217,7 +217,7 @@ impl Batcher {
         &self,
         route: BatchRoute,
         keys: Vec<Key>,
-    ) -> Vec<Result<Option<Arc<Data>>, FetchError>> {
+    ) -> Vec<Result<Option<Held>, FetchError>> {
         let (asked, lead) = self.register(Arc::new(route), keys);
         if let Some(dispatch) = lead {
             tokio::task::yield_now().await;
@@ -316,13 +316,13 @@ impl Batcher {
     }
 
     /// Fetches one request, once per GraphQL request however often it is asked for.
-    pub async fn load_one(&self, request: SingleRequest) -> Result<Arc<Data>, FetchError> {
+    pub async fn load_one(&self, request: SingleRequest) -> Result<Held, FetchError> {
         self.single_slot(request).await
     }
 
     /// Makes a call that changes something (a mutation's field): never shared with an
     /// identical call of the same request, never retried.
-    pub async fn call_write(&self, request: SingleRequest) -> Result<Arc<Data>, FetchError> {
+    pub async fn call_write(&self, request: SingleRequest) -> Result<Held, FetchError> {
         self.start_single(request, false).await
     }
 
@@ -355,9 +355,9 @@ impl Batcher {
                 let keep = req.keep.as_ref().map(|k| &*k.0);
                 let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read, keep, 0);
                 match FetchLog::record(log.as_ref(), backend, req.method, &req.path, 0, call).await {
-                    Ok(v) => Ok(Arc::new(v)),
+                    Ok(v) => Ok(Held::new(v)),
                     // A single resource that does not exist is a null field, not an error.
-                    Err(FetchError::Status { status: 404, .. }) => Ok(Arc::new(Data::Null)),
+                    Err(FetchError::Status { status: 404, .. }) => Ok(Held::new(Data::Null)),
                     Err(e) => Err(e),
                 }
             }
@@ -369,7 +369,7 @@ impl Batcher {
 }
 
 impl BatchOutcome {
-    fn get(&self, key: &KeyText) -> Result<Option<Arc<Data>>, FetchError> {
+    fn get(&self, key: &KeyText) -> Result<Option<Held>, FetchError> {
         if let Some(v) = self.found.get(key) {
             return Ok(Some(v.clone()));
         }
@@ -433,7 +433,7 @@ async fn fetch_batch(
     let mut outcome = BatchOutcome::default();
     for (chunk, result) in join_all(calls).await {
         match result {
-            Ok(items) => outcome.found.extend(items.into_iter().map(|(k, v)| (k, Arc::new(v)))),
+            Ok(items) => outcome.found.extend(items),
             Err(e) => outcome.failed.extend(chunk.iter().map(|k| (k.text.clone(), e.clone()))),
         }
     }
@@ -442,22 +442,23 @@ async fn fetch_batch(
 
 /// Matches a batch answer back to keys: an array of items carrying `match_field`, or, without
 /// a match field, an object keyed by key.
-fn match_items(json: Data, match_field: Option<&str>) -> Result<Vec<(KeyText, Data)>, String> {
-    match (json, match_field) {
+/// Each item's key, with the item held by the shared answer.
+fn match_items(json: Data, match_field: Option<&str>) -> Result<Vec<(KeyText, Held)>, String> {
+    let keys: Vec<KeyText> = match (&json, match_field) {
         (Data::List(items), Some(field)) => items
-            .into_iter()
+            .iter()
             .map(|item| {
-                let key = item
-                    .get(field)
+                item.get(field)
                     .and_then(KeyText::of)
-                    .ok_or_else(|| format!("an item has no scalar {field:?} to match keys on"))?;
-                Ok((key, item))
+                    .ok_or_else(|| format!("an item has no scalar {field:?} to match keys on"))
             })
-            .collect(),
-        (Data::Obj(fields), None) => Ok(fields.into_iter().map(|(k, v)| (KeyText::text(&k), v)).collect()),
-        (_, Some(field)) => Err(format!("expected a JSON array of items with {field:?}")),
-        (_, None) => Err("expected a JSON object keyed by key".to_owned()),
-    }
+            .collect::<Result<_, _>>()?,
+        (Data::Obj(fields), None) => fields.iter().map(|(k, _)| KeyText::text(k)).collect(),
+        (_, Some(field)) => return Err(format!("expected a JSON array of items with {field:?}")),
+        (_, None) => return Err("expected a JSON object keyed by key".to_owned()),
+    };
+    let answer = Arc::new(json);
+    Ok(keys.into_iter().enumerate().map(|(i, key)| (key, Held::item(&answer, i))).collect())
 }
 
 #[cfg(test)]

@@ -35,6 +35,50 @@ pub enum Data {
 /// Null, for lookups that find nothing.
 pub static NULL: Data = Data::Null;
 
+/// A value a request holds: a whole answer, or one item of an answer (a batch answer's list
+/// item, or a field of an answer keyed by key). An answer's items share it: one allocation
+/// per answer rather than one per item. Reads as the value it points at.
+#[derive(Debug, Clone)]
+pub struct Held {
+    owner: Arc<Data>,
+    /// The item's position in `owner`, or [`Held::WHOLE`].
+    item: u32,
+}
+
+impl Held {
+    const WHOLE: u32 = u32::MAX;
+
+    pub fn new(value: Data) -> Self {
+        Self::whole(Arc::new(value))
+    }
+
+    pub fn whole(owner: Arc<Data>) -> Self {
+        Self { owner, item: Self::WHOLE }
+    }
+
+    /// Item `i` of `owner` (a list's item or an object's `i`th field).
+    pub fn item(owner: &Arc<Data>, i: usize) -> Self {
+        let item = u32::try_from(i).ok().filter(|i| *i != Self::WHOLE);
+        Self { owner: owner.clone(), item: item.expect("fewer than 2^32 - 1 items in one answer") }
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = Data;
+
+    fn deref(&self) -> &Data {
+        if self.item == Self::WHOLE {
+            return &self.owner;
+        }
+        let i = self.item as usize;
+        match &*self.owner {
+            Data::List(items) => items.get(i).unwrap_or(&NULL),
+            Data::Obj(fields) => fields.get(i).map_or(&NULL, |(_, v)| v),
+            _ => &NULL,
+        }
+    }
+}
+
 impl Data {
     /// An object's field.
     pub fn get(&self, key: &str) -> Option<&Data> {
@@ -56,6 +100,20 @@ impl Data {
             Data::List(items) => items.get(i).unwrap_or(&NULL),
             _ => &NULL,
         }
+    }
+
+    /// A list's length or an object's field count; 0 for anything else.
+    pub fn len(&self) -> usize {
+        match self {
+            Data::List(items) => items.len(),
+            Data::Obj(fields) => fields.len(),
+            _ => 0,
+        }
+    }
+
+    /// No items or fields (or not a list or object).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn as_str(&self) -> Option<&str> {

@@ -610,7 +610,7 @@ pub struct BatchOutcome {
     /// Set when the whole dispatch was lost (its task panicked or was cancelled).
     pub all_failed: Option<FetchError>,
     /// Shared: every resolver that asked for a key gets the same item without a copy.
-    pub found: HashMap<KeyText, Arc<Data>, foldhash::fast::RandomState>,
+    pub found: HashMap<KeyText, data::Held, foldhash::fast::RandomState>,
     pub failed: HashMap<KeyText, FetchError, foldhash::fast::RandomState>,
 }
 

@@ -24,7 +24,7 @@ use smallvec::SmallVec;
 use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, plan_fetch};
 use super::model::{FacadeSchema, Part, TypeDef};
 use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
-use crate::backends::data::Data;
+use crate::backends::data::{Data, Held};
 use crate::backends::{BatchRoute, Batcher, Key, SingleRequest};
 use crate::errors::Code;
 
@@ -35,16 +35,16 @@ type Done = Vec<(usize, Resolved)>;
 #[derive(Debug)]
 pub enum Resolved {
     /// The field's value (a list field's whole list, or one object or leaf).
-    Value(Arc<Data>),
+    Value(Held),
     /// A batched list field: one item per key (`None`: not returned, where items may be null).
-    Items(Vec<Option<Arc<Data>>>),
+    Items(Vec<Option<Held>>),
     /// The step failed for this parent (the step's `@fallback`, if any, applies).
     Error(GqlError),
 }
 
 /// Every step's results, by parent address.
 pub struct Store {
-    pub root: Arc<Data>,
+    pub root: Held,
     results: Vec<HashMap<usize, Resolved, Fast>>,
 }
 
@@ -70,7 +70,7 @@ pub struct Context<'a> {
 /// A parent object: the `Arc` that holds it and the way down to it.
 #[derive(Clone)]
 struct ParentRef<'p> {
-    owner: Arc<Data>,
+    owner: Held,
     /// Inline up to four hops (the usual depth): no allocation per parent.
     path: SmallVec<[Hop<'p>; 4]>,
 }
@@ -97,7 +97,7 @@ impl ParentRef<'_> {
 
 /// Runs every step of `plan` and returns their results.
 pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
-    let root = Arc::new(Data::Obj(Vec::new()));
+    let root = Held::new(Data::Obj(Vec::new()));
     let mut results: Vec<HashMap<usize, Resolved, Fast>> =
         plan.steps.iter().map(|_| HashMap::default()).collect();
     // A query starts every root step at once; a mutation one root step at a time, each
@@ -126,9 +126,19 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
 
 /// The objects `child` runs for, found in its producer's results (deduplicated by address).
 fn parents_of<'p>(child: &'p Step, producer: &Step, done: &Done) -> Vec<ParentRef<'p>> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::default();
     let depth = producer.out.list_depth();
+    // Room for one parent per item of the producer's lists (the usual shape), so the vector
+    // and the set do not grow step by step.
+    let items: usize = done
+        .iter()
+        .map(|(_, r)| match r {
+            Resolved::Value(v) if depth > 0 => v.len(),
+            Resolved::Items(items) => items.len(),
+            _ => 1,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(items);
+    let mut seen = HashSet::with_capacity_and_hasher(items, Fast::default());
     let route: Route<'_> = (&child.via, 0, &child.guards);
     for (_, resolved) in done {
         match resolved {
@@ -144,7 +154,7 @@ fn parents_of<'p>(child: &'p Step, producer: &Step, done: &Done) -> Vec<ParentRe
             }
             Resolved::Error(_) => {
                 if let Some(fallback) = &producer.fallback {
-                    let start = ParentRef { owner: fallback.clone(), path: SmallVec::new() };
+                    let start = ParentRef { owner: Held::whole(fallback.clone()), path: SmallVec::new() };
                     walk(start, depth, route, &mut seen, &mut out);
                 }
             }
@@ -331,8 +341,8 @@ async fn http_step(
     }));
     let batch_calls = join_all(groups.into_iter().map(|(route, keys)| ctx.batcher.load_many(route, keys)));
     let (single_results, batch_results) = futures_util::join!(single_calls, batch_calls);
-    let select = |v: Arc<Data>| match &http.select {
-        Some(key) => Arc::new(v.get(key).cloned().unwrap_or(Data::Null)),
+    let select = |v: Held| match &http.select {
+        Some(key) => Held::new(v.get(key).cloned().unwrap_or(Data::Null)),
         None => v,
     };
     for ((at, _), result) in singles.iter().zip(single_results) {
@@ -374,7 +384,9 @@ async fn http_step(
         };
         out[at] = Some(resolved);
     }
-    parents.iter().zip(out).filter_map(|(p, r)| Some((address(p.get()), r?))).collect()
+    let mut done = Vec::with_capacity(parents.len());
+    done.extend(parents.iter().zip(out).filter_map(|(p, r)| Some((address(p.get()), r?))));
+    done
 }
 
 async fn js_step(
@@ -402,7 +414,7 @@ async fn js_step(
         .enumerate()
         .map(|(i, p)| {
             let resolved = match &result {
-                Ok(outs) => Resolved::Value(Arc::new(
+                Ok(outs) => Resolved::Value(Held::new(
                     outs.get(i)
                         .and_then(|o| crate::backends::keep::Keep::All.parse(o.as_bytes()).ok())
                         .unwrap_or(Data::Null),

@@ -184,7 +184,12 @@ impl Writer<'_> {
     }
 
     /// A batched list field's items (`None`: a key the backend did not return).
-    fn items(&mut self, f: &Field, items: &[Option<std::sync::Arc<Data>>], path: &Path<'_>) -> Written {
+    fn items(
+        &mut self,
+        f: &Field,
+        items: &[Option<crate::backends::data::Held>],
+        path: &Path<'_>,
+    ) -> Written {
         self.list(f, 0, items.iter().map(|i| i.as_deref().unwrap_or(&NULL)), path)
     }
 
