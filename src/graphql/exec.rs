@@ -21,7 +21,7 @@ use futures_util::stream::FuturesUnordered;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
-use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, plan_fetch};
+use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, key_limit, plan_fetch};
 use super::model::{FacadeSchema, Part, TypeDef};
 use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
 use crate::backends::data::{Data, Held};
@@ -278,12 +278,15 @@ async fn http_step(
     let mut route: Option<Result<(BatchRoute, bool), GqlError>> = None;
     // The fixed route's keys, every parent's appended in turn (group 0 once the loop is done).
     let mut fixed_keys: Vec<Key> = Vec::new();
+    // The fixed route's key limit (an argument's value): read once for the step.
+    let mut limit = None;
     for (at, parent) in parents.iter().enumerate() {
         let value = parent.get();
         if let Some(batch) = fixed {
             let start = fixed_keys.len();
-            let pushed =
-                batch_keys(&step.path_name, http, batch, args, value, ctx.default_list_size, &mut fixed_keys);
+            let limit =
+                limit.get_or_insert_with(|| key_limit(&step.path_name, http, args, ctx.default_list_size));
+            let pushed = batch_keys(&step.path_name, batch, limit, value, &mut fixed_keys);
             let n = match pushed {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,

@@ -68,7 +68,8 @@ pub fn plan_fetch(
         }));
     };
     let mut keys = Vec::new();
-    if batch_keys(path, http, batch, args, parent, default_list_size, &mut keys)?.is_none() {
+    let limit = key_limit(path, http, args, default_list_size);
+    if batch_keys(path, batch, &limit, parent, &mut keys)?.is_none() {
         return Ok(Fetch::Nothing);
     }
     let (route, keys_in_path) = batch_route(path, http, batch, args, parent, keep)?;
@@ -80,11 +81,9 @@ pub fn plan_fetch(
 /// `out` (a step's parents share one vector): how many, or `None` when the parent holds no key.
 pub fn batch_keys(
     path: &str,
-    http: &HttpBinding,
     batch: &BatchSpec,
-    args: &Args,
+    limit: &Result<usize, GqlError>,
     parent: &Data,
-    default_list_size: usize,
     out: &mut Vec<Key>,
 ) -> Result<Option<usize>, GqlError> {
     let raw = match parent.get(&batch.keys_from) {
@@ -94,15 +93,9 @@ pub fn batch_keys(
     if batch.keys_are_list && !matches!(raw, Data::List(_)) {
         return Err(bad_value(path, format!("key field {} should be a list, got {raw}", batch.keys_from)));
     }
-    let limit = match &http.limit_arg {
-        None => usize::MAX,
-        Some(limit) => match args.get(limit) {
-            None | Some(Value::Null) => default_list_size,
-            Some(v) => v.as_i64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
-                GqlError::new(format!("{path}: argument {limit} must not be negative"))
-                    .extend_with(|_, ext| ext.set("code", Code::BadUserInput.as_str()))
-            })?,
-        },
+    let limit = match limit {
+        Ok(n) => *n,
+        Err(e) => return Err(e.clone()),
     };
     let start = out.len();
     match raw {
@@ -110,6 +103,26 @@ pub fn batch_keys(
         v => out.extend(Key::of(v).into_iter().take(limit)),
     }
     Ok(Some(out.len() - start))
+}
+
+/// How many keys a batched field takes from each parent: its limit argument (the same for
+/// every parent of a step, so read once per step), or no limit.
+pub fn key_limit(
+    path: &str,
+    http: &HttpBinding,
+    args: &Args,
+    default_list_size: usize,
+) -> Result<usize, GqlError> {
+    match &http.limit_arg {
+        None => Ok(usize::MAX),
+        Some(limit) => match args.get(limit) {
+            None | Some(Value::Null) => Ok(default_list_size),
+            Some(v) => v.as_i64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                GqlError::new(format!("{path}: argument {limit} must not be negative"))
+                    .extend_with(|_, ext| ext.set("code", Code::BadUserInput.as_str()))
+            }),
+        },
+    }
 }
 
 /// A batched field's route for these arguments and parent, and whether its keys sit in the
