@@ -377,6 +377,10 @@ impl<'a> Scan<'a> {
             b't' => '\t',
             b'u' => {
                 let unit = self.hex4()?;
+                if !decode {
+                    // A skipped string's code points are not checked (as serde_json skips).
+                    return Ok(());
+                }
                 let c = match unit {
                     0xD800..=0xDBFF => {
                         if !self.b[self.i..].starts_with(b"\\u") {
@@ -613,6 +617,9 @@ mod tests {
         assert!(skipped(r#"{"b": 1.e3, "a": 1}"#));
         assert!(skipped(r#"{"b": {"c" 1}, "a": 1}"#));
         assert!(!skipped(r#"{"b": {"c": [true, false, null, -1.5e-3, "\u00e9\n"]}, "a": 1}"#));
+        // A lone surrogate is refused where the string is kept, stepped over where it is not.
+        assert!(!skipped(r#"{"b": "\ud800", "a": 1}"#));
+        assert!(parse(br#"{"a": "\ud800"}"#, &Keep::fields(["a"])).is_err());
     }
 
     use proptest::prelude::*;
