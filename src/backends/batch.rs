@@ -441,8 +441,7 @@ async fn fetch_batch(
 }
 
 /// Matches a batch answer back to keys: an array of items carrying `match_field`, or, without
-/// a match field, an object keyed by key.
-/// Each item's key, with the item held by the shared answer.
+/// a match field, an object keyed by key. Each item is held through the one shared answer.
 fn match_items(json: Data, match_field: Option<&str>) -> Result<Vec<(KeyText, Held)>, String> {
     let keys: Vec<KeyText> = match (&json, match_field) {
         (Data::List(items), Some(field)) => items

@@ -199,24 +199,23 @@ impl<'a> Scan<'a> {
     /// The opening quote of an object's key.
     #[inline(always)]
     fn key_start(&mut self) -> R<()> {
-        match self.peek() {
-            Some(b'"') => {
-                self.i += 1;
-                Ok(())
-            }
-            Some(_) => self.fault("key must be a string"),
-            None => self.fault("EOF while parsing an object"),
-        }
+        self.expect(b'"', "key must be a string")
     }
 
     #[inline(always)]
     fn colon(&mut self) -> R<()> {
+        self.expect(b':', "expected `:`")
+    }
+
+    /// `byte` (consumed), inside an object; anything else is `wrong`.
+    #[inline(always)]
+    fn expect(&mut self, byte: u8, wrong: &'static str) -> R<()> {
         match self.peek() {
-            Some(b':') => {
+            Some(c) if c == byte => {
                 self.i += 1;
                 Ok(())
             }
-            Some(_) => self.fault("expected `:`"),
+            Some(_) => self.fault(wrong),
             None => self.fault("EOF while parsing an object"),
         }
     }
@@ -312,7 +311,7 @@ impl<'a> Scan<'a> {
     /// A string after its opening quote, up to and past the closing one.
     fn string(&mut self) -> R<Text<'a>> {
         let start = self.i;
-        let at = self.special()?;
+        let mut at = self.special()?;
         if self.b[at] == b'"' {
             self.i = at + 1;
             return Ok(Text::Raw(&self.b[start..at]));
@@ -320,7 +319,6 @@ impl<'a> Scan<'a> {
         self.scratch.clear();
         let mut from = start;
         loop {
-            let at = self.special()?;
             let part = std::str::from_utf8(&self.b[from..at]);
             self.scratch.push_str(part.or_else(|_| self.fault("invalid unicode code point"))?);
             self.i = at + 1;
@@ -329,6 +327,7 @@ impl<'a> Scan<'a> {
             }
             self.escape(true)?;
             from = self.i;
+            at = self.special()?;
         }
     }
 
