@@ -80,6 +80,31 @@ pub struct BackendState {
     pub(crate) writes: std::sync::Mutex<Writes>,
     /// The W3C `traceparent` of the last request that carried one (trace propagation shows).
     pub(crate) last_traceparent: std::sync::Mutex<Option<String>>,
+    /// Seeded records' JSON, made on first use (see [`Memo`]).
+    pub(crate) memo: Memo,
+}
+
+/// The JSON of the catalog's titles and of the artwork, each made the first time it is asked
+/// for and kept: the seeded data never changes, they are most of a home screen's bytes, and
+/// making them anew (names formatted, then serialized) cost the demo more than Facade spent
+/// on the whole request. Bounded by the catalog: one slot per title (per size for artwork),
+/// allocated only by the backend that serves them.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    pub titles: Box<[std::sync::OnceLock<Box<[u8]>>]>,
+    /// `SIZES.len()` slots per title, size-major.
+    pub artwork: Box<[std::sync::OnceLock<Box<[u8]>>]>,
+}
+
+impl Memo {
+    fn for_backend(name: &str) -> Self {
+        let slots = |n: u64| (0..n).map(|_| std::sync::OnceLock::new()).collect();
+        match name {
+            "catalog" => Memo { titles: slots(TITLES), ..Memo::default() },
+            "artwork" => Memo { artwork: slots(TITLES * data::SIZES.len() as u64), ..Memo::default() },
+            _ => Memo::default(),
+        }
+    }
 }
 
 /// Most entries each kind of demo write keeps; a write beyond it is refused (507).
@@ -107,6 +132,7 @@ impl BackendState {
             faults: watch::Sender::new(faults),
             writes: std::sync::Mutex::new(Writes::default()),
             last_traceparent: std::sync::Mutex::new(None),
+            memo: Memo::for_backend(name),
         }
     }
 

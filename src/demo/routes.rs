@@ -2,7 +2,7 @@
 //! per-backend control routes (`/_demo/stats`, `/_demo/faults`) that are neither counted nor
 //! faulted, so a separate `facade demo-backends` process can be steered too.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::data::{MAX_ROWS, mix};
+use super::data::{MAX_ROWS, SIZES, TITLES, mix};
 use super::{BackendState, Faults, MAX_BATCH_KEYS, MAX_WRITES};
 
 type St = State<Arc<BackendState>>;
@@ -112,10 +112,58 @@ fn bad_request(reason: String) -> Response {
 }
 
 fn found<T: serde::Serialize>(what: &str, id: u64, item: Option<T>) -> Response {
-    match item {
-        Some(item) => Json(item).into_response(),
-        None => not_found(what, id),
+    one(what, id, |out| put(out, item))
+}
+
+/// Answers one record, written by `write` (false: there is none, 404).
+fn one(what: &str, id: u64, write: impl FnOnce(&mut Vec<u8>) -> bool) -> Response {
+    let mut out = Vec::with_capacity(256);
+    match write(&mut out) {
+        true => json_body(out),
+        false => not_found(what, id),
     }
+}
+
+fn json_body(bytes: Vec<u8>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// Appends `item`'s JSON; false if there is none.
+fn put<T: serde::Serialize>(out: &mut Vec<u8>, item: Option<T>) -> bool {
+    item.is_some_and(|item| serde_json::to_writer(out, &item).is_ok())
+}
+
+/// Appends a seeded record's JSON from its memo slot, made by `item` the first time; where
+/// there is no slot (another backend, an ID out of range), made now.
+fn put_memo<T: serde::Serialize>(
+    memo: &[OnceLock<Box<[u8]>>],
+    slot: Option<usize>,
+    item: impl FnOnce() -> Option<T>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let Some(cell) = slot.and_then(|n| memo.get(n)) else {
+        return put(out, item());
+    };
+    if let Some(bytes) = cell.get() {
+        out.extend_from_slice(bytes);
+        return true;
+    }
+    let Some(item) = item() else { return false };
+    let Ok(bytes) = serde_json::to_vec(&item) else { return false };
+    out.extend_from_slice(cell.get_or_init(|| bytes.into()));
+    true
+}
+
+fn put_title(s: &BackendState, id: u64, out: &mut Vec<u8>) -> bool {
+    let slot = usize::try_from(id).ok().and_then(|n| n.checked_sub(1));
+    put_memo(&s.memo.titles, slot, || s.data.title(id), out)
+}
+
+fn put_artwork(s: &BackendState, id: u64, size: &str, out: &mut Vec<u8>) -> bool {
+    let kind = SIZES.iter().position(|k| k.eq_ignore_ascii_case(size));
+    let slot = kind.zip(usize::try_from(id).ok().and_then(|n| n.checked_sub(1)));
+    let slot = slot.map(|(kind, n)| kind * TITLES as usize + n);
+    put_memo(&s.memo.artwork, slot, || s.data.artwork(id, size), out)
 }
 
 /// Parses `1,2,3` into IDs, capped at [`MAX_BATCH_KEYS`].
@@ -135,12 +183,26 @@ fn check_batch(ids: Vec<u64>) -> Result<Vec<u64>, String> {
     Ok(ids)
 }
 
-/// Answers a batch: the items found for `ids`, in order, or 400 naming the bad input.
-fn batch<T: serde::Serialize>(ids: Result<Vec<u64>, String>, item: impl Fn(u64) -> Option<T>) -> Response {
-    match ids {
-        Ok(ids) => Json(ids.into_iter().filter_map(item).collect::<Vec<_>>()).into_response(),
-        Err(reason) => bad_request(reason),
+/// Answers a batch: the items found for `ids`, in order, each appended by `write` (false:
+/// not found, left out) straight into one body; or 400 naming the bad input.
+fn batch(ids: Result<Vec<u64>, String>, mut write: impl FnMut(u64, &mut Vec<u8>) -> bool) -> Response {
+    let ids = match ids {
+        Ok(ids) => ids,
+        Err(reason) => return bad_request(reason),
+    };
+    let mut out = Vec::with_capacity(2 + 128 * ids.len());
+    out.push(b'[');
+    for id in ids {
+        let mark = out.len();
+        if mark > 1 {
+            out.push(b',');
+        }
+        if !write(id, &mut out) {
+            out.truncate(mark);
+        }
     }
+    out.push(b']');
+    json_body(out)
 }
 
 #[derive(Deserialize)]
@@ -153,7 +215,7 @@ async fn profile(State(s): St, Path(id): Path<u64>) -> Response {
 }
 
 async fn profiles(State(s): St, Query(q): Query<Ids>) -> Response {
-    batch(parse_ids(&q.ids), |id| s.data.profile(id))
+    batch(parse_ids(&q.ids), |id, out| put(out, s.data.profile(id)))
 }
 
 #[derive(Deserialize)]
@@ -166,11 +228,11 @@ async fn rows(State(s): St, Path(id): Path<u64>, Query(q): Query<RowsQuery>) -> 
 }
 
 async fn title(State(s): St, Path(id): Path<u64>) -> Response {
-    found("title", id, s.data.title(id))
+    one("title", id, |out| put_title(&s, id, out))
 }
 
 async fn titles(State(s): St, Query(q): Query<Ids>) -> Response {
-    batch(parse_ids(&q.ids), |id| s.data.title(id))
+    batch(parse_ids(&q.ids), |id, out| put_title(&s, id, out))
 }
 
 /// A film or a series as one JSON object, with `kind` naming its facade type.
@@ -252,12 +314,13 @@ struct ArtworksQuery {
 }
 
 async fn artwork(State(s): St, Path(id): Path<u64>, Query(q): Query<SizeQuery>) -> Response {
-    found("artwork for title", id, s.data.artwork(id, q.size.as_deref().unwrap_or("MEDIUM")))
+    let size = q.size.as_deref().unwrap_or("MEDIUM");
+    one("artwork for title", id, |out| put_artwork(&s, id, size, out))
 }
 
 async fn artworks(State(s): St, Query(q): Query<ArtworksQuery>) -> Response {
     let size = q.size.as_deref().unwrap_or("MEDIUM");
-    batch(parse_ids(&q.ids), |id| s.data.artwork(id, size))
+    batch(parse_ids(&q.ids), |id, out| put_artwork(&s, id, size, out))
 }
 
 async fn rating(State(s): St, Path(id): Path<u64>) -> Response {
@@ -324,7 +387,7 @@ async fn ratings(State(s): St, Json(ids): Json<Vec<Value>>) -> Response {
             .map_err(|()| format!("bad title id {v} in body"))
         })
         .collect();
-    batch(ids.and_then(check_batch), |id| rating_of(&s, id))
+    batch(ids.and_then(check_batch), |id, out| put(out, rating_of(&s, id)))
 }
 
 async fn bookmark(State(s): St, Path((pid, tid)): Path<(u64, u64)>) -> Response {
@@ -411,5 +474,5 @@ async fn bookmarks(State(s): St, Path(pid): Path<u64>, Query(q): Query<Bookmarks
     if s.data.profile(pid).is_none() {
         return not_found("profile", pid);
     }
-    batch(parse_ids(&q.title_ids), |tid| bookmark_of(&s, pid, tid))
+    batch(parse_ids(&q.title_ids), |tid, out| put(out, bookmark_of(&s, pid, tid)))
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod bench_smoke;
 mod canary;
+mod demo;
 mod cli;
 mod endpoints;
 mod engine;
