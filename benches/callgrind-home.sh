@@ -16,7 +16,7 @@ DEMO=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null localhost:7101/profiles/1 && break; sleep 0.2; done
 # Scripts get a long deadline: under valgrind everything runs ~50x slower.
 FACADE_SCRIPTS__DEADLINE_MS=10000 FACADE_DATABASE__URL="sqlite://$T/f.db" \
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$T/cg.out" \
+  valgrind --tool=callgrind --instr-atstart=no ${CG_OPTS:-} --callgrind-out-file="$T/cg.out" \
   "$BIN" serve --listen 127.0.0.1:8099 > "$T/serve.log" 2>&1 &
 VG=$!
 for _ in $(seq 1 600); do curl -s -o /dev/null localhost:8099/healthz && break; sleep 0.5; done

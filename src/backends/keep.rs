@@ -16,25 +16,85 @@ pub enum Keep {
     /// The whole value.
     All,
     /// Of an object, only these fields (sorted by name), each kept as its `Keep` says.
-    Fields(Vec<(Arc<str>, Keep)>),
+    Fields(Names),
+}
+
+/// An object's kept fields, sorted by name, with the [`Probe`]s of the first eight.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Names {
+    fields: Vec<(Arc<str>, Keep)>,
+    probes: Vec<Probe>,
+}
+
+impl Names {
+    fn new(fields: Vec<(Arc<str>, Keep)>) -> Self {
+        let probes = fields.iter().take(8).map(|(name, _)| Probe::of(name.as_bytes())).collect();
+        Self { fields, probes }
+    }
+
+    /// How the first eight names are matched in place (see [`Probe`]).
+    pub fn probes(&self) -> &[Probe] {
+        &self.probes
+    }
+}
+
+impl std::ops::Deref for Names {
+    type Target = [(Arc<str>, Keep)];
+    fn deref(&self) -> &Self::Target {
+        &self.fields
+    }
+}
+
+/// A kept name as the scanner matches an object's key in place: the key's first eight bytes,
+/// read as one word, are compared under `mask` with the name followed by its closing quote
+/// (a name of eight bytes or more: its first eight, the rest compared after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Probe {
+    pub word: u64,
+    pub mask: u64,
+}
+
+impl Probe {
+    fn of(name: &[u8]) -> Self {
+        let mut bytes = [0u8; 8];
+        let quoted = name.iter().chain(std::iter::once(&b'"'));
+        let mut len = 0;
+        for (slot, b) in bytes.iter_mut().zip(quoted) {
+            *slot = *b;
+            len += 1;
+        }
+        let mask = if len == 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+        Self { word: u64::from_le_bytes(bytes), mask }
+    }
 }
 
 impl Keep {
     /// Only these fields, each whole.
     pub fn fields<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut keep = Keep::Fields(Vec::new());
+        let mut keep = Keep::nothing();
         for name in names {
-            keep = keep.union(Keep::Fields(vec![(Arc::from(name), Keep::All)]));
+            keep = keep.union(Keep::field(Arc::from(name), Keep::All));
         }
         keep
+    }
+
+    /// Of an object, only `name`, kept as `keep` says.
+    pub fn field(name: Arc<str>, keep: Keep) -> Self {
+        Keep::Fields(Names::new(vec![(name, keep)]))
+    }
+
+    /// Of an object, no field.
+    pub fn nothing() -> Self {
+        Keep::Fields(Names::default())
     }
 
     /// What either keeps.
     pub fn union(self, other: Keep) -> Keep {
         match (self, other) {
             (Keep::All, _) | (_, Keep::All) => Keep::All,
-            (Keep::Fields(mut a), Keep::Fields(b)) => {
-                for (name, keep) in b {
+            (Keep::Fields(a), Keep::Fields(b)) => {
+                let mut a = a.fields;
+                for (name, keep) in b.fields {
                     match a.binary_search_by(|(n, _)| n.as_ref().cmp(&name)) {
                         Ok(i) => {
                             let old = std::mem::replace(&mut a[i].1, Keep::All);
@@ -43,7 +103,7 @@ impl Keep {
                         Err(i) => a.insert(i, (name, keep)),
                     }
                 }
-                Keep::Fields(a)
+                Keep::Fields(Names::new(a))
             }
         }
     }
@@ -65,7 +125,7 @@ mod tests {
             br#"[{"id": 1, "name": "A", "synopsis": "long \u00e9 text", "genres": ["x", {"deep": [1]}],
                          "art": {"url": "u", "width": 3}}, {"id": 2, "other": null}]"#;
         let keep =
-            Keep::fields(["id", "name"]).union(Keep::Fields(vec![(Arc::from("art"), Keep::fields(["url"]))]));
+            Keep::fields(["id", "name"]).union(Keep::field(Arc::from("art"), Keep::fields(["url"])));
         let v = keep.parse(body).unwrap().to_json();
         assert_eq!(v, json!([{"id": 1, "name": "A", "art": {"url": "u"}}, {"id": 2}]));
         assert_eq!(

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::data::{Data, Fields};
-use super::keep::Keep;
+use super::keep::{Keep, Names};
 
 /// How deep a body may nest, kept or skipped (serde_json's bound).
 pub const DEPTH: u8 = 128;
@@ -251,7 +251,7 @@ impl<'a> Scan<'a> {
 
     /// An object keeping `fields` (the plan's own names: shared, never allocated per object);
     /// a later duplicate replaces an earlier one, as in serde_json.
-    fn pruned_object(&mut self, fields: &[(Arc<str>, Keep)], depth: u8) -> R<Data> {
+    fn pruned_object(&mut self, fields: &Names, depth: u8) -> R<Data> {
         self.i += 1;
         let mut out: Vec<(Arc<str>, Data)> = Vec::with_capacity(fields.len());
         if self.peek() == Some(b'}') {
@@ -280,16 +280,34 @@ impl<'a> Scan<'a> {
     }
 
     /// An object's key (after its opening quote): which kept field it names, if any. A key
-    /// written exactly as a kept name is matched in place, without scanning it first.
+    /// written exactly as one of the first eight kept names is matched in place, its first
+    /// eight bytes against each name's [`Probe`](super::keep::Probe) in one comparison.
     #[inline(always)]
-    fn kept_key(&mut self, fields: &[(Arc<str>, Keep)]) -> R<Option<usize>> {
+    fn kept_key(&mut self, fields: &Names) -> R<Option<usize>> {
         let rest = &self.b[self.i..];
-        // A few names (the usual case): each tried in place; more are searched by the key.
-        for (n, (name, _)) in fields.iter().enumerate().take_while(|(n, _)| *n < 8) {
-            let name = name.as_bytes();
-            if rest.get(name.len()) == Some(&b'"') && rest.starts_with(name) {
-                self.i += name.len() + 1;
-                return Ok(Some(n));
+        if let Some(head) = rest.first_chunk::<8>() {
+            let word = u64::from_le_bytes(*head);
+            for (n, probe) in fields.probes().iter().enumerate() {
+                if word & probe.mask != probe.word {
+                    continue;
+                }
+                let name = fields[n].0.as_bytes();
+                // Eight bytes or more: the rest of the name, then its closing quote.
+                if name.len() < 8
+                    || (rest.get(name.len()) == Some(&b'"') && rest[8..name.len()] == name[8..])
+                {
+                    self.i += name.len() + 1;
+                    return Ok(Some(n));
+                }
+            }
+        } else {
+            // Near the end of the body: each name compared as it is.
+            for (n, (name, _)) in fields.iter().enumerate().take(8) {
+                let name = name.as_bytes();
+                if rest.get(name.len()) == Some(&b'"') && rest.starts_with(name) {
+                    self.i += name.len() + 1;
+                    return Ok(Some(n));
+                }
             }
         }
         // Another key, one of many kept, or a kept one written with escapes.
@@ -476,7 +494,11 @@ impl<'a> Scan<'a> {
         if i == integer && whole <= 19 {
             // 19 digits cannot overflow u64.
             return Ok(match (negative, n) {
-                (false, n) => i64::try_from(n).map_or(Data::UInt(n), Data::Int),
+                // A `match`, not `map_or`: that builds (and drops) the UInt for every integer.
+                (false, n) => match i64::try_from(n) {
+                    Ok(n) => Data::Int(n),
+                    Err(_) => Data::UInt(n),
+                },
                 (true, 0) => Data::Float(-0.0),
                 (true, n) if n <= 1 << 63 => Data::Int((n as i64).wrapping_neg()),
                 (true, n) => Data::Float(-(n as f64)),
@@ -590,6 +612,13 @@ mod tests {
         let names: Vec<String> = (0..12).map(|i| format!("f{i:02}")).collect();
         let many = Keep::fields(names.iter().map(String::as_str));
         assert_eq!(kept(&many, r#"{"f11": 1, "f1": 2, "f\u0030\u0033": 3, "x": 4}"#), r#"{"f11":1,"f03":3}"#);
+        // Names shorter than, as long as and longer than one eight-byte probe; keys sharing
+        // their first bytes; keys in the body's last eight bytes.
+        let long = Keep::fields(["abcdefg", "abcdefgh", "abcdefghi"]);
+        let body = r#"{"abcdefgh":1,"abcdefghij":2,"abcdefg":3,"abcdefgi":4,"abcdef":5,"abcdefghi":6}"#;
+        assert_eq!(kept(&long, body), r#"{"abcdefgh":1,"abcdefg":3,"abcdefghi":6}"#);
+        assert_eq!(kept(&few, r#"{"x":0,"id":7}"#), r#"{"id":7}"#);
+        assert_eq!(kept(&few, r#"{"i":0,"id":7}"#), r#"{"id":7}"#);
     }
 
     #[test]

@@ -707,7 +707,7 @@ fn keep_of(field: &Field, step: &Step, steps: &[Step]) -> Option<Keep> {
     // `select` reads one key of the answer (of each matched item, in a batch).
     let mut keep = value_keep(field, steps);
     if let Some(select) = &http.select {
-        keep = Keep::Fields(vec![(Arc::from(select.as_str()), keep)]);
+        keep = Keep::field(Arc::from(select.as_str()), keep);
     }
     if let Some(batch) = &http.batch {
         let matched = batch.match_field.as_deref()?;
@@ -732,11 +732,11 @@ fn value_keep(field: &Field, steps: &[Step]) -> Keep {
 /// value needs), and for a field of the next step the keys and route values it reads from
 /// this object — everything, if that is a `@js` function (it sees the whole object).
 fn object_keep(children: &[Field], steps: &[Step]) -> Keep {
-    let mut keep = Keep::Fields(Vec::new());
+    let mut keep = Keep::nothing();
     for child in children {
         let more = match &child.source {
             Source::Typename(_) | Source::Introspection => continue,
-            Source::Parent => Keep::Fields(vec![(child.name.clone(), value_keep(child, steps))]),
+            Source::Parent => Keep::field(child.name.clone(), value_keep(child, steps)),
             Source::Step(id) => match &steps[*id].kind {
                 StepKind::Js(_) => return Keep::All,
                 StepKind::Http(http) => {
