@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{Backend, Backends, BatchOutcome, FetchError, KeyText, Method};
+use super::{Backend, Backends, BatchOutcome, FetchError, KeyText, Method, Slot};
 
 /// Characters left as they are in a key placed in a URL.
 const KEY_CHARS: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -165,9 +165,10 @@ struct State {
     pending: HashMap<Arc<BatchRoute>, Pending, Fast>,
     /// Every batch group of this request (pending or dispatched), by index.
     groups: Vec<BatchSlot>,
-    /// Every key asked for in this request, by route: the index of its group. (An index, not
-    /// a clone of the group's future per key: each clone costs a waker slot and a lock.)
-    asked: HashMap<Arc<BatchRoute>, HashMap<KeyText, usize, Fast>, Fast>,
+    /// Every key asked for in this request, by route: the index of its group and its place
+    /// in the group's keys. (Indexes, not a clone of the group's future per key: each clone
+    /// costs a waker slot and a lock.)
+    asked: HashMap<Arc<BatchRoute>, HashMap<KeyText, (usize, usize), Fast>, Fast>,
     singles: HashMap<SingleRequest, SingleSlot, Fast>,
 }
 
@@ -227,7 +228,7 @@ impl Batcher {
         let mut unique: Vec<usize> = Vec::new();
         let index: Vec<usize> = asked
             .iter()
-            .map(|(_, group)| match unique.iter().position(|u| u == group) {
+            .map(|(group, _)| match unique.iter().position(|u| u == group) {
                 Some(i) => i,
                 None => {
                     unique.push(*group);
@@ -240,16 +241,13 @@ impl Batcher {
             unique.iter().map(|g| state.groups[*g].clone()).collect()
         };
         let outcomes = join_all(slots).await;
-        asked.iter().zip(index).map(|((key, _), i)| outcomes[i].get(key)).collect()
+        asked.iter().zip(index).map(|((_, place), i)| outcomes[i].get(*place)).collect()
     }
 
     /// Adds keys to the route's pending group (or finds them already asked for). Returns each
-    /// key's group and, if this call opened the group, the guard that dispatches it.
-    fn register(
-        &self,
-        route: Arc<BatchRoute>,
-        keys: Vec<Key>,
-    ) -> (Vec<(KeyText, usize)>, Option<Dispatch<'_>>) {
+    /// key's group and place in it and, if this call opened the group, the guard that
+    /// dispatches it.
+    fn register(&self, route: Arc<BatchRoute>, keys: Vec<Key>) -> (Vec<(usize, usize)>, Option<Dispatch<'_>>) {
         let mut lead = false;
         let mut guard = self.state();
         let State { pending, asked, groups, .. } = &mut *guard;
@@ -261,7 +259,7 @@ impl Batcher {
         for key in keys {
             let e = match asked.entry(key.text.clone()) {
                 Entry::Occupied(e) => {
-                    slots.push((key.text, *e.get()));
+                    slots.push(*e.get());
                     continue;
                 }
                 Entry::Vacant(e) => e,
@@ -290,8 +288,9 @@ impl Batcher {
                 });
             }
             let Some(g) = group.as_deref_mut() else { unreachable!("set above") };
-            e.insert(g.group);
-            slots.push((key.text.clone(), g.group));
+            let at = (g.group, g.keys.len());
+            e.insert(at);
+            slots.push(at);
             g.keys.push(key);
         }
         drop(guard);
@@ -369,14 +368,14 @@ impl Batcher {
 }
 
 impl BatchOutcome {
-    fn get(&self, key: &KeyText) -> Result<Option<Held>, FetchError> {
-        if let Some(v) = self.found.get(key) {
-            return Ok(Some(v.clone()));
+    /// The key at `place` in the group: its item, `None` if not returned, or its error.
+    fn get(&self, place: usize) -> Result<Option<Held>, FetchError> {
+        match self.slots.get(place) {
+            Some(Slot::Found(v)) => Ok(Some(v.clone())),
+            Some(Slot::Missing) => Ok(None),
+            Some(Slot::Failed(e)) => Err(self.errors[*e].clone()),
+            None => self.all_failed.clone().map_or(Ok(None), Err),
         }
-        if let Some(e) = self.failed.get(key).or(self.all_failed.as_ref()) {
-            return Err(e.clone());
-        }
-        Ok(None)
     }
 }
 
@@ -421,7 +420,7 @@ async fn fetch_batch(
         let call = backend.call(route.method, &path, body.as_ref(), deadline, true, keep, chunk.len());
         let result =
             FetchLog::record(log, backend, route.method, &path, chunk.len(), call).await.and_then(|json| {
-                match_items(json, route.match_field.as_deref()).map_err(|reason| FetchError::Body {
+                match_items(json, route.match_field.as_deref(), chunk).map_err(|reason| FetchError::Body {
                     backend: Arc::from(backend.name()),
                     method: route.method.as_str(),
                     path: super::shown(&path),
@@ -430,20 +429,35 @@ async fn fetch_batch(
             });
         (chunk, result)
     });
-    let mut outcome = BatchOutcome::default();
+    let mut outcome = BatchOutcome { slots: Vec::with_capacity(keys.len()), ..Default::default() };
+    // Chunks in the order of their keys: each key's slot is at its place in the group.
     for (chunk, result) in join_all(calls).await {
         match result {
-            Ok(items) => outcome.found.extend(items),
-            Err(e) => outcome.failed.extend(chunk.iter().map(|k| (k.text.clone(), e.clone()))),
+            Ok(items) => outcome.slots.extend(items.into_iter().map(|i| i.map_or(Slot::Missing, Slot::Found))),
+            Err(e) => {
+                outcome.errors.push(e);
+                let failed = outcome.errors.len() - 1;
+                outcome.slots.extend(chunk.iter().map(|_| Slot::Failed(failed)));
+            }
         }
     }
     outcome
 }
 
-/// Matches a batch answer back to keys: an array of items carrying `match_field`, or, without
-/// a match field, an object keyed by key. Each item is held through the one shared answer.
-fn match_items(json: Data, match_field: Option<&str>) -> Result<Vec<(KeyText, Held)>, String> {
-    let keys: Vec<KeyText> = match (&json, match_field) {
+/// Matches a batch answer back to `keys`: per key, in order, its item or `None`. The answer
+/// is an array of items carrying `match_field`, or, without a match field, an object keyed by
+/// key. Each item is held through the one shared answer. An array answering every key in the
+/// order asked (the usual case) is matched item by item; any other through a map of the
+/// items' keys (where a key appears twice, the later item is the one kept).
+fn match_items(json: Data, match_field: Option<&str>, keys: &[Key]) -> Result<Vec<Option<Held>>, String> {
+    if let (Data::List(items), Some(field)) = (&json, match_field)
+        && items.len() == keys.len()
+        && items.iter().zip(keys).all(|(item, key)| item.get(field).is_some_and(|v| key.text.is(v)))
+    {
+        let answer = Arc::new(json);
+        return Ok((0..keys.len()).map(|i| Some(Held::item(&answer, i))).collect());
+    }
+    let found: Vec<KeyText> = match (&json, match_field) {
         (Data::List(items), Some(field)) => items
             .iter()
             .map(|item| {
@@ -456,8 +470,9 @@ fn match_items(json: Data, match_field: Option<&str>) -> Result<Vec<(KeyText, He
         (_, Some(field)) => return Err(format!("expected a JSON array of items with {field:?}")),
         (_, None) => return Err("expected a JSON object keyed by key".to_owned()),
     };
+    let by_key: HashMap<KeyText, usize, Fast> = found.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
     let answer = Arc::new(json);
-    Ok(keys.into_iter().enumerate().map(|(i, key)| (key, Held::item(&answer, i))).collect())
+    Ok(keys.iter().map(|k| by_key.get(&k.text).map(|&i| Held::item(&answer, i))).collect())
 }
 
 #[cfg(test)]
@@ -468,18 +483,42 @@ mod tests {
     #[test]
     fn match_items_by_field_and_by_object_key() {
         let d = |v| Data::from_json(v);
-        let items = match_items(d(json!([{"id": 1, "n": "a"}, {"id": "2"}])), Some("id")).unwrap();
-        assert_eq!(items[0].0, KeyText::Int(1));
-        assert_eq!(items[1].0, KeyText::Int(2));
-        let items = match_items(d(json!({"7": {"x": 1}, "07": {}, "a": {}})), None).unwrap();
-        assert_eq!(items[0].0, KeyText::Int(7));
-        assert_eq!(items[1].0, KeyText::Text(Arc::from("07")));
-        assert_eq!(items[2].0.to_string(), "a");
+        let keys = |list: serde_json::Value| -> Vec<Key> {
+            list.as_array().unwrap().iter().filter_map(|v| Key::of(&Data::from_json(v.clone()))).collect()
+        };
+        let got = |items: Vec<Option<Held>>| -> Vec<serde_json::Value> {
+            items.iter().map(|i| i.as_deref().map_or(json!(null), Data::to_json)).collect()
+        };
+        // In the order asked (numbers and their texts alike): item by item.
+        let answer = json!([{"id": 1, "n": "a"}, {"id": "2"}]);
+        let items = match_items(d(answer.clone()), Some("id"), &keys(json!([1, 2]))).unwrap();
+        assert_eq!(got(items), answer.as_array().unwrap().clone());
+        // Out of order, one missing, one not asked for, a duplicate (the later kept): by map.
+        let answer = json!([{"id": 3}, {"id": "x", "v": 1}, {"id": 1}, {"id": "x", "v": 2}]);
+        let items = match_items(d(answer), Some("id"), &keys(json!([1, "x", 2]))).unwrap();
+        assert_eq!(got(items), vec![json!({"id": 1}), json!({"id": "x", "v": 2}), json!(null)]);
+        // Keyed by key: `7` and `"7"` are one key, `07` another.
+        let answer = json!({"7": {"x": 1}, "07": {}, "a": {"y": 2}});
+        let items = match_items(d(answer), None, &keys(json!(["a", 7, "8"]))).unwrap();
+        assert_eq!(got(items), vec![json!({"y": 2}), json!({"x": 1}), json!(null)]);
         assert_eq!(KeyText::of(&Data::Float(7.0)), Some(KeyText::text("7.0")));
         assert_eq!(KeyText::of(&Data::Str("-0".into())), Some(KeyText::Text(Arc::from("-0"))));
         assert_eq!(KeyText::text("-12"), KeyText::Int(-12));
-        assert!(match_items(d(json!({"a": 1})), Some("id")).is_err());
-        assert!(match_items(d(json!([{"x": 1}])), Some("id")).unwrap_err().contains("\"id\""));
+        assert!(match_items(d(json!({"a": 1})), Some("id"), &keys(json!([1]))).is_err());
+        let e = match_items(d(json!([{"x": 1}])), Some("id"), &keys(json!([1]))).unwrap_err();
+        assert!(e.contains("\"id\""), "{e}");
+    }
+
+    #[test]
+    fn a_key_is_the_same_key_however_the_answer_writes_it() {
+        let values = [json!(7), json!("7"), json!("07"), json!(-1), json!("-1"), json!("a"), json!(7.0), json!(true)];
+        for key in &values {
+            let Some(k) = KeyText::of(&Data::from_json(key.clone())) else { continue };
+            for v in &values {
+                let v = Data::from_json(v.clone());
+                assert_eq!(k.is(&v), KeyText::of(&v).as_ref() == Some(&k), "{key} {v}");
+            }
+        }
     }
 
     #[test]

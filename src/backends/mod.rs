@@ -9,7 +9,6 @@ pub mod keep;
 pub mod policy;
 pub mod scan;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -603,15 +602,27 @@ impl Backends {
     }
 }
 
-/// What one batch dispatch produced: per key, the matched item or the failure of its chunk.
-/// A key absent from both maps was not returned by the backend.
+/// What one batch dispatch produced, by each key's place in its group (the order the keys
+/// were sent in): the matched item, nothing, or the failure of the key's chunk. A key is found
+/// by its place, not hashed again.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
     /// Set when the whole dispatch was lost (its task panicked or was cancelled).
     pub all_failed: Option<FetchError>,
-    /// Shared: every resolver that asked for a key gets the same item without a copy.
-    pub found: HashMap<KeyText, data::Held, foldhash::fast::RandomState>,
-    pub failed: HashMap<KeyText, FetchError, foldhash::fast::RandomState>,
+    pub slots: Vec<Slot>,
+    /// The failed chunks' errors, each shared by its keys' slots.
+    pub errors: Vec<FetchError>,
+}
+
+/// One key's share of a [`BatchOutcome`].
+#[derive(Debug)]
+pub enum Slot {
+    /// Shared: every resolver that asked for the key gets the same item without a copy.
+    Found(data::Held),
+    /// The backend did not return it.
+    Missing,
+    /// Its chunk failed: the index of the error in [`BatchOutcome::errors`].
+    Failed(usize),
 }
 
 /// A key as matched against the backend's answer: numbers and strings alike (`7` and `"7"`
@@ -633,6 +644,17 @@ impl KeyText {
             Data::Bool(b) => KeyText::Text(Arc::from(if *b { "true" } else { "false" })),
             Data::Null | Data::List(_) | Data::Obj(_) => return None,
         })
+    }
+
+    /// Whether `value` has this key: `KeyText::of(value) == Some(self)`, without building one.
+    pub fn is(&self, value: &Data) -> bool {
+        match (self, value) {
+            (KeyText::Int(k), Data::Int(v)) => k == v,
+            // A text key is never an integer's canonical text (`text` made that an `Int`).
+            (KeyText::Text(k), Data::Str(v)) => **k == **v,
+            (KeyText::Int(k), Data::Str(v)) => itoa::Buffer::new().format(*k) == &**v,
+            _ => KeyText::of(value).as_ref() == Some(self),
+        }
     }
 
     /// The key of a text: an integer when the text is one as it would be written.
