@@ -7,7 +7,7 @@
 //! parent's address, stable because every fetched value is held in an `Arc` until the
 //! response is written) for [`super::project`] to write.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use foldhash::fast::RandomState as Fast;
 use std::sync::Arc;
@@ -42,15 +42,17 @@ pub enum Resolved {
     Error(GqlError),
 }
 
-/// Every step's results, by parent address.
+/// Every step's results, each step's sorted by parent address (a binary search finds one:
+/// cheaper than hashing every parent into a map, for the few hundred a step has).
 pub struct Store {
     pub root: Held,
-    results: Vec<HashMap<usize, Resolved, Fast>>,
+    results: Vec<Done>,
 }
 
 impl Store {
     pub fn get(&self, step: usize, parent: &Data) -> Option<&Resolved> {
-        self.results[step].get(&address(parent))
+        let done = &self.results[step];
+        done.binary_search_by_key(&address(parent), |(at, _)| *at).ok().map(|i| &done[i].1)
     }
 }
 
@@ -98,8 +100,7 @@ impl ParentRef<'_> {
 /// Runs every step of `plan` and returns their results.
 pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
     let root = Held::new(Data::Obj(Vec::new()));
-    let mut results: Vec<HashMap<usize, Resolved, Fast>> =
-        plan.steps.iter().map(|_| HashMap::default()).collect();
+    let mut results: Vec<Done> = plan.steps.iter().map(|_| Vec::new()).collect();
     // A query starts every root step at once; a mutation one root step at a time, each
     // finished with everything below it before the next starts.
     let waves: Vec<&[usize]> =
@@ -118,7 +119,10 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
                     running.push(run_step(&plan.steps[child], child, parents, ctx));
                 }
             }
-            results[id] = done.into_iter().collect();
+            // Parents are distinct objects (`parents_of` deduplicates them): one result each.
+            let mut done = done;
+            done.sort_unstable_by_key(|(at, _)| *at);
+            results[id] = done;
         }
     }
     Store { root, results }
