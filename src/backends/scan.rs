@@ -59,6 +59,20 @@ struct Scan<'a> {
     stack: Vec<Data>,
 }
 
+/// A number's parts as checked: where it starts, its sign, where its digits start and its
+/// integer part ends, that part's value (wrapped past 19 digits), the fraction's digit count,
+/// and whether it has an exponent. Where it ends is the scanner's position.
+#[derive(Clone, Copy)]
+struct Number {
+    start: usize,
+    negative: bool,
+    digits: usize,
+    integer: usize,
+    n: u64,
+    fraction: usize,
+    exponent: bool,
+}
+
 /// A string as scanned: its bytes when it has no escape, or decoded into the scratch buffer.
 enum Text<'a> {
     Raw(&'a [u8]),
@@ -118,7 +132,7 @@ impl<'a> Scan<'a> {
             Some(b't') => self.literal(b"true", Data::Bool(true))?,
             Some(b'f') => self.literal(b"false", Data::Bool(false))?,
             Some(b'n') => self.literal(b"null", Data::Null)?,
-            Some(b'-' | b'0'..=b'9') => self.number(true)?,
+            Some(b'-' | b'0'..=b'9') => self.number()?,
             Some(_) => return self.fault("expected value"),
             None => return self.fault("EOF while parsing a value"),
         })
@@ -165,7 +179,7 @@ impl<'a> Scan<'a> {
             Some(b't') => self.literal(b"true", Data::Null).map(drop),
             Some(b'f') => self.literal(b"false", Data::Null).map(drop),
             Some(b'n') => self.literal(b"null", Data::Null).map(drop),
-            Some(b'-' | b'0'..=b'9') => self.number(false).map(drop),
+            Some(b'-' | b'0'..=b'9') => self.number_span().map(drop),
             Some(_) => self.fault("expected value"),
             None => self.fault("EOF while parsing a value"),
         }
@@ -254,6 +268,7 @@ impl<'a> Scan<'a> {
     fn pruned_object(&mut self, fields: &Names, depth: u8) -> R<Data> {
         self.i += 1;
         let mut out: Vec<(Arc<str>, Data)> = Vec::with_capacity(fields.len());
+        let mut seen = 0u64;
         if self.peek() == Some(b'}') {
             self.i += 1;
             return Ok(Data::Obj(out));
@@ -266,9 +281,16 @@ impl<'a> Scan<'a> {
                 Some(n) => {
                     let (name, keep) = &fields[n];
                     let v = self.value(keep, depth)?;
-                    match out.iter_mut().find(|(k, _)| Arc::ptr_eq(k, name)) {
-                        Some(slot) => slot.1 = v,
-                        None => out.push((name.clone(), v)),
+                    // The first 64 names' first sightings are told by a bit; a repeat (or a
+                    // name past them) is looked for among those kept.
+                    if n < 64 && seen & (1 << n) == 0 {
+                        seen |= 1 << n;
+                        out.push((name.clone(), v));
+                    } else {
+                        match out.iter_mut().find(|(k, _)| Arc::ptr_eq(k, name)) {
+                            Some(slot) => slot.1 = v,
+                            None => out.push((name.clone(), v)),
+                        }
                     }
                 }
                 None => self.skip(depth)?,
@@ -449,9 +471,10 @@ impl<'a> Scan<'a> {
         Ok(n)
     }
 
-    /// A number, as serde_json reads it: an integer that fits `i64` or `u64` stays one (`-0`
-    /// is a float), any other is an `f64`; one out of `f64`'s range is an error.
-    fn number(&mut self, keep: bool) -> R<Data> {
+    /// Steps over a number, checking it: its parts, for [`Self::number`] to read. (Apart, so
+    /// that a skipped number builds no value to drop.)
+    #[inline(always)]
+    fn number_span(&mut self) -> R<Number> {
         let b = self.b;
         let start = self.i;
         let negative = b[start] == b'-';
@@ -487,9 +510,14 @@ impl<'a> Scan<'a> {
             i = self.digits(i)?;
         }
         self.i = i;
-        if !keep {
-            return Ok(Data::Null);
-        }
+        Ok(Number { start, negative, digits, integer, n, fraction, exponent })
+    }
+
+    /// A number, as serde_json reads it: an integer that fits `i64` or `u64` stays one (`-0`
+    /// is a float), any other is an `f64`; one out of `f64`'s range is an error.
+    fn number(&mut self) -> R<Data> {
+        let Number { start, negative, digits, integer, n, fraction, exponent } = self.number_span()?;
+        let (b, i) = (self.b, self.i);
         let whole = integer - digits;
         if i == integer && whole <= 19 {
             // 19 digits cannot overflow u64.
