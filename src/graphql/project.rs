@@ -113,7 +113,7 @@ impl Writer<'_> {
             if i > 0 {
                 self.buf.push(b',');
             }
-            self.buf.extend_from_slice(&f.key_json);
+            f.key_json.write(&mut self.buf);
             let here = Path { up: path, seg: Seg::Key(&f.key) };
             bubbled |= self.field(f, obj, &here).is_err();
         }
