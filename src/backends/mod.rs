@@ -33,7 +33,7 @@ use crate::errors::Code;
 use crate::telemetry::metrics as m;
 
 /// Why a fetch failed. Cheap to clone: one failed batch is reported on every path it served.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FetchError {
     #[error("backend {backend}: {method} {path} failed to connect: {reason}")]
     Connect { backend: Arc<str>, method: &'static str, path: String, reason: String },

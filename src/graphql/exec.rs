@@ -25,7 +25,7 @@ use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error
 use super::model::{FacadeSchema, Part, TypeDef};
 use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
 use crate::backends::data::{Data, Held};
-use crate::backends::{BatchRoute, Batcher, Key, SingleRequest};
+use crate::backends::{BatchRoute, Batcher, FetchError, Key, SingleRequest};
 use crate::errors::Code;
 
 /// A step's results, by parent address, in parent (document) order.
@@ -38,8 +38,9 @@ pub enum Resolved {
     Value(Held),
     /// A batched list field: one item per key (`None`: not returned, where items may be null).
     Items(Vec<Option<Held>>),
-    /// The step failed for this parent (the step's `@fallback`, if any, applies).
-    Error(GqlError),
+    /// The step failed for this parent (the step's `@fallback`, if any, applies). Shared: a
+    /// failed batch is one error for every parent it served.
+    Error(Arc<GqlError>),
 }
 
 /// Every step's results, each step's sorted by parent address (a binary search finds one:
@@ -295,7 +296,7 @@ async fn http_step(
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
                 Err(e) => {
-                    out[at] = Some(Resolved::Error(e));
+                    out[at] = Some(Resolved::Error(Arc::new(e)));
                     continue;
                 }
             };
@@ -307,7 +308,7 @@ async fn http_step(
             };
             if let Err(e) = checked {
                 fixed_keys.truncate(start);
-                out[at] = Some(Resolved::Error(e));
+                out[at] = Some(Resolved::Error(Arc::new(e)));
                 continue;
             }
             spans.push((at, 0, start, n));
@@ -329,7 +330,7 @@ async fn http_step(
                 groups[g].1.extend(keys);
             }
             Err(e) => {
-                out[at] = Some(Resolved::Error(e));
+                out[at] = Some(Resolved::Error(Arc::new(e)));
             }
         }
     }
@@ -348,6 +349,7 @@ async fn http_step(
     }));
     let batch_calls = join_all(groups.into_iter().map(|(route, keys)| ctx.batcher.load_many(route, keys)));
     let (single_results, batch_results) = futures_util::join!(single_calls, batch_calls);
+    let mut errors = SharedErrors::default();
     let select = |v: Held| match &http.select {
         Some(key) => Held::new(v.get(key).cloned().unwrap_or(Data::Null)),
         None => v,
@@ -355,7 +357,7 @@ async fn http_step(
     for ((at, _), result) in singles.iter().zip(single_results) {
         let resolved = match result {
             Ok(v) => Resolved::Value(select(v)),
-            Err(e) => Resolved::Error(fetch_error(&e)),
+            Err(e) => Resolved::Error(errors.of(&e)),
         };
         out[*at] = Some(resolved);
     }
@@ -373,7 +375,7 @@ async fn http_step(
                     Ok(None) if item_nullable => items.push(None),
                     Ok(None) => {}
                     Err(e) => {
-                        failed = Some(fetch_error(e));
+                        failed = Some(errors.of(e));
                         break;
                     }
                 }
@@ -385,7 +387,7 @@ async fn http_step(
         } else {
             match results.last() {
                 Some(Ok(Some(v))) => Resolved::Value(select(v.clone())),
-                Some(Err(e)) => Resolved::Error(fetch_error(e)),
+                Some(Err(e)) => Resolved::Error(errors.of(e)),
                 _ => continue,
             }
         };
@@ -394,6 +396,27 @@ async fn http_step(
     let mut done = Vec::with_capacity(parents.len());
     done.extend(parents.iter().zip(out).filter_map(|(p, r)| Some((address(p.get()), r?))));
     done
+}
+
+/// The GraphQL errors of a step's failed fetches, each made once: the keys of a failed chunk
+/// all carry its one error, and making the error's message and extensions for every one of
+/// them cost more than the rest of the request.
+#[derive(Default)]
+struct SharedErrors {
+    last: Option<(FetchError, Arc<GqlError>)>,
+}
+
+impl SharedErrors {
+    fn of(&mut self, e: &FetchError) -> Arc<GqlError> {
+        match &self.last {
+            Some((seen, made)) if seen == e => made.clone(),
+            _ => {
+                let made = Arc::new(fetch_error(e));
+                self.last = Some((e.clone(), made.clone()));
+                made
+            }
+        }
+    }
 }
 
 async fn js_step(
@@ -412,10 +435,13 @@ async fn js_step(
             message: format!("no function {function}"),
         }),
     };
-    let error = |e: &crate::scripts::ScriptError| {
-        GqlError::new(format!("{}: {e}", step.path_name))
-            .extend_with(|_, ext| ext.set("code", Code::ScriptError.as_str()))
-    };
+    // A failed call fails every parent with one shared error.
+    let result = result.map_err(|e| {
+        Arc::new(
+            GqlError::new(format!("{}: {e}", step.path_name))
+                .extend_with(|_, ext| ext.set("code", Code::ScriptError.as_str())),
+        )
+    });
     parents
         .iter()
         .enumerate()
@@ -426,7 +452,7 @@ async fn js_step(
                         .and_then(|o| crate::backends::keep::Keep::All.parse(o.as_bytes()).ok())
                         .unwrap_or(Data::Null),
                 )),
-                Err(e) => Resolved::Error(error(e)),
+                Err(e) => Resolved::Error(e.clone()),
             };
             (address(p.get()), resolved)
         })
