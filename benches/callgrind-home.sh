@@ -5,6 +5,8 @@
 #   benches/callgrind-home.sh [BINARY] [REQUESTS]      (default: target/release/facade, 50)
 # Needs valgrind and curl; ports 7101-7106 and 8099 free. KEEP=FILE keeps the profile;
 # DEVICE=1 measures GET /v1/tv/home (the published endpoint, with its transform).
+# CG_OPTS adds callgrind options, e.g. "--separate-threads=yes" (a total per thread: the
+# script pool's threads apart from the request's) or "--dump-instr=yes" (cost per instruction).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/facade}

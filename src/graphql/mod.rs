@@ -249,7 +249,7 @@ pub struct Outcome {
     pub body: bytes::Bytes,
     pub request_error: bool,
     /// The `extensions.code` of each field error (for metrics), without parsing the body.
-    pub error_codes: Vec<String>,
+    pub error_codes: Vec<&'static str>,
     /// Where `data` and `errors` sit in `body`, when the projection wrote it (a transform
     /// takes them from there without parsing the body).
     pub parts: Option<project::Parts>,

@@ -17,6 +17,7 @@ use super::exec::{Resolved, Store};
 use super::fetch::{bad_value, preview};
 use super::plan::{Base, Field, Leaf, Plan, Source};
 use crate::backends::data::{Data, NULL};
+use crate::errors::Code;
 
 /// A position below became null and may not be: the nearest nullable position must be null.
 struct Bubble;
@@ -395,13 +396,16 @@ fn plain(s: &[u8]) -> bool {
 }
 
 /// The `extensions.code` of each error, for metrics (every error the projection makes has one).
-pub fn error_codes(errors: &[ServerError]) -> Vec<String> {
+pub fn error_codes(errors: &[ServerError]) -> Vec<&'static str> {
     errors
         .iter()
         .filter_map(|e| match e.extensions.as_ref().and_then(|x| x.get("code")) {
-            Some(async_graphql::Value::String(code)) => Some(code.clone()),
+            // Every code is the catalogue's (no code string is written anywhere else): its
+            // own text, not a copy per error.
+            Some(async_graphql::Value::String(code)) => Code::ALL.iter().find(|c| c.as_str() == code),
             _ => None,
         })
+        .map(|c| c.as_str())
         .collect()
 }
 

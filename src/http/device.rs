@@ -98,7 +98,7 @@ pub async fn call(
     let trace = super::debug::requested(&state, &headers).await;
     let outcome =
         snapshot.engine.execute_prepared(prepared, variables, trace.as_ref().map(|t| t.log.clone())).await;
-    let mut error_codes: Vec<&str> = outcome.error_codes.iter().map(String::as_str).collect();
+    let mut error_codes: Vec<&str> = outcome.error_codes.clone();
     if outcome.request_error {
         error_codes.push(Code::GraphqlValidationFailed.as_str());
     }
