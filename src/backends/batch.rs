@@ -149,6 +149,9 @@ impl FetchLog {
     }
 }
 
+/// A key's group (its index in `State::groups`) and its place among that group's keys.
+type Place = (usize, usize);
+
 type BatchSlot = Shared<BoxFuture<'static, Arc<BatchOutcome>>>;
 type SingleSlot = Shared<BoxFuture<'static, Result<Held, FetchError>>>;
 
@@ -168,7 +171,7 @@ struct State {
     /// Every key asked for in this request, by route: the index of its group and its place
     /// in the group's keys. (Indexes, not a clone of the group's future per key: each clone
     /// costs a waker slot and a lock.)
-    asked: HashMap<Arc<BatchRoute>, HashMap<KeyText, (usize, usize), Fast>, Fast>,
+    asked: HashMap<Arc<BatchRoute>, HashMap<KeyText, Place, Fast>, Fast>,
     singles: HashMap<SingleRequest, SingleSlot, Fast>,
 }
 
@@ -247,7 +250,7 @@ impl Batcher {
     /// Adds keys to the route's pending group (or finds them already asked for). Returns each
     /// key's group and place in it and, if this call opened the group, the guard that
     /// dispatches it.
-    fn register(&self, route: Arc<BatchRoute>, keys: Vec<Key>) -> (Vec<(usize, usize)>, Option<Dispatch<'_>>) {
+    fn register(&self, route: Arc<BatchRoute>, keys: Vec<Key>) -> (Vec<Place>, Option<Dispatch<'_>>) {
         let mut lead = false;
         let mut guard = self.state();
         let State { pending, asked, groups, .. } = &mut *guard;
@@ -433,7 +436,9 @@ async fn fetch_batch(
     // Chunks in the order of their keys: each key's slot is at its place in the group.
     for (chunk, result) in join_all(calls).await {
         match result {
-            Ok(items) => outcome.slots.extend(items.into_iter().map(|i| i.map_or(Slot::Missing, Slot::Found))),
+            Ok(items) => {
+                outcome.slots.extend(items.into_iter().map(|i| i.map_or(Slot::Missing, Slot::Found)))
+            }
             Err(e) => {
                 outcome.errors.push(e);
                 let failed = outcome.errors.len() - 1;
@@ -511,7 +516,8 @@ mod tests {
 
     #[test]
     fn a_key_is_the_same_key_however_the_answer_writes_it() {
-        let values = [json!(7), json!("7"), json!("07"), json!(-1), json!("-1"), json!("a"), json!(7.0), json!(true)];
+        let values =
+            [json!(7), json!("7"), json!("07"), json!(-1), json!("-1"), json!("a"), json!(7.0), json!(true)];
         for key in &values {
             let Some(k) = KeyText::of(&Data::from_json(key.clone())) else { continue };
             for v in &values {

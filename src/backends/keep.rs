@@ -124,8 +124,7 @@ mod tests {
         let body =
             br#"[{"id": 1, "name": "A", "synopsis": "long \u00e9 text", "genres": ["x", {"deep": [1]}],
                          "art": {"url": "u", "width": 3}}, {"id": 2, "other": null}]"#;
-        let keep =
-            Keep::fields(["id", "name"]).union(Keep::field(Arc::from("art"), Keep::fields(["url"])));
+        let keep = Keep::fields(["id", "name"]).union(Keep::field(Arc::from("art"), Keep::fields(["url"])));
         let v = keep.parse(body).unwrap().to_json();
         assert_eq!(v, json!([{"id": 1, "name": "A", "art": {"url": "u"}}, {"id": 2}]));
         assert_eq!(

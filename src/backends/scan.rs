@@ -315,8 +315,7 @@ impl<'a> Scan<'a> {
                 }
                 let name = fields[n].0.as_bytes();
                 // Eight bytes or more: the rest of the name, then its closing quote.
-                if name.len() < 8
-                    || (rest.get(name.len()) == Some(&b'"') && rest[8..name.len()] == name[8..])
+                if name.len() < 8 || (rest.get(name.len()) == Some(&b'"') && rest[8..name.len()] == name[8..])
                 {
                     self.i += name.len() + 1;
                     return Ok(Some(n));

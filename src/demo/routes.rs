@@ -2,8 +2,8 @@
 //! per-backend control routes (`/_demo/stats`, `/_demo/faults`) that are neither counted nor
 //! faulted, so a separate `facade demo-backends` process can be steered too.
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, Request, State};

@@ -419,7 +419,8 @@ mod tests {
         let mut full = async_graphql::Error::new("backend \"artwork\": circuit open\n")
             .extend_with(|_, e| e.set("code", "CIRCUIT_OPEN"))
             .into_server_error(pos);
-        full.path = vec![PathSegment::Field("profile".into()), PathSegment::Index(0), PathSegment::Field("é".into())];
+        full.path =
+            vec![PathSegment::Field("profile".into()), PathSegment::Index(0), PathSegment::Field("é".into())];
         let bare = ServerError::new("no place", None);
         let mut empty_extensions = async_graphql::Error::new("x")
             .extend_with(|_, e| {

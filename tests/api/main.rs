@@ -4,8 +4,8 @@
 mod admin;
 mod bench_smoke;
 mod canary;
-mod demo;
 mod cli;
+mod demo;
 mod endpoints;
 mod engine;
 mod evolution;
