@@ -161,8 +161,10 @@ fn put_title(s: &BackendState, id: u64, out: &mut Vec<u8>) -> bool {
 
 fn put_artwork(s: &BackendState, id: u64, size: &str, out: &mut Vec<u8>) -> bool {
     let kind = SIZES.iter().position(|k| k.eq_ignore_ascii_case(size));
-    let slot = kind.zip(usize::try_from(id).ok().and_then(|n| n.checked_sub(1)));
-    let slot = slot.map(|(kind, n)| kind * TITLES as usize + n);
+    // A slot per (size, title): an ID outside the catalog has none (it would reach another
+    // size's slots).
+    let title = usize::try_from(id).ok().filter(|_| s.data.has_title(id)).map(|n| n - 1);
+    let slot = kind.zip(title).map(|(kind, n)| kind * TITLES as usize + n);
     put_memo(&s.memo.artwork, slot, || s.data.artwork(id, size), out)
 }
 

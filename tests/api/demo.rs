@@ -44,4 +44,7 @@ async fn demo_batches_join_single_records_and_the_memo_serves_them_unchanged() {
     let (_, large) = text(format!("{artwork}/artwork/1?size=LARGE")).await;
     assert!(large.contains("\"width\":1920"), "{large}");
     assert_eq!(text(format!("{artwork}/artwork/1?size=HUGE")).await.0, 404);
+    // An ID past the catalog is unknown in every size, whatever the memo holds.
+    assert_eq!(text(format!("{artwork}/artwork?ids=12001,24001&size=SMALL")).await.1, "[]");
+    assert_eq!(text(format!("{artwork}/artwork/12001?size=SMALL")).await.0, 404);
 }
