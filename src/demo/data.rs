@@ -270,8 +270,13 @@ impl DemoData {
         })
     }
 
+    /// Whether a profile exists, without making it.
+    fn has_profile(&self, id: u64) -> bool {
+        (1..=PROFILES).contains(&id)
+    }
+
     pub fn profile(&self, id: u64) -> Option<Profile> {
-        if id == 0 || id > PROFILES {
+        if !self.has_profile(id) {
             return None;
         }
         Some(Profile {
@@ -330,7 +335,7 @@ impl DemoData {
 
     /// A bookmark exists for about half of the (profile, title) pairs.
     pub fn bookmark(&self, profile_id: u64, title_id: u64) -> Option<Bookmark> {
-        if !(1..=PROFILES).contains(&profile_id) || !self.has_title(title_id) {
+        if !self.has_profile(profile_id) || !self.has_title(title_id) {
             return None;
         }
         let h = self.h(60, profile_id, title_id);

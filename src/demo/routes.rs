@@ -154,17 +154,19 @@ fn put_memo<T: serde::Serialize>(
     true
 }
 
+/// A title's place in the catalog (its memo slot), or `None` for an ID outside it: such an
+/// ID has no slot (in the artwork memo it would reach another size's slots).
+fn title_index(s: &BackendState, id: u64) -> Option<usize> {
+    s.data.has_title(id).then(|| usize::try_from(id - 1).ok()).flatten()
+}
+
 fn put_title(s: &BackendState, id: u64, out: &mut Vec<u8>) -> bool {
-    let slot = usize::try_from(id).ok().and_then(|n| n.checked_sub(1));
-    put_memo(&s.memo.titles, slot, || s.data.title(id), out)
+    put_memo(&s.memo.titles, title_index(s, id), || s.data.title(id), out)
 }
 
 fn put_artwork(s: &BackendState, id: u64, size: &str, out: &mut Vec<u8>) -> bool {
     let kind = SIZES.iter().position(|k| k.eq_ignore_ascii_case(size));
-    // A slot per (size, title): an ID outside the catalog has none (it would reach another
-    // size's slots).
-    let title = usize::try_from(id).ok().filter(|_| s.data.has_title(id)).map(|n| n - 1);
-    let slot = kind.zip(title).map(|(kind, n)| kind * TITLES as usize + n);
+    let slot = kind.zip(title_index(s, id)).map(|(kind, n)| kind * TITLES as usize + n);
     put_memo(&s.memo.artwork, slot, || s.data.artwork(id, size), out)
 }
 

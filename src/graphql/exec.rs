@@ -112,7 +112,7 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
             let parents = vec![ParentRef { owner: root.clone(), path: SmallVec::new() }];
             running.push(run_step(&plan.steps[s], s, parents, ctx));
         }
-        while let Some((id, done)) = running.next().await {
+        while let Some((id, mut done)) = running.next().await {
             let step = &plan.steps[id];
             for &child in &step.children {
                 let parents = parents_of(&plan.steps[child], step, &done);
@@ -121,7 +121,6 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
                 }
             }
             // Parents are distinct objects (`parents_of` deduplicates them): one result each.
-            let mut done = done;
             done.sort_unstable_by_key(|(at, _)| *at);
             results[id] = done;
         }
