@@ -62,9 +62,12 @@ test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 },
   // Write the query with completion: "ti" offers "title".
   await page.click('#query .cm-content');
   await page.keyboard.type('{ ti');
-  const option = page.locator('.cm-tooltip-autocomplete li', { hasText: /^title/ }).first();
+  // Picked once it is the selected option, and the text checked before typing on: an Enter
+  // pressed while the list was being redrawn once went into the text as a line break.
+  const option = page.locator('.cm-tooltip-autocomplete li[aria-selected="true"]', { hasText: /^title/ }).first();
   await option.waitFor();
   await page.keyboard.press('Enter');
+  await page.waitForFunction(() => /\btitle\b/.test(document.querySelector('#query .cm-content').innerText));
   await page.keyboard.type('(id: 1) { name year }');
   const query = await page.evaluate(() => document.querySelector('#query .cm-content').innerText);
   assert.match(query.replace(/\s+/g, ' '), /^\{ title\(id: 1\) \{ name year \} ?\}$/);
