@@ -31,6 +31,11 @@ pub async fn fresh_postgres() -> Option<String> {
 }
 
 pub async fn app_on(db: Option<&str>) -> TestApp {
+    app_on_with(db, |_| {}).await
+}
+
+/// [`app_on`], then `more` changes the config further.
+pub async fn app_on_with(db: Option<&str>, more: impl FnOnce(&mut facade::config::Config)) -> TestApp {
     let hash = facade::http::auth::token_hash(ADMIN);
     let db = db.map(str::to_owned);
     spawn_with(move |c| {
@@ -42,6 +47,7 @@ pub async fn app_on(db: Option<&str>) -> TestApp {
         if let Some(url) = db {
             c.database.url = url;
         }
+        more(c);
     })
     .await
 }
