@@ -10,6 +10,7 @@
 //! - [`demo`]: Netflix-like demo backends with fault knobs.
 //! - [`telemetry`]: tracing setup.
 
+pub mod alloc;
 pub mod app;
 pub mod backends;
 pub mod cli;

@@ -15,7 +15,7 @@ use facade::demo::{DEFAULT_BASE_PORT, DemoBackends, DemoOptions, Faults};
 /// for transparent huge pages on its arenas, and every 2 MiB page touched stays resident
 /// (idle RSS 54 MiB instead of 28 MiB; BENCHMARKS §15).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: facade::alloc::Mimalloc = facade::alloc::Mimalloc;
 
 /// Facade: a GraphQL composition server for device APIs.
 ///

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// allocated on one worker thread is freed on another (about a third of server CPU in a
 /// profile of the home query; see docs/BENCHMARKS.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: facade::alloc::Mimalloc = facade::alloc::Mimalloc;
 
 /// Benchmarks for Facade: chattiness, batching, parallelism, throughput, overhead, isolation.
 #[derive(Parser)]
