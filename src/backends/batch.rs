@@ -259,7 +259,8 @@ impl Batcher {
         let mut slots = Vec::with_capacity(keys.len());
         // The route's pending group, found (or opened) once, at the first new key.
         let mut group: Option<&mut Pending> = None;
-        for key in keys {
+        let total = keys.len();
+        for (n, key) in keys.into_iter().enumerate() {
             let e = match asked.entry(key.text.clone()) {
                 Entry::Occupied(e) => {
                     slots.push(*e.get());
@@ -291,6 +292,10 @@ impl Batcher {
                 });
             }
             let Some(g) = group.as_deref_mut() else { unreachable!("set above") };
+            if g.keys.capacity() == g.keys.len() {
+                // Room for the rest of this call's keys at once, not doubling step by step.
+                g.keys.reserve(total - n);
+            }
             let at = (g.group, g.keys.len());
             e.insert(at);
             slots.push(at);

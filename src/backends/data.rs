@@ -84,10 +84,14 @@ impl Data {
     pub fn get(&self, key: &str) -> Option<&Data> {
         match self {
             // Names the plan kept are the plan's own texts: most lookups match by address.
+            // Others (a key field, a match field) are compared byte by byte: names are short,
+            // and a `memcmp` call per field cost more than the loop.
             Data::Obj(fields) => fields
                 .iter()
                 .find(|(k, _)| {
-                    k.len() == key.len() && (std::ptr::eq(k.as_ptr(), key.as_ptr()) || **k == *key)
+                    k.len() == key.len()
+                        && (std::ptr::eq(k.as_ptr(), key.as_ptr())
+                            || k.bytes().zip(key.bytes()).all(|(a, b)| a == b))
                 })
                 .map(|(_, v)| v),
             _ => None,

@@ -292,7 +292,13 @@ async fn http_step(
                 limit.get_or_insert_with(|| key_limit(&step.path_name, http, args, ctx.default_list_size));
             let pushed = batch_keys(&step.path_name, batch, limit, value, &mut fixed_keys);
             let n = match pushed {
-                Ok(Some(n)) => n,
+                Ok(Some(n)) => {
+                    if start == 0 {
+                        // Room for as many keys from each parent still to come.
+                        fixed_keys.reserve(n * (parents.len() - at - 1));
+                    }
+                    n
+                }
                 Ok(None) => continue,
                 Err(e) => {
                     out[at] = Some(Resolved::Error(Arc::new(e)));
