@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Enum, ID, Object, Result, Schema};
 use axum::routing::post;
 use axum::{Json, Router};
-use facade::backends::data::{Data, Held};
+use facade::backends::data::{Held, Val, View};
 use facade::backends::policy::Resilience;
 use facade::backends::{BackendSettings, Backends, BatchRoute, Batcher, Key, SingleRequest};
 use facade::graphql::model::Method;
@@ -42,15 +42,16 @@ fn route(
     }
 }
 
-fn text(v: &Data, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Data::Str(s) => Some(s.to_string()),
-        Data::Null => None,
-        other => Some(other.to_string()),
+fn text(v: &Held, key: &str) -> Option<String> {
+    let v = v.val().get(key)?;
+    match v.view() {
+        View::Str(s) => Some(s.to_string()),
+        View::Null => None,
+        _ => Some(v.to_string()),
     }
 }
 
-async fn one(ctx: &Context<'_>, route: BatchRoute, key: Option<&Data>) -> Result<Option<Held>> {
+async fn one(ctx: &Context<'_>, route: BatchRoute, key: Option<Val<'_>>) -> Result<Option<Held>> {
     let key = key.and_then(Key::of).ok_or("bad key")?;
     let mut results = batcher(ctx).load_many(route, vec![key]).await;
     Ok(results.pop().transpose().map_err(|e| e.to_string())?.flatten())
@@ -69,7 +70,7 @@ impl Query {
             keep: None,
         };
         let v = batcher(ctx).load_one(request).await.map_err(|e| e.to_string())?;
-        Ok((!v.is_null()).then_some(Profile(v)))
+        Ok((!v.val().is_null()).then_some(Profile(v)))
     }
 }
 
@@ -87,14 +88,14 @@ impl Profile {
         let path = format!("/profiles/{}/rows?limit={first}", text(&self.0, "id").unwrap_or_default());
         let request = SingleRequest { backend: LISTS, method: Method::Get, path, body: None, keep: None };
         let v = batcher(ctx).load_one(request).await.map_err(|e| e.to_string())?;
-        Ok(match &*v {
-            Data::List(rows) => Some(rows.iter().cloned().map(Row).collect()),
+        Ok(match v.val().view() {
+            View::List(rows) => Some(rows.map(|r| Row(v.at(r))).collect()),
             _ => None,
         })
     }
 }
 
-pub struct Row(Data);
+pub struct Row(Held);
 
 #[Object]
 impl Row {
@@ -106,8 +107,8 @@ impl Row {
         ctx: &Context<'_>,
         #[graphql(default = 20)] first: i32,
     ) -> Result<Option<Vec<Title>>> {
-        let Some(Data::List(ids)) = self.0.get("titleIds") else { return Ok(None) };
-        let keys: Vec<Key> = ids.iter().take(first.max(0) as usize).filter_map(Key::of).collect();
+        let Some(View::List(ids)) = self.0.val().get("titleIds").map(Val::view) else { return Ok(None) };
+        let keys: Vec<Key> = ids.take(first.max(0) as usize).filter_map(Key::of).collect();
         let r = route(CATALOG, Method::Get, "/titles?ids=".into(), Some(""), "id");
         let mut titles = Vec::new();
         for result in batcher(ctx).load_many(r, keys).await {
@@ -137,7 +138,7 @@ impl Title {
         text(&self.0, "name")
     }
     async fn year(&self) -> Option<i64> {
-        self.0.get("year").and_then(Data::as_i64)
+        self.0.val().get("year").and_then(Val::as_i64)
     }
     async fn artwork(
         &self,
@@ -151,7 +152,7 @@ impl Title {
         };
         let suffix = format!("&size={size}");
         let r = route(ARTWORK, Method::Get, "/artwork?ids=".into(), Some(&suffix), "titleId");
-        Ok(one(ctx, r, self.0.get("id")).await?.map(Artwork))
+        Ok(one(ctx, r, self.0.val().get("id")).await?.map(Artwork))
     }
     async fn rating(&self, ctx: &Context<'_>) -> Result<Option<Rating>> {
         let r = BatchRoute {
@@ -162,12 +163,12 @@ impl Title {
             match_field: Some("titleId".into()),
             keep: None,
         };
-        Ok(one(ctx, r, self.0.get("id")).await?.map(Rating))
+        Ok(one(ctx, r, self.0.val().get("id")).await?.map(Rating))
     }
     async fn bookmark(&self, ctx: &Context<'_>, profile_id: ID) -> Result<Option<Bookmark>> {
         let prefix = format!("/profiles/{}/bookmarks?titleIds=", profile_id.0);
         let r = route(HISTORY, Method::Get, prefix, Some(""), "titleId");
-        Ok(one(ctx, r, self.0.get("id")).await?.map(Bookmark))
+        Ok(one(ctx, r, self.0.val().get("id")).await?.map(Bookmark))
     }
 }
 
@@ -185,7 +186,7 @@ pub struct Rating(Held);
 #[Object]
 impl Rating {
     async fn average(&self) -> Option<f64> {
-        self.0.get("average").and_then(Data::as_f64)
+        self.0.val().get("average").and_then(Val::as_f64)
     }
 }
 
@@ -194,7 +195,7 @@ pub struct Bookmark(Held);
 #[Object]
 impl Bookmark {
     async fn position_seconds(&self) -> Option<i64> {
-        self.0.get("positionSeconds").and_then(Data::as_i64)
+        self.0.val().get("positionSeconds").and_then(Val::as_i64)
     }
 }
 

@@ -24,7 +24,7 @@ use futures_util::future::{BoxFuture, Shared, join_all};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use super::data::{Data, Held};
+use super::data::{Held, Tape, Val, View};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -52,13 +52,13 @@ pub struct BatchRoute {
 #[derive(Debug, Clone)]
 pub struct Key {
     pub text: KeyText,
-    pub value: Data,
+    pub value: Value,
 }
 
 impl Key {
     /// A key from a scalar (`None` for null, a list or an object).
-    pub fn of(value: &Data) -> Option<Self> {
-        Some(Self { text: KeyText::of(value)?, value: value.clone() })
+    pub fn of(value: Val<'_>) -> Option<Self> {
+        Some(Self { text: KeyText::of(value)?, value: value.to_json() })
     }
 }
 
@@ -364,7 +364,7 @@ impl Batcher {
                 match FetchLog::record(log.as_ref(), backend, req.method, &req.path, 0, call).await {
                     Ok(v) => Ok(Held::new(v)),
                     // A single resource that does not exist is a null field, not an error.
-                    Err(FetchError::Status { status: 404, .. }) => Ok(Held::new(Data::Null)),
+                    Err(FetchError::Status { status: 404, .. }) => Ok(Held::null()),
                     Err(e) => Err(e),
                 }
             }
@@ -405,9 +405,7 @@ impl BatchRoute {
                 path.push_str(suffix);
                 (path, None)
             }
-            None => {
-                (self.prefix.clone(), Some(Value::Array(keys.iter().map(|k| k.value.to_json()).collect())))
-            }
+            None => (self.prefix.clone(), Some(Value::Array(keys.iter().map(|k| k.value.clone()).collect()))),
         }
     }
 }
@@ -459,30 +457,30 @@ async fn fetch_batch(
 /// key. Each item is held through the one shared answer. An array answering every key in the
 /// order asked (the usual case) is matched item by item; any other through a map of the
 /// items' keys (where a key appears twice, the later item is the one kept).
-fn match_items(json: Data, match_field: Option<&str>, keys: &[Key]) -> Result<Vec<Option<Held>>, String> {
-    if let (Data::List(items), Some(field)) = (&json, match_field)
+fn match_items(json: Tape, match_field: Option<&str>, keys: &[Key]) -> Result<Vec<Option<Held>>, String> {
+    let answer = Arc::new(json);
+    let root = answer.root();
+    if let (View::List(items), Some(field)) = (root.view(), match_field)
         && items.len() == keys.len()
-        && items.iter().zip(keys).all(|(item, key)| item.get(field).is_some_and(|v| key.text.is(v)))
+        && items.zip(keys).all(|(item, key)| item.get(field).is_some_and(|v| key.text.is(v)))
     {
-        let answer = Arc::new(json);
-        return Ok((0..keys.len()).map(|i| Some(Held::item(&answer, i))).collect());
+        return Ok(items.map(|item| Some(Held::of(&answer, item))).collect());
     }
-    let found: Vec<KeyText> = match (&json, match_field) {
-        (Data::List(items), Some(field)) => items
-            .iter()
+    let found: Vec<(KeyText, Val<'_>)> = match (root.view(), match_field) {
+        (View::List(items), Some(field)) => items
             .map(|item| {
                 item.get(field)
                     .and_then(KeyText::of)
+                    .map(|k| (k, item))
                     .ok_or_else(|| format!("an item has no scalar {field:?} to match keys on"))
             })
             .collect::<Result<_, _>>()?,
-        (Data::Obj(fields), None) => fields.iter().map(|(k, _)| KeyText::text(k)).collect(),
+        (View::Obj(fields), None) => fields.map(|(k, v)| (KeyText::text(k), v)).collect(),
         (_, Some(field)) => return Err(format!("expected a JSON array of items with {field:?}")),
         (_, None) => return Err("expected a JSON object keyed by key".to_owned()),
     };
-    let by_key: HashMap<KeyText, usize, Fast> = found.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
-    let answer = Arc::new(json);
-    Ok(keys.iter().map(|k| by_key.get(&k.text).map(|&i| Held::item(&answer, i))).collect())
+    let by_key: HashMap<KeyText, Val<'_>, Fast> = found.into_iter().collect();
+    Ok(keys.iter().map(|k| by_key.get(&k.text).map(|&v| Held::of(&answer, v))).collect())
 }
 
 #[cfg(test)]
@@ -492,12 +490,12 @@ mod tests {
 
     #[test]
     fn match_items_by_field_and_by_object_key() {
-        let d = |v| Data::from_json(v);
+        let d = |v| Tape::from_json(&v);
         let keys = |list: serde_json::Value| -> Vec<Key> {
-            list.as_array().unwrap().iter().filter_map(|v| Key::of(&Data::from_json(v.clone()))).collect()
+            list.as_array().unwrap().iter().filter_map(|v| Key::of(Tape::from_json(v).root())).collect()
         };
         let got = |items: Vec<Option<Held>>| -> Vec<serde_json::Value> {
-            items.iter().map(|i| i.as_deref().map_or(json!(null), Data::to_json)).collect()
+            items.iter().map(|i| i.as_ref().map_or(json!(null), |h| h.val().to_json())).collect()
         };
         // In the order asked (numbers and their texts alike): item by item.
         let answer = json!([{"id": 1, "n": "a"}, {"id": "2"}]);
@@ -511,8 +509,8 @@ mod tests {
         let answer = json!({"7": {"x": 1}, "07": {}, "a": {"y": 2}});
         let items = match_items(d(answer), None, &keys(json!(["a", 7, "8"]))).unwrap();
         assert_eq!(got(items), vec![json!({"y": 2}), json!({"x": 1}), json!(null)]);
-        assert_eq!(KeyText::of(&Data::Float(7.0)), Some(KeyText::text("7.0")));
-        assert_eq!(KeyText::of(&Data::Str("-0".into())), Some(KeyText::Text(Arc::from("-0"))));
+        assert_eq!(KeyText::of(Tape::from_json(&json!(7.0)).root()), Some(KeyText::text("7.0")));
+        assert_eq!(KeyText::of(Tape::from_json(&json!("-0")).root()), Some(KeyText::Text(Arc::from("-0"))));
         assert_eq!(KeyText::text("-12"), KeyText::Int(-12));
         assert!(match_items(d(json!({"a": 1})), Some("id"), &keys(json!([1]))).is_err());
         let e = match_items(d(json!([{"x": 1}])), Some("id"), &keys(json!([1]))).unwrap_err();
@@ -524,10 +522,11 @@ mod tests {
         let values =
             [json!(7), json!("7"), json!("07"), json!(-1), json!("-1"), json!("a"), json!(7.0), json!(true)];
         for key in &values {
-            let Some(k) = KeyText::of(&Data::from_json(key.clone())) else { continue };
+            let Some(k) = KeyText::of(Tape::from_json(key).root()) else { continue };
             for v in &values {
-                let v = Data::from_json(v.clone());
-                assert_eq!(k.is(&v), KeyText::of(&v).as_ref() == Some(&k), "{key} {v}");
+                let t = Tape::from_json(v);
+                let v = t.root();
+                assert_eq!(k.is(v), KeyText::of(v).as_ref() == Some(&k), "{key} {v}");
             }
         }
     }
@@ -535,7 +534,7 @@ mod tests {
     #[test]
     fn render_keys_in_url_and_in_body() {
         let keys: Vec<Key> =
-            [json!(1), json!("a b")].into_iter().filter_map(|v| Key::of(&Data::from_json(v))).collect();
+            [json!(1), json!("a b")].iter().filter_map(|v| Key::of(Tape::from_json(v).root())).collect();
         let route = BatchRoute {
             backend: 0,
             method: Method::Get,

@@ -20,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
-use data::Data;
+use data::{Tape, Val, View};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -282,7 +282,7 @@ impl Backend {
         read: bool,
         keep: Option<&keep::Keep>,
         keys: usize,
-    ) -> Result<Data, FetchError> {
+    ) -> Result<Tape, FetchError> {
         // Attribute names after OpenTelemetry's HTTP client conventions, `facade.*` for ours.
         macro_rules! fetch_span {
             ($level:expr) => {
@@ -384,7 +384,7 @@ impl Backend {
         body: Option<&Value>,
         deadline: Instant,
         keep: Option<&keep::Keep>,
-    ) -> Result<Data, FetchError> {
+    ) -> Result<Tape, FetchError> {
         let backend = self.name.clone();
         let Ok(permit) = self.breaker.try_acquire() else {
             self.reject("circuit_open");
@@ -432,7 +432,7 @@ impl Backend {
         path: &str,
         body: Option<&Value>,
         keep: Option<&keep::Keep>,
-    ) -> Result<Data, FetchError> {
+    ) -> Result<Tape, FetchError> {
         let url = format!("{}{}", self.base, path);
         let m = method.as_str();
         let backend = &self.name;
@@ -636,23 +636,23 @@ pub enum KeyText {
 
 impl KeyText {
     /// The key of a scalar (`None` for null, a list or an object).
-    pub fn of(value: &Data) -> Option<Self> {
-        Some(match value {
-            Data::Int(i) => KeyText::Int(*i),
-            Data::Str(s) => KeyText::text(s),
-            Data::UInt(_) | Data::Float(_) => KeyText::Text(Arc::from(value.to_string())),
-            Data::Bool(b) => KeyText::Text(Arc::from(if *b { "true" } else { "false" })),
-            Data::Null | Data::List(_) | Data::Obj(_) => return None,
+    pub fn of(value: Val<'_>) -> Option<Self> {
+        Some(match value.view() {
+            View::Int(i) => KeyText::Int(i),
+            View::Str(s) => KeyText::text(s),
+            View::UInt(_) | View::Float(_) => KeyText::Text(Arc::from(value.to_string())),
+            View::Bool(b) => KeyText::Text(Arc::from(if b { "true" } else { "false" })),
+            View::Null | View::List(_) | View::Obj(_) => return None,
         })
     }
 
     /// Whether `value` has this key: `KeyText::of(value) == Some(self)`, without building one.
-    pub fn is(&self, value: &Data) -> bool {
-        match (self, value) {
-            (KeyText::Int(k), Data::Int(v)) => k == v,
+    pub fn is(&self, value: Val<'_>) -> bool {
+        match (self, value.view()) {
+            (KeyText::Int(k), View::Int(v)) => *k == v,
             // A text key is never an integer's canonical text (`text` made that an `Int`).
-            (KeyText::Text(k), Data::Str(v)) => **k == **v,
-            (KeyText::Int(k), Data::Str(v)) => itoa::Buffer::new().format(*k) == &**v,
+            (KeyText::Text(k), View::Str(v)) => **k == *v,
+            (KeyText::Int(k), View::Str(v)) => itoa::Buffer::new().format(*k) == v,
             _ => KeyText::of(value).as_ref() == Some(self),
         }
     }

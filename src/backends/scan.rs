@@ -1,5 +1,5 @@
 //! The JSON scanner behind [`super::keep::Keep::parse`]: one pass over a backend body that
-//! builds [`Data`] for the fields a request reads and only steps over the rest.
+//! writes a [`Tape`] of the fields a request reads and only steps over the rest.
 //!
 //! Written here because no JSON crate fits the job: a body is mostly skipped (a catalog title
 //! carries a synopsis, genres and more; a home screen reads its name and year), and the kept
@@ -12,11 +12,10 @@
 //! It accepts exactly RFC 8259 JSON, as serde_json does: strict numbers, escapes checked
 //! (also in skipped strings), no control characters in strings, nothing after the value.
 //! Kept strings and names must be UTF-8; skipped ones are not decoded (serde_json does the
-//! same). Nesting is bounded by [`DEPTH`], kept or skipped; recursion is the only state.
+//! same). Nesting is bounded by [`DEPTH`], kept or skipped; recursion is the only state besides
+//! the tape being written.
 
-use std::sync::Arc;
-
-use super::data::{Data, Fields};
+use super::data::{Seen, Tape};
 use super::keep::{Keep, Names};
 
 /// How deep a body may nest, kept or skipped (serde_json's bound).
@@ -36,12 +35,16 @@ struct Fault(&'static str, usize);
 
 type R<T> = Result<T, Fault>;
 
-pub fn parse(bytes: &[u8], keep: &Keep) -> Result<Data, BodyError> {
-    let mut s = Scan { b: bytes, i: 0, scratch: String::new(), stack: Vec::with_capacity(64) };
-    let done = s.value(keep, DEPTH).and_then(|v| match s.peek() {
-        None => Ok(v),
+pub fn parse(bytes: &[u8], keep: &Keep) -> Result<Tape, BodyError> {
+    // Room for what a body usually keeps, so that the tape seldom grows (a grown vector is
+    // copied whole); it grows past this where a body keeps more.
+    let tape = Tape::with_capacity(bytes.len() / 16 + 4, bytes.len() / 4);
+    let mut s = Scan { b: bytes, i: 0, scratch: String::new(), tape, plan: Vec::new() };
+    let done = s.value(keep, DEPTH).and_then(|()| match s.peek() {
+        None => Ok(()),
         Some(_) => Err(Fault("trailing characters", s.i)),
     });
+    let done = done.map(|()| std::mem::take(&mut s.tape));
     done.map_err(|Fault(what, at)| {
         let before = &bytes[..at.min(bytes.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -55,8 +58,10 @@ struct Scan<'a> {
     i: usize,
     /// A string with escapes, decoded.
     scratch: String,
-    /// The items of the lists being read.
-    stack: Vec<Data>,
+    /// What is kept, written as it is read.
+    tape: Tape,
+    /// The addresses of the plan's names the tape holds, by their index there (a handful).
+    plan: Vec<usize>,
 }
 
 /// A number's parts as checked: where it starts, its sign, where its digits start and its
@@ -96,12 +101,12 @@ impl<'a> Scan<'a> {
         Err(Fault(what, self.i))
     }
 
-    fn value(&mut self, keep: &Keep, depth: u8) -> R<Data> {
-        Ok(match self.peek() {
+    fn value(&mut self, keep: &Keep, depth: u8) -> R<()> {
+        match self.peek() {
             Some(b'"') => {
                 self.i += 1;
                 let text = self.string()?;
-                Data::Str(Box::from(self.text(text)?))
+                self.put(text, false)?;
             }
             Some(b'{') => {
                 let depth = self.deeper(depth)?;
@@ -113,29 +118,38 @@ impl<'a> Scan<'a> {
             Some(b'[') => {
                 let depth = self.deeper(depth)?;
                 self.i += 1;
+                let list = self.tape.open_list();
+                let mut count = 0;
                 if self.peek() == Some(b']') {
                     self.i += 1;
-                    return Ok(Data::List(Vec::new()));
-                }
-                // Items gather on one stack shared by every list of the body, then move into a
-                // vector of their exact size (no growing vector per list).
-                let mark = self.stack.len();
-                loop {
-                    let item = self.value(keep, depth)?;
-                    self.stack.push(item);
-                    if self.after_item(b']')? {
-                        break;
+                } else {
+                    loop {
+                        self.value(keep, depth)?;
+                        count += 1;
+                        if self.after_item(b']')? {
+                            break;
+                        }
                     }
                 }
-                Data::List(self.stack.drain(mark..).collect())
+                self.tape.close(list, count);
             }
-            Some(b't') => self.literal(b"true", Data::Bool(true))?,
-            Some(b'f') => self.literal(b"false", Data::Bool(false))?,
-            Some(b'n') => self.literal(b"null", Data::Null)?,
+            Some(b't') => {
+                self.literal(b"true")?;
+                self.tape.push_bool(true);
+            }
+            Some(b'f') => {
+                self.literal(b"false")?;
+                self.tape.push_bool(false);
+            }
+            Some(b'n') => {
+                self.literal(b"null")?;
+                self.tape.push_null();
+            }
             Some(b'-' | b'0'..=b'9') => self.number()?,
             Some(_) => return self.fault("expected value"),
             None => return self.fault("EOF while parsing a value"),
-        })
+        }
+        Ok(())
     }
 
     /// Steps over a value, checking it.
@@ -176,9 +190,9 @@ impl<'a> Scan<'a> {
                     }
                 }
             }
-            Some(b't') => self.literal(b"true", Data::Null).map(drop),
-            Some(b'f') => self.literal(b"false", Data::Null).map(drop),
-            Some(b'n') => self.literal(b"null", Data::Null).map(drop),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
             Some(b'-' | b'0'..=b'9') => self.number_span().map(drop),
             Some(_) => self.fault("expected value"),
             None => self.fault("EOF while parsing a value"),
@@ -234,44 +248,55 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn literal(&mut self, word: &'static [u8], value: Data) -> R<Data> {
+    fn literal(&mut self, word: &'static [u8]) -> R<()> {
         if self.b[self.i..].starts_with(word) {
             self.i += word.len();
-            Ok(value)
+            Ok(())
         } else {
             self.fault("expected value")
         }
     }
 
-    /// An object keeping every field (names allocated: they are the backend's).
-    fn whole_object(&mut self, depth: u8) -> R<Data> {
+    /// An object keeping every field; a later duplicate replaces an earlier one, as in
+    /// serde_json (it takes the later place).
+    fn whole_object(&mut self, depth: u8) -> R<()> {
         self.i += 1;
-        let mut out = Fields::default();
+        let obj = self.tape.open_obj();
+        let mut count = 0;
+        let mut seen = Seen::default();
         if self.peek() == Some(b'}') {
             self.i += 1;
-            return Ok(out.into_data());
+            self.tape.close(obj, 0);
+            return Ok(());
         }
         loop {
             self.key_start()?;
             let key = self.string()?;
-            let name = Arc::<str>::from(self.text(key)?);
+            let name_at = self.put(key, true)?;
+            match seen.earlier(&self.tape, obj, count, self.tape.name_at(name_at), name_at) {
+                Some(old) => self.tape.drop_field(old),
+                None => count += 1,
+            }
             self.colon()?;
-            out.insert(name, self.value(&Keep::All, depth)?);
+            self.value(&Keep::All, depth)?;
             if self.after_item(b'}')? {
-                return Ok(out.into_data());
+                self.tape.close(obj, count);
+                return Ok(());
             }
         }
     }
 
-    /// An object keeping `fields` (the plan's own names: shared, never allocated per object);
-    /// a later duplicate replaces an earlier one, as in serde_json.
-    fn pruned_object(&mut self, fields: &Names, depth: u8) -> R<Data> {
+    /// An object keeping `fields`; a later duplicate replaces an earlier one, as in
+    /// serde_json (it takes the later place).
+    fn pruned_object(&mut self, fields: &Names, depth: u8) -> R<()> {
         self.i += 1;
-        let mut out: Vec<(Arc<str>, Data)> = Vec::with_capacity(fields.len());
+        let obj = self.tape.open_obj();
+        let mut count = 0;
         let mut seen = 0u64;
         if self.peek() == Some(b'}') {
             self.i += 1;
-            return Ok(Data::Obj(out));
+            self.tape.close(obj, 0);
+            return Ok(());
         }
         loop {
             self.key_start()?;
@@ -280,23 +305,33 @@ impl<'a> Scan<'a> {
             match found {
                 Some(n) => {
                     let (name, keep) = &fields[n];
-                    let v = self.value(keep, depth)?;
+                    let address = name.as_ptr() as usize;
+                    let index = match self.plan.iter().position(|a| *a == address) {
+                        Some(i) => i as u32,
+                        None => {
+                            self.plan.push(address);
+                            self.tape.add_plan_name(name)
+                        }
+                    };
+                    let name_at = self.tape.push_plan_name(name, index);
                     // The first 64 names' first sightings are told by a bit; a repeat (or a
                     // name past them) is looked for among those kept.
                     if n < 64 && seen & (1 << n) == 0 {
                         seen |= 1 << n;
-                        out.push((name.clone(), v));
+                        count += 1;
                     } else {
-                        match out.iter_mut().find(|(k, _)| Arc::ptr_eq(k, name)) {
-                            Some(slot) => slot.1 = v,
-                            None => out.push((name.clone(), v)),
+                        match self.tape.earlier_field(obj, name_at, name) {
+                            Some(old) => self.tape.drop_field(old),
+                            None => count += 1,
                         }
                     }
+                    self.value(keep, depth)?;
                 }
                 None => self.skip(depth)?,
             }
             if self.after_item(b'}')? {
-                return Ok(Data::Obj(out));
+                self.tape.close(obj, count);
+                return Ok(());
             }
         }
     }
@@ -339,12 +374,17 @@ impl<'a> Scan<'a> {
         })
     }
 
-    /// A string's text, which must be UTF-8.
-    fn text(&self, text: Text<'a>) -> R<&str> {
-        match text {
-            Text::Raw(raw) => std::str::from_utf8(raw).or_else(|_| self.fault("invalid unicode code point")),
-            Text::Decoded => Ok(&self.scratch),
-        }
+    /// Writes a string's text (which must be UTF-8) to the tape, as a name or a value: the
+    /// node's index.
+    fn put(&mut self, text: Text<'a>, name: bool) -> R<u32> {
+        let text = match text {
+            Text::Raw(raw) => match std::str::from_utf8(raw) {
+                Ok(t) => t,
+                Err(_) => return self.fault("invalid unicode code point"),
+            },
+            Text::Decoded => &self.scratch,
+        };
+        Ok(if name { self.tape.push_name(text) } else { self.tape.push_str(text) })
     }
 
     /// A string after its opening quote, up to and past the closing one.
@@ -514,22 +554,23 @@ impl<'a> Scan<'a> {
 
     /// A number, as serde_json reads it: an integer that fits `i64` or `u64` stays one (`-0`
     /// is a float), any other is an `f64`; one out of `f64`'s range is an error.
-    fn number(&mut self) -> R<Data> {
+    fn number(&mut self) -> R<()> {
         let Number { start, negative, digits, integer, n, fraction, exponent } = self.number_span()?;
         let (b, i) = (self.b, self.i);
         let whole = integer - digits;
         if i == integer && whole <= 19 {
             // 19 digits cannot overflow u64.
-            return Ok(match (negative, n) {
-                // A `match`, not `map_or`: that builds (and drops) the UInt for every integer.
+            let t = &mut self.tape;
+            match (negative, n) {
                 (false, n) => match i64::try_from(n) {
-                    Ok(n) => Data::Int(n),
-                    Err(_) => Data::UInt(n),
+                    Ok(n) => t.push_int(n),
+                    Err(_) => t.push_uint(n),
                 },
-                (true, 0) => Data::Float(-0.0),
-                (true, n) if n <= 1 << 63 => Data::Int((n as i64).wrapping_neg()),
-                (true, n) => Data::Float(-(n as f64)),
-            });
+                (true, 0) => t.push_float(-0.0),
+                (true, n) if n <= 1 << 63 => t.push_int((n as i64).wrapping_neg()),
+                (true, n) => t.push_float(-(n as f64)),
+            }
+            return Ok(());
         }
         if !exponent && whole + fraction <= 15 {
             // A short decimal such as 4.25: its digits and 10^fraction are exact in f64, so
@@ -538,17 +579,22 @@ impl<'a> Scan<'a> {
                 [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
             let m = b[integer + 1..i].iter().fold(n, |m, d| m * 10 + u64::from(d - b'0'));
             let f = m as f64 / POW10[fraction];
-            return Ok(Data::Float(if negative { -f } else { f }));
+            self.tape.push_float(if negative { -f } else { f });
+            return Ok(());
         }
         if i == integer && !negative && whole == 20 {
             let text = std::str::from_utf8(&b[digits..integer]).unwrap_or_default();
             if let Ok(n) = text.parse::<u64>() {
-                return Ok(Data::UInt(n));
+                self.tape.push_uint(n);
+                return Ok(());
             }
         }
         let text = std::str::from_utf8(&b[start..i]).unwrap_or_default();
         match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Data::Float(f)),
+            Ok(f) if f.is_finite() => {
+                self.tape.push_float(f);
+                Ok(())
+            }
             _ => {
                 self.i = start;
                 self.fault("number out of range")
@@ -571,7 +617,7 @@ impl<'a> Scan<'a> {
 
 /// The index of a kept field named `key`, if it is one.
 #[inline]
-fn position(fields: &[(Arc<str>, Keep)], key: &[u8]) -> Option<usize> {
+fn position(fields: &[(std::sync::Arc<str>, Keep)], key: &[u8]) -> Option<usize> {
     // A few names (the usual case): by length first, which mostly differs.
     if fields.len() <= 8 {
         return fields.iter().position(|(n, _)| n.len() == key.len() && n.as_bytes() == key);
@@ -633,7 +679,7 @@ mod tests {
 
     #[test]
     fn kept_names_are_found_however_written_and_however_many() {
-        let kept = |keep: &Keep, body: &str| parse(body.as_bytes(), keep).unwrap().to_string();
+        let kept = |keep: &Keep, body: &str| parse(body.as_bytes(), keep).unwrap().root().to_string();
         let few = Keep::fields(["id", "name"]);
         assert_eq!(kept(&few, r#"{"idx": 1, "i": 2, "na\u006de": "a", "id": 3}"#), r#"{"name":"a","id":3}"#);
         let names: Vec<String> = (0..12).map(|i| format!("f{i:02}")).collect();
@@ -707,9 +753,9 @@ mod tests {
         #[test]
         fn reads_what_serde_json_reads(v in json()) {
             let compact = serde_json::to_vec(&v).unwrap();
-            prop_assert_eq!(parse(&compact, &Keep::All).unwrap().to_json(), v.clone());
+            prop_assert_eq!(parse(&compact, &Keep::All).unwrap().root().to_json(), v.clone());
             let pretty = serde_json::to_vec_pretty(&v).unwrap();
-            prop_assert_eq!(parse(&pretty, &Keep::All).unwrap().to_json(), v);
+            prop_assert_eq!(parse(&pretty, &Keep::All).unwrap().root().to_json(), v);
         }
 
         /// Kept or skipped, a body is refused exactly when serde_json refuses it.

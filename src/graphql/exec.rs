@@ -4,7 +4,7 @@
 //! request's [`Batcher`] once per route (or once per single request), so the futures made
 //! are about one per backend call, not one per field. `@js` steps call their function once
 //! per step with every parent. Results are kept per step and per parent object (by the
-//! parent's address, stable because every fetched value is held in an `Arc` until the
+//! address of the parent's node, stable because every answer is held in an `Arc` until the
 //! response is written) for [`super::project`] to write.
 
 use std::collections::HashSet;
@@ -19,12 +19,11 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use serde_json::{Map, Value};
-use smallvec::SmallVec;
 
 use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, key_limit, plan_fetch};
 use super::model::{FacadeSchema, Part, TypeDef};
 use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
-use crate::backends::data::{Data, Held};
+use crate::backends::data::{Held, Tape, Val, View};
 use crate::backends::{BatchRoute, Batcher, FetchError, Key, SingleRequest};
 use crate::errors::Code;
 
@@ -51,14 +50,10 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn get(&self, step: usize, parent: &Data) -> Option<&Resolved> {
+    pub fn get(&self, step: usize, parent: Val<'_>) -> Option<&Resolved> {
         let done = &self.results[step];
-        done.binary_search_by_key(&address(parent), |(at, _)| *at).ok().map(|i| &done[i].1)
+        done.binary_search_by_key(&parent.address(), |(at, _)| *at).ok().map(|i| &done[i].1)
     }
-}
-
-fn address(v: &Data) -> usize {
-    std::ptr::from_ref(v) as usize
 }
 
 /// What a request's steps need besides the plan.
@@ -70,37 +65,14 @@ pub struct Context<'a> {
     pub default_list_size: usize,
 }
 
-/// A parent object: the `Arc` that holds it and the way down to it.
-#[derive(Clone)]
-struct ParentRef<'p> {
-    owner: Held,
-    /// Inline up to four hops (the usual depth): no allocation per parent.
-    path: SmallVec<[Hop<'p>; 4]>,
-}
-
-#[derive(Clone, Copy)]
-enum Hop<'p> {
-    Index(usize),
-    /// A field name of the plan's.
-    Key(&'p str),
-}
-
-impl ParentRef<'_> {
-    fn get(&self) -> &Data {
-        let mut v: &Data = &self.owner;
-        for hop in &self.path {
-            v = match hop {
-                Hop::Index(i) => v.item(*i),
-                Hop::Key(k) => v.get(k).unwrap_or(&crate::backends::data::NULL),
-            };
-        }
-        v
-    }
-}
-
 /// Runs every step of `plan` and returns their results.
 pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
-    let root = Held::new(Data::Obj(Vec::new()));
+    let root = {
+        let mut t = Tape::default();
+        let obj = t.open_obj();
+        t.close(obj, 0);
+        Held::new(t)
+    };
     let mut results: Vec<Done> = plan.steps.iter().map(|_| Vec::new()).collect();
     // A query starts every root step at once; a mutation one root step at a time, each
     // finished with everything below it before the next starts.
@@ -109,7 +81,7 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
     for wave in waves {
         let mut running = FuturesUnordered::new();
         for &s in wave {
-            let parents = vec![ParentRef { owner: root.clone(), path: SmallVec::new() }];
+            let parents = vec![root.clone()];
             running.push(run_step(&plan.steps[s], s, parents, ctx));
         }
         while let Some((id, mut done)) = running.next().await {
@@ -129,14 +101,14 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
 }
 
 /// The objects `child` runs for, found in its producer's results (deduplicated by address).
-fn parents_of<'p>(child: &'p Step, producer: &Step, done: &Done) -> Vec<ParentRef<'p>> {
+fn parents_of(child: &Step, producer: &Step, done: &Done) -> Vec<Held> {
     let depth = producer.out.list_depth();
     // Room for one parent per item of the producer's lists (the usual shape), so the vector
     // and the set do not grow step by step.
     let items: usize = done
         .iter()
         .map(|(_, r)| match r {
-            Resolved::Value(v) if depth > 0 => v.len(),
+            Resolved::Value(v) if depth > 0 => v.val().len(),
             Resolved::Items(items) => items.len(),
             _ => 1,
         })
@@ -146,20 +118,16 @@ fn parents_of<'p>(child: &'p Step, producer: &Step, done: &Done) -> Vec<ParentRe
     let route: Route<'_> = (&child.via, 0, &child.guards);
     for (_, resolved) in done {
         match resolved {
-            Resolved::Value(v) => {
-                let start = ParentRef { owner: v.clone(), path: SmallVec::new() };
-                walk(start, depth, route, &mut seen, &mut out);
-            }
+            Resolved::Value(v) => walk(v, v.val(), depth, route, &mut seen, &mut out),
             Resolved::Items(items) => {
                 for v in items.iter().flatten() {
-                    let start = ParentRef { owner: v.clone(), path: SmallVec::new() };
-                    walk(start, depth.saturating_sub(1), route, &mut seen, &mut out);
+                    walk(v, v.val(), depth.saturating_sub(1), route, &mut seen, &mut out);
                 }
             }
             Resolved::Error(_) => {
                 if let Some(fallback) = &producer.fallback {
-                    let start = ParentRef { owner: Held::whole(fallback.clone()), path: SmallVec::new() };
-                    walk(start, depth, route, &mut seen, &mut out);
+                    let held = Held::whole(fallback.clone());
+                    walk(&held, held.val(), depth, route, &mut seen, &mut out);
                 }
             }
         }
@@ -170,43 +138,38 @@ fn parents_of<'p>(child: &'p Step, producer: &Step, done: &Done) -> Vec<ParentRe
 /// The hops still to take, how many were taken, and the type checks on the way.
 type Route<'p> = (&'p [(Arc<str>, usize)], usize, &'p [Guard]);
 
-/// Collects the objects at `at`, through `depth` list levels and then the `via` hops,
-/// keeping those that pass the guards. Bounded by the type's list depths and the plan's
-/// hops, not by the data.
-fn walk<'p>(
-    at: ParentRef<'p>,
+/// Collects the objects at `at` (a value of `owner`'s answer), through `depth` list levels
+/// and then the `via` hops, keeping those that pass the guards. Bounded by the type's list
+/// depths and the plan's hops, not by the data.
+fn walk(
+    owner: &Held,
+    at: Val<'_>,
     depth: usize,
-    route: Route<'p>,
+    route: Route<'_>,
     seen: &mut HashSet<usize, Fast>,
-    out: &mut Vec<ParentRef<'p>>,
+    out: &mut Vec<Held>,
 ) {
     let (via, taken, guards) = route;
-    let value = at.get();
-    match value {
-        Data::List(items) if depth > 0 => {
-            for i in 0..items.len() {
-                let mut path = at.path.clone();
-                path.push(Hop::Index(i));
-                walk(ParentRef { owner: at.owner.clone(), path }, depth - 1, route, seen, out);
+    match at.view() {
+        View::List(items) if depth > 0 => {
+            for item in items {
+                walk(owner, item, depth - 1, route, seen, out);
             }
         }
-        Data::Obj(_)
+        View::Obj(_)
             if guards
                 .iter()
                 .filter(|g| g.hop == taken)
-                .any(|g| value.get(&g.field).and_then(Data::as_str) != Some(&*g.type_name)) => {}
-        Data::Obj(_) => match via.split_first() {
+                .any(|g| at.get(&g.field).and_then(Val::as_str) != Some(&*g.type_name)) => {}
+        View::Obj(_) => match via.split_first() {
             None => {
-                if seen.insert(address(value)) {
-                    out.push(at);
+                if seen.insert(at.address()) {
+                    out.push(owner.at(at));
                 }
             }
             Some(((name, list_depth), rest)) => {
-                if value.get(name).is_some_and(|v| !v.is_null()) {
-                    let mut path = at.path.clone();
-                    path.push(Hop::Key(name));
-                    let next = ParentRef { owner: at.owner.clone(), path };
-                    walk(next, *list_depth, (rest, taken + 1, guards), seen, out);
+                if let Some(next) = at.get(name).filter(|v| !v.is_null()) {
+                    walk(owner, next, *list_depth, (rest, taken + 1, guards), seen, out);
                 }
             }
         },
@@ -237,7 +200,7 @@ fn arguments(step: &Step, variables: &Map<String, Value>) -> Args {
 }
 
 /// Runs one step for its parents: (step, results by parent address).
-async fn run_step(step: &Step, id: usize, parents: Vec<ParentRef<'_>>, ctx: &Context<'_>) -> (usize, Done) {
+async fn run_step(step: &Step, id: usize, parents: Vec<Held>, ctx: &Context<'_>) -> (usize, Done) {
     use tracing::Instrument;
     // A span per step when traces are on; nothing at all when they are off.
     let span = if crate::telemetry::otel::traced() {
@@ -267,7 +230,7 @@ async fn http_step(
     step: &Step,
     http: &crate::graphql::model::HttpBinding,
     args: &Args,
-    parents: &[ParentRef<'_>],
+    parents: &[Held],
     ctx: &Context<'_>,
 ) -> Done {
     // By parent index, so results (and the parents of the next steps) keep document order.
@@ -285,7 +248,7 @@ async fn http_step(
     // The fixed route's key limit (an argument's value): read once for the step.
     let mut limit = None;
     for (at, parent) in parents.iter().enumerate() {
-        let value = parent.get();
+        let value = parent.val();
         if let Some(batch) = fixed {
             let start = fixed_keys.len();
             let limit =
@@ -356,7 +319,7 @@ async fn http_step(
     let (single_results, batch_results) = futures_util::join!(single_calls, batch_calls);
     let mut errors = SharedErrors::default();
     let select = |v: Held| match &http.select {
-        Some(key) => Held::new(v.get(key).cloned().unwrap_or(Data::Null)),
+        Some(key) => v.at(v.val().field(key)),
         None => v,
     };
     for ((at, _), result) in singles.iter().zip(single_results) {
@@ -399,7 +362,7 @@ async fn http_step(
         out[at] = Some(resolved);
     }
     let mut done = Vec::with_capacity(parents.len());
-    done.extend(parents.iter().zip(out).filter_map(|(p, r)| Some((address(p.get()), r?))));
+    done.extend(parents.iter().zip(out).filter_map(|(p, r)| Some((p.val().address(), r?))));
     done
 }
 
@@ -424,15 +387,9 @@ impl SharedErrors {
     }
 }
 
-async fn js_step(
-    step: &Step,
-    function: &Arc<str>,
-    args: &Args,
-    parents: &[ParentRef<'_>],
-    ctx: &Context<'_>,
-) -> Done {
+async fn js_step(step: &Step, function: &Arc<str>, args: &Args, parents: &[Held], ctx: &Context<'_>) -> Done {
     let args = Value::Object(args.clone()).to_string();
-    let items: Vec<(String, String)> = parents.iter().map(|p| (p.get().to_string(), args.clone())).collect();
+    let items: Vec<(String, String)> = parents.iter().map(|p| (p.val().to_string(), args.clone())).collect();
     let result = match (ctx.js, ctx.js.and_then(|js| js.get(function))) {
         (Some(js), Some(script)) => js.pool.each(script, function, items).await,
         _ => Err(crate::scripts::ScriptError::Contract {
@@ -452,14 +409,14 @@ async fn js_step(
         .enumerate()
         .map(|(i, p)| {
             let resolved = match &result {
-                Ok(outs) => Resolved::Value(Held::new(
+                Ok(outs) => Resolved::Value(
                     outs.get(i)
                         .and_then(|o| crate::backends::keep::Keep::All.parse(o.as_bytes()).ok())
-                        .unwrap_or(Data::Null),
-                )),
+                        .map_or_else(Held::null, Held::new),
+                ),
                 Err(e) => Resolved::Error(e.clone()),
             };
-            (address(p.get()), resolved)
+            (p.val().address(), resolved)
         })
         .collect()
 }

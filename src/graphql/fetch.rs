@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::model::*;
 use super::route;
-use crate::backends::data::Data;
+use crate::backends::data::{Val, View};
 use crate::backends::keep::KeepRef;
 use crate::backends::{BatchRoute, FetchError, Key, SingleRequest};
 use crate::errors::Code;
@@ -33,7 +33,7 @@ pub enum Fetch {
 }
 
 /// Renders a route template; a value that would change the route fails the field.
-fn render(path: &str, parts: &[Part], args: &Args, parent: &Data) -> Result<route::Rendered, GqlError> {
+fn render(path: &str, parts: &[Part], args: &Args, parent: Val<'_>) -> Result<route::Rendered, GqlError> {
     route::render(parts, args, parent).map_err(|e| route_error(path, &e))
 }
 
@@ -49,7 +49,7 @@ pub fn plan_fetch(
     path: &str,
     http: &HttpBinding,
     args: &Args,
-    parent: &Data,
+    parent: Val<'_>,
     default_list_size: usize,
     keep: Option<&KeepRef>,
 ) -> Result<Fetch, GqlError> {
@@ -83,14 +83,14 @@ pub fn batch_keys(
     path: &str,
     batch: &BatchSpec,
     limit: &Result<usize, GqlError>,
-    parent: &Data,
+    parent: Val<'_>,
     out: &mut Vec<Key>,
 ) -> Result<Option<usize>, GqlError> {
     let raw = match parent.get(&batch.keys_from) {
-        None | Some(Data::Null) => return Ok(None),
-        Some(v) => v,
+        Some(v) if !v.is_null() => v,
+        _ => return Ok(None),
     };
-    if batch.keys_are_list && !matches!(raw, Data::List(_)) {
+    if batch.keys_are_list && !raw.is_list() {
         return Err(bad_value(path, format!("key field {} should be a list, got {raw}", batch.keys_from)));
     }
     let limit = match limit {
@@ -98,9 +98,9 @@ pub fn batch_keys(
         Err(e) => return Err(e.clone()),
     };
     let start = out.len();
-    match raw {
-        Data::List(items) if batch.keys_are_list => out.extend(items.iter().filter_map(Key::of).take(limit)),
-        v => out.extend(Key::of(v).into_iter().take(limit)),
+    match raw.view() {
+        View::List(items) if batch.keys_are_list => out.extend(items.filter_map(Key::of).take(limit)),
+        _ => out.extend(Key::of(raw).into_iter().take(limit)),
     }
     Ok(Some(out.len() - start))
 }
@@ -132,7 +132,7 @@ pub fn batch_route(
     http: &HttpBinding,
     batch: &BatchSpec,
     args: &Args,
-    parent: &Data,
+    parent: Val<'_>,
     keep: Option<&KeepRef>,
 ) -> Result<(BatchRoute, bool), GqlError> {
     let rendered = render(path, &http.template.parts, args, parent)?;

@@ -175,7 +175,7 @@ pub struct Step {
     pub guards: Vec<Guard>,
     pub path_name: Arc<str>,
     pub out: Out,
-    pub fallback: Option<Arc<crate::backends::data::Data>>,
+    pub fallback: Option<Arc<crate::backends::data::Tape>>,
     /// Steps whose parents this step's results hold.
     pub children: Vec<usize>,
     /// A mutation's root field: its call changes something, so it is made exactly once per
@@ -600,7 +600,7 @@ impl<'a> Compiler<'a> {
                         fallback: def
                             .fallback
                             .clone()
-                            .map(|v| Arc::new(crate::backends::data::Data::from_json(v))),
+                            .map(|v| Arc::new(crate::backends::data::Tape::from_json(&v))),
                         children: Vec::new(),
                         write: self.serial && producer.is_none() && via.is_empty(),
                         keep: None,

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::exec::{Resolved, Store};
 use super::fetch::{bad_value, preview};
 use super::plan::{Base, Field, Leaf, Plan, Source};
-use crate::backends::data::{Data, NULL};
+use crate::backends::data::{Held, NULL, Val, View};
 use crate::errors::Code;
 
 /// A position below became null and may not be: the nearest nullable position must be null.
@@ -79,7 +79,7 @@ pub fn write(
     let mut w = Writer { buf, errors: Vec::new(), store, plan, introspection };
     w.buf.extend_from_slice(b"{\"data\":");
     let mark = w.buf.len();
-    if w.object(&plan.root, &store.root, None).is_err() {
+    if w.object(&plan.root, store.root.val(), None).is_err() {
         w.buf.truncate(mark);
         w.buf.extend_from_slice(b"null");
     }
@@ -107,7 +107,7 @@ impl Writer<'_> {
     /// Writes an object. A field that bubbles a null makes the object null, but the other
     /// fields are still written (and cut away by the caller) so that every failed path
     /// reports its error.
-    fn object(&mut self, fields: &[Field], obj: &Data, path: Option<&Path<'_>>) -> Written {
+    fn object(&mut self, fields: &[Field], obj: Val<'_>, path: Option<&Path<'_>>) -> Written {
         let mut bubbled = false;
         self.buf.push(b'{');
         for (i, f) in fields.iter().enumerate() {
@@ -122,13 +122,13 @@ impl Writer<'_> {
         if bubbled { Err(Bubble) } else { Ok(()) }
     }
 
-    fn field(&mut self, f: &Field, parent: &Data, path: &Path<'_>) -> Written {
+    fn field(&mut self, f: &Field, parent: Val<'_>, path: &Path<'_>) -> Written {
         match &f.source {
             Source::Typename(text) => {
                 self.buf.extend_from_slice(text);
                 Ok(())
             }
-            Source::Parent => self.value(f, 0, parent.get(&f.name).unwrap_or(&NULL), path),
+            Source::Parent => self.value(f, 0, parent.field(&f.name), path),
             Source::Introspection => {
                 let answer = self.introspection.and_then(|m| m.get(&*f.key)).unwrap_or(&Value::Null);
                 serde_json::to_writer(&mut self.buf, answer).expect("JSON serializes");
@@ -136,8 +136,8 @@ impl Writer<'_> {
             }
             Source::Step(step) => match self.store.get(*step, parent) {
                 // No fetch was needed (the parent holds no key): null.
-                None => self.value(f, 0, &NULL, path),
-                Some(Resolved::Value(v)) => self.value(f, 0, v, path),
+                None => self.value(f, 0, NULL, path),
+                Some(Resolved::Value(v)) => self.value(f, 0, v.val(), path),
                 Some(Resolved::Items(items)) => self.items(f, items, path),
                 Some(Resolved::Error(e)) => self.failed(f, *step, e, path),
             },
@@ -150,7 +150,7 @@ impl Writer<'_> {
         let mut error = e.clone();
         if let Some(fallback) = self.plan.steps[step].fallback.clone() {
             let (mark, errors) = (self.buf.len(), self.errors.len());
-            let fits = self.value(f, 0, &fallback, path).is_ok() && self.errors.len() == errors;
+            let fits = self.value(f, 0, fallback.root(), path).is_ok() && self.errors.len() == errors;
             if fits {
                 return Ok(());
             }
@@ -185,13 +185,8 @@ impl Writer<'_> {
     }
 
     /// A batched list field's items (`None`: a key the backend did not return).
-    fn items(
-        &mut self,
-        f: &Field,
-        items: &[Option<crate::backends::data::Held>],
-        path: &Path<'_>,
-    ) -> Written {
-        self.list(f, 0, items.iter().map(|i| i.as_deref().unwrap_or(&NULL)), path)
+    fn items(&mut self, f: &Field, items: &[Option<Held>], path: &Path<'_>) -> Written {
+        self.list(f, 0, items.iter().map(|i| i.as_ref().map_or(NULL, Held::val)), path)
     }
 
     /// The items of a list at `level`, each at `level + 1`. An item that may not be null and
@@ -200,7 +195,7 @@ impl Writer<'_> {
         &mut self,
         f: &Field,
         level: usize,
-        items: impl Iterator<Item = &'v Data>,
+        items: impl Iterator<Item = Val<'v>>,
         path: &Path<'_>,
     ) -> Written {
         let mark = self.buf.len();
@@ -222,7 +217,7 @@ impl Writer<'_> {
     }
 
     /// Writes `v` as the field's type at list level `level`.
-    fn value(&mut self, f: &Field, level: usize, v: &Data, path: &Path<'_>) -> Written {
+    fn value(&mut self, f: &Field, level: usize, v: Val<'_>, path: &Path<'_>) -> Written {
         if v.is_null() {
             if f.out.nullable[level] {
                 self.buf.extend_from_slice(b"null");
@@ -233,15 +228,15 @@ impl Writer<'_> {
             return Err(Bubble);
         }
         if level < f.out.list_depth() {
-            let Data::List(items) = v else {
-                return self.bad(f, level, path, format!("expected a list, got {}", preview(v)));
+            let View::List(items) = v.view() else {
+                return self.bad(f, level, path, format!("expected a list, got {}", preview(&v)));
             };
-            return self.list(f, level, items.iter(), path);
+            return self.list(f, level, items, path);
         }
         match &f.out.base {
             Base::Object => {
                 if !v.is_object() {
-                    return self.bad(f, level, path, format!("expected an object, got {}", preview(v)));
+                    return self.bad(f, level, path, format!("expected an object, got {}", preview(&v)));
                 }
                 let mark = self.buf.len();
                 if self.object(&f.children, v, Some(path)).is_err() {
@@ -251,12 +246,12 @@ impl Writer<'_> {
                 Ok(())
             }
             Base::Abstract(discriminator) => {
-                let named = v.get(discriminator).and_then(Data::as_str);
+                let named = v.get(discriminator).and_then(Val::as_str);
                 let Some((_, fields)) = f.by_type.iter().find(|(t, _)| Some(&**t) == named) else {
                     let known: Vec<&str> = f.by_type.iter().map(|(t, _)| &**t).collect();
                     let message = format!(
                         "cannot tell the type of {}: its {discriminator} should be one of {}",
-                        preview(v),
+                        preview(&v),
                         known.join(", ")
                     );
                     return self.bad(f, level, path, message);
@@ -276,38 +271,38 @@ impl Writer<'_> {
     }
 
     /// Writes a leaf after checking it; `Err` says what was expected.
-    fn leaf(&mut self, leaf: &Leaf, v: &Data) -> Result<(), String> {
+    fn leaf(&mut self, leaf: &Leaf, v: Val<'_>) -> Result<(), String> {
         let buf = &mut self.buf;
-        match (leaf, v) {
-            (Leaf::Text, Data::Str(s)) => write_str(buf, s),
-            (Leaf::Text, Data::Int(i)) => {
+        match (leaf, v.view()) {
+            (Leaf::Text, View::Str(s)) => write_str(buf, s),
+            (Leaf::Text, View::Int(i)) => {
                 buf.push(b'"');
-                buf.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes());
+                buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
                 buf.push(b'"');
             }
-            (Leaf::Text, Data::UInt(_) | Data::Float(_)) => write_str(buf, &v.to_string()),
-            (Leaf::Text, Data::Bool(b)) => write_str(buf, if *b { "true" } else { "false" }),
-            (Leaf::Int, Data::Int(i)) if i32::try_from(*i).is_ok() => {
-                buf.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes());
+            (Leaf::Text, View::UInt(_) | View::Float(_)) => write_str(buf, &v.to_string()),
+            (Leaf::Text, View::Bool(b)) => write_str(buf, if b { "true" } else { "false" }),
+            (Leaf::Int, View::Int(i)) if i32::try_from(i).is_ok() => {
+                buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
             }
-            (Leaf::Int, Data::Int(_) | Data::UInt(_)) => return Err(format!("Int (32 bits), got {v}")),
+            (Leaf::Int, View::Int(_) | View::UInt(_)) => return Err(format!("Int (32 bits), got {v}")),
             // An integer is a Float too, written as one (`7.0`).
-            (Leaf::Float, Data::Float(x)) => {
-                serde_json::to_writer(&mut *buf, x).expect("a number serializes")
+            (Leaf::Float, View::Float(x)) => {
+                serde_json::to_writer(&mut *buf, &x).expect("a number serializes")
             }
-            (Leaf::Float, Data::Int(i)) => {
-                serde_json::to_writer(&mut *buf, &(*i as f64)).expect("a number serializes")
+            (Leaf::Float, View::Int(i)) => {
+                serde_json::to_writer(&mut *buf, &(i as f64)).expect("a number serializes")
             }
-            (Leaf::Float, Data::UInt(u)) => {
-                serde_json::to_writer(&mut *buf, &(*u as f64)).expect("a number serializes")
+            (Leaf::Float, View::UInt(u)) => {
+                serde_json::to_writer(&mut *buf, &(u as f64)).expect("a number serializes")
             }
-            (Leaf::Bool, Data::Bool(b)) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
-            (Leaf::Enum(values), Data::Str(s)) if values.iter().any(|e| **e == **s) => write_str(buf, s),
-            (Leaf::Enum(values), v) => {
-                return Err(format!("one of {}, got {}", values.join(", "), preview(v)));
+            (Leaf::Bool, View::Bool(b)) => buf.extend_from_slice(if b { b"true" } else { b"false" }),
+            (Leaf::Enum(values), View::Str(s)) if values.iter().any(|e| **e == *s) => write_str(buf, s),
+            (Leaf::Enum(values), _) => {
+                return Err(format!("one of {}, got {}", values.join(", "), preview(&v)));
             }
-            (Leaf::Custom, v) => serde_json::to_writer(&mut *buf, v).expect("JSON serializes"),
-            (leaf, v) => return Err(format!("{}, got {}", leaf_name(leaf), preview(v))),
+            (Leaf::Custom, _) => serde_json::to_writer(&mut *buf, &v).expect("JSON serializes"),
+            (leaf, _) => return Err(format!("{}, got {}", leaf_name(leaf), preview(&v))),
         }
         Ok(())
     }

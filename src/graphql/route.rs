@@ -8,7 +8,7 @@ use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode
 use serde_json::{Map, Value};
 
 use super::model::Part;
-use crate::backends::data::Data;
+use crate::backends::data::{Val, View};
 
 /// Why a template could not be rendered for these values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,11 +51,12 @@ fn value_text(value: Option<&Value>) -> Option<String> {
 }
 
 /// Text of a parent's field placed in a route, as [`value_text`].
-fn data_text(value: Option<&Data>) -> Option<String> {
-    match value? {
-        Data::Str(s) => Some(encoded(s)),
-        Data::Null => None,
-        other => Some(encoded(&other.to_string())),
+fn data_text(value: Option<Val<'_>>) -> Option<String> {
+    let value = value?;
+    match value.view() {
+        View::Str(s) => Some(encoded(s)),
+        View::Null => None,
+        _ => Some(encoded(&value.to_string())),
     }
 }
 
@@ -89,7 +90,7 @@ impl Segment {
 }
 
 /// Renders `parts` with the field's arguments and its parent object.
-pub fn render(parts: &[Part], args: &Map<String, Value>, parent: &Data) -> Result<Rendered, RouteError> {
+pub fn render(parts: &[Part], args: &Map<String, Value>, parent: Val<'_>) -> Result<Rendered, RouteError> {
     let mut before = String::new();
     let mut after: Option<String> = None;
     let mut keys_in_path = false;
@@ -225,26 +226,26 @@ mod tests {
     fn dot_and_empty_segments_from_values_are_refused() {
         let parts = [lit("/titles/"), arg("id")];
         for bad in ["..", ".", ""] {
-            let e = render(&parts, &args(&[("id", bad)]), &Data::Null).unwrap_err();
+            let e = render(&parts, &args(&[("id", bad)]), crate::backends::data::NULL).unwrap_err();
             assert!(matches!(&e, RouteError::Segment { what, .. } if what == "argument id"), "{bad:?}: {e}");
             assert!(e.from_arguments());
         }
-        let ok = render(&parts, &args(&[("id", "...")]), &Data::Null).unwrap();
+        let ok = render(&parts, &args(&[("id", "...")]), crate::backends::data::NULL).unwrap();
         assert_eq!(ok.before, "/titles/%2E%2E%2E");
         let mid = [lit("/profiles/"), arg("p"), lit("/bookmarks?titleIds="), Part::Keys];
-        assert!(render(&mid, &args(&[("p", "..")]), &Data::Null).is_err());
-        let r = render(&mid, &args(&[("p", "7")]), &Data::Null).unwrap();
+        assert!(render(&mid, &args(&[("p", "..")]), crate::backends::data::NULL).is_err());
+        let r = render(&mid, &args(&[("p", "7")]), crate::backends::data::NULL).unwrap();
         assert_eq!(
             (r.before.as_str(), r.after.as_deref(), r.keys_in_path),
             ("/profiles/7/bookmarks?titleIds=", Some(""), false)
         );
         // In the query string a dot is only text.
         let q = [lit("/search?q="), arg("q")];
-        assert!(render(&q, &args(&[("q", "..")]), &Data::Null).is_ok());
+        assert!(render(&q, &args(&[("q", "..")]), crate::backends::data::NULL).is_ok());
         // Two values sharing a segment are refused only when the segment ends up a dot segment.
         let two = [lit("/a/"), arg("x"), arg("y"), lit("/b")];
-        assert!(render(&two, &args(&[("x", "."), ("y", ".")]), &Data::Null).is_err());
-        assert!(render(&two, &args(&[("x", "."), ("y", "x")]), &Data::Null).is_ok());
+        assert!(render(&two, &args(&[("x", "."), ("y", ".")]), crate::backends::data::NULL).is_err());
+        assert!(render(&two, &args(&[("x", "."), ("y", "x")]), crate::backends::data::NULL).is_ok());
         assert!(
             check_key("..", true).is_err()
                 && check_key("..", false).is_ok()
@@ -284,7 +285,7 @@ mod tests {
         fn a_rendered_route_stays_under_the_base(a in value(), b in value(), which in 0usize..4) {
             let (parts, fixed) = &templates()[which];
             let values = args(&[("a", &a), ("b", &b)]);
-            if let Ok(r) = render(parts, &values, &Data::Null) {
+            if let Ok(r) = render(parts, &values, crate::backends::data::NULL) {
                 let base = "http://backend.internal:7101/api/v2";
                 prop_assert!(confined(base, parts, &r).is_ok(), "{:?}", confined(base, parts, &r));
                 let url = url::Url::parse(&format!("{base}{}", r.before)).unwrap();
