@@ -48,17 +48,30 @@ pub struct BatchRoute {
     pub keep: Option<super::keep::KeepRef>,
 }
 
-/// One key: its text (how it is matched and cached) and its JSON value (how it is sent).
+/// One key: its text (how it is matched and cached) and whether it was a JSON string (how it
+/// is sent in a POST body: `"7"` stays a string, `7` a number).
 #[derive(Debug, Clone)]
 pub struct Key {
     pub text: KeyText,
-    pub value: Value,
+    pub string: bool,
 }
 
 impl Key {
     /// A key from a scalar (`None` for null, a list or an object).
     pub fn of(value: Val<'_>) -> Option<Self> {
-        Some(Self { text: KeyText::of(value)?, value: value.to_json() })
+        Some(Self { text: KeyText::of(value)?, string: matches!(value.view(), View::Str(_)) })
+    }
+
+    /// The key as the backend sent it: a string, or the number or boolean its text is.
+    pub fn to_json(&self) -> Value {
+        match (&self.text, self.string) {
+            (KeyText::Int(i), false) => Value::from(*i),
+            (text, true) => Value::String(text.to_string()),
+            // A number past i64, a float or a boolean: its text is its JSON.
+            (KeyText::Text(t), false) => {
+                serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_string()))
+            }
+        }
     }
 }
 
@@ -405,7 +418,7 @@ impl BatchRoute {
                 path.push_str(suffix);
                 (path, None)
             }
-            None => (self.prefix.clone(), Some(Value::Array(keys.iter().map(|k| k.value.clone()).collect()))),
+            None => (self.prefix.clone(), Some(Value::Array(keys.iter().map(Key::to_json).collect()))),
         }
     }
 }
@@ -546,5 +559,17 @@ mod tests {
         assert_eq!(route.render(&keys), ("/t?ids=1,a%20b&size=M".to_owned(), None));
         let route = BatchRoute { method: Method::Post, suffix: None, ..route };
         assert_eq!(route.render(&keys).1, Some(json!([1, "a b"])));
+        // In a POST body every key goes as the answer wrote it.
+        let sent = [
+            json!(7),
+            json!("7"),
+            json!(-1),
+            json!(18446744073709551615u64),
+            json!(1.5),
+            json!(true),
+            json!("x"),
+        ];
+        let keys: Vec<Key> = sent.iter().filter_map(|v| Key::of(Tape::from_json(v).root())).collect();
+        assert_eq!(route.render(&keys).1, Some(json!(sent)));
     }
 }
