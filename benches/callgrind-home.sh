@@ -7,6 +7,8 @@
 # DEVICE=1 measures GET /v1/tv/home (the published endpoint, with its transform).
 # CG_OPTS adds callgrind options, e.g. "--separate-threads=yes" (a total per thread: the
 # script pool's threads apart from the request's) or "--dump-instr=yes" (cost per instruction).
+# ARTWORK_FAULTS sets the artwork backend's demo faults first, e.g. '{"errorRate":1.0}' (every
+# artwork call fails: the home query answers 200 errors once the breaker is open).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/facade}
@@ -16,6 +18,9 @@ trap 'kill $VG $DEMO 2>/dev/null || true; rm -rf "$T"' EXIT
 "$BIN" demo-backends > "$T/demo.log" 2>&1 &
 DEMO=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null localhost:7101/profiles/1 && break; sleep 0.2; done
+if [ -n "${ARTWORK_FAULTS:-}" ]; then
+  curl -sf -o /dev/null -H 'content-type: application/json' -d "$ARTWORK_FAULTS" localhost:7104/_demo/faults
+fi
 # Scripts get a long deadline: under valgrind everything runs ~50x slower.
 FACADE_SCRIPTS__DEADLINE_MS=10000 FACADE_DATABASE__URL="sqlite://$T/f.db" \
   valgrind --tool=callgrind --instr-atstart=no ${CG_OPTS:-} --callgrind-out-file="$T/cg.out" \
