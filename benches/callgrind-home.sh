@@ -15,6 +15,11 @@ BIN=${1:-target/release/facade}
 N=${2:-50}
 T=$(mktemp -d)
 trap 'kill $VG $DEMO 2>/dev/null || true; rm -rf "$T"' EXIT
+# Backends already on these ports would be measured instead (with whatever faults they have).
+if curl -s -o /dev/null localhost:7101/profiles/1 || curl -s -o /dev/null localhost:8099/healthz; then
+  echo "ports 7101-7106 or 8099 already serve: stop what runs there first" >&2
+  exit 1
+fi
 "$BIN" demo-backends > "$T/demo.log" 2>&1 &
 DEMO=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null localhost:7101/profiles/1 && break; sleep 0.2; done
