@@ -4,7 +4,7 @@
 /// above what every mimalloc block has. Written here because the `mimalloc` crate's allocator
 /// always calls `mi_malloc_aligned`, whose generic path (every block above 1 KiB, or when
 /// the size class has no free block at hand) over-allocates unless the block size is a power
-/// of two: about 700 such calls per home query (docs/BENCHMARKS.md §17).
+/// of two: about 700 such calls per home query (docs/BENCHMARKS.md §18).
 pub struct Mimalloc;
 
 /// The alignment of every block `mi_malloc` returns that is at least this large

@@ -5,7 +5,7 @@
 //! text buffer holding every kept string and name. A list or object node records where its
 //! contents end, so a reader steps over a whole subtree in one move. Building one costs two
 //! growing vectors per answer instead of an allocation per object and per string, and
-//! dropping it is two frees instead of a walk (docs/BENCHMARKS.md §17).
+//! dropping it is two frees instead of a walk (docs/BENCHMARKS.md §18).
 //!
 //! Why not `serde_json::Value`: with `preserve_order` (which the rest of Facade needs, so that
 //! scripts, admin answers and logs keep the order they were given) every object is an
@@ -181,12 +181,16 @@ impl Tape {
     /// the name's index.
     #[inline]
     pub fn push_plan_name(&mut self, name: &str, index: u32) -> u32 {
-        let [a, b, c, _] = index.to_le_bytes();
+        let [a, b, c, d] = index.to_le_bytes();
+        if d != 0 {
+            // Past what three bytes index (never, for a plan's names): a copy in the text.
+            return self.push_name(name);
+        }
         let at = len32(self.nodes.len());
         self.nodes.push(Node {
             kind: Kind::Plan,
             fp: [a, b, c],
-            len: name.len() as u32,
+            len: len32(name.len()),
             x: name.as_ptr() as u64,
         });
         at
