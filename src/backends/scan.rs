@@ -695,6 +695,25 @@ mod tests {
     }
 
     #[test]
+    fn kept_names_are_found_by_the_plans_text_and_by_any_equal_text() {
+        let keep = Keep::fields(["id", "name", "positionSeconds"]);
+        let Keep::Fields(names) = &keep else { unreachable!() };
+        let tape = parse(br#"[{"id": 1, "x": 0, "name": "a", "positionSeconds": 3}, {"name": "b"}]"#, &keep)
+            .unwrap();
+        let first = tape.root().item(0);
+        // By the plan's own text (its address), and by a copy of it (its bytes).
+        for (name, _) in names.iter() {
+            let copy = String::from(&**name);
+            assert_eq!(first.get(name).map(|v| v.to_json()), first.get(&copy).map(|v| v.to_json()), "{name}");
+            assert!(first.get(name).is_some(), "{name}");
+        }
+        assert_eq!(first.get("positionSeconds").and_then(|v| v.as_i64()), Some(3));
+        assert!(first.get("x").is_none() && first.get("positionSecond").is_none() && first.get("").is_none());
+        assert_eq!(tape.root().item(1).get("name").and_then(|v| v.as_str()), Some("b"));
+        assert!(tape.root().item(1).get("id").is_none());
+    }
+
+    #[test]
     fn errors_say_what_and_where() {
         let e = |body: &str| parse(body.as_bytes(), &Keep::All).unwrap_err().to_string();
         assert_eq!(e(""), "EOF while parsing a value at line 1 column 1");
