@@ -11,10 +11,11 @@ pub struct Mimalloc;
 /// (`MI_MAX_ALIGN_SIZE`; an 8-byte block is aligned to 8 only).
 const MI_ALIGN: usize = 16;
 
-/// Whether a plain mimalloc block has the layout's alignment (the rule std's `System` uses).
+/// Whether a plain mimalloc block of `size` bytes has alignment `align` (the rule std's
+/// `System` uses).
 #[inline(always)]
-fn plain(layout: std::alloc::Layout) -> bool {
-    layout.align() <= MI_ALIGN && layout.align() <= layout.size()
+fn plain(align: usize, size: usize) -> bool {
+    align <= MI_ALIGN && align <= size
 }
 
 // SAFETY: each method passes the layout's size to mimalloc and asks for its alignment
@@ -28,7 +29,7 @@ unsafe impl std::alloc::GlobalAlloc for Mimalloc {
         use libmimalloc_sys::{mi_malloc, mi_malloc_aligned};
         // SAFETY: as the trait requires; mimalloc accepts any size.
         unsafe {
-            if plain(layout) {
+            if plain(layout.align(), layout.size()) {
                 mi_malloc(layout.size()).cast()
             } else {
                 mi_malloc_aligned(layout.size(), layout.align()).cast()
@@ -41,7 +42,7 @@ unsafe impl std::alloc::GlobalAlloc for Mimalloc {
         use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
         // SAFETY: as above.
         unsafe {
-            if plain(layout) {
+            if plain(layout.align(), layout.size()) {
                 mi_zalloc(layout.size()).cast()
             } else {
                 mi_zalloc_aligned(layout.size(), layout.align()).cast()
@@ -60,7 +61,7 @@ unsafe impl std::alloc::GlobalAlloc for Mimalloc {
         use libmimalloc_sys::{mi_realloc, mi_realloc_aligned};
         // SAFETY: `ptr` came from this allocator with `layout`.
         unsafe {
-            if layout.align() <= MI_ALIGN && layout.align() <= new_size {
+            if plain(layout.align(), new_size) {
                 mi_realloc(ptr.cast(), new_size).cast()
             } else {
                 mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast()

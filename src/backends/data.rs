@@ -126,11 +126,6 @@ pub struct Fields<'a> {
 pub const NULL: Val<'static> = Val { tape: &EMPTY, at: NONE };
 
 impl Tape {
-    /// A tape of one value.
-    pub fn null() -> Self {
-        Self { nodes: vec![Node { kind: Kind::Null, fp: [0; 3], len: 0, x: 0 }], ..Self::default() }
-    }
-
     pub fn with_capacity(nodes: usize, text: usize) -> Self {
         Self { nodes: Vec::with_capacity(nodes), text: String::with_capacity(text), names: Vec::new() }
     }
