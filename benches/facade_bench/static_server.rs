@@ -37,7 +37,7 @@ fn route(
         method,
         prefix,
         suffix: suffix.map(str::to_owned),
-        match_field: Some(match_field.to_owned()),
+        match_field: Some(match_field.into()),
         keep: None,
     }
 }

@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
                 args.insert(a.clone(), value);
             }
             Part::Parent(p) => {
-                parent.insert(p.clone(), value);
+                parent.insert(p.to_string(), value);
             }
             _ => {}
         }

@@ -24,7 +24,7 @@ use futures_util::future::{BoxFuture, Shared, join_all};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use super::data::{Held, Tape, Val, View};
+use super::data::{Held, Items, Tape, Val, View};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -43,7 +43,7 @@ pub struct BatchRoute {
     pub prefix: String,
     /// The path after `{$keys}`; `None` when the keys travel in a POST body.
     pub suffix: Option<String>,
-    pub match_field: Option<String>,
+    pub match_field: Option<Arc<str>>,
     /// The fields of the answer to keep (`None`: all of it).
     pub keep: Option<super::keep::KeepRef>,
 }
@@ -467,17 +467,17 @@ async fn fetch_batch(
 
 /// Matches a batch answer back to `keys`: per key, in order, its item or `None`. The answer
 /// is an array of items carrying `match_field`, or, without a match field, an object keyed by
-/// key. Each item is held through the one shared answer. An array answering every key in the
-/// order asked (the usual case) is matched item by item; any other through a map of the
-/// items' keys (where a key appears twice, the later item is the one kept).
+/// key. Each item is held through the one shared answer. An array answering keys in the
+/// order asked, some perhaps left out (the usual case: a backend omits what it does not
+/// have), is matched item by item; any other through a map of the items' keys (where a key
+/// appears twice, the later item is the one kept).
 fn match_items(json: Tape, match_field: Option<&str>, keys: &[Key]) -> Result<Vec<Option<Held>>, String> {
     let answer = Arc::new(json);
     let root = answer.root();
     if let (View::List(items), Some(field)) = (root.view(), match_field)
-        && items.len() == keys.len()
-        && items.zip(keys).all(|(item, key)| item.get(field).is_some_and(|v| key.text.is(v)))
+        && let Some(matched) = in_order(items, field, keys, &answer)
     {
-        return Ok(items.map(|item| Some(Held::of(&answer, item))).collect());
+        return Ok(matched);
     }
     let found: Vec<(KeyText, Val<'_>)> = match (root.view(), match_field) {
         (View::List(items), Some(field)) => items
@@ -494,6 +494,29 @@ fn match_items(json: Tape, match_field: Option<&str>, keys: &[Key]) -> Result<Ve
     };
     let by_key: HashMap<KeyText, Val<'_>, Fast> = found.into_iter().collect();
     Ok(keys.iter().map(|k| by_key.get(&k.text).map(|&v| Held::of(&answer, v))).collect())
+}
+
+/// The items matched to `keys` when each item answers a later key than the one before (keys
+/// without an item are `None`); `None` when the items are in another order, or one matches no
+/// key. The keys are distinct: the batcher asks each key of a route once.
+fn in_order(items: Items<'_>, field: &str, keys: &[Key], answer: &Arc<Tape>) -> Option<Vec<Option<Held>>> {
+    if items.len() > keys.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    for item in items {
+        let v = item.get(field)?;
+        loop {
+            let key = keys.get(out.len())?;
+            if key.text.is(v) {
+                out.push(Some(Held::of(answer, item)));
+                break;
+            }
+            out.push(None);
+        }
+    }
+    out.resize(keys.len(), None);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -514,6 +537,11 @@ mod tests {
         let answer = json!([{"id": 1, "n": "a"}, {"id": "2"}]);
         let items = match_items(d(answer.clone()), Some("id"), &keys(json!([1, 2]))).unwrap();
         assert_eq!(got(items), answer.as_array().unwrap().clone());
+        // In order with some left out: item by item, the missing ones `None`.
+        let answer = json!([{"id": 2}, {"id": "4"}]);
+        let items = match_items(d(answer), Some("id"), &keys(json!([1, 2, 3, 4, 5]))).unwrap();
+        let null = json!(null);
+        assert_eq!(got(items), vec![null.clone(), json!({"id": 2}), null.clone(), json!({"id": "4"}), null]);
         // Out of order, one missing, one not asked for, a duplicate (the later kept): by map.
         let answer = json!([{"id": 3}, {"id": "x", "v": 1}, {"id": 1}, {"id": "x", "v": 2}]);
         let items = match_items(d(answer), Some("id"), &keys(json!([1, "x", 2]))).unwrap();

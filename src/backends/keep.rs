@@ -71,11 +71,13 @@ impl Probe {
 impl Keep {
     /// Only these fields, each whole.
     pub fn fields<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut keep = Keep::nothing();
-        for name in names {
-            keep = keep.union(Keep::field(Arc::from(name), Keep::All));
-        }
-        keep
+        Keep::shared(names.into_iter().map(Arc::from))
+    }
+
+    /// Only these fields, each whole, named by the texts given (the schema's shared names:
+    /// the scanner finds them in the tape by address).
+    pub fn shared(names: impl IntoIterator<Item = Arc<str>>) -> Self {
+        names.into_iter().fold(Keep::nothing(), |keep, name| keep.union(Keep::field(name, Keep::All)))
     }
 
     /// Of an object, only `name`, kept as `keep` says.

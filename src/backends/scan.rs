@@ -524,9 +524,17 @@ impl<'a> Scan<'a> {
         match b.get(i) {
             Some(b'0') => i += 1,
             Some(b'1'..=b'9') => {
-                while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
-                    n = n.wrapping_mul(10).wrapping_add(u64::from(d));
-                    i += 1;
+                match b.get(i..).and_then(<[u8]>::first_chunk::<8>).and_then(short_integer) {
+                    Some((value, len)) => {
+                        n = value;
+                        i += len;
+                    }
+                    None => {
+                        while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+                            n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+                            i += 1;
+                        }
+                    }
                 }
             }
             _ => {
@@ -615,6 +623,33 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// The digits at the start of `word` (eight bytes of a body, the first a digit) when fewer
+/// than eight: their value and count, read in one pass over the word (the "SWAR" digit test
+/// and Lemire's eight-digit multiply). `None` when all eight are digits (the byte loop reads
+/// those longer numbers).
+#[inline(always)]
+fn short_integer(word: &[u8; 8]) -> Option<(u64, usize)> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0xF0;
+    let x = u64::from_le_bytes(*word);
+    // A byte is a digit when its high nibble is 3, before and after adding 6 (0x3A..=0x3F
+    // become 0x40..). A carry out of a non-digit only reaches later bytes.
+    let not_digit = ((x & HIGH) ^ (ONES * 0x30)) | ((x.wrapping_add(ONES * 6) & HIGH) ^ (ONES * 0x30));
+    if not_digit == 0 {
+        return None;
+    }
+    let len = not_digit.trailing_zeros() as usize / 8;
+    // The digits' values moved to the top bytes: leading zeros below, in reading order.
+    let v = (x.wrapping_sub(ONES * u64::from(b'0'))) << (8 * (8 - len));
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let pairs = 0x0000_00FF_0000_00FF;
+    let v = ((v & pairs)
+        .wrapping_mul(100 + (1_000_000 << 32))
+        .wrapping_add(((v >> 16) & pairs).wrapping_mul(1 + (10_000 << 32))))
+        >> 32;
+    Some((v, len))
+}
+
 /// The index of a kept field named `key`, if it is one.
 #[inline]
 fn position(fields: &[(std::sync::Arc<str>, Keep)], key: &[u8]) -> Option<usize> {
@@ -652,6 +687,28 @@ pub fn special(s: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_integers_are_read_a_word_at_a_time() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        for len in 1..8 {
+            for _ in 0..200 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let digits: String =
+                    (0..len).map(|k| char::from(b'0' + ((rng >> (k * 4)) % 10) as u8)).collect();
+                let digits = format!("{}{}", (rng % 9) + 1, &digits[1..]);
+                for after in [b',', b'}', b'.', b'e', b' ', b'"', b'/', b':', 0xFF, 0xFA] {
+                    let mut word = [after; 8];
+                    word[..len].copy_from_slice(digits.as_bytes());
+                    assert_eq!(short_integer(&word), Some((digits.parse().unwrap(), len)), "{word:?}");
+                }
+            }
+        }
+        assert_eq!(short_integer(b"12345678"), None);
+        assert_eq!(short_integer(b"7,123456"), Some((7, 1)));
+    }
 
     #[test]
     fn special_finds_the_first_quote_backslash_or_control_at_every_place() {

@@ -49,7 +49,7 @@ pub fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema,
                     iface = iface.description(d);
                 }
                 for f in fields {
-                    let mut field = InterfaceField::new(&f.name, type_ref(&f.ty));
+                    let mut field = InterfaceField::new(&*f.name, type_ref(&f.ty));
                     for arg in &f.args {
                         field = field.argument(input_value(arg));
                     }
@@ -124,7 +124,7 @@ fn input_value(arg: &ArgDef) -> InputValue {
 /// A field for validation and introspection; requests to this schema are introspection-only,
 /// so the resolver never runs (it would answer an error if it did).
 fn build_field(def: &FieldDef) -> Field {
-    let mut field = Field::new(&def.name, type_ref(&def.ty), |_| {
+    let mut field = Field::new(&*def.name, type_ref(&def.ty), |_| {
         FieldFuture::new(async { Err::<Option<FieldValue<'_>>, _>("executed by the compiled engine".into()) })
     });
     for arg in &def.args {

@@ -70,7 +70,7 @@ pub use crate::backends::Method;
 pub enum Part {
     Lit(String),
     Arg(String),
-    Parent(String),
+    Parent(Arc<str>),
     Keys,
 }
 
@@ -84,12 +84,12 @@ pub struct Template {
 #[derive(Debug, Clone)]
 pub struct BatchSpec {
     /// The parent field holding the key (or list of keys).
-    pub keys_from: String,
+    pub keys_from: Arc<str>,
     /// Whether that parent field is a list; then the bound field is a list too.
     pub keys_are_list: bool,
     /// The field of each returned item that holds its key; without it the backend answers a
     /// JSON object keyed by key.
-    pub match_field: Option<String>,
+    pub match_field: Option<Arc<str>>,
 }
 
 /// A field fetched from a backend with `@http`.
@@ -99,7 +99,7 @@ pub struct HttpBinding {
     pub template: Template,
     pub batch: Option<BatchSpec>,
     /// Reads this key of the fetched JSON instead of the whole body.
-    pub select: Option<String>,
+    pub select: Option<Arc<str>>,
     /// An `Int` argument capping how many keys are fetched (such as `first`).
     pub limit_arg: Option<String>,
 }
@@ -125,7 +125,8 @@ pub struct ArgDef {
 
 #[derive(Debug, Clone)]
 pub struct FieldDef {
-    pub name: String,
+    /// Interned: one text per spelling across the schema (see the plan's kept names).
+    pub name: Arc<str>,
     pub description: Option<String>,
     pub args: Vec<ArgDef>,
     pub ty: Type,
@@ -208,10 +209,10 @@ impl FacadeSchema {
     /// abstract type, the first possible type's that has it (a fragment's field).
     pub fn field_of(&self, type_name: &str, field: &str) -> Option<&FieldDef> {
         match self.types.get(type_name)? {
-            TypeDef::Object { fields, .. } => fields.iter().find(|f| f.name == field),
+            TypeDef::Object { fields, .. } => fields.iter().find(|f| *f.name == *field),
             TypeDef::Interface { fields, .. } => fields
                 .iter()
-                .find(|f| f.name == field)
+                .find(|f| *f.name == *field)
                 .or_else(|| self.possible_types(type_name).into_iter().find_map(|t| self.field_of(t, field))),
             TypeDef::Union { members, .. } => members.iter().find_map(|t| self.field_of(t, field)),
             _ => None,

@@ -553,14 +553,15 @@ impl<'a> Compiler<'a> {
                 continue;
             }
             // Validation let only known fields through.
-            let Some(def) = defs.iter().find(|d| d.name == name) else { continue };
+            let Some(def) = defs.iter().find(|d| *d.name == *name) else { continue };
             let out_ty = out_type(self.schema, &def.ty);
             let path_name: Arc<str> = Arc::from(format!("{type_name}.{name}"));
             self.check_literals(doc_field, def, &path_name);
             let mut field = Field {
                 key,
                 key_json,
-                name: Arc::from(name),
+                // The schema's shared text: the kept names of the answers are the same.
+                name: def.name.clone(),
                 path_name: path_name.clone(),
                 pos: merged.first.pos,
                 source: Source::Parent,
@@ -736,11 +737,11 @@ fn keep_of(field: &Field, step: &Step, steps: &[Step]) -> Option<Keep> {
     // `select` reads one key of the answer (of each matched item, in a batch).
     let mut keep = value_keep(field, steps);
     if let Some(select) = &http.select {
-        keep = Keep::field(Arc::from(select.as_str()), keep);
+        keep = Keep::field(select.clone(), keep);
     }
     if let Some(batch) = &http.batch {
-        let matched = batch.match_field.as_deref()?;
-        keep = keep.union(Keep::fields([matched]));
+        let matched = batch.match_field.clone()?;
+        keep = keep.union(Keep::shared([matched]));
     }
     Some(keep)
 }
@@ -750,10 +751,11 @@ fn value_keep(field: &Field, steps: &[Step]) -> Keep {
     match &field.out.base {
         Base::Leaf(_) => Keep::All,
         Base::Object => object_keep(&field.children, steps),
-        Base::Abstract(discriminator) => field
-            .by_type
-            .iter()
-            .fold(Keep::fields([&**discriminator]), |k, (_, children)| k.union(object_keep(children, steps))),
+        Base::Abstract(discriminator) => {
+            field.by_type.iter().fold(Keep::shared([discriminator.clone()]), |k, (_, children)| {
+                k.union(object_keep(children, steps))
+            })
+        }
     }
 }
 
@@ -770,10 +772,10 @@ fn object_keep(children: &[Field], steps: &[Step]) -> Keep {
                 StepKind::Js(_) => return Keep::All,
                 StepKind::Http(http) => {
                     let parents = http.template.parts.iter().filter_map(|p| match p {
-                        Part::Parent(name) => Some(name.as_str()),
+                        Part::Parent(name) => Some(name.clone()),
                         _ => None,
                     });
-                    Keep::fields(parents.chain(http.batch.as_ref().map(|b| b.keys_from.as_str())))
+                    Keep::shared(parents.chain(http.batch.as_ref().map(|b| b.keys_from.clone())))
                 }
             },
         };

@@ -111,7 +111,7 @@ pub fn render(parts: &[Part], args: &Map<String, Value>, parent: Val<'_>) -> Res
                 Some(format!("argument {a}")),
             ),
             Part::Parent(p) => (
-                data_text(parent.get(p)).ok_or_else(|| RouteError::MissingParent(p.clone()))?,
+                data_text(parent.get(p)).ok_or_else(|| RouteError::MissingParent(p.to_string()))?,
                 Some(format!("parent field {p}")),
             ),
         };

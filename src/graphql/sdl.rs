@@ -100,6 +100,21 @@ struct Analyzer<'a> {
     raw: BTreeMap<String, RawType<'a>>,
     query: Option<String>,
     mutation: Option<String>,
+    /// Every name an answer is read by (field names, keys, match fields, selects,
+    /// discriminators), one shared text per spelling: the plan's kept names and its lookups
+    /// then hold the same text, and finding a field in an answer compares addresses.
+    names: std::collections::HashMap<String, Arc<str>>,
+}
+
+impl Analyzer<'_> {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.names.insert(name.to_owned(), shared.clone());
+        shared
+    }
 }
 
 fn loc(file: &Arc<str>, pos: Pos) -> Loc {
@@ -282,7 +297,7 @@ impl<'a> Analyzer<'a> {
                     let all = obj.fields.iter().map(|f| (file.clone(), f)).chain(extra);
                     let mut fields: Vec<FieldDef> = Vec::new();
                     for (ffile, f) in all {
-                        if fields.iter().any(|x| x.name == f.node.name.node.as_str()) {
+                        if fields.iter().any(|x| *x.name == *f.node.name.node.as_str()) {
                             self.error(
                                 &ffile,
                                 f.pos,
@@ -383,7 +398,7 @@ impl<'a> Analyzer<'a> {
         }
         match found.and_then(|d| string_arg(&d.node, "field")).map(|(_, v)| &v.node) {
             Some(GqlValue::String(field)) if !field.is_empty() => {
-                Some(Discriminator { field: Arc::from(field.as_str()) })
+                Some(Discriminator { field: self.intern(field.as_str()) })
             }
             _ => {
                 self.error(
@@ -493,7 +508,7 @@ impl<'a> Analyzer<'a> {
         is_root: bool,
         f: &Positioned<FieldDefinition>,
     ) -> Option<FieldDef> {
-        let fname = f.node.name.node.to_string();
+        let fname = self.intern(f.node.name.node.as_str());
         let path = format!("{owner}.{fname}");
         let tname = named(&f.node.ty.node);
         match self.kind_of(tname) {
@@ -646,7 +661,14 @@ impl<'a> Analyzer<'a> {
         let route_kind = routes[0];
         let (route_text, rpos) = strings[route_kind].clone();
         let template = match parse_template(route_kind, &route_text) {
-            Ok(t) => Some(t),
+            Ok(mut t) => {
+                for part in &mut t.parts {
+                    if let Part::Parent(name) = part {
+                        *name = self.intern(name);
+                    }
+                }
+                Some(t)
+            }
             Err(reason) => {
                 self.error(file, rpos, format!("{path}: bad route {route_text:?}: {reason}"));
                 None
@@ -692,9 +714,12 @@ impl<'a> Analyzer<'a> {
                             self.error(file, kpos, msg);
                         }
                         batch = Some(BatchSpec {
-                            keys_from: field.to_owned(),
+                            keys_from: self.intern(field),
                             keys_are_list,
-                            match_field: strings.get("match").map(|(m, _)| m.clone()),
+                            match_field: strings
+                                .get("match")
+                                .map(|(m, _)| m.clone())
+                                .map(|m| self.intern(&m)),
                         });
                     }
                 },
@@ -774,7 +799,7 @@ impl<'a> Analyzer<'a> {
             backend: backend?,
             template: template?,
             batch,
-            select: strings.get("select").map(|(s, _)| s.clone()),
+            select: strings.get("select").map(|(s, _)| s.clone()).map(|s| self.intern(&s)),
             limit_arg,
         })
     }
@@ -841,7 +866,7 @@ pub fn parse_template(kind: &str, text: &str) -> Result<Template, String> {
                 } else if let Some(a) = var.strip_prefix("$args.").filter(|a| is_name(a)) {
                     Part::Arg(a.to_owned())
                 } else if let Some(p) = var.strip_prefix("$parent.").filter(|p| is_name(p)) {
-                    Part::Parent(p.to_owned())
+                    Part::Parent(Arc::from(p))
                 } else {
                     return Err(format!(
                         "bad template variable {{{var}}} (use {{$args.NAME}}, {{$parent.NAME}} or {{$keys}})"
