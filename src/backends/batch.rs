@@ -405,7 +405,9 @@ impl BatchRoute {
     fn render(&self, keys: &[Key]) -> (String, Option<Value>) {
         match &self.suffix {
             Some(suffix) => {
-                let mut path = self.prefix.clone();
+                // Room for the usual keys (numbers of up to seven digits), grown past that.
+                let mut path = String::with_capacity(self.prefix.len() + 8 * keys.len() + suffix.len());
+                path.push_str(&self.prefix);
                 for (i, key) in keys.iter().enumerate() {
                     if i > 0 {
                         path.push(',');

@@ -381,14 +381,27 @@ impl<'a> Val<'a> {
 
     /// The index of the value named `key` among the fields from node `i` to `end`.
     #[inline(always)]
-    fn find_in(self, key: &str, mut i: usize, end: usize) -> Option<u32> {
+    fn find_in(self, key: &str, i: usize, end: usize) -> Option<u32> {
         let (tape, nodes) = (self.tape, &self.tape.nodes);
         let (key, address) = (key.as_bytes(), key.as_ptr() as u64);
+        // The engine looks fields up by the schema's shared names, which the kept names of an
+        // answer are: first by address alone, a few instructions a field.
+        let mut at = i;
+        while at + 1 < end {
+            let name = &nodes[at];
+            if name.x == address && name.kind == Kind::Plan {
+                return Some((at + 1) as u32);
+            }
+            let value = &nodes[at + 1];
+            at = if matches!(value.kind, Kind::List | Kind::Obj) { value.x as usize } else { at + 2 };
+        }
+        // Any other name (and a name held as text), by its bytes.
+        let mut i = i;
         while i + 1 < end {
             let name = &nodes[i];
             if name.len as usize == key.len() {
                 let found = match name.kind {
-                    Kind::Plan => name.x == address || same(tape.names[plan_index(name.fp)].as_bytes(), key),
+                    Kind::Plan => same(tape.names[plan_index(name.fp)].as_bytes(), key),
                     Kind::Name => {
                         let start = name.x as usize;
                         name.fp == fingerprint(key)
@@ -623,6 +636,38 @@ impl fmt::Debug for Val<'_> {
     }
 }
 
+/// Which nodes of which answers were met: a bit per node, per answer (a step's parents sit
+/// in one or two answers). Cheaper than hashing every node's address into a set.
+#[derive(Default)]
+pub struct Marks {
+    tapes: Vec<(usize, Vec<u64>)>,
+}
+
+impl Marks {
+    /// Marks `v`'s node: whether it was not marked before.
+    pub fn mark(&mut self, v: Val<'_>) -> bool {
+        let id = std::ptr::from_ref(v.tape) as usize;
+        let at = match self.tapes.iter().position(|(t, _)| *t == id) {
+            Some(at) => at,
+            None => {
+                self.tapes.push((id, vec![0; v.tape.nodes.len().div_ceil(64).max(1)]));
+                self.tapes.len() - 1
+            }
+        };
+        let bits = &mut self.tapes[at].1;
+        let (word, bit) = (v.at as usize / 64, 1u64 << (v.at % 64));
+        match bits.get_mut(word) {
+            Some(w) if *w & bit == 0 => {
+                *w |= bit;
+                true
+            }
+            Some(_) => false,
+            // `NULL` (no node): never a parent.
+            None => false,
+        }
+    }
+}
+
 /// The names of a whole object being read, to find a duplicate: searched while the object is
 /// small, indexed once it is not (a backend may send an object keyed by thousands of IDs).
 /// One per object.
@@ -658,6 +703,26 @@ impl Seen {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn marks_tell_each_node_of_each_answer_once() {
+        // More than 64 nodes, so that marks span words.
+        let items: Vec<Value> = (0..100).map(|i| json!({"id": i})).collect();
+        let (a, b) = (Tape::from_json(&Value::Array(items.clone())), Tape::from_json(&Value::Array(items)));
+        let mut marks = Marks::default();
+        fn all(t: &Tape) -> Vec<Val<'_>> {
+            match t.root().view() {
+                View::List(items) => items.collect(),
+                _ => unreachable!(),
+            }
+        }
+        for (x, y) in all(&a).into_iter().zip(all(&b)) {
+            assert!(marks.mark(x), "first time");
+            assert!(!marks.mark(x), "second time");
+            assert!(marks.mark(y), "the same place of another answer is another node");
+        }
+        assert!(!marks.mark(NULL));
+    }
 
     #[test]
     fn converts_both_ways_and_writes_json_as_serde_json_does() {

@@ -325,9 +325,26 @@ impl<'a> Scan<'a> {
                             None => count += 1,
                         }
                     }
-                    self.value(keep, depth)?;
+                    // A kept string or number is written here, without the call.
+                    match (keep, self.peek()) {
+                        (Keep::All, Some(b'"')) => {
+                            self.i += 1;
+                            let text = self.string()?;
+                            self.put(text, false)?;
+                        }
+                        (Keep::All, Some(b'-' | b'0'..=b'9')) => self.number()?,
+                        _ => self.value(keep, depth)?,
+                    }
                 }
-                None => self.skip(depth)?,
+                // A skipped string or number is stepped over here, without the call.
+                None => match self.peek() {
+                    Some(b'"') => {
+                        self.i += 1;
+                        self.skip_string()?;
+                    }
+                    Some(b'-' | b'0'..=b'9') => drop(self.number_span()?),
+                    _ => self.skip(depth)?,
+                },
             }
             if self.after_item(b'}')? {
                 self.tape.close(obj, count);

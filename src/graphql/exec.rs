@@ -7,9 +7,6 @@
 //! address of the parent's node, stable because every answer is held in an `Arc` until the
 //! response is written) for [`super::project`] to write.
 
-use std::collections::HashSet;
-
-use foldhash::fast::RandomState as Fast;
 use std::sync::Arc;
 
 use async_graphql::Error as GqlError;
@@ -23,7 +20,7 @@ use serde_json::{Map, Value};
 use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, key_limit, plan_fetch};
 use super::model::{FacadeSchema, Part, TypeDef};
 use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
-use crate::backends::data::{Held, Tape, Val, View};
+use crate::backends::data::{Held, Marks, Tape, Val, View};
 use crate::backends::{BatchRoute, Batcher, FetchError, Key, SingleRequest};
 use crate::errors::Code;
 
@@ -50,9 +47,23 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn get(&self, step: usize, parent: Val<'_>) -> Option<&Resolved> {
+    /// The step's result for `parent`, looked for first at `next`, which then follows the
+    /// one found: the projection visits a step's parents mostly in the order of their
+    /// addresses.
+    pub fn get(&self, step: usize, parent: Val<'_>, next: &mut usize) -> Option<&Resolved> {
         let done = &self.results[step];
-        done.binary_search_by_key(&parent.address(), |(at, _)| *at).ok().map(|i| &done[i].1)
+        let address = parent.address();
+        let i = match done.get(*next) {
+            Some((at, _)) if *at == address => *next,
+            _ => done.binary_search_by_key(&address, |(at, _)| *at).ok()?,
+        };
+        *next = i + 1;
+        Some(&done[i].1)
+    }
+
+    /// How many steps have results (one hint each for [`Self::get`]).
+    pub fn steps(&self) -> usize {
+        self.results.len()
     }
 }
 
@@ -114,7 +125,7 @@ fn parents_of(child: &Step, producer: &Step, done: &Done) -> Vec<Held> {
         })
         .sum();
     let mut out = Vec::with_capacity(items);
-    let mut seen = HashSet::with_capacity_and_hasher(items, Fast::default());
+    let mut seen = Marks::default();
     let route: Route<'_> = (&child.via, 0, &child.guards);
     for (_, resolved) in done {
         match resolved {
@@ -141,14 +152,7 @@ type Route<'p> = (&'p [(Arc<str>, usize)], usize, &'p [Guard]);
 /// Collects the objects at `at` (a value of `owner`'s answer), through `depth` list levels
 /// and then the `via` hops, keeping those that pass the guards. Bounded by the type's list
 /// depths and the plan's hops, not by the data.
-fn walk(
-    owner: &Held,
-    at: Val<'_>,
-    depth: usize,
-    route: Route<'_>,
-    seen: &mut HashSet<usize, Fast>,
-    out: &mut Vec<Held>,
-) {
+fn walk(owner: &Held, at: Val<'_>, depth: usize, route: Route<'_>, seen: &mut Marks, out: &mut Vec<Held>) {
     let (via, taken, guards) = route;
     match at.view() {
         View::List(items) if depth > 0 => {
@@ -163,7 +167,7 @@ fn walk(
                 .any(|g| at.get(&g.field).and_then(Val::as_str) != Some(&*g.type_name)) => {}
         View::Obj(_) => match via.split_first() {
             None => {
-                if seen.insert(at.address()) {
+                if seen.mark(at) {
                     out.push(owner.at(at));
                 }
             }

@@ -76,7 +76,8 @@ pub fn write(
     size_hint: usize,
 ) -> Response {
     let buf = Vec::with_capacity(size_hint.max(256));
-    let mut w = Writer { buf, errors: Vec::new(), store, plan, introspection };
+    let next = vec![0; store.steps()];
+    let mut w = Writer { buf, errors: Vec::new(), store, plan, introspection, next };
     w.buf.extend_from_slice(b"{\"data\":");
     let mark = w.buf.len();
     if w.object(&plan.root, store.root.val(), None).is_err() {
@@ -101,6 +102,8 @@ struct Writer<'s> {
     store: &'s Store,
     plan: &'s Plan,
     introspection: Option<&'s serde_json::Map<String, Value>>,
+    /// Per step, where its next parent's result likely is (see [`Store::get`]).
+    next: Vec<usize>,
 }
 
 impl Writer<'_> {
@@ -134,7 +137,7 @@ impl Writer<'_> {
                 serde_json::to_writer(&mut self.buf, answer).expect("JSON serializes");
                 Ok(())
             }
-            Source::Step(step) => match self.store.get(*step, parent) {
+            Source::Step(step) => match self.store.get(*step, parent, &mut self.next[*step]) {
                 // No fetch was needed (the parent holds no key): null.
                 None => self.value(f, 0, NULL, path),
                 Some(Resolved::Value(v)) => self.value(f, 0, v.val(), path),
