@@ -53,7 +53,7 @@ fn text(v: &Held, key: &str) -> Option<String> {
 
 async fn one(ctx: &Context<'_>, route: BatchRoute, key: Option<Val<'_>>) -> Result<Option<Held>> {
     let key = key.and_then(Key::of).ok_or("bad key")?;
-    let mut results = batcher(ctx).load_many(route, vec![key]).await;
+    let mut results = batcher(ctx).load_many(route, vec![key]).await.results();
     Ok(results.pop().transpose().map_err(|e| e.to_string())?.flatten())
 }
 
@@ -111,7 +111,7 @@ impl Row {
         let keys: Vec<Key> = ids.take(first.max(0) as usize).filter_map(Key::of).collect();
         let r = route(CATALOG, Method::Get, "/titles?ids=".into(), Some(""), "id");
         let mut titles = Vec::new();
-        for result in batcher(ctx).load_many(r, keys).await {
+        for result in batcher(ctx).load_many(r, keys).await.results() {
             if let Some(v) = result.map_err(|e| e.to_string())? {
                 titles.push(Title(v));
             }

@@ -230,11 +230,7 @@ impl Batcher {
     /// Fetches `keys` from `route` together with every other key asked of it in this tick.
     /// Per key: the matched item, `None` when the backend did not return it, or the error of
     /// the call that carried it.
-    pub async fn load_many(
-        &self,
-        route: BatchRoute,
-        keys: Vec<Key>,
-    ) -> Vec<Result<Option<Held>, FetchError>> {
+    pub async fn load_many(&self, route: BatchRoute, keys: Vec<Key>) -> Loaded {
         let (asked, lead) = self.register(Arc::new(route), keys);
         if let Some(dispatch) = lead {
             tokio::task::yield_now().await;
@@ -242,13 +238,13 @@ impl Batcher {
         }
         // Usually every key is in one or two groups: wait for each group once, not per key.
         let mut unique: Vec<usize> = Vec::new();
-        let index: Vec<usize> = asked
+        let places: Vec<Place> = asked
             .iter()
-            .map(|(group, _)| match unique.iter().position(|u| u == group) {
-                Some(i) => i,
+            .map(|&(group, place)| match unique.iter().position(|u| *u == group) {
+                Some(i) => (i, place),
                 None => {
-                    unique.push(*group);
-                    unique.len() - 1
+                    unique.push(group);
+                    (unique.len() - 1, place)
                 }
             })
             .collect();
@@ -256,8 +252,7 @@ impl Batcher {
             let state = self.state();
             unique.iter().map(|g| state.groups[*g].clone()).collect()
         };
-        let outcomes = join_all(slots).await;
-        asked.iter().zip(index).map(|((_, place), i)| outcomes[i].get(*place)).collect()
+        Loaded { outcomes: join_all(slots).await, places }
     }
 
     /// Adds keys to the route's pending group (or finds them already asked for). Returns each
@@ -388,14 +383,44 @@ impl Batcher {
     }
 }
 
+/// What [`Batcher::load_many`] got: per key asked, in order, its item, `None` when the
+/// backend did not return it, or the error of the call that carried it. Read in place: the
+/// items stay in their groups' outcomes.
+pub struct Loaded {
+    outcomes: Vec<Arc<BatchOutcome>>,
+    /// Per key: its group's index in `outcomes`, and its place in that group.
+    places: Vec<Place>,
+}
+
+impl Loaded {
+    pub fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.places.is_empty()
+    }
+
+    /// The `i`th key's item, `None` if not returned, or its error.
+    pub fn get(&self, i: usize) -> Result<Option<&Held>, &FetchError> {
+        let (group, place) = self.places[i];
+        self.outcomes[group].get(place)
+    }
+
+    /// Every key's result, owned.
+    pub fn results(&self) -> Vec<Result<Option<Held>, FetchError>> {
+        (0..self.len()).map(|i| self.get(i).map(|v| v.cloned()).map_err(FetchError::clone)).collect()
+    }
+}
+
 impl BatchOutcome {
     /// The key at `place` in the group: its item, `None` if not returned, or its error.
-    fn get(&self, place: usize) -> Result<Option<Held>, FetchError> {
+    fn get(&self, place: usize) -> Result<Option<&Held>, &FetchError> {
         match self.slots.get(place) {
-            Some(Slot::Found(v)) => Ok(Some(v.clone())),
+            Some(Slot::Found(v)) => Ok(Some(v)),
             Some(Slot::Missing) => Ok(None),
-            Some(Slot::Failed(e)) => Err(self.errors[*e].clone()),
-            None => self.all_failed.clone().map_or(Ok(None), Err),
+            Some(Slot::Failed(e)) => Err(&self.errors[*e]),
+            None => self.all_failed.as_ref().map_or(Ok(None), Err),
         }
     }
 }

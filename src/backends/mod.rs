@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-pub use batch::{BatchRoute, Batcher, FetchLog, FetchRecord, Key, SingleRequest};
+pub use batch::{BatchRoute, Batcher, FetchLog, FetchRecord, Key, Loaded, SingleRequest};
 use breaker::{Breaker, Outcome, TokioClock};
 use policy::{Limiter, Resilience, RetryBudget};
 

@@ -209,6 +209,18 @@ impl<'a> Scan<'a> {
     /// After an item of an array or object: `,` (more follow, false) or the closing byte (true).
     #[inline(always)]
     fn after_item(&mut self, close: u8) -> R<bool> {
+        // Most bodies have no whitespace here: the next byte, as it is, first.
+        match self.b.get(self.i) {
+            Some(b',') => {
+                self.i += 1;
+                return Ok(false);
+            }
+            Some(&c) if c == close => {
+                self.i += 1;
+                return Ok(true);
+            }
+            _ => {}
+        }
         match self.peek() {
             Some(b',') => {
                 self.i += 1;
@@ -238,6 +250,11 @@ impl<'a> Scan<'a> {
     /// `byte` (consumed), inside an object; anything else is `wrong`.
     #[inline(always)]
     fn expect(&mut self, byte: u8, wrong: &'static str) -> R<()> {
+        // Most bodies have no whitespace here: the next byte, as it is, first.
+        if self.b.get(self.i) == Some(&byte) {
+            self.i += 1;
+            return Ok(());
+        }
         match self.peek() {
             Some(c) if c == byte => {
                 self.i += 1;

@@ -336,12 +336,12 @@ async fn http_step(
     let keys_are_list = http.batch.as_ref().is_some_and(|b| b.keys_are_list);
     let item_nullable = step.out.nullable.get(1).copied().unwrap_or(true);
     for (at, g, start, len) in spans {
-        let results = &batch_results[g][start..start + len];
+        let loaded = &batch_results[g];
         let resolved = if keys_are_list {
             let mut items = Vec::with_capacity(len);
             let mut failed = None;
-            for r in results {
-                match r {
+            for k in start..start + len {
+                match loaded.get(k) {
                     Ok(Some(v)) => items.push(Some(select(v.clone()))),
                     // A key the backend did not return: null where items may be null, else left out.
                     Ok(None) if item_nullable => items.push(None),
@@ -357,7 +357,7 @@ async fn http_step(
                 None => Resolved::Items(items),
             }
         } else {
-            match results.last() {
+            match (start..start + len).next_back().map(|k| loaded.get(k)) {
                 Some(Ok(Some(v))) => Resolved::Value(select(v.clone())),
                 Some(Err(e)) => Resolved::Error(errors.of(e)),
                 _ => continue,

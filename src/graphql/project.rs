@@ -118,6 +118,13 @@ impl Writer<'_> {
                 self.buf.push(b',');
             }
             f.key_json.write(&mut self.buf);
+            // A scalar of the parent's answer that fits (most fields): written at once.
+            if let (Source::Parent, Base::Leaf(leaf), [_]) = (&f.source, &f.out.base, &*f.out.nullable) {
+                let v = obj.field(&f.name);
+                if !v.is_null() && self.leaf(leaf, v).is_ok() {
+                    continue;
+                }
+            }
             let here = Path { up: path, seg: Seg::Key(&f.key) };
             bubbled |= self.field(f, obj, &here).is_err();
         }
