@@ -346,10 +346,32 @@ impl<'a> Scan<'a> {
                     match (keep, self.peek()) {
                         (Keep::All, Some(b'"')) => {
                             self.i += 1;
-                            let text = self.string()?;
-                            self.put(text, false)?;
+                            let at = self.special()?;
+                            if self.b[at] == b'"' {
+                                // No escape: its bytes as they are.
+                                let raw = &self.b[self.i..at];
+                                self.i = at + 1;
+                                self.put(Text::Raw(raw), false)?;
+                            } else {
+                                let text = self.string()?;
+                                self.put(text, false)?;
+                            }
                         }
-                        (Keep::All, Some(b'-' | b'0'..=b'9')) => self.number()?,
+                        // An integer of up to seven digits (most are): read in one word.
+                        (Keep::All, Some(b'1'..=b'9')) => {
+                            let short = self.b[self.i..].first_chunk::<8>().and_then(short_integer);
+                            match short {
+                                Some((n, len))
+                                    if !matches!(self.b.get(self.i + len), Some(b'.' | b'e' | b'E')) =>
+                                {
+                                    self.i += len;
+                                    // Seven digits at most: it fits.
+                                    self.tape.push_int(n as i64);
+                                }
+                                _ => self.number()?,
+                            }
+                        }
+                        (Keep::All, Some(b'-' | b'0')) => self.number()?,
                         _ => self.value(keep, depth)?,
                     }
                 }
@@ -357,7 +379,13 @@ impl<'a> Scan<'a> {
                 None => match self.peek() {
                     Some(b'"') => {
                         self.i += 1;
-                        self.skip_string()?;
+                        // Usually no escape: its end found here, without the call.
+                        let at = self.special()?;
+                        self.i = at + 1;
+                        if self.b[at] == b'\\' {
+                            self.escape(false)?;
+                            self.skip_string()?;
+                        }
                     }
                     Some(b'-' | b'0'..=b'9') => drop(self.number_span()?),
                     _ => self.skip(depth)?,
@@ -400,7 +428,15 @@ impl<'a> Scan<'a> {
                 }
             }
         }
-        // Another key, one of many kept, or a kept one written with escapes.
+        // Another key (usually plain: its end found here, without the call), one of many
+        // kept, or a kept one written with escapes.
+        if fields.len() <= 8 {
+            let at = self.special()?;
+            if self.b[at] == b'"' {
+                self.i = at + 1;
+                return Ok(None);
+            }
+        }
         Ok(match self.string()? {
             Text::Raw(raw) if fields.len() > 8 => position(fields, raw),
             Text::Raw(_) => None,
@@ -410,6 +446,7 @@ impl<'a> Scan<'a> {
 
     /// Writes a string's text (which must be UTF-8) to the tape, as a name or a value: the
     /// node's index.
+    #[inline(always)]
     fn put(&mut self, text: Text<'a>, name: bool) -> R<u32> {
         let text = match text {
             Text::Raw(raw) => match std::str::from_utf8(raw) {
@@ -868,6 +905,25 @@ mod tests {
             prop_assert_eq!(parse(&pretty, &Keep::All).unwrap().root().to_json(), v);
         }
 
+        /// Pruned, it reads what serde_json reads of the kept fields (whole), at every element
+        /// of a list; pretty-printed too.
+        #[test]
+        fn keeps_what_serde_json_reads_of_the_kept_fields(v in json()) {
+            fn kept(v: &serde_json::Value) -> serde_json::Value {
+                match v {
+                    serde_json::Value::Object(m) => serde_json::Value::Object(
+                        m.iter().filter(|(k, _)| *k == "a" || *k == "b").map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    ),
+                    serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(kept).collect()),
+                    other => other.clone(),
+                }
+            }
+            let keep = Keep::fields(["a", "b"]);
+            for text in [serde_json::to_vec(&v).unwrap(), serde_json::to_vec_pretty(&v).unwrap()] {
+                prop_assert_eq!(parse(&text, &keep).unwrap().root().to_json(), kept(&v));
+            }
+        }
+
         /// Kept or skipped, a body is refused exactly when serde_json refuses it.
         #[test]
         fn refuses_what_serde_json_refuses(v in json(), at in any::<prop::sample::Index>(), byte in prop::sample::select(b"{}[],:\"\\ 0-.eE+tfnu\x01".to_vec())) {
@@ -880,7 +936,7 @@ mod tests {
             // A skipped number is checked as JSON but not converted: out of f64's range is
             // fine there (as serde_json's IgnoredAny has it).
             let huge = theirs.as_ref().is_err_and(|e| e.to_string().contains("number out of range"));
-            for keep in [Keep::All, Keep::fields(["a"]), Keep::fields([])] {
+            for keep in [Keep::All, Keep::fields(["a"]), Keep::fields(["a", "b"]), Keep::fields([])] {
                 if huge && keep != Keep::All {
                     continue;
                 }
