@@ -38,12 +38,16 @@ pub struct Tape {
 struct Node {
     kind: Kind,
     /// A name's first, second and last bytes (zero where it is shorter): most lookups are told
-    /// apart by these and the length, without reading the text.
+    /// apart by these and the length, without reading the text. A plan name's index in
+    /// [`Tape::names`]; a string's [`PLAIN`] mark.
     fp: [u8; 3],
     /// A string's or name's length; a list's items or an object's (live) fields.
     len: u32,
     x: u64,
 }
+
+/// A string node's `fp[0]` when its text needs no escape in JSON.
+const PLAIN: u8 = 1;
 
 /// A name's first, second and last bytes, as [`Node::fp`] holds them.
 #[inline(always)]
@@ -236,6 +240,14 @@ impl Tape {
     pub fn push_str(&mut self, s: &str) -> u32 {
         let (len, x) = self.text_span(s);
         self.push(Kind::Str, len, x);
+        len32(self.nodes.len() - 1)
+    }
+
+    /// A string known to hold no `"`, `\` or control character (the scanner read it
+    /// without an escape): [`Val::plain_str`] tells so, and it is written without a check.
+    pub fn push_plain_str(&mut self, s: &str) -> u32 {
+        let (len, x) = self.text_span(s);
+        self.nodes.push(Node { kind: Kind::Str, fp: [PLAIN, 0, 0], len, x });
         len32(self.nodes.len() - 1)
     }
 
@@ -443,6 +455,15 @@ impl<'a> Val<'a> {
     /// No items or fields (or not a list or object).
     pub fn is_empty(self) -> bool {
         self.len() == 0
+    }
+
+    /// A string known to need no escape in JSON (see [`Tape::push_plain_str`]).
+    #[inline]
+    pub fn plain_str(self) -> Option<&'a str> {
+        match self.tape.nodes.get(self.at as usize) {
+            Some(n) if n.kind == Kind::Str && n.fp[0] == PLAIN => Some(self.tape.text_of(n)),
+            _ => None,
+        }
     }
 
     pub fn as_str(self) -> Option<&'a str> {

@@ -145,7 +145,7 @@ impl<'a> Scan<'a> {
                 self.literal(b"null")?;
                 self.tape.push_null();
             }
-            Some(b'-' | b'0'..=b'9') => self.number()?,
+            Some(b'-' | b'0'..=b'9') => self.kept_number()?,
             Some(_) => return self.fault("expected value"),
             None => return self.fault("EOF while parsing a value"),
         }
@@ -357,21 +357,7 @@ impl<'a> Scan<'a> {
                                 self.put(text, false)?;
                             }
                         }
-                        // An integer of up to seven digits (most are): read in one word.
-                        (Keep::All, Some(b'1'..=b'9')) => {
-                            let short = self.b[self.i..].first_chunk::<8>().and_then(short_integer);
-                            match short {
-                                Some((n, len))
-                                    if !matches!(self.b.get(self.i + len), Some(b'.' | b'e' | b'E')) =>
-                                {
-                                    self.i += len;
-                                    // Seven digits at most: it fits.
-                                    self.tape.push_int(n as i64);
-                                }
-                                _ => self.number()?,
-                            }
-                        }
-                        (Keep::All, Some(b'-' | b'0')) => self.number()?,
+                        (Keep::All, Some(b'-' | b'0'..=b'9')) => self.kept_number()?,
                         _ => self.value(keep, depth)?,
                     }
                 }
@@ -448,14 +434,19 @@ impl<'a> Scan<'a> {
     /// node's index.
     #[inline(always)]
     fn put(&mut self, text: Text<'a>, name: bool) -> R<u32> {
-        let text = match text {
+        let (text, plain) = match text {
             Text::Raw(raw) => match std::str::from_utf8(raw) {
-                Ok(t) => t,
+                Ok(t) => (t, true),
                 Err(_) => return self.fault("invalid unicode code point"),
             },
-            Text::Decoded => &self.scratch,
+            Text::Decoded => (self.scratch.as_str(), false),
         };
-        Ok(if name { self.tape.push_name(text) } else { self.tape.push_str(text) })
+        Ok(match (name, plain) {
+            (true, _) => self.tape.push_name(text),
+            // Written without an escape: none is needed to write it again.
+            (false, true) => self.tape.push_plain_str(text),
+            (false, false) => self.tape.push_str(text),
+        })
     }
 
     /// A string after its opening quote, up to and past the closing one.
@@ -631,6 +622,22 @@ impl<'a> Scan<'a> {
         Ok(Number { start, negative, digits, integer, n, fraction, exponent })
     }
 
+    /// A kept number: an integer of up to seven digits (most are) read in one word, here;
+    /// any other by [`Self::number`].
+    #[inline(always)]
+    fn kept_number(&mut self) -> R<()> {
+        if matches!(self.b[self.i], b'1'..=b'9')
+            && let Some((n, len)) = self.b[self.i..].first_chunk::<8>().and_then(short_integer)
+            && !matches!(self.b.get(self.i + len), Some(b'.' | b'e' | b'E'))
+        {
+            self.i += len;
+            // Seven digits at most: it fits.
+            self.tape.push_int(n as i64);
+            return Ok(());
+        }
+        self.number()
+    }
+
     /// A number, as serde_json reads it: an integer that fits `i64` or `u64` stays one (`-0`
     /// is a float), any other is an `f64`; one out of `f64`'s range is an error.
     fn number(&mut self) -> R<()> {
@@ -758,6 +765,18 @@ pub fn special(s: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_read_without_an_escape_are_marked_plain() {
+        use crate::backends::data::View;
+        for keep in [Keep::All, Keep::fields(["a"])] {
+            let body = r#"[{"a": "ab"}, {"a": "a\"b"}, {"a": "\u0041"}, {"a": "é"}]"#;
+            let t = parse(body.as_bytes(), &keep).unwrap();
+            let View::List(items) = t.root().view() else { unreachable!() };
+            let plain: Vec<bool> = items.map(|o| o.field("a").plain_str().is_some()).collect();
+            assert_eq!(plain, [true, false, false, true]);
+        }
+    }
 
     #[test]
     fn short_integers_are_read_a_word_at_a_time() {

@@ -283,6 +283,13 @@ impl Writer<'_> {
     /// Writes a leaf after checking it; `Err` says what was expected.
     fn leaf(&mut self, leaf: &Leaf, v: Val<'_>) -> Result<(), String> {
         let buf = &mut self.buf;
+        if let (Leaf::Text, Some(s)) = (leaf, v.plain_str()) {
+            buf.reserve(s.len() + 2);
+            buf.push(b'"');
+            buf.extend_from_slice(s.as_bytes());
+            buf.push(b'"');
+            return Ok(());
+        }
         match (leaf, v.view()) {
             (Leaf::Text, View::Str(s)) => write_str(buf, s),
             (Leaf::Text, View::Int(i)) => {
