@@ -38,7 +38,7 @@ type R<T> = Result<T, Fault>;
 pub fn parse(bytes: &[u8], keep: &Keep) -> Result<Tape, BodyError> {
     // Room for what a body usually keeps, so that the tape seldom grows (a grown vector is
     // copied whole); it grows past this where a body keeps more.
-    let tape = Tape::with_capacity(bytes.len() / 16 + 4, bytes.len() / 4);
+    let tape = Tape::with_capacity(bytes.len() / 8 + 4, bytes.len() / 4);
     let mut s = Scan { b: bytes, i: 0, scratch: String::new(), tape, plan: Vec::new() };
     let done = s.value(keep, DEPTH).and_then(|()| match s.peek() {
         None => Ok(()),

@@ -242,7 +242,7 @@ async fn http_step(
     let mut singles: Vec<(usize, SingleRequest)> = Vec::new();
     let mut groups: Vec<(BatchRoute, Vec<Key>)> = Vec::new();
     // (parent address, group, first key, key count)
-    let mut spans: Vec<(usize, usize, usize, usize)> = Vec::new();
+    let mut spans: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(parents.len());
     // A batched route without `{$parent…}` is rendered once for the step, not per parent.
     let fixed =
         http.batch.as_ref().filter(|_| !http.template.parts.iter().any(|p| matches!(p, Part::Parent(_))));

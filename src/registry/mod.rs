@@ -88,7 +88,7 @@ pub fn sha256_hex(parts: &[&str]) -> String {
         }
         h.update(p.as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(h.finalize())
 }
 
 impl Snapshot {
