@@ -62,15 +62,21 @@ impl Key {
         Some(Self { text: KeyText::of(value)?, string: matches!(value.view(), View::Str(_)) })
     }
 
-    /// The key as the backend sent it: a string, or the number or boolean its text is.
-    pub fn to_json(&self) -> Value {
+    /// Writes the key as the backend sent it: a string, or the number or boolean its text is.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         match (&self.text, self.string) {
-            (KeyText::Int(i), false) => Value::from(*i),
-            (text, true) => Value::String(text.to_string()),
-            // A number past i64, a float or a boolean: its text is its JSON.
-            (KeyText::Text(t), false) => {
-                serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_string()))
+            (KeyText::Int(i), false) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+            (KeyText::Int(i), true) => {
+                out.push(b'"');
+                out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes());
+                out.push(b'"');
             }
+            (KeyText::Text(t), true) => serde_json::to_writer(out, &**t).expect("a string serializes"),
+            // A number past i64, a float or a boolean: its text is its JSON.
+            (KeyText::Text(t), false) => match serde_json::from_str::<Value>(t) {
+                Ok(v) => serde_json::to_writer(out, &v).expect("JSON serializes"),
+                Err(_) => serde_json::to_writer(out, &**t).expect("a string serializes"),
+            },
         }
     }
 }
@@ -362,10 +368,8 @@ impl Batcher {
         let log = self.log.clone();
         let task = tokio::spawn(crate::telemetry::otel::carry(
             async move {
-                let body = match req.body.as_deref().map(serde_json::from_str::<Value>) {
-                    Some(Ok(v)) => Some(v),
-                    _ => None,
-                };
+                // The JSON text made when the request was planned.
+                let body = req.body.as_ref().map(|text| bytes::Bytes::from(text.clone()));
                 let backend = backends.get(req.backend);
                 let keep = req.keep.as_ref().map(|k| &*k.0);
                 let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read, keep, 0);
@@ -426,8 +430,8 @@ impl BatchOutcome {
 }
 
 impl BatchRoute {
-    /// The path and body of one call for `keys`.
-    fn render(&self, keys: &[Key]) -> (String, Option<Value>) {
+    /// The path and body (JSON text) of one call for `keys`.
+    fn render(&self, keys: &[Key]) -> (String, Option<bytes::Bytes>) {
         match &self.suffix {
             Some(suffix) => {
                 // Room for the usual keys (numbers of up to seven digits), grown past that.
@@ -445,7 +449,19 @@ impl BatchRoute {
                 path.push_str(suffix);
                 (path, None)
             }
-            None => (self.prefix.clone(), Some(Value::Array(keys.iter().map(Key::to_json).collect()))),
+            None => {
+                // Written directly: a `serde_json::Value` per key cost ~350 instructions a key.
+                let mut body = Vec::with_capacity(2 + 8 * keys.len());
+                body.push(b'[');
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    key.write_json(&mut body);
+                }
+                body.push(b']');
+                (self.prefix.clone(), Some(body.into()))
+            }
         }
     }
 }
@@ -613,7 +629,10 @@ mod tests {
         };
         assert_eq!(route.render(&keys), ("/t?ids=1,a%20b&size=M".to_owned(), None));
         let route = BatchRoute { method: Method::Post, suffix: None, ..route };
-        assert_eq!(route.render(&keys).1, Some(json!([1, "a b"])));
+        let body = |route: &BatchRoute, keys: &[Key]| {
+            serde_json::from_slice::<Value>(&route.render(keys).1.expect("a POST body")).unwrap()
+        };
+        assert_eq!(body(&route, &keys), json!([1, "a b"]));
         // In a POST body every key goes as the answer wrote it.
         let sent = [
             json!(7),
@@ -625,6 +644,6 @@ mod tests {
             json!("x"),
         ];
         let keys: Vec<Key> = sent.iter().filter_map(|v| Key::of(Tape::from_json(v).root())).collect();
-        assert_eq!(route.render(&keys).1, Some(json!(sent)));
+        assert_eq!(body(&route, &keys), json!(sent));
     }
 }

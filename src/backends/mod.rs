@@ -18,7 +18,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use serde_json::Value;
 
 use data::{Tape, Val, View};
 use tokio::sync::Semaphore;
@@ -277,7 +276,7 @@ impl Backend {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&Bytes>,
         deadline: Instant,
         read: bool,
         keep: Option<&keep::Keep>,
@@ -381,7 +380,7 @@ impl Backend {
         policy: &Policy,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&Bytes>,
         deadline: Instant,
         keep: Option<&keep::Keep>,
     ) -> Result<Tape, FetchError> {
@@ -430,7 +429,7 @@ impl Backend {
         policy: &Policy,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&Bytes>,
         keep: Option<&keep::Keep>,
     ) -> Result<Tape, FetchError> {
         let url = format!("{}{}", self.base, path);
@@ -463,7 +462,7 @@ impl Backend {
                             http::header::CONTENT_TYPE,
                             http::HeaderValue::from_static("application/json"),
                         );
-                        Bytes::from(serde_json::to_vec(body).map_err(|e| connect(e.to_string()))?)
+                        body.clone()
                     }
                     None => Bytes::new(),
                 };
@@ -488,7 +487,8 @@ impl Backend {
                     Method::Post => client.post(&url),
                 };
                 if let Some(body) = body {
-                    request = request.json(body);
+                    request =
+                        request.header(http::header::CONTENT_TYPE, "application/json").body(body.clone());
                 }
                 let failed = |e: reqwest::Error| connect(e.without_url().to_string());
                 let response = request.headers(headers).send().await.map_err(failed)?;
