@@ -273,28 +273,34 @@ async fn resolve_document(
                 _ => return Err(persisted_query_not_found(media)),
             },
         },
-        (Some(query), _, persisted) => {
+        (Some(query), _, None) => {
+            // Whether the text is a stored document matters only where safelist mode would
+            // refuse it: the query's SHA-256 is computed only then.
+            let stored = state.safelist
+                && !trusted
+                && snapshot.document(&crate::registry::sha256_hex(&[&query])).is_some();
+            (query, stored)
+        }
+        (Some(query), _, Some(claimed)) => {
             let hash = crate::registry::sha256_hex(&[&query]);
-            if let Some(claimed) = persisted {
-                if claimed != hash {
-                    return Err(malformed(
-                        media,
-                        "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query",
-                    ));
-                }
-                if query.len() > super::apq::MAX_TEXT_BYTES {
-                    return Err(malformed(
-                        media,
-                        format!(
-                            "a persisted query may be at most {} bytes; this one is {}",
-                            super::apq::MAX_TEXT_BYTES,
-                            query.len()
-                        ),
-                    ));
-                }
-                if trusted || !state.safelist {
-                    register = Some((hash.clone(), query.clone()));
-                }
+            if claimed != hash {
+                return Err(malformed(
+                    media,
+                    "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query",
+                ));
+            }
+            if query.len() > super::apq::MAX_TEXT_BYTES {
+                return Err(malformed(
+                    media,
+                    format!(
+                        "a persisted query may be at most {} bytes; this one is {}",
+                        super::apq::MAX_TEXT_BYTES,
+                        query.len()
+                    ),
+                ));
+            }
+            if trusted || !state.safelist {
+                register = Some((hash.clone(), query.clone()));
             }
             let stored = snapshot.document(&hash).is_some();
             (query, stored)
