@@ -379,8 +379,8 @@ impl<'a> Val<'a> {
     }
 
     /// An object's field. (A loop over the nodes, not [`Fields`]: the projection looks up
-    /// every field it writes. The plan's names are found by address, as lookups use the
-    /// plan's own texts; any other name by its fingerprint, then its bytes.)
+    /// every field it writes. The schema's shared names are found by address, as the kept
+    /// names are the same texts; any other name by its fingerprint, then its bytes.)
     pub fn get(self, key: &str) -> Option<Val<'a>> {
         let obj = self.tape.nodes.get(self.at as usize)?;
         if obj.kind != Kind::Obj {

@@ -346,16 +346,8 @@ impl<'a> Scan<'a> {
                     match (keep, self.peek()) {
                         (Keep::All, Some(b'"')) => {
                             self.i += 1;
-                            let at = self.special()?;
-                            if self.b[at] == b'"' {
-                                // No escape: its bytes as they are.
-                                let raw = &self.b[self.i..at];
-                                self.i = at + 1;
-                                self.put(Text::Raw(raw), false)?;
-                            } else {
-                                let text = self.string()?;
-                                self.put(text, false)?;
-                            }
+                            let text = self.string()?;
+                            self.put(text, false)?;
                         }
                         (Keep::All, Some(b'-' | b'0'..=b'9')) => self.kept_number()?,
                         _ => self.value(keep, depth)?,
@@ -365,13 +357,7 @@ impl<'a> Scan<'a> {
                 None => match self.peek() {
                     Some(b'"') => {
                         self.i += 1;
-                        // Usually no escape: its end found here, without the call.
-                        let at = self.special()?;
-                        self.i = at + 1;
-                        if self.b[at] == b'\\' {
-                            self.escape(false)?;
-                            self.skip_string()?;
-                        }
+                        self.skip_string()?;
                     }
                     Some(b'-' | b'0'..=b'9') => drop(self.number_span()?),
                     _ => self.skip(depth)?,
@@ -414,15 +400,7 @@ impl<'a> Scan<'a> {
                 }
             }
         }
-        // Another key (usually plain: its end found here, without the call), one of many
-        // kept, or a kept one written with escapes.
-        if fields.len() <= 8 {
-            let at = self.special()?;
-            if self.b[at] == b'"' {
-                self.i = at + 1;
-                return Ok(None);
-            }
-        }
+        // Another key, one of many kept, or a kept one written with escapes.
         Ok(match self.string()? {
             Text::Raw(raw) if fields.len() > 8 => position(fields, raw),
             Text::Raw(_) => None,
@@ -449,14 +427,23 @@ impl<'a> Scan<'a> {
         })
     }
 
-    /// A string after its opening quote, up to and past the closing one.
+    /// A string after its opening quote, up to and past the closing one. The usual string,
+    /// without an escape, is found here (inlined where it is read); one with escapes is
+    /// decoded by [`Self::escaped_string`].
+    #[inline(always)]
     fn string(&mut self) -> R<Text<'a>> {
         let start = self.i;
-        let mut at = self.special()?;
+        let at = self.special()?;
         if self.b[at] == b'"' {
             self.i = at + 1;
             return Ok(Text::Raw(&self.b[start..at]));
         }
+        self.escaped_string(start, at)
+    }
+
+    /// The rest of a string from `start` whose first `\` is at `at`, decoded into the scratch
+    /// buffer.
+    fn escaped_string(&mut self, start: usize, mut at: usize) -> R<Text<'a>> {
         self.scratch.clear();
         let mut from = start;
         loop {
@@ -472,15 +459,24 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// Steps over a string after its opening quote, checking its escapes.
+    /// Steps over a string after its opening quote, checking its escapes. The usual string,
+    /// without an escape, is stepped over here (inlined where it is skipped).
+    #[inline(always)]
     fn skip_string(&mut self) -> R<()> {
+        let at = self.special()?;
+        self.i = at + 1;
+        if self.b[at] == b'"' { Ok(()) } else { self.skip_escaped() }
+    }
+
+    /// The rest of a skipped string after a `\`.
+    fn skip_escaped(&mut self) -> R<()> {
         loop {
+            self.escape(false)?;
             let at = self.special()?;
             self.i = at + 1;
             if self.b[at] == b'"' {
                 return Ok(());
             }
-            self.escape(false)?;
         }
     }
 

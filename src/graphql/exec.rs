@@ -39,8 +39,8 @@ pub enum Resolved {
     Error(Arc<GqlError>),
 }
 
-/// Every step's results, each step's sorted by parent address (a binary search finds one:
-/// cheaper than hashing every parent into a map, for the few hundred a step has).
+/// Every step's results, each step's sorted by parent address (found where the last one
+/// was, else by binary search: cheaper than hashing every parent into a map).
 pub struct Store {
     pub root: Held,
     results: Vec<Done>,
