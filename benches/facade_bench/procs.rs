@@ -55,12 +55,30 @@ impl Proc {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|n| n.parse().ok())
     }
+
+    /// CPU time the child has used so far (user + system, all threads), in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds(&format!("/proc/{}/stat", self.pid()))
+    }
+}
+
+/// CPU time (user + system) of the process whose `stat` file is at `path`, in seconds: fields
+/// 14 and 15 of /proc/PID/stat, counted after the command name's closing parenthesis (the name
+/// may hold spaces). They are in USER_HZ ticks, which the kernel fixes at 100 per second for
+/// /proc on every architecture Facade builds for.
+pub fn cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / 100.0)
 }
 
 /// The demo backends as a separate process.
 pub struct Backends {
-    /// Kept so the child lives as long as this value.
-    _proc: Proc,
+    /// The child: it lives as long as this value.
+    proc: Proc,
     /// (name, base URL) in the order of `facade::demo::BACKEND_NAMES`.
     pub urls: Vec<(String, String)>,
 }
@@ -75,7 +93,12 @@ impl Backends {
                 (b["name"].as_str().unwrap_or("").to_owned(), b["baseUrl"].as_str().unwrap_or("").to_owned())
             })
             .collect();
-        Ok(Self { _proc: proc, urls })
+        Ok(Self { proc, urls })
+    }
+
+    /// CPU time the backends' process has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.proc.cpu_seconds()
     }
 
     pub fn url(&self, name: &str) -> &str {

@@ -381,6 +381,7 @@ impl<'a> Val<'a> {
     /// An object's field. (A loop over the nodes, not [`Fields`]: the projection looks up
     /// every field it writes. The schema's shared names are found by address, as the kept
     /// names are the same texts; any other name by its fingerprint, then its bytes.)
+    #[inline]
     pub fn get(self, key: &str) -> Option<Val<'a>> {
         let obj = self.tape.nodes.get(self.at as usize)?;
         if obj.kind != Kind::Obj {
@@ -394,8 +395,8 @@ impl<'a> Val<'a> {
     /// The index of the value named `key` among the fields from node `i` to `end`.
     #[inline(always)]
     fn find_in(self, key: &str, i: usize, end: usize) -> Option<u32> {
-        let (tape, nodes) = (self.tape, &self.tape.nodes);
-        let (key, address) = (key.as_bytes(), key.as_ptr() as u64);
+        let nodes = &self.tape.nodes;
+        let address = key.as_ptr() as u64;
         // The engine looks fields up by the schema's shared names, which the kept names of an
         // answer are: first by address alone, a few instructions a field.
         let mut at = i;
@@ -407,7 +408,16 @@ impl<'a> Val<'a> {
             let value = &nodes[at + 1];
             at = if matches!(value.kind, Kind::List | Kind::Obj) { value.x as usize } else { at + 2 };
         }
-        // Any other name (and a name held as text), by its bytes.
+        self.find_by_bytes(key.as_bytes(), i, end)
+    }
+
+    /// Any other name (and a name held as text), by its bytes: out of line, so the address
+    /// pass above stays small where it is inlined (saving and restoring the registers this
+    /// loop needs cost more than the address pass itself).
+    #[cold]
+    #[inline(never)]
+    fn find_by_bytes(self, key: &[u8], i: usize, end: usize) -> Option<u32> {
+        let (tape, nodes) = (self.tape, &self.tape.nodes);
         let mut i = i;
         while i + 1 < end {
             let name = &nodes[i];
@@ -432,6 +442,7 @@ impl<'a> Val<'a> {
     }
 
     /// An object's field, or null.
+    #[inline]
     pub fn field(self, key: &str) -> Val<'a> {
         self.get(key).unwrap_or(NULL)
     }
@@ -462,6 +473,15 @@ impl<'a> Val<'a> {
     pub fn plain_str(self) -> Option<&'a str> {
         match self.tape.nodes.get(self.at as usize) {
             Some(n) if n.kind == Kind::Str && n.fp[0] == PLAIN => Some(self.tape.text_of(n)),
+            _ => None,
+        }
+    }
+
+    /// An integer that fits `i64` (what [`View::Int`] holds), without building a view.
+    #[inline]
+    pub fn int(self) -> Option<i64> {
+        match self.tape.nodes.get(self.at as usize) {
+            Some(n) if n.kind == Kind::Int => Some(n.x as i64),
             _ => None,
         }
     }

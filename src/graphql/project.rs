@@ -280,16 +280,41 @@ impl Writer<'_> {
         }
     }
 
-    /// Writes a leaf after checking it; `Err` says what was expected.
+    /// Writes a leaf after checking it; `Err` says what was expected. The usual leaves (a
+    /// string that needs no escape, an integer as `Int` or as text such as an ID) are
+    /// written here, inlined where the fields are written; the rest by [`Self::other_leaf`].
+    #[inline(always)]
     fn leaf(&mut self, leaf: &Leaf, v: Val<'_>) -> Result<(), String> {
         let buf = &mut self.buf;
-        if let (Leaf::Text, Some(s)) = (leaf, v.plain_str()) {
-            buf.reserve(s.len() + 2);
-            buf.push(b'"');
-            buf.extend_from_slice(s.as_bytes());
-            buf.push(b'"');
-            return Ok(());
+        match leaf {
+            Leaf::Text => {
+                if let Some(s) = v.plain_str() {
+                    buf.reserve(s.len() + 2);
+                    buf.push(b'"');
+                    buf.extend_from_slice(s.as_bytes());
+                    buf.push(b'"');
+                    return Ok(());
+                }
+                if let Some(i) = v.int() {
+                    buf.push(b'"');
+                    buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                    buf.push(b'"');
+                    return Ok(());
+                }
+            }
+            Leaf::Int => {
+                if let Some(i) = v.int().and_then(|i| i32::try_from(i).ok()) {
+                    buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                    return Ok(());
+                }
+            }
+            _ => {}
         }
+        self.other_leaf(leaf, v)
+    }
+
+    fn other_leaf(&mut self, leaf: &Leaf, v: Val<'_>) -> Result<(), String> {
+        let buf = &mut self.buf;
         match (leaf, v.view()) {
             (Leaf::Text, View::Str(s)) => write_str(buf, s),
             (Leaf::Text, View::Int(i)) => {
