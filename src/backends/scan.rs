@@ -39,7 +39,11 @@ pub fn parse(bytes: &[u8], keep: &Keep) -> Result<Tape, BodyError> {
     // Room for what a body usually keeps, so that the tape seldom grows (a grown vector is
     // copied whole); it grows past this where a body keeps more.
     let tape = Tape::with_capacity(bytes.len() / 8 + 4, bytes.len() / 4);
-    let mut s = Scan { b: bytes, i: 0, scratch: String::new(), tape, plan: Vec::new() };
+    // The whole body checked as UTF-8 at once (vector code, a fraction of an instruction a
+    // byte), so a kept string is a slice of it; a body that is not UTF-8 is checked string by
+    // string instead, as serde_json does, to fail where it fails.
+    let text = simdutf8::basic::from_utf8(bytes).ok();
+    let mut s = Scan { b: bytes, text, i: 0, scratch: String::new(), tape, plan: Vec::new() };
     let done = s.value(keep, DEPTH).and_then(|()| match s.peek() {
         None => Ok(()),
         Some(_) => Err(Fault("trailing characters", s.i)),
@@ -55,6 +59,8 @@ pub fn parse(bytes: &[u8], keep: &Keep) -> Result<Tape, BodyError> {
 
 struct Scan<'a> {
     b: &'a [u8],
+    /// The body as text, when all of it is UTF-8.
+    text: Option<&'a str>,
     i: usize,
     /// A string with escapes, decoded.
     scratch: String,
@@ -88,6 +94,15 @@ impl<'a> Scan<'a> {
     /// The next byte that is not whitespace, not consumed.
     #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
+        // Most bodies have no whitespace between tokens: one compare says so.
+        match self.b.get(self.i) {
+            Some(&c) if c > b' ' => Some(c),
+            _ => self.past_space(),
+        }
+    }
+
+    /// The next byte that is not whitespace, from one that may be.
+    fn past_space(&mut self) -> Option<u8> {
         while let Some(&c) = self.b.get(self.i) {
             if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
                 return Some(c);
@@ -408,14 +423,27 @@ impl<'a> Scan<'a> {
         })
     }
 
+    /// `raw` (a part of the body between two ASCII bytes) as text, if it is UTF-8: a slice of
+    /// the body's text when the whole body is UTF-8, else checked now.
+    #[inline(always)]
+    fn str_of(&self, raw: &'a [u8]) -> Option<&'a str> {
+        match self.text {
+            Some(text) => {
+                let at = raw.as_ptr() as usize - self.b.as_ptr() as usize;
+                text.get(at..at + raw.len())
+            }
+            None => std::str::from_utf8(raw).ok(),
+        }
+    }
+
     /// Writes a string's text (which must be UTF-8) to the tape, as a name or a value: the
     /// node's index.
     #[inline(always)]
     fn put(&mut self, text: Text<'a>, name: bool) -> R<u32> {
         let (text, plain) = match text {
-            Text::Raw(raw) => match std::str::from_utf8(raw) {
-                Ok(t) => (t, true),
-                Err(_) => return self.fault("invalid unicode code point"),
+            Text::Raw(raw) => match self.str_of(raw) {
+                Some(t) => (t, true),
+                None => return self.fault("invalid unicode code point"),
             },
             Text::Decoded => (self.scratch.as_str(), false),
         };
