@@ -58,7 +58,12 @@ pub struct Key {
 
 impl Key {
     /// A key from a scalar (`None` for null, a list or an object).
+    #[inline]
     pub fn of(value: Val<'_>) -> Option<Self> {
+        // The usual key, an integer ID, without a view.
+        if let Some(i) = value.int() {
+            return Some(Self { text: KeyText::Int(i), string: false });
+        }
         Some(Self { text: KeyText::of(value)?, string: matches!(value.view(), View::Str(_)) })
     }
 

@@ -79,6 +79,7 @@ pub fn plan_fetch(
 
 /// Appends the keys a batched field fetches for this parent (its limit argument applied) to
 /// `out` (a step's parents share one vector): how many, or `None` when the parent holds no key.
+#[inline]
 pub fn batch_keys(
     path: &str,
     batch: &BatchSpec,
@@ -100,7 +101,11 @@ pub fn batch_keys(
     let start = out.len();
     match raw.view() {
         View::List(items) if batch.keys_are_list => out.extend(items.filter_map(Key::of).take(limit)),
-        _ => out.extend(Key::of(raw).into_iter().take(limit)),
+        _ => {
+            if let Some(key) = Key::of(raw).filter(|_| limit > 0) {
+                out.push(key);
+            }
+        }
     }
     Ok(Some(out.len() - start))
 }
@@ -148,6 +153,7 @@ pub fn batch_route(
 }
 
 /// Refuses a key that would change the route (see `route::check_key`).
+#[inline]
 pub fn check_keys(path: &str, keys: &[Key], keys_in_path: bool) -> Result<(), GqlError> {
     for key in keys {
         // An integer is never a dot segment nor empty.
