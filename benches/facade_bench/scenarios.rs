@@ -298,9 +298,8 @@ pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
     let static_server = Proc::start(&["_static-server", "--backends", &urls], &[])?;
     let static_target = Target::post(format!("{}/graphql", procs::server_url(&static_server)?), &home_body());
     let target = Target::post(env.graphql(), &home_body());
-    let cpu = || {
-        [env.facade.cpu_seconds(), env.backends.cpu_seconds(), procs::cpu_seconds("/proc/self/stat")]
-    };
+    let cpu =
+        || [env.facade.cpu_seconds(), env.backends.cpu_seconds(), procs::cpu_seconds("/proc/self/stat")];
     let before = cpu();
     let dynamic = load::closed_loop(&target, vus, duration).await;
     let after = cpu();
