@@ -60,6 +60,11 @@ impl Proc {
     pub fn cpu_seconds(&self) -> Option<f64> {
         cpu_seconds(&format!("/proc/{}/stat", self.pid()))
     }
+
+    /// The kernel's part of [`Self::cpu_seconds`] (system time), in seconds.
+    pub fn system_seconds(&self) -> Option<f64> {
+        cpu_times(&format!("/proc/{}/stat", self.pid())).map(|(_, system)| system)
+    }
 }
 
 /// CPU time (user + system) of the process whose `stat` file is at `path`, in seconds: fields
@@ -67,12 +72,17 @@ impl Proc {
 /// may hold spaces). They are in USER_HZ ticks, which the kernel fixes at 100 per second for
 /// /proc on every architecture Facade builds for.
 pub fn cpu_seconds(path: &str) -> Option<f64> {
+    cpu_times(path).map(|(user, system)| user + system)
+}
+
+/// User and system time of the process whose `stat` file is at `path`, in seconds.
+fn cpu_times(path: &str) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(path).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace().skip(11);
     let user: u64 = fields.next()?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
-    Some((user + system) as f64 / 100.0)
+    Some((user as f64 / 100.0, system as f64 / 100.0))
 }
 
 /// The demo backends as a separate process.

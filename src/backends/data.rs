@@ -134,6 +134,11 @@ impl Tape {
         Self { nodes: Vec::with_capacity(nodes), text: String::with_capacity(text), names: Vec::new() }
     }
 
+    /// How many nodes and text bytes the tape holds (what [`super::scan::TapeShare`] learns).
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.nodes.len(), self.text.len())
+    }
+
     /// The value: the first node.
     pub fn root(&self) -> Val<'_> {
         Val { tape: self, at: if self.nodes.is_empty() { NONE } else { 0 } }

@@ -179,6 +179,8 @@ pub struct Backend {
     /// The last minute, live (the ops stream): attempts that reached the backend, and calls
     /// refused before it by reason.
     live: Live,
+    /// How much of its answers' bodies their tapes keep (their next tapes are reserved by it).
+    tape_share: scan::TapeShare,
 }
 
 /// A backend's last minute.
@@ -516,7 +518,7 @@ impl Backend {
                 status: answer.status,
             });
         };
-        let parsed = keep.unwrap_or(&keep::Keep::All).parse(&bytes);
+        let parsed = scan::parse_sized(&bytes, keep.unwrap_or(&keep::Keep::All), Some(&self.tape_share));
         parsed.map_err(|e| FetchError::Body {
             backend: backend.clone(),
             method: m,
@@ -578,6 +580,7 @@ impl Backends {
                     name,
                     declared,
                     live: Live::default(),
+                    tape_share: scan::TapeShare::default(),
                 }))
             })
             .collect::<Result<_, ClientError>>()?;

@@ -79,7 +79,7 @@ pub fn plan_fetch(
 
 /// Appends the keys a batched field fetches for this parent (its limit argument applied) to
 /// `out` (a step's parents share one vector): how many, or `None` when the parent holds no key.
-#[inline]
+#[inline(always)]
 pub fn batch_keys(
     path: &str,
     batch: &BatchSpec,
@@ -153,8 +153,16 @@ pub fn batch_route(
 }
 
 /// Refuses a key that would change the route (see `route::check_key`).
-#[inline]
+#[inline(always)]
 pub fn check_keys(path: &str, keys: &[Key], keys_in_path: bool) -> Result<(), GqlError> {
+    // Integer keys (the usual IDs) are never a dot segment nor empty: nothing to check.
+    if keys.iter().all(|k| matches!(k.text, crate::backends::KeyText::Int(_))) {
+        return Ok(());
+    }
+    check_text_keys(path, keys, keys_in_path)
+}
+
+fn check_text_keys(path: &str, keys: &[Key], keys_in_path: bool) -> Result<(), GqlError> {
     for key in keys {
         // An integer is never a dot segment nor empty.
         if let crate::backends::KeyText::Text(text) = &key.text {
