@@ -49,6 +49,9 @@ struct Node {
 /// A string node's `fp[0]` when its text needs no escape in JSON.
 const PLAIN: u8 = 1;
 
+/// A float node's `fp[0]` when it was read as a short decimal (see [`Tape::push_decimal`]).
+const DECIMAL: u8 = 1;
+
 /// A name's first, second and last bytes, as [`Node::fp`] holds them.
 #[inline(always)]
 fn fingerprint(name: &[u8]) -> [u8; 3] {
@@ -230,6 +233,15 @@ impl Tape {
     #[inline]
     pub fn push_float(&mut self, f: f64) {
         self.push(Kind::Float, 0, f.to_bits());
+    }
+
+    /// A float read as `digits / 10^fraction` (a short decimal such as `4.25`: 425 and 2),
+    /// whose shortest form is those digits with the point put back: it is written that way,
+    /// without formatting the float again ([`Val::decimal`]). The scanner marks only what
+    /// serde_json would write the same (see `scan::Scan::number`).
+    #[inline]
+    pub fn push_decimal(&mut self, f: f64, digits: u32, fraction: u8) {
+        self.nodes.push(Node { kind: Kind::Float, fp: [DECIMAL, fraction, 0], len: digits, x: f.to_bits() });
     }
 
     /// Where the next text goes, and its length once written.
@@ -478,6 +490,15 @@ impl<'a> Val<'a> {
     pub fn plain_str(self) -> Option<&'a str> {
         match self.tape.nodes.get(self.at as usize) {
             Some(n) if n.kind == Kind::Str && n.fp[0] == PLAIN => Some(self.tape.text_of(n)),
+            _ => None,
+        }
+    }
+
+    /// A float marked as a short decimal: its digits and how many of them follow the point.
+    #[inline]
+    pub fn decimal(self) -> Option<(u32, u8)> {
+        match self.tape.nodes.get(self.at as usize) {
+            Some(n) if n.kind == Kind::Float && n.fp[0] == DECIMAL => Some((n.len, n.fp[1])),
             _ => None,
         }
     }

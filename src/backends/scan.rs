@@ -732,6 +732,20 @@ impl<'a> Scan<'a> {
                 [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
             let m = b[integer + 1..i].iter().fold(n, |m, d| m * 10 + u64::from(d - b'0'));
             let f = m as f64 / POW10[fraction];
+            // Positive, its last digit not a zero, at most 9 digits and not below 0.0001: the
+            // shortest form of the float is these digits with the point where it was, as
+            // serde_json writes it (it writes smaller numbers with an exponent). Marked, so
+            // it is written again from them.
+            let digits = u32::try_from(m).ok().filter(|&m| m < 1_000_000_000);
+            if let Some(digits) = digits
+                && !negative
+                && fraction > 0
+                && b[i - 1] != b'0'
+                && digits.checked_ilog10().is_some_and(|l| l as usize + 5 >= fraction)
+            {
+                self.tape.push_decimal(f, digits, fraction as u8);
+                return Ok(());
+            }
             self.tape.push_float(if negative { -f } else { f });
             return Ok(());
         }

@@ -308,6 +308,12 @@ impl Writer<'_> {
                     return Ok(());
                 }
             }
+            Leaf::Float => {
+                if let Some((digits, fraction)) = v.decimal() {
+                    write_decimal(buf, digits, fraction);
+                    return Ok(());
+                }
+            }
             _ => {}
         }
         self.other_leaf(leaf, v)
@@ -358,6 +364,26 @@ fn leaf_name(leaf: &Leaf) -> &'static str {
         Leaf::Bool => "Bool",
         Leaf::Enum(_) => "Enum",
         Leaf::Custom => "Custom",
+    }
+}
+
+/// A short decimal as the scanner read it ([`Val::decimal`]): `digits` with the point put
+/// back `fraction` places from the right (`0.` and zeros first when there are fewer digits).
+fn write_decimal(buf: &mut Vec<u8>, digits: u32, fraction: u8) {
+    let mut text = itoa::Buffer::new();
+    let text = text.format(digits).as_bytes();
+    let fraction = usize::from(fraction);
+    match text.len().checked_sub(fraction) {
+        Some(whole) if whole > 0 => {
+            buf.extend_from_slice(&text[..whole]);
+            buf.push(b'.');
+            buf.extend_from_slice(&text[whole..]);
+        }
+        _ => {
+            buf.extend_from_slice(b"0.");
+            buf.extend(std::iter::repeat_n(b'0', fraction - text.len()));
+            buf.extend_from_slice(text);
+        }
     }
 }
 
@@ -449,6 +475,60 @@ pub fn error_codes(errors: &[ServerError]) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use async_graphql::{ErrorExtensions, PathSegment, Pos, ServerError};
+
+    proptest::proptest! {
+        /// A decimal the scanner marks is written as serde_json writes the float it read.
+        #[test]
+        fn a_marked_decimal_is_written_as_serde_json_writes_its_float(
+            digits in 1u32..1_000_000_000,
+            fraction in 1u8..14,
+        ) {
+            let text = digits.to_string();
+            let f = usize::from(fraction);
+            let body = match text.len().checked_sub(f) {
+                Some(whole) if whole > 0 => format!("{}.{}", &text[..whole], &text[whole..]),
+                _ => format!("0.{}{text}", "0".repeat(f - text.len())),
+            };
+            let tape = crate::backends::keep::Keep::All.parse(body.as_bytes()).unwrap();
+            let root = tape.root();
+            let float: f64 = body.parse().unwrap();
+            proptest::prop_assert_eq!(root.as_f64(), Some(float));
+            if let Some((d, fr)) = root.decimal() {
+                let mut ours = Vec::new();
+                super::write_decimal(&mut ours, d, fr);
+                proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&float).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn ratings_read_from_a_backend_are_marked_as_short_decimals() {
+        for (body, marked) in [
+            ("1.3", true),
+            ("4.25", true),
+            ("0.05", true),
+            ("1.30", false),
+            ("-1.5", false),
+            ("0.000001", false),
+            ("7", false),
+        ] {
+            let tape = crate::backends::keep::Keep::All.parse(body.as_bytes()).unwrap();
+            assert_eq!(tape.root().decimal().is_some(), marked, "{body}");
+        }
+        // Every digit count and point place around where serde_json turns to an exponent.
+        for len in 1..=9u32 {
+            for fraction in 1..=13u8 {
+                let digits = 10u32.pow(len - 1) + 7 * u32::from(len > 1);
+                let mut body = Vec::new();
+                super::write_decimal(&mut body, digits, fraction);
+                let float: f64 = std::str::from_utf8(&body).unwrap().parse().unwrap();
+                let tape = crate::backends::keep::Keep::All.parse(&body).unwrap();
+                if tape.root().decimal().is_some() {
+                    assert_eq!(std::str::from_utf8(&body).unwrap(), serde_json::to_string(&float).unwrap());
+                }
+            }
+        }
+    }
 
     #[test]
     fn errors_are_written_as_async_graphql_serializes_them() {
