@@ -195,8 +195,35 @@ struct State {
     /// Every key asked for in this request, by route: the index of its group and its place
     /// in the group's keys. (Indexes, not a clone of the group's future per key: each clone
     /// costs a waker slot and a lock.)
-    asked: HashMap<Arc<BatchRoute>, HashMap<KeyText, Place, Fast>, Fast>,
+    asked: HashMap<Arc<BatchRoute>, Asked, Fast>,
     singles: HashMap<SingleRequest, SingleSlot, Fast>,
+}
+
+/// A route's keys asked so far, integers apart from texts: the usual numeric IDs hash as one
+/// word, and their map is freed without visiting each entry (nothing in it to drop).
+#[derive(Default)]
+struct Asked {
+    ints: HashMap<i64, Place, Fast>,
+    texts: HashMap<Arc<str>, Place, Fast>,
+}
+
+/// Where a key not asked before goes, once its place is known.
+enum Vacancy<'m> {
+    Int(std::collections::hash_map::VacantEntry<'m, i64, Place>),
+    Text(std::collections::hash_map::VacantEntry<'m, Arc<str>, Place>),
+}
+
+impl Vacancy<'_> {
+    fn insert(self, place: Place) {
+        match self {
+            Vacancy::Int(e) => {
+                e.insert(place);
+            }
+            Vacancy::Text(e) => {
+                e.insert(place);
+            }
+        }
+    }
 }
 
 /// One per GraphQL request; dropped with it.
@@ -274,18 +301,29 @@ impl Batcher {
         let mut guard = self.state();
         let State { pending, asked, groups, .. } = &mut *guard;
         let asked = asked.entry(route.clone()).or_default();
-        asked.reserve(keys.len());
+        if matches!(keys.first(), Some(Key { text: KeyText::Int(_), .. })) {
+            asked.ints.reserve(keys.len());
+        }
         let mut slots = Vec::with_capacity(keys.len());
         // The route's pending group, found (or opened) once, at the first new key.
         let mut group: Option<&mut Pending> = None;
         let total = keys.len();
         for (n, key) in keys.into_iter().enumerate() {
-            let e = match asked.entry(key.text.clone()) {
-                Entry::Occupied(e) => {
-                    slots.push(*e.get());
-                    continue;
-                }
-                Entry::Vacant(e) => e,
+            let e = match &key.text {
+                KeyText::Int(i) => match asked.ints.entry(*i) {
+                    Entry::Occupied(e) => {
+                        slots.push(*e.get());
+                        continue;
+                    }
+                    Entry::Vacant(e) => Vacancy::Int(e),
+                },
+                KeyText::Text(t) => match asked.texts.entry(t.clone()) {
+                    Entry::Occupied(e) => {
+                        slots.push(*e.get());
+                        continue;
+                    }
+                    Entry::Vacant(e) => Vacancy::Text(e),
+                },
             };
             if group.is_none() {
                 group = Some(match pending.entry(route.clone()) {
