@@ -45,7 +45,9 @@ pub fn parse(bytes: &[u8], keep: &Keep) -> Result<Tape, BodyError> {
 /// reserved at that share of its body, plus an eighth. A request holds its answers until its
 /// response is written, so with many requests in flight, room reserved and never used is
 /// memory held (a home query's catalog answer keeps 3 of 8 fields: its tape used a third of
-/// the one-node-per-8-bytes reservation); and a tape that grows is copied whole.
+/// the one-node-per-8-bytes reservation); and a tape that grows is copied whole. One share per
+/// backend: its routes mostly keep alike, and a wrong guess costs a grown tape or some unused
+/// room, never a wrong answer.
 #[derive(Debug, Default)]
 pub struct TapeShare {
     /// Nodes per 4 KiB of body, 0 before the first answer.
@@ -59,8 +61,7 @@ impl TapeShare {
     fn reserve(&self, bytes: usize) -> (usize, usize) {
         let nodes = self.nodes.load(Ordering::Relaxed) as usize;
         if nodes == 0 {
-            // The first answer: room for what a body usually keeps.
-            return (bytes / 8 + 4, bytes / 4);
+            return first_guess(bytes);
         }
         let text = self.text.load(Ordering::Relaxed) as usize;
         let share = |per_4k: usize| (bytes.saturating_mul(per_4k) / 4096).saturating_mul(9) / 8 + 8;
@@ -75,9 +76,15 @@ impl TapeShare {
     }
 }
 
+/// Nodes and text bytes to reserve for a body of `bytes` when nothing was learned: room for
+/// what a body usually keeps, so that the tape seldom grows.
+fn first_guess(bytes: usize) -> (usize, usize) {
+    (bytes / 8 + 4, bytes / 4)
+}
+
 /// [`parse`], the tape reserved by what `share` learned (and teaching it this answer's size).
 pub fn parse_sized(bytes: &[u8], keep: &Keep, share: Option<&TapeShare>) -> Result<Tape, BodyError> {
-    let (nodes, text) = share.map_or((bytes.len() / 8 + 4, bytes.len() / 4), |s| s.reserve(bytes.len()));
+    let (nodes, text) = share.map_or_else(|| first_guess(bytes.len()), |s| s.reserve(bytes.len()));
     let tape = Tape::with_capacity(nodes, text);
     // The whole body checked as UTF-8 at once (vector code, a fraction of an instruction a
     // byte), so a kept string is a slice of it; a body that is not UTF-8 is checked string by
