@@ -164,7 +164,6 @@ pub fn check_keys(path: &str, keys: &[Key], keys_in_path: bool) -> Result<(), Gq
 
 fn check_text_keys(path: &str, keys: &[Key], keys_in_path: bool) -> Result<(), GqlError> {
     for key in keys {
-        // An integer is never a dot segment nor empty.
         if let crate::backends::KeyText::Text(text) = &key.text {
             route::check_key(text, keys_in_path).map_err(|e| route_error(path, &e))?;
         }

@@ -289,10 +289,7 @@ impl Writer<'_> {
         match leaf {
             Leaf::Text => {
                 if let Some(s) = v.plain_str() {
-                    buf.reserve(s.len() + 2);
-                    buf.push(b'"');
-                    buf.extend_from_slice(s.as_bytes());
-                    buf.push(b'"');
+                    write_plain(buf, s);
                     return Ok(());
                 }
                 if let Some(i) = v.int() {
@@ -319,20 +316,14 @@ impl Writer<'_> {
         self.other_leaf(leaf, v)
     }
 
+    /// The leaves [`Self::leaf`] did not write: an integer as text, and one that fits `Int`,
+    /// never come here.
     fn other_leaf(&mut self, leaf: &Leaf, v: Val<'_>) -> Result<(), String> {
         let buf = &mut self.buf;
         match (leaf, v.view()) {
             (Leaf::Text, View::Str(s)) => write_str(buf, s),
-            (Leaf::Text, View::Int(i)) => {
-                buf.push(b'"');
-                buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
-                buf.push(b'"');
-            }
             (Leaf::Text, View::UInt(_) | View::Float(_)) => write_str(buf, &v.to_string()),
             (Leaf::Text, View::Bool(b)) => write_str(buf, if b { "true" } else { "false" }),
-            (Leaf::Int, View::Int(i)) if i32::try_from(i).is_ok() => {
-                buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
-            }
             (Leaf::Int, View::Int(_) | View::UInt(_)) => return Err(format!("Int (32 bits), got {v}")),
             // An integer is a Float too, written as one (`7.0`).
             (Leaf::Float, View::Float(x)) => {
@@ -391,13 +382,19 @@ fn write_decimal(buf: &mut Vec<u8>, digits: u32, fraction: u8) {
 /// characters): those are copied as they are.
 fn write_str(buf: &mut Vec<u8>, s: &str) {
     if plain(s.as_bytes()) {
-        buf.reserve(s.len() + 2);
-        buf.push(b'"');
-        buf.extend_from_slice(s.as_bytes());
-        buf.push(b'"');
+        write_plain(buf, s);
     } else {
         serde_json::to_writer(buf, s).expect("a string serializes");
     }
+}
+
+/// A string known to need no escape, quoted.
+#[inline(always)]
+fn write_plain(buf: &mut Vec<u8>, s: &str) {
+    buf.reserve(s.len() + 2);
+    buf.push(b'"');
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(b'"');
 }
 
 /// The errors as async-graphql serializes them (`message`, then `locations`, `path` and
