@@ -250,6 +250,20 @@ impl Drop for Dispatch<'_> {
     }
 }
 
+impl Dispatch<'_> {
+    /// Makes the group's calls on the leader's own task (the request's: no task spawned, no
+    /// hop between threads to hand the answer back) and hands the outcome to every waiter.
+    /// Were the leader dropped during the calls, the waiters would get `Cancelled`: steps
+    /// are dropped only with their whole request.
+    async fn run(self) {
+        let taken = self.batcher.state().pending.remove(&self.route);
+        let Some(group) = taken else { return };
+        let b = self.batcher;
+        let outcome = fetch_batch(&b.backends, &self.route, group.keys, b.deadline, b.log.as_ref()).await;
+        let _ = group.tx.send(Arc::new(outcome));
+    }
+}
+
 impl Batcher {
     pub fn new(backends: Arc<Backends>, deadline: Instant) -> Self {
         Self { backends, deadline, state: Mutex::new(State::default()), log: None }
@@ -272,7 +286,7 @@ impl Batcher {
         let (asked, lead) = self.register(Arc::new(route), keys);
         if let Some(dispatch) = lead {
             tokio::task::yield_now().await;
-            drop(dispatch);
+            dispatch.run().await;
         }
         // Usually every key is in one or two groups: wait for each group once, not per key.
         let mut unique: Vec<usize> = Vec::new();
@@ -403,30 +417,27 @@ impl Batcher {
         slot
     }
 
-    /// Starts one call on its own task.
-    fn start_single(&self, request: SingleRequest, read: bool) -> SingleSlot {
+    /// One call, made by the request's task when it first waits for it (the calls of a
+    /// request run concurrently within its task, as its steps do).
+    fn start_single(&self, req: SingleRequest, read: bool) -> SingleSlot {
         let backends = self.backends.clone();
-        let req = request.clone();
         let deadline = self.deadline;
         let log = self.log.clone();
-        let task = tokio::spawn(crate::telemetry::otel::carry(
-            async move {
-                // The JSON text made when the request was planned.
-                let body = req.body.as_ref().map(|text| bytes::Bytes::from(text.clone()));
-                let backend = backends.get(req.backend);
-                let keep = req.keep.as_ref().map(|k| &*k.0);
-                let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read, keep, 0);
-                match FetchLog::record(log.as_ref(), backend, req.method, &req.path, 0, call).await {
-                    Ok(v) => Ok(Held::new(v)),
-                    // A single resource that does not exist is a null field, not an error.
-                    Err(FetchError::Status { status: 404, .. }) => Ok(Held::null()),
-                    Err(e) => Err(e),
-                }
+        async move {
+            // The JSON text made when the request was planned.
+            let body = req.body.as_ref().map(|text| bytes::Bytes::from(text.clone()));
+            let backend = backends.get(req.backend);
+            let keep = req.keep.as_ref().map(|k| &*k.0);
+            let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read, keep, 0);
+            match FetchLog::record(log.as_ref(), backend, req.method, &req.path, 0, call).await {
+                Ok(v) => Ok(Held::new(v)),
+                // A single resource that does not exist is a null field, not an error.
+                Err(FetchError::Status { status: 404, .. }) => Ok(Held::null()),
+                Err(e) => Err(e),
             }
-            .in_current_span(),
-        ));
-        let backend: Arc<str> = Arc::from(self.backends.get(request.backend).name());
-        task.map(move |r| r.unwrap_or(Err(FetchError::Cancelled { backend }))).boxed().shared()
+        }
+        .boxed()
+        .shared()
     }
 }
 
