@@ -53,12 +53,64 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            spawn_upkeep(handle.clone());
             Some(handle)
         })
         .as_ref()
 }
 
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The thread that folds histogram samples into buckets every [`UPKEEP_EVERY`]. The recorder
+/// keeps each sample until then (or until `/metrics` is read): without this, a server nobody
+/// scrapes would grow by every backend call's latency sample, ~120 bytes per home query
+/// (docs/BENCHMARKS.md §21). A thread, not a task: the recorder outlives any one runtime.
+const UPKEEP_THREAD: &str = "facade-metrics";
+
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name(UPKEEP_THREAD.to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no metrics upkeep thread: histogram samples are folded only when /metrics is read");
+    }
+}
+
 /// Prometheus text for `/metrics`.
 pub fn render() -> String {
     handle().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The upkeep thread runs once the recorder is installed (its name is what `ps -L` shows;
+    /// read from Linux's /proc).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn installing_the_recorder_starts_the_upkeep_thread() {
+        assert!(handle().is_some(), "the recorder installs in a test process");
+        let names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .map(|tasks| {
+                    tasks
+                        .flatten()
+                        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                        .map(|n| n.trim().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        // A new thread names itself once it runs: until then it shows its parent's name.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !names().iter().any(|n| n == UPKEEP_THREAD) {
+            assert!(std::time::Instant::now() < deadline, "threads: {:?}", names());
+            std::thread::yield_now();
+        }
+    }
 }
