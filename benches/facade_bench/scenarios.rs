@@ -318,7 +318,14 @@ pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
         .map(|(b, a)| Some((a? - (*b)?) * 1e6 / dynamic.requests.max(1) as f64))
         .collect();
     let us = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.0}"));
+    let static_before = static_server.cpu_seconds();
     let fixed = load::closed_loop(&static_target, vus, duration).await;
+    // The static server's own CPU per request: with Facade's, the engines' cost apart from
+    // the demo backends and the load generator, which both loops share.
+    let static_us = static_before
+        .zip(static_server.cpu_seconds())
+        .map(|(b, a)| (a - b) * 1e6 / fixed.requests.max(1) as f64);
+    let engine_ratio = static_us.zip(per_request[0]).map(|(s, f)| s / f);
     let open = load::open_loop(&target, rate, Duration::from_secs(open_secs)).await;
     let row = |name: &str, s: &load::Stats, ratio: f64| {
         format!(
@@ -335,7 +342,8 @@ pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
     let table = format!(
         "Closed loop, {vus} virtual users, {secs} s each:\n\n\
          | server | RPS | p50 ms | p95 ms | p99 ms | errors | body | RPS ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|\n{}{}\n\
-         CPU per Facade request in that loop: Facade {} µs ({} µs of it in the kernel), demo backends {} µs, load generator {} µs.\n\n\
+         CPU per Facade request in that loop: Facade {} µs ({} µs of it in the kernel), demo backends {} µs, load generator {} µs. \
+         The static server used {} µs per request of its loop: {} × Facade's.\n\n\
          Facade peak RSS: {} MiB. Goal: ≥ 1,500 RPS with p99 < 50 ms, ≥ 5× the static server, peak RSS ≤ 64 MiB.\n\n\
          Open loop, {rate} requests/s for {open_secs} s against Facade: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {} errors.",
         row("Facade (compiled plan)", &dynamic, ratio),
@@ -344,6 +352,8 @@ pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
         us(per_request[3]),
         us(per_request[1]),
         us(per_request[2]),
+        us(static_us),
+        engine_ratio.map_or("?".to_owned(), |r| format!("{r:.2}")),
         rss_kib.map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
         open.p50_ms,
         open.p95_ms,
@@ -354,7 +364,7 @@ pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
         name: "throughput",
         table,
         figures: json!({"facade": dynamic, "static": fixed, "ratio": ratio, "facade_peak_rss_kib": rss_kib, "open_loop": open,
-            "cpu_us_per_request": {"facade": per_request[0], "backends": per_request[1], "load": per_request[2], "facade_system": per_request[3]}}),
+            "cpu_us_per_request": {"facade": per_request[0], "backends": per_request[1], "load": per_request[2], "facade_system": per_request[3], "static": static_us}, "cpu_ratio": engine_ratio}),
     })
 }
 

@@ -94,6 +94,8 @@ pub(crate) struct Memo {
     pub titles: Box<[std::sync::OnceLock<Box<[u8]>>]>,
     /// `SIZES.len()` slots per title, size-major.
     pub artwork: Box<[std::sync::OnceLock<Box<[u8]>>]>,
+    /// Seeded ratings (a title with votes cast is written live instead).
+    pub ratings: Box<[std::sync::OnceLock<Box<[u8]>>]>,
 }
 
 impl Memo {
@@ -102,6 +104,7 @@ impl Memo {
         match name {
             "catalog" => Memo { titles: slots(TITLES), ..Memo::default() },
             "artwork" => Memo { artwork: slots(TITLES * data::SIZES.len() as u64), ..Memo::default() },
+            "ratings" => Memo { ratings: slots(TITLES), ..Memo::default() },
             _ => Memo::default(),
         }
     }
