@@ -20,8 +20,8 @@ fn plain(align: usize, size: usize) -> bool {
 
 // SAFETY: each method passes the layout's size to mimalloc and asks for its alignment
 // whenever plain mimalloc blocks do not already have it; blocks are freed by `mi_free`,
-// which takes any block mimalloc made. The only unsafe code in Facade: an allocator cannot be
-// written without it.
+// which takes any block mimalloc made. With `tune_for_server`, the only unsafe code in Facade:
+// an allocator cannot be written, nor its options set, without it.
 #[allow(unsafe_code)]
 unsafe impl std::alloc::GlobalAlloc for Mimalloc {
     #[inline]
@@ -70,10 +70,51 @@ unsafe impl std::alloc::GlobalAlloc for Mimalloc {
     }
 }
 
+/// How long mimalloc keeps a freed page before giving it back to the system, in a server:
+/// 100 ms instead of mimalloc v3's 1,000. Under load, pages freed within the delay are still
+/// counted while new ones are taken: peak RSS rose in bursts of up to ~10 MiB over the steady
+/// level (docs/BENCHMARKS.md §21). 0 (at once) kept the peak lowest but cost ~30 µs more
+/// kernel time per home query; 100 ms costs a few.
+const SERVER_PURGE_DELAY_MS: std::ffi::c_long = 100;
+
+/// `mi_option_purge_delay`'s place in mimalloc v3's option enum (`mimalloc.h`), which
+/// libmimalloc-sys names no constant for; a test checks it against the option's default.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Sets the allocator's options for `facade serve`, unless the operator set
+/// `MIMALLOC_PURGE_DELAY` (mimalloc reads it itself).
+pub fn tune_for_server() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: sets an option by its index, a plain store mimalloc reads when it purges.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, SERVER_PURGE_DELAY_MS)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::alloc::{GlobalAlloc, Layout};
+
+    /// Index 15 is the purge delay: its value is mimalloc's default of 1,000 ms, or ours once
+    /// a server in this process set it (its neighbours default to 1 and 0).
+    #[test]
+    #[allow(unsafe_code)]
+    fn option_fifteen_is_the_purge_delay() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            eprintln!("skipped: MIMALLOC_PURGE_DELAY is set, so the option holds its value");
+            return;
+        }
+        // SAFETY: reads an option by its index.
+        let before = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert!(before == 1000 || before == SERVER_PURGE_DELAY_MS, "option 15 is {before}");
+        tune_for_server();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }, SERVER_PURGE_DELAY_MS);
+    }
 
     /// Blocks of every alignment come back aligned, zeroed where asked, and keep their bytes
     /// when they grow or shrink (a block above 1 KiB too, where the aligned path over-allocated).

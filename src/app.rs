@@ -140,6 +140,7 @@ impl App {
             crate::registry::samples::publish_samples(&registry, &scripts).await?;
         }
         crate::telemetry::metrics::handle();
+        crate::alloc::tune_for_server();
         let door = http::door::Door::new(http::door::DoorLimits {
             client_rate: config.limits.client_rate_per_sec,
             client_burst: config.limits.client_burst,
