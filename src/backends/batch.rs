@@ -241,12 +241,16 @@ pub struct Batcher {
 /// resolver is cancelled, so the other waiters are never stranded.
 struct Dispatch<'a> {
     batcher: &'a Batcher,
-    route: Arc<BatchRoute>,
+    /// `None` once [`Dispatch::run`] took the group: a later group of the same route, opened
+    /// while this one's calls run, is its own leader's to dispatch.
+    route: Option<Arc<BatchRoute>>,
 }
 
 impl Drop for Dispatch<'_> {
     fn drop(&mut self) {
-        self.batcher.dispatch(&self.route);
+        if let Some(route) = self.route.take() {
+            self.batcher.dispatch(&route);
+        }
     }
 }
 
@@ -255,11 +259,12 @@ impl Dispatch<'_> {
     /// hop between threads to hand the answer back) and hands the outcome to every waiter.
     /// Were the leader dropped during the calls, the waiters would get `Cancelled`: steps
     /// are dropped only with their whole request.
-    async fn run(self) {
-        let taken = self.batcher.state().pending.remove(&self.route);
-        let Some(group) = taken else { return };
+    async fn run(mut self) {
+        let Some(route) = self.route.take() else { return };
         let b = self.batcher;
-        let outcome = fetch_batch(&b.backends, &self.route, group.keys, b.deadline, b.log.as_ref()).await;
+        let taken = b.state().pending.remove(&route);
+        let Some(group) = taken else { return };
+        let outcome = fetch_batch(&b.backends, &route, group.keys, b.deadline, b.log.as_ref()).await;
         let _ = group.tx.send(Arc::new(outcome));
     }
 }
@@ -374,7 +379,7 @@ impl Batcher {
         }
         drop(guard);
         // `then`, not `then_some`: building a guard we do not return would dispatch on drop.
-        (slots, lead.then(|| Dispatch { batcher: self, route }))
+        (slots, lead.then(|| Dispatch { batcher: self, route: Some(route) }))
     }
 
     fn dispatch(&self, route: &Arc<BatchRoute>) {

@@ -335,23 +335,23 @@ async fn rating(State(s): St, Path(id): Path<u64>) -> Response {
 /// A title's seeded rating with the votes cast since.
 fn rating_of(s: &BackendState, id: u64) -> Option<super::data::Rating> {
     let votes = s.writes().votes.get(&id).copied();
-    with_votes(s.data.rating(id)?, votes)
+    Some(with_votes(s.data.rating(id)?, votes))
 }
 
 /// `r` with `votes` (sum of stars, count) added.
-fn with_votes(mut r: super::data::Rating, votes: Option<(u64, u64)>) -> Option<super::data::Rating> {
+fn with_votes(mut r: super::data::Rating, votes: Option<(u64, u64)>) -> super::data::Rating {
     if let Some((sum, n)) = votes {
         r.average = ((r.average * r.count as f64 + sum as f64) / (r.count + n) as f64 * 10.0).round() / 10.0;
         r.count += n;
     }
-    Some(r)
+    r
 }
 
 /// Appends a title's rating: from its memo slot while no vote was cast for it, else made now.
 fn put_rating(s: &BackendState, id: u64, votes: Option<(u64, u64)>, out: &mut Vec<u8>) -> bool {
     match votes {
         None => put_memo(&s.memo.ratings, title_index(s, id), || s.data.rating(id), out),
-        Some(_) => put(out, s.data.rating(id).and_then(|r| with_votes(r, votes))),
+        Some(_) => put(out, s.data.rating(id).map(|r| with_votes(r, votes))),
     }
 }
 
