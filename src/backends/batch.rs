@@ -237,8 +237,9 @@ pub struct Batcher {
     log: Option<FetchLog>,
 }
 
-/// Dispatches the leader's group when dropped: after its yield, or early if the leader's
-/// resolver is cancelled, so the other waiters are never stranded.
+/// The leader's hold on its group: [`Dispatch::run`] makes the group's calls after the
+/// leader's yield; dropped before that (the leader's resolver cancelled), it hands the group
+/// to a task of its own, so the other waiters are never stranded.
 struct Dispatch<'a> {
     batcher: &'a Batcher,
     /// `None` once [`Dispatch::run`] took the group: a later group of the same route, opened
@@ -382,6 +383,8 @@ impl Batcher {
         (slots, lead.then(|| Dispatch { batcher: self, route: Some(route) }))
     }
 
+    /// Makes the route's pending group's calls on a task of its own (the fallback for a
+    /// leader dropped before it ran them).
     fn dispatch(&self, route: &Arc<BatchRoute>) {
         let Some(group) = self.state().pending.remove(route) else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };

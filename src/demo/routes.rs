@@ -549,7 +549,7 @@ async fn bookmarks(State(s): St, Path(pid): Path<u64>, Query(q): Query<Bookmarks
     }
     let writes = s.writes();
     batch(parse_ids(&q.title_ids), |tid, out| {
-        saved_or_seeded(&s, &writes, pid, tid).is_some_and(|b| b.write_json(out))
+        saved_or_seeded(&s, &writes, pid, tid).map(|b| b.write_json(out)).is_some()
     })
 }
 
