@@ -82,6 +82,9 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Listen { addr: config.listen, source })?;
+        // The metrics recorder before the backends: each registers its per-call series once,
+        // with whichever recorder is installed then.
+        crate::telemetry::metrics::handle();
         let demo = if config.demo.enabled {
             let options = DemoOptions { seed: config.demo.seed, ..DemoOptions::default() };
             Some(Arc::new(DemoBackends::start(&options).await?))
@@ -139,7 +142,6 @@ impl App {
         if config.demo.enabled {
             crate::registry::samples::publish_samples(&registry, &scripts).await?;
         }
-        crate::telemetry::metrics::handle();
         crate::alloc::tune_for_server();
         let door = http::door::Door::new(http::door::DoorLimits {
             client_rate: config.limits.client_rate_per_sec,

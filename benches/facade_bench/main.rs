@@ -67,14 +67,21 @@ enum Child {
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let servers = || tokio::runtime::Builder::new_multi_thread().enable_all().build();
     match cli.child {
-        Some(Child::DemoBackends) => rt.block_on(demo_backends()),
-        Some(Child::Serve) => rt.block_on(serve()),
+        Some(Child::DemoBackends) => servers()?.block_on(demo_backends()),
+        Some(Child::Serve) => servers()?.block_on(serve()),
         Some(Child::StaticServer { backends }) => {
-            rt.block_on(static_server::serve(serde_json::from_str(&backends)?))
+            servers()?.block_on(static_server::serve(serde_json::from_str(&backends)?))
         }
-        None => rt.block_on(run(cli.scenarios, cli.smoke, cli.json)),
+        // The load generator on one thread, as wrk runs with `-t1`: it needs a fraction of a
+        // core, and a second worker thread would only add wake-ups between the two (CPU taken
+        // from the servers measured on the same two cores).
+        None => tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(run(
+            cli.scenarios,
+            cli.smoke,
+            cli.json,
+        )),
     }
 }
 

@@ -132,7 +132,7 @@ pub async fn chattiness(env: &Env) -> anyhow::Result<Report> {
         facade.push(ms(t0.elapsed()));
     }
     let device = Device {
-        client: client.clone(),
+        client: reqwest::Client::new(),
         rtt,
         connections: Arc::new(Semaphore::new(6)),
         calls: Default::default(),
@@ -262,7 +262,7 @@ pub async fn parallelism(env: &Env) -> anyhow::Result<Report> {
     let target = Target::post(env.graphql(), &home_body());
     target.send(&client).await.map_err(anyhow::Error::msg)?;
     let direct = Device {
-        client: client.clone(),
+        client: reqwest::Client::new(),
         rtt: Duration::ZERO,
         connections: Arc::new(Semaphore::new(6)),
         calls: Default::default(),
@@ -292,7 +292,8 @@ pub async fn parallelism(env: &Env) -> anyhow::Result<Report> {
 
 /// Scenario 4: Home-query throughput at 50 virtual users: Facade vs the static async-graphql server.
 pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
-    let (vus, secs, rate, open_secs) = if env.smoke { (4, 1, 50, 1) } else { (50, 30, 100, 10) };
+    let (vus, rounds, secs, rate, open_secs) =
+        if env.smoke { (4, 1, 1, 50, 1) } else { (50, 3, 10, 100, 10) };
     let duration = Duration::from_secs(secs);
     let urls = serde_json::to_string(&env.backends.urls)?;
     let static_server = Proc::start(&["_static-server", "--backends", &urls], &[])?;
@@ -306,25 +307,33 @@ pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
             env.facade.system_seconds(),
         ]
     };
-    let before = cpu();
-    let dynamic = load::closed_loop(&target, vus, duration).await;
-    let after = cpu();
+    // CPU seconds of each process while Facade was measured, and the static server's while it was.
+    let mut facade_cpu = [Some(0.0); 4];
+    let mut static_cpu = Some(0.0);
+    // The two servers take turns, so that the machine's speed, which drifts over minutes
+    // here, weighs on both alike.
+    let (mut dynamic, mut fixed) = (load::Run::default(), load::Run::default());
+    for _ in 0..rounds {
+        let before = cpu();
+        dynamic.add(&load::closed_run(&target, vus, duration).await);
+        let after = cpu();
+        for (sum, (b, a)) in facade_cpu.iter_mut().zip(before.iter().zip(after)) {
+            *sum = sum.zip(*b).zip(a).map(|((s, b), a)| s + a - b);
+        }
+        let before = static_server.cpu_seconds();
+        fixed.add(&load::closed_run(&static_target, vus, duration).await);
+        static_cpu = static_cpu.zip(before).zip(static_server.cpu_seconds()).map(|((s, b), a)| s + a - b);
+    }
+    let (dynamic, fixed) = (dynamic.stats(), fixed.stats());
     let rss_kib = env.facade.peak_rss_kib();
-    // CPU per request of each process in the closed loop (microseconds): where the machine's
+    // CPU per request of each process in Facade's loop (microseconds): where the machine's
     // two cores went, so the ratio can be read against what the other processes took.
-    let per_request: Vec<Option<f64>> = before
-        .iter()
-        .zip(after)
-        .map(|(b, a)| Some((a? - (*b)?) * 1e6 / dynamic.requests.max(1) as f64))
-        .collect();
+    let per_request: Vec<Option<f64>> =
+        facade_cpu.iter().map(|s| s.map(|s| s * 1e6 / dynamic.requests.max(1) as f64)).collect();
     let us = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.0}"));
-    let static_before = static_server.cpu_seconds();
-    let fixed = load::closed_loop(&static_target, vus, duration).await;
     // The static server's own CPU per request: with Facade's, the engines' cost apart from
     // the demo backends and the load generator, which both loops share.
-    let static_us = static_before
-        .zip(static_server.cpu_seconds())
-        .map(|(b, a)| (a - b) * 1e6 / fixed.requests.max(1) as f64);
+    let static_us = static_cpu.map(|s| s * 1e6 / fixed.requests.max(1) as f64);
     let engine_ratio = static_us.zip(per_request[0]).map(|(s, f)| s / f);
     let open = load::open_loop(&target, rate, Duration::from_secs(open_secs)).await;
     let row = |name: &str, s: &load::Stats, ratio: f64| {
@@ -340,7 +349,7 @@ pub async fn throughput(env: &Env) -> anyhow::Result<Report> {
     };
     let ratio = dynamic.rps / fixed.rps;
     let table = format!(
-        "Closed loop, {vus} virtual users, {secs} s each:\n\n\
+        "Closed loop, {vus} virtual users, {rounds} rounds of {secs} s for each server, taking turns:\n\n\
          | server | RPS | p50 ms | p95 ms | p99 ms | errors | body | RPS ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|\n{}{}\n\
          CPU per Facade request in that loop: Facade {} µs ({} µs of it in the kernel), demo backends {} µs, load generator {} µs. \
          The static server used {} µs per request of its loop: {} × Facade's.\n\n\
@@ -401,7 +410,7 @@ pub async fn isolation(env: &Env) -> anyhow::Result<Report> {
     let home = Target::post(env.graphql(), &home_body());
     let healthy = load::closed_loop(&home, vus, duration).await;
     let artwork = env.backends.url("artwork").to_owned();
-    let client = load::client(2);
+    let client = reqwest::Client::new();
     client.post(format!("{artwork}/_demo/faults")).json(&json!({"hang": true})).send().await?;
     // Warm-up: the first calls wait out their 1 s timeouts until the breaker opens.
     load::closed_loop(&home, vus, Duration::from_millis(warm)).await;
@@ -446,7 +455,7 @@ pub async fn isolation(env: &Env) -> anyhow::Result<Report> {
 /// Scenario 7: a device call by endpoint ID (`/v1/tv/home`) against posting the same query
 /// text to `/graphql`, one user, then 20 users.
 pub async fn by_id(env: &Env) -> anyhow::Result<Report> {
-    let client = load::client(2);
+    let client = reqwest::Client::new();
     let admin =
         |path: &str| client.post(format!("{}/admin/v1{path}", env.facade_url)).bearer_auth(BENCH_TOKEN);
     let _ = admin("/clients").json(&json!({"name": "tv", "team": "tv-team"})).send().await?;
@@ -498,7 +507,7 @@ const TV_TRANSFORM: &str = include_str!("../../resolvers-js/endpoints/tv/home.js
 /// share of a device request (same document published with and without it).
 pub async fn scripts(env: &Env) -> anyhow::Result<Report> {
     let n = if env.smoke { 5 } else { 300 };
-    let client = load::client(2);
+    let client = reqwest::Client::new();
     let admin =
         |path: &str| client.post(format!("{}/admin/v1{path}", env.facade_url)).bearer_auth(BENCH_TOKEN);
     let _ = admin("/clients").json(&json!({"name": "tv", "team": "tv-team"})).send().await?;

@@ -208,3 +208,41 @@ async fn a_debug_request_with_a_token_gets_its_waterfall() {
     assert!(body["answer"]["rows"].is_array(), "{body}");
     assert_eq!(body["debug"]["fetches"].as_array().unwrap().len(), 6);
 }
+
+#[tokio::test]
+async fn metrics_count_each_backend_call_and_its_latency() {
+    let app = crate::endpoints::app_on(None).await;
+    let scrape = || async {
+        let text =
+            app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+        // Other tests in this process call a `catalog` of their own: counts only grow.
+        let value = |name: &str, labels: &[&str]| {
+            text.lines()
+                .find(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+                .and_then(|l| l.rsplit(' ').next())
+                .map_or(0.0, |v| v.parse::<f64>().unwrap())
+        };
+        (
+            value("facade_backend_calls_total", &["backend=\"catalog\"", "outcome=\"ok\""]),
+            value("facade_backend_request_duration_seconds_count", &["backend=\"catalog\""]),
+        )
+    };
+    let (calls, timed) = scrape().await;
+    for id in 1..=5 {
+        let query = json!({"query": format!("{{ title(id: {id}) {{ name }} }}")});
+        let body: Value = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .json(&query)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(body["data"]["title"]["name"].is_string(), "{body}");
+    }
+    let (calls_after, timed_after) = scrape().await;
+    assert!(calls_after - calls >= 5.0, "ok calls counted: {calls} → {calls_after}");
+    assert!(timed_after - timed >= 5.0, "latencies recorded: {timed} → {timed_after}");
+}
