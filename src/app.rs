@@ -155,8 +155,7 @@ impl App {
             body: Duration::from_millis(config.server.body_timeout_ms.max(1)),
             request: Duration::from_millis(config.server.request_timeout_ms.max(1)),
         };
-        let router =
-            http::serve::with_request_timeouts(http::router(state, config.limits.body_bytes, door), timeouts);
+        let router = http::router(state, config.limits.body_bytes, door, timeouts);
 
         Ok(Self { listener, router, demo, timeouts, grace: Duration::from_secs(config.shutdown_grace_secs) })
     }

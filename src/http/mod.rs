@@ -52,9 +52,9 @@ pub struct AppState {
     pub ops_streams: Arc<tokio::sync::Semaphore>,
 }
 
-/// All routes, with the body limit and a tracing span per request; device-facing routes
-/// pass the door's rate limits first.
-pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Router {
+/// All routes, with the body limit, the request and body timeouts (408) and a tracing span
+/// per request; device-facing routes pass the door's rate limits first.
+pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>, timeouts: serve::Timeouts) -> Router {
     let devices = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/v1/{client}/{endpoint}", get(device::call).post(device::call))
@@ -85,11 +85,20 @@ pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>) -> Rout
             span.record("http.response.status_code", i64::from(response.status().as_u16()));
         },
     );
-    router
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(trace)
+    // Around the whole router, once: `Router::layer` wraps every route in a boxed service of
+    // its own, and a request then cloned and boxed one per layer (~20 allocations each).
+    // Outermost first.
+    let layers = tower::ServiceBuilder::new()
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeouts.request,
+        ))
         .layer(axum::middleware::from_fn(sampling))
-        .with_state(state)
+        .layer(trace)
+        .layer(DefaultBodyLimit::max(body_limit))
+        // Innermost: it changes the body's type, which `from_fn` does not take.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(timeouts.body));
+    Router::new().fallback_service(layers.service(router.with_state(state)))
 }
 
 /// Whether this request is traced: decided once, before its span is made, and kept for

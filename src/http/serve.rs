@@ -14,14 +14,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_io_timeout::TimeoutStream;
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 /// Connection and request timeouts (`[server]` in config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +28,6 @@ pub struct Timeouts {
     pub idle: Duration,
     pub body: Duration,
     pub request: Duration,
-}
-
-/// Adds the request and body timeouts to the router (408 Request Timeout).
-pub fn with_request_timeouts(router: Router, t: Timeouts) -> Router {
-    router
-        .layer(RequestBodyTimeoutLayer::new(t.body))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, t.request))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for the connections'
