@@ -81,11 +81,14 @@ impl Target {
     }
 }
 
+/// An open HTTP/1 connection's sending half.
+type Sender = SendRequest<Full<Bytes>>;
+
 /// Idle HTTP/1 connections by `host:port`, at most `max_idle` kept per host; a request with
 /// none idle opens a new one (a closed loop of N users thus holds N connections).
 #[derive(Clone)]
 pub struct Client {
-    idle: Arc<Mutex<Vec<(String, SendRequest<Full<Bytes>>)>>>,
+    idle: Arc<Mutex<Vec<(String, Sender)>>>,
     max_idle: usize,
 }
 
@@ -94,7 +97,7 @@ pub fn client(connections: usize) -> Client {
 }
 
 impl Client {
-    async fn checkout(&self, authority: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    async fn checkout(&self, authority: &str) -> anyhow::Result<Sender> {
         {
             let mut idle = self.idle.lock().await;
             while let Some(i) = idle.iter().rposition(|(a, _)| a == authority) {
@@ -113,7 +116,7 @@ impl Client {
         Ok(sender)
     }
 
-    async fn checkin(&self, authority: &str, sender: SendRequest<Full<Bytes>>) {
+    async fn checkin(&self, authority: &str, sender: Sender) {
         let mut idle = self.idle.lock().await;
         if idle.iter().filter(|(a, _)| a == authority).count() < self.max_idle {
             idle.push((authority.to_owned(), sender));

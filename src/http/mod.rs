@@ -54,7 +54,12 @@ pub struct AppState {
 
 /// All routes, with the body limit, the request and body timeouts (408) and a tracing span
 /// per request; device-facing routes pass the door's rate limits first.
-pub fn router(state: AppState, body_limit: usize, door: Arc<door::Door>, timeouts: serve::Timeouts) -> Router {
+pub fn router(
+    state: AppState,
+    body_limit: usize,
+    door: Arc<door::Door>,
+    timeouts: serve::Timeouts,
+) -> Router {
     let devices = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/v1/{client}/{endpoint}", get(device::call).post(device::call))
