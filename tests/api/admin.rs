@@ -229,17 +229,7 @@ async fn metrics_count_each_backend_call_and_its_latency() {
     };
     let (calls, timed) = scrape().await;
     for id in 1..=5 {
-        let query = json!({"query": format!("{{ title(id: {id}) {{ name }} }}")});
-        let body: Value = app
-            .client
-            .post(format!("{}/graphql", app.base))
-            .json(&query)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = app.graphql(&format!("{{ title(id: {id}) {{ name }} }}"), json!({})).await;
         assert!(body["data"]["title"]["name"].is_string(), "{body}");
     }
     let (calls_after, timed_after) = scrape().await;
