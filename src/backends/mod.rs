@@ -187,7 +187,7 @@ pub struct Backend {
 
 /// A backend's metric handles for what every call records, registered when the backend is
 /// made: the `counter!` and `histogram!` macros look the labelled series up in the recorder
-/// each time (the name copied into a key, its labels hashed, a lock taken: ~8 allocations for
+/// each time (the name copied into a key, its labels hashed, a lock taken: 12 allocations for
 /// a call's two series). Rarer series (errors, retries, refusals) still go through the macros.
 /// Made before the recorder is installed, the handles record nothing: the server installs it
 /// first (`App::build`).

@@ -236,8 +236,8 @@ fn check_batch(ids: Vec<u64>) -> Result<Vec<u64>, String> {
 }
 
 /// Answers a batch: the items found for `ids`, in order, each appended by `write` (false:
-/// not found, left out) straight into one body of room for `item_bytes` a item (a body that
-/// outgrows it is copied whole); or 400 naming the bad input.
+/// not found, left out) straight into one body with room for `item_bytes` per item (a body
+/// that outgrows it is copied whole); or 400 naming the bad input.
 fn batch(
     ids: Result<Vec<u64>, String>,
     item_bytes: usize,

@@ -91,8 +91,8 @@ pub fn router(
         },
     );
     // Around the whole router, once: `Router::layer` wraps every route in a boxed service of
-    // its own, and a request then cloned and boxed one per layer (~20 allocations each).
-    // Outermost first.
+    // its own, and each request cloned and boxed every one of them (32 allocations of a home
+    // query's 491, docs/BENCHMARKS.md §22). Outermost first.
     let layers = tower::ServiceBuilder::new()
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
