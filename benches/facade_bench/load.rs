@@ -140,21 +140,6 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
-fn stats(h: &Histogram<u64>, errors: u64, bytes: u64, elapsed: Duration) -> Stats {
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let requests = h.len();
-    Stats {
-        requests,
-        errors,
-        seconds: elapsed.as_secs_f64(),
-        rps: requests as f64 / elapsed.as_secs_f64(),
-        p50_ms: ms(0.50),
-        p95_ms: ms(0.95),
-        p99_ms: ms(0.99),
-        mean_bytes: if requests > 0 { bytes as f64 / requests as f64 } else { 0.0 },
-    }
-}
-
 /// What a closed loop measured; runs against the same target add up (rounds).
 pub struct Run {
     histogram: Histogram<u64>,
@@ -178,7 +163,25 @@ impl Run {
     }
 
     pub fn stats(&self) -> Stats {
-        stats(&self.histogram, self.errors, self.bytes, self.elapsed)
+        let ms = |q: f64| self.histogram.value_at_quantile(q) as f64 / 1000.0;
+        let requests = self.histogram.len();
+        Stats {
+            requests,
+            errors: self.errors,
+            seconds: self.elapsed.as_secs_f64(),
+            rps: requests as f64 / self.elapsed.as_secs_f64(),
+            p50_ms: ms(0.50),
+            p95_ms: ms(0.95),
+            p99_ms: ms(0.99),
+            mean_bytes: if requests > 0 { self.bytes as f64 / requests as f64 } else { 0.0 },
+        }
+    }
+
+    /// The run the loop's tasks added up in `totals`, timed from `start`.
+    async fn finished(totals: &Mutex<Run>, start: Instant) -> Run {
+        let mut run = std::mem::take(&mut *totals.lock().await);
+        run.elapsed = start.elapsed();
+        run
     }
 }
 
@@ -222,9 +225,7 @@ pub async fn closed_run(target: &Target, vus: usize, duration: Duration) -> Run 
     for user in users.collect::<Vec<_>>() {
         let _ = user.await;
     }
-    let mut run = std::mem::take(&mut *totals.lock().await);
-    run.elapsed = start.elapsed();
-    run
+    Run::finished(&totals, start).await
 }
 
 /// Requests started at `rate` per second for `duration`, however slowly they are answered.
@@ -258,7 +259,5 @@ pub async fn open_loop(target: &Target, rate: u32, duration: Duration) -> Stats 
     for task in tasks {
         let _ = task.await;
     }
-    let mut run = std::mem::take(&mut *totals.lock().await);
-    run.elapsed = start.elapsed();
-    run.stats()
+    Run::finished(&totals, start).await.stats()
 }
