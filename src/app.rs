@@ -42,6 +42,8 @@ pub struct App {
     router: axum::Router,
     demo: Option<Arc<DemoBackends>>,
     timeouts: http::serve::Timeouts,
+    /// Threads serving connections.
+    workers: usize,
     grace: Duration,
 }
 
@@ -157,7 +159,18 @@ impl App {
         };
         let router = http::router(state, config.limits.body_bytes, door, timeouts);
 
-        Ok(Self { listener, router, demo, timeouts, grace: Duration::from_secs(config.shutdown_grace_secs) })
+        let workers = match config.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        Ok(Self {
+            listener,
+            router,
+            demo,
+            timeouts,
+            workers,
+            grace: Duration::from_secs(config.shutdown_grace_secs),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -172,11 +185,12 @@ impl App {
     /// period before returning.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-        let server = http::serve::serve(self.listener, self.router, self.timeouts, async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stopping_tx.send(true);
-        });
+        let server =
+            http::serve::serve(self.listener, self.router, self.timeouts, self.workers, async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                let _ = stopping_tx.send(true);
+            });
         let grace = self.grace;
         tokio::select! {
             result = server => result,

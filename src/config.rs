@@ -64,6 +64,9 @@ pub struct ServerConfig {
     pub body_timeout_ms: u64,
     /// Time one request may take in all, body included, in milliseconds; then 408.
     pub request_timeout_ms: u64,
+    /// Threads that serve connections, each with its own event loop (0: one per core). A
+    /// connection stays on the thread it was handed to; the threads take turns.
+    pub workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 60_000,
             body_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
+            workers: 0,
         }
     }
 }

@@ -69,7 +69,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let servers = || tokio::runtime::Builder::new_multi_thread().enable_all().build();
     match cli.child {
-        Some(Child::DemoBackends) => servers()?.block_on(demo_backends()),
+        // The demo backends on one thread too: they need about a third of a core at Facade's
+        // peak, and a second worker would add wake-ups and work stealing between the two.
+        Some(Child::DemoBackends) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(demo_backends())
+        }
         Some(Child::Serve) => servers()?.block_on(serve()),
         Some(Child::StaticServer { backends }) => {
             servers()?.block_on(static_server::serve(serde_json::from_str(&backends)?))

@@ -110,7 +110,8 @@ enum Transport {
     /// reqwest's request building and URL parsing cost about 100,000 instructions per call
     /// (a long batch query string is percent-checked character by character), 11 % of a home
     /// query (docs/BENCHMARKS.md §15).
-    Plain(Box<HyperClient<HttpConnector, Full<Bytes>>>),
+    /// One pool per serving thread ([`Lanes`]).
+    Plain(Box<Lanes>),
     /// HTTPS (TLS and its roots as reqwest sets them up), or any backend when a proxy is set in
     /// the environment (`HTTP_PROXY`, `ALL_PROXY`, which reqwest follows).
     Reqwest(reqwest::Client),
@@ -122,13 +123,7 @@ impl Transport {
             .iter()
             .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()));
         if url.starts_with("http://") && !proxied {
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            let client = HyperClient::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(256)
-                .pool_timer(TokioTimer::new())
-                .build(connector);
-            return Ok(Transport::Plain(Box::new(client)));
+            return Ok(Transport::Plain(Box::default()));
         }
         reqwest::Client::builder()
             .pool_max_idle_per_host(256)
@@ -136,6 +131,42 @@ impl Transport {
             .build()
             .map(Transport::Reqwest)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// How many connection pools a plain-HTTP backend keeps at most: one per serving thread, the
+/// threads past this many sharing them in turn.
+const LANES: usize = 16;
+
+thread_local! {
+    /// The pool this thread's backend calls use (see [`Lanes`]).
+    static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes this thread's backend calls use pool `n` of each backend: each thread that serves
+/// connections (`http::serve`) takes its own.
+pub fn use_lane(n: usize) {
+    LANE.with(|l| l.set(n % LANES));
+}
+
+/// A plain-HTTP backend's connection pools, one per serving thread, each made at its first
+/// call. hyper runs a pooled connection in a task of the runtime that opened it; a shared pool
+/// would hand a request on one serving thread a connection driven by another, and each call
+/// would then wake that thread twice (request out, answer back).
+#[derive(Default)]
+struct Lanes([std::sync::OnceLock<HyperClient<HttpConnector, Full<Bytes>>>; LANES]);
+
+impl Lanes {
+    /// This thread's pool.
+    fn client(&self) -> &HyperClient<HttpConnector, Full<Bytes>> {
+        self.0[LANE.with(std::cell::Cell::get)].get_or_init(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            HyperClient::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .pool_timer(TokioTimer::new())
+                .build(connector)
+        })
     }
 }
 
@@ -471,7 +502,8 @@ impl Backend {
             FetchError::Connect { backend: backend.clone(), method: m, path: shown(path), reason }
         };
         let answer = match &self.transport {
-            Transport::Plain(client) => {
+            Transport::Plain(lanes) => {
+                let client = lanes.client();
                 // A character `http` refuses in a URI (a space, `|` in a literal of the
                 // template) is percent-encoded the way reqwest's URL parser would.
                 let uri: http::Uri = match url.parse() {
@@ -719,6 +751,29 @@ mod tests {
         let plain = Transport::for_url("http://127.0.0.1:7101").unwrap();
         assert_eq!(matches!(plain, Transport::Plain(_)), !proxied());
         assert!(matches!(Transport::for_url("https://catalog.internal").unwrap(), Transport::Reqwest(_)));
+    }
+
+    #[test]
+    fn each_serving_thread_calls_through_its_own_pool() {
+        let lanes = std::sync::Arc::new(Lanes::default());
+        let on = |lane: Option<usize>| {
+            let lanes = lanes.clone();
+            std::thread::spawn(move || {
+                if let Some(n) = lane {
+                    use_lane(n);
+                }
+                let first = lanes.client() as *const _ as usize;
+                assert_eq!(first, lanes.client() as *const _ as usize, "one pool per thread");
+                first
+            })
+            .join()
+            .unwrap()
+        };
+        let (zero, one, other) = (on(Some(0)), on(Some(1)), on(None));
+        assert_ne!(zero, one);
+        assert_eq!(other, zero, "a thread that serves no connections uses the first pool");
+        assert_eq!(on(Some(LANES + 1)), one, "past LANES threads share in turn");
+        assert_eq!(lanes.0.iter().filter(|l| l.get().is_some()).count(), 2, "pools are made when used");
     }
 
     #[tokio::test]

@@ -7,10 +7,13 @@
 //! - **body**: a request body that sends no data for `body` fails with 408;
 //! - **request**: a request that takes longer than `request` in all, body included, gets 408.
 //!
+//! Connections are served on worker threads, one current-thread runtime each (see [`serve`]).
+//!
 //! Graceful shutdown: when `shutdown` resolves the loop stops accepting and every connection
 //! finishes its requests in flight (the caller bounds how long that may take).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
 
 /// Connection and request timeouts (`[server]` in config).
@@ -32,17 +35,23 @@ pub struct Timeouts {
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for the connections'
 /// requests in flight.
+///
+/// The caller's runtime only accepts. Each connection is handed to one of `workers` threads,
+/// each running a current-thread tokio runtime, in turn: a request, its backend calls and
+/// their connections then run on one thread, and nothing wakes another thread or moves a task
+/// between threads (a multi-thread runtime's idle workers are woken to steal, ~8 % of a
+/// request's CPU under load on two cores; docs/BENCHMARKS.md §23). Connections are
+/// long-lived, so taking turns keeps the threads evenly loaded.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     t: Timeouts,
+    workers: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(t.header_read);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    let pool = Workers::start(workers.max(1), &router, t)?;
     tokio::pin!(shutdown);
+    let mut turn = 0usize;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -57,6 +66,109 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // Out of the accepting runtime's reactor, into the worker's when it arrives there.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = %e, "cannot hand the connection over");
+                continue;
+            }
+        };
+        pool.hand(turn, stream, peer).await;
+        turn = turn.wrapping_add(1);
+    }
+    drop(listener);
+    pool.finish().await;
+    Ok(())
+}
+
+/// Accepted connections waiting for their worker to take them, per worker: a worker takes
+/// each at once, so the queue fills only while that thread is busy; the accept loop then waits.
+const QUEUE: usize = 64;
+
+/// The threads that serve connections, and how to stop them.
+struct Workers {
+    /// One queue of accepted connections per thread; a closed one ends that worker's serving.
+    queues: Vec<tokio::sync::mpsc::Sender<(std::net::TcpStream, SocketAddr)>>,
+    /// Each worker says here when its connections are done after the queues closed.
+    done: Vec<tokio::sync::oneshot::Receiver<()>>,
+    /// Dropped (with this value) to stop the workers at once, in-flight requests and all.
+    _stop: tokio::sync::watch::Sender<()>,
+}
+
+impl Workers {
+    fn start(count: usize, router: &Router, t: Timeouts) -> std::io::Result<Self> {
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let mut queues = Vec::with_capacity(count);
+        let mut done = Vec::with_capacity(count);
+        for n in 0..count {
+            let (queue, incoming) = tokio::sync::mpsc::channel(QUEUE);
+            let (finished, finish) = tokio::sync::oneshot::channel();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let router = router.clone();
+            let stopped = stopped.clone();
+            std::thread::Builder::new().name(format!("facade-http-{n}")).spawn(move || {
+                crate::backends::use_lane(n);
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = work(incoming, router, t) => {
+                            let _ = finished.send(());
+                        }
+                        // The accept loop's future was dropped (the grace period ran out, or
+                        // the server was dropped): requests still in flight are dropped too.
+                        _ = stopped_all(stopped) => {}
+                    }
+                });
+                // Blocking tasks still running get a moment, then the thread ends.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })?;
+            queues.push(queue);
+            done.push(finish);
+        }
+        Ok(Self { queues, done, _stop: stop })
+    }
+
+    /// Hands a connection to worker `turn` (modulo their count); waits while its queue is full.
+    async fn hand(&self, turn: usize, stream: std::net::TcpStream, peer: SocketAddr) {
+        if self.queues[turn % self.queues.len()].send((stream, peer)).await.is_err() {
+            tracing::warn!(peer = %peer, "a serving thread has ended: connection dropped");
+        }
+    }
+
+    /// Stops handing out connections and waits until every worker's requests in flight are
+    /// answered.
+    async fn finish(mut self) {
+        self.queues.clear();
+        for done in std::mem::take(&mut self.done) {
+            let _ = done.await;
+        }
+    }
+}
+
+/// Resolves when the [`Workers`] value that made `stopped` is dropped.
+async fn stopped_all(mut stopped: tokio::sync::watch::Receiver<()>) {
+    while stopped.changed().await.is_ok() {}
+}
+
+/// One worker: serves each connection it is handed until its queue closes, then lets the
+/// connections finish their requests in flight.
+async fn work(
+    mut incoming: tokio::sync::mpsc::Receiver<(std::net::TcpStream, SocketAddr)>,
+    router: Router,
+    t: Timeouts,
+) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(t.header_read);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    while let Some((stream, peer)) = incoming.recv().await {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = %e, "cannot serve the connection");
+                continue;
+            }
+        };
         let mut stream = TimeoutStream::new(stream);
         stream.set_read_timeout(Some(t.idle));
         stream.set_write_timeout(Some(t.idle));
@@ -70,7 +182,95 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
     graceful.shutdown().await;
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::{Notify, mpsc};
+
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        header_read: Duration::from_secs(5),
+        idle: Duration::from_secs(5),
+        body: Duration::from_secs(5),
+        request: Duration::from_secs(5),
+    };
+
+    /// Answers with the name of the thread that ran the handler; `/slow` first says it has
+    /// started, then waits for the test to release it.
+    fn router(started: mpsc::Sender<()>, release: Arc<Notify>) -> Router {
+        let name = || std::thread::current().name().unwrap_or("").to_owned();
+        Router::new().route("/", axum::routing::get(move || async move { name() })).route(
+            "/slow",
+            axum::routing::get(move || async move {
+                let _ = started.send(()).await;
+                release.notified().await;
+                name()
+            }),
+        )
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer.rsplit("\r\n\r\n").next().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn connections_are_served_by_the_workers_in_turn_and_shutdown_waits_for_requests() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (started, mut has_started) = mpsc::channel(1);
+        let release = Arc::new(Notify::new());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, router(started, release.clone()), T, 2, async move {
+            let _ = stopped.await;
+        }));
+        let mut names = Vec::new();
+        for _ in 0..4 {
+            names.push(get(addr, "/").await);
+        }
+        assert_eq!(names, ["facade-http-0", "facade-http-1", "facade-http-0", "facade-http-1"]);
+
+        // A request in flight when the shutdown comes is still answered.
+        let slow = tokio::spawn(get(addr, "/slow"));
+        tokio::time::timeout(Duration::from_secs(10), has_started.recv())
+            .await
+            .expect("the slow request started")
+            .unwrap();
+        stop.send(()).unwrap();
+        release.notify_one();
+        assert_eq!(slow.await.unwrap(), "facade-http-0");
+        server.await.unwrap().unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed after shutdown");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_server_drops_the_requests_in_flight() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (started, mut has_started) = mpsc::channel(1);
+        let server = tokio::spawn(serve(listener, router(started, Arc::new(Notify::new())), T, 1, async {
+            std::future::pending::<()>().await;
+        }));
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), has_started.recv()).await.expect("started").unwrap();
+        server.abort();
+        // The worker's runtime ends with its connections: the client sees the connection close
+        // without an answer.
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the connection is closed");
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
 }
