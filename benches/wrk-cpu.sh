@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# CPU per home query under load (docs/BENCHMARKS.md §23): `facade serve` and the demo backends
+# in two processes, `wrk -t1 -cC` posting the home query for 10 s after 3 s not counted; the
+# CPU each process used over that window (/proc/PID/stat) divided by the requests answered,
+# and Facade's context switches per request (all its threads, /proc/PID/task/*/status).
+# Compare binaries by alternating them: the machine's speed drifts by ±10 % within minutes.
+#   benches/wrk-cpu.sh [BINARY] [CONNECTIONS]      (default: target/release/facade, 50)
+# Needs wrk, curl and python3; ports 7101-7106 and 8099 free.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/facade}
+C=${2:-50}
+T=$(mktemp -d)
+trap 'kill $SRV $DEMO 2>/dev/null || true; rm -rf "$T"' EXIT
+if curl -s -o /dev/null localhost:7101/profiles/1 || curl -s -o /dev/null localhost:8099/healthz; then
+  echo "ports 7101-7106 or 8099 already serve: stop what runs there first" >&2
+  exit 1
+fi
+"$BIN" demo-backends > "$T/demo.log" 2>&1 &
+DEMO=$!
+for _ in $(seq 1 100); do curl -s -o /dev/null localhost:7101/profiles/1 && break; sleep 0.2; done
+FACADE_DATABASE__URL="sqlite://$T/f.db" RUST_LOG=warn "$BIN" serve --listen 127.0.0.1:8099 > "$T/serve.log" 2>&1 &
+SRV=$!
+for _ in $(seq 1 100); do curl -s -o /dev/null localhost:8099/healthz && break; sleep 0.2; done
+python3 - resolvers-js/endpoints/tv/home.graphql > "$T/post.lua" <<'PY'
+import json, sys
+body = json.dumps({"query": open(sys.argv[1]).read(), "variables": {"profileId": "1"}})
+print('wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.body = ' + json.dumps(body))
+PY
+wrk -t1 -c"$C" -d3s -s "$T/post.lua" http://127.0.0.1:8099/graphql > /dev/null
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
+f0=$(ticks $SRV); d0=$(ticks $DEMO); s0=$(switches $SRV)
+out=$(wrk -t1 -c"$C" -d10s -s "$T/post.lua" http://127.0.0.1:8099/graphql)
+f1=$(ticks $SRV); d1=$(ticks $DEMO); s1=$(switches $SRV)
+n=$(echo "$out" | awk '/requests in/ {print $1}')
+rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+# Ticks are 10 ms (USER_HZ 100): µs per request = ticks × 10,000 / requests.
+echo "RPS $rps; CPU per request: Facade $(( (f1 - f0) * 10000 / n )) µs, demo backends $(( (d1 - d0) * 10000 / n )) µs; Facade context switches per request $(( (s1 - s0) * 100 / n ))/100"
