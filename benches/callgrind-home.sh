@@ -14,15 +14,10 @@ cd "$(dirname "$0")/.."
 BIN=${1:-target/release/facade}
 N=${2:-50}
 T=$(mktemp -d)
-trap 'kill $VG $DEMO 2>/dev/null || true; rm -rf "$T"' EXIT
-# Backends already on these ports would be measured instead (with whatever faults they have).
-if curl -s -o /dev/null localhost:7101/profiles/1 || curl -s -o /dev/null localhost:8099/healthz; then
-  echo "ports 7101-7106 or 8099 already serve: stop what runs there first" >&2
-  exit 1
-fi
-"$BIN" demo-backends > "$T/demo.log" 2>&1 &
-DEMO=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null localhost:7101/profiles/1 && break; sleep 0.2; done
+trap 'kill ${VG:-} ${DEMO:-} 2>/dev/null || true; rm -rf "$T"' EXIT
+. benches/common.sh
+ports_free
+start_demo "$BIN" "$T/demo.log"
 if [ -n "${ARTWORK_FAULTS:-}" ]; then
   curl -sf -o /dev/null -H 'content-type: application/json' -d "$ARTWORK_FAULTS" localhost:7104/_demo/faults
 fi
@@ -31,7 +26,7 @@ FACADE_SCRIPTS__DEADLINE_MS=10000 FACADE_DATABASE__URL="sqlite://$T/f.db" \
   valgrind --tool=callgrind --instr-atstart=no ${CG_OPTS:-} --callgrind-out-file="$T/cg.out" \
   "$BIN" serve --listen 127.0.0.1:8099 > "$T/serve.log" 2>&1 &
 VG=$!
-for _ in $(seq 1 600); do curl -s -o /dev/null localhost:8099/healthz && break; sleep 0.5; done
+wait_up localhost:8099/healthz 600 0.5
 if [ -n "${DEVICE:-}" ]; then
   # The sample endpoints, published through the admin API with a token made for this run.
   TOKEN=$(FACADE_DATABASE__URL="sqlite://$T/f.db" "$BIN" token create --admin --label bench | grep -o 'fcd_[A-Za-z0-9_]*' | head -1)

@@ -11,17 +11,13 @@ cd "$(dirname "$0")/.."
 BIN=${1:-target/release/facade}
 C=${2:-50}
 T=$(mktemp -d)
-trap 'kill $SRV $DEMO 2>/dev/null || true; rm -rf "$T"' EXIT
-if curl -s -o /dev/null localhost:7101/profiles/1 || curl -s -o /dev/null localhost:8099/healthz; then
-  echo "ports 7101-7106 or 8099 already serve: stop what runs there first" >&2
-  exit 1
-fi
-"$BIN" demo-backends > "$T/demo.log" 2>&1 &
-DEMO=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null localhost:7101/profiles/1 && break; sleep 0.2; done
+trap 'kill ${SRV:-} ${DEMO:-} 2>/dev/null || true; rm -rf "$T"' EXIT
+. benches/common.sh
+ports_free
+start_demo "$BIN" "$T/demo.log"
 FACADE_DATABASE__URL="sqlite://$T/f.db" RUST_LOG=warn "$BIN" serve --listen 127.0.0.1:8099 > "$T/serve.log" 2>&1 &
 SRV=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null localhost:8099/healthz && break; sleep 0.2; done
+wait_up localhost:8099/healthz 100 0.2
 python3 - resolvers-js/endpoints/tv/home.graphql > "$T/post.lua" <<'PY'
 import json, sys
 body = json.dumps({"query": open(sys.argv[1]).read(), "variables": {"profileId": "1"}})
