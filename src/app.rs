@@ -34,6 +34,20 @@ pub enum AppError {
     Registry(#[from] crate::registry::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("server.workers = {0}: at most {MAX_WORKERS} threads may serve connections")]
+    Workers(usize),
+}
+
+/// Serving threads at most (`[server] workers`): each holds a runtime and its own backend pools.
+pub const MAX_WORKERS: usize = 256;
+
+/// The serving threads `[server] workers` asks for: 0 is one per core.
+fn serving_threads(configured: usize) -> Result<usize, AppError> {
+    match configured {
+        0 => Ok(std::thread::available_parallelism().map_or(1, usize::from).min(MAX_WORKERS)),
+        n if n > MAX_WORKERS => Err(AppError::Workers(n)),
+        n => Ok(n),
+    }
 }
 
 /// A bound, ready-to-serve Facade instance.
@@ -80,7 +94,8 @@ pub fn engine_options(
 
 impl App {
     pub async fn build(config: &Config) -> Result<Self, AppError> {
-        // Bind first: a taken port fails the start before anything else is touched.
+        // A bad setting, then a taken port, fail the start before anything else is touched.
+        let workers = serving_threads(config.server.workers)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Listen { addr: config.listen, source })?;
@@ -159,10 +174,6 @@ impl App {
         };
         let router = http::router(state, config.limits.body_bytes, door, timeouts);
 
-        let workers = match config.server.workers {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
         Ok(Self {
             listener,
             router,
@@ -224,5 +235,18 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_threads_default_to_the_cores_and_are_bounded() {
+        assert!((1..=MAX_WORKERS).contains(&serving_threads(0).unwrap()));
+        assert_eq!(serving_threads(3).unwrap(), 3);
+        let error = serving_threads(MAX_WORKERS + 1).unwrap_err().to_string();
+        assert_eq!(error, "server.workers = 257: at most 256 threads may serve connections");
     }
 }
