@@ -39,9 +39,10 @@ pub struct Timeouts {
 /// The caller's runtime only accepts. Each connection is handed to one of `workers` threads,
 /// each running a current-thread tokio runtime, in turn: a request, its backend calls and
 /// their connections then run on one thread, and nothing wakes another thread or moves a task
-/// between threads (a multi-thread runtime's idle workers are woken to steal, ~8 % of a
-/// request's CPU under load on two cores; docs/BENCHMARKS.md §23). Connections are
-/// long-lived, so taking turns keeps the threads evenly loaded.
+/// between threads (on a multi-thread runtime, idle workers woken to steal and backend
+/// answers handed across threads cost 10–23 % of a request's CPU under load on two cores;
+/// docs/BENCHMARKS.md §23). Connections are long-lived, so taking turns keeps the threads
+/// evenly loaded.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
