@@ -107,7 +107,7 @@ impl Workers {
             let (finished, finish) = tokio::sync::oneshot::channel();
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let router = router.clone();
-            let stopped = stopped.clone();
+            let mut stopped = stopped.clone();
             std::thread::Builder::new().name(format!("facade-http-{n}")).spawn(move || {
                 crate::backends::use_lane(n);
                 runtime.block_on(async move {
@@ -115,9 +115,10 @@ impl Workers {
                         () = work(incoming, router, t) => {
                             let _ = finished.send(());
                         }
-                        // The accept loop's future was dropped (the grace period ran out, or
-                        // the server was dropped): requests still in flight are dropped too.
-                        _ = stopped_all(stopped) => {}
+                        // Nothing is ever sent: this ends when the `Workers` value is dropped
+                        // with the accept loop's future (the grace period ran out, or the
+                        // server was dropped), and requests still in flight are dropped too.
+                        _ = stopped.changed() => {}
                     }
                 });
                 // Blocking tasks still running get a moment, then the thread ends.
@@ -144,11 +145,6 @@ impl Workers {
             let _ = done.await;
         }
     }
-}
-
-/// Resolves when the [`Workers`] value that made `stopped` is dropped.
-async fn stopped_all(mut stopped: tokio::sync::watch::Receiver<()>) {
-    while stopped.changed().await.is_ok() {}
 }
 
 /// One worker: serves each connection it is handed until its queue closes, then lets the
