@@ -18,7 +18,7 @@ use crate::graphql::limits::OperationLimits;
 use crate::graphql::{Engine, EngineError, EngineOptions, QueryLimits};
 use crate::http::{self, AppState};
 use crate::registry::Registry;
-use crate::scripts::{ScriptLimits, ScriptPool};
+use crate::scripts::{PoolSettings, ScriptLimits, ScriptPool, WorkerProgram};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -108,15 +108,22 @@ impl App {
         } else {
             None
         };
-        let scripts = ScriptPool::new(
-            config.scripts.threads,
-            config.scripts.queue,
-            ScriptLimits {
+        let program = match &config.scripts.worker_program {
+            Some(path) => WorkerProgram(path.clone()),
+            None => WorkerProgram::this_executable().map_err(AppError::Scripts)?,
+        };
+        let scripts = ScriptPool::start(PoolSettings {
+            program,
+            workers: config.scripts.workers,
+            queue: config.scripts.queue,
+            max_wait: Duration::from_millis(config.scripts.max_wait_ms.max(1)),
+            limits: ScriptLimits {
                 deadline: Duration::from_millis(config.scripts.deadline_ms.max(1)),
                 memory_bytes: config.scripts.memory_mib.max(1) * 1024 * 1024,
                 stack_bytes: config.scripts.stack_kib.max(64) * 1024,
             },
-        )
+            address_space: config.scripts.worker_address_space_mib * 1024 * 1024,
+        })
         .map_err(AppError::Scripts)?;
         let js = JsFunctions::load(&config.scripts.resolvers_dir, scripts.clone())
             .await

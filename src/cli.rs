@@ -17,7 +17,8 @@ pub async fn check_against_registry(
     schema_dir: &Path,
     resolvers: &Path,
 ) -> anyhow::Result<()> {
-    let pool = crate::scripts::ScriptPool::new(1, 16, crate::scripts::ScriptLimits::default())?;
+    let program = crate::scripts::WorkerProgram::this_executable()?;
+    let pool = crate::scripts::ScriptPool::with_program(program, 1, crate::scripts::ScriptLimits::default())?;
     let js = crate::graphql::js::JsFunctions::load(resolvers, pool).await.map_err(anyhow::Error::msg)?;
     let options = crate::graphql::EngineOptions { js: Some(js), ..Default::default() };
     let engine = crate::graphql::Engine::load(schema_dir, &options)?;

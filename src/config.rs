@@ -84,14 +84,23 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScriptsConfig {
-    /// Runtimes, each on its own thread (0: one per core).
-    pub threads: usize,
-    /// Calls waiting for a runtime at most; more are refused at once.
+    /// Script worker processes, each running one call at a time (0: one per core).
+    #[serde(alias = "threads")]
+    pub workers: usize,
+    /// Calls waiting for a worker at most; more are refused at once.
     pub queue: usize,
-    /// Time one call may run, in milliseconds.
+    /// Longest a call may wait for a worker, in milliseconds; it is refused after that.
+    pub max_wait_ms: u64,
+    /// CPU time one call may use, in milliseconds (the script's own, not wall time). A call
+    /// past it is stopped, in a native built-in too (its worker is ended and replaced).
     pub deadline_ms: u64,
-    /// Memory one runtime may use, in MiB.
+    /// QuickJS heap one worker may use, in MiB.
     pub memory_mib: usize,
+    /// Address space one worker process may map beyond what it has once started, in MiB (an
+    /// OS limit beside the QuickJS heap limit, for memory QuickJS does not count; 0: none).
+    pub worker_address_space_mib: u64,
+    /// The program workers run as `PROGRAM script-worker` (default: this executable).
+    pub worker_program: Option<PathBuf>,
     /// Stack one call may use, in KiB.
     pub stack_kib: usize,
     /// Request headers a transform sees in `ctx.device.headers` (lower case).
@@ -103,10 +112,13 @@ pub struct ScriptsConfig {
 impl Default for ScriptsConfig {
     fn default() -> Self {
         Self {
-            threads: 0,
+            workers: 0,
             queue: 1024,
+            max_wait_ms: 1000,
             deadline_ms: 50,
             memory_mib: 16,
+            worker_address_space_mib: 256,
+            worker_program: None,
             stack_kib: 512,
             device_headers: vec!["user-agent".into(), "accept-language".into(), "x-device-model".into()],
             resolvers_dir: PathBuf::from("resolvers-js"),

@@ -82,6 +82,10 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         error_rate: f64,
     },
+    /// A script worker (started by `facade serve`, not by hand): runs transforms and `@js`
+    /// functions sent as frames on standard input, one at a time.
+    #[command(hide = true)]
+    ScriptWorker(facade::scripts::worker::WorkerArgs),
     /// The facade schema: check, diff, publish, reload, usage.
     Schema {
         #[command(subcommand)]
@@ -351,6 +355,7 @@ fn main() -> ExitCode {
         Command::Serve { config, listen, schema, demo, log_format } => {
             runtime().and_then(|rt| rt.block_on(serve(config, listen, schema, demo, log_format)))
         }
+        Command::ScriptWorker(args) => args.run().context("script worker"),
         Command::DemoBackends { base_port, seed, latency_ms, jitter_ms, error_rate } => {
             let faults = Faults { latency_ms, jitter_ms, error_rate, ..Faults::default() };
             runtime().and_then(|rt| rt.block_on(demo_backends(DemoOptions { seed, base_port, faults })))

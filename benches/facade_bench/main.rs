@@ -57,6 +57,9 @@ enum Child {
     DemoBackends,
     #[command(name = "_serve", hide = true)]
     Serve,
+    /// The server started by `_serve` runs its script workers as this binary.
+    #[command(name = "script-worker", hide = true)]
+    ScriptWorker(facade::scripts::worker::WorkerArgs),
     #[command(name = "_static-server", hide = true)]
     StaticServer {
         #[arg(long)]
@@ -75,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(demo_backends())
         }
         Some(Child::Serve) => servers()?.block_on(serve()),
+        Some(Child::ScriptWorker(args)) => Ok(args.run()?),
         Some(Child::StaticServer { backends }) => {
             servers()?.block_on(static_server::serve(serde_json::from_str(&backends)?))
         }

@@ -540,12 +540,14 @@ pub async fn scripts(env: &Env) -> anyhow::Result<Report> {
     let data = result["data"].to_string();
     let ctx = json!({"variables": {"profileId": "1"}, "client": "tv", "endpoint": "home", "version": 1, "canary": false, "errors": null, "device": {"id": null, "headers": {}}}).to_string();
 
-    let pool = facade::scripts::ScriptPool::new(1, 16, facade::scripts::ScriptLimits::default())?;
+    let program = facade::scripts::WorkerProgram::this_executable()?;
+    let pool =
+        facade::scripts::ScriptPool::with_program(program, 1, facade::scripts::ScriptLimits::default())?;
     let script = facade::scripts::Script::new("tv/home", TV_TRANSFORM);
-    pool.transform(&script, data.clone(), ctx.clone()).await?;
+    pool.transform(&script, data.clone().into_bytes(), ctx.clone().into_bytes()).await?;
     let t0 = Instant::now();
     for _ in 0..n {
-        pool.transform(&script, data.clone(), ctx.clone()).await?;
+        pool.transform(&script, data.clone().into_bytes(), ctx.clone().into_bytes()).await?;
     }
     let pooled_us = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
 
@@ -553,7 +555,7 @@ pub async fn scripts(env: &Env) -> anyhow::Result<Report> {
     let mut stops = Vec::new();
     for _ in 0..if env.smoke { 2 } else { 10 } {
         let t0 = Instant::now();
-        let stopped = pool.transform(&spin, "{}".into(), "{}".into()).await;
+        let stopped = pool.transform(&spin, b"{}".to_vec(), b"{}".to_vec()).await;
         anyhow::ensure!(stopped.is_err(), "while(true) was not stopped");
         stops.push(ms(t0.elapsed()));
     }

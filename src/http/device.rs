@@ -102,6 +102,7 @@ pub async fn call(
     if outcome.request_error {
         error_codes.push(Code::GraphqlValidationFailed.as_str());
     }
+    let mut phases = None;
     let (status, body) = match (&picked.version.script, outcome.request_error, transform_vars) {
         (Some(script), false, Some(vars)) => {
             // `data` goes to the script as the text the projection wrote; only `errors` (usually
@@ -125,8 +126,11 @@ pub async fn call(
                 device_headers,
             }
             .to_json();
-            match state.scripts.transform(script, data, ctx.to_string()).await {
-                Ok(shaped) => (StatusCode::OK, bytes::Bytes::from(shaped)),
+            match state.scripts.transform(script, data.into_bytes(), ctx.to_string().into_bytes()).await {
+                Ok(shaped) => {
+                    phases = Some(shaped.phases);
+                    (StatusCode::OK, bytes::Bytes::from(shaped.json))
+                }
                 Err(e) => {
                     tracing::warn!(endpoint = %target, version = picked.version.version, error = %e, "transform failed");
                     let code = Code::ScriptError;
@@ -155,7 +159,11 @@ pub async fn call(
     let body = match &trace {
         Some(t) => {
             let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            bytes::Bytes::from(json!({ "answer": answer, "debug": t.to_json() }).to_string())
+            let mut debug = t.to_json();
+            if let Some(p) = &phases {
+                debug["transform"] = p.to_json();
+            }
+            bytes::Bytes::from(json!({ "answer": answer, "debug": debug }).to_string())
         }
         None => body,
     };

@@ -142,7 +142,7 @@ async fn prepare(
 struct Trial {
     data: Value,
     errors: Option<Value>,
-    transformed: Option<Result<String, crate::scripts::ScriptError>>,
+    transformed: Option<Result<crate::scripts::Transformed, crate::scripts::ScriptError>>,
     execute_ms: f64,
     transform_ms: f64,
 }
@@ -178,7 +178,8 @@ async fn trial(
             device_headers: Map::new(),
         };
         let t0 = std::time::Instant::now();
-        transformed = Some(scripts.transform(script, data.to_string(), ctx.to_json().to_string()).await);
+        let (data, ctx) = (data.to_string().into_bytes(), ctx.to_json().to_string().into_bytes());
+        transformed = Some(scripts.transform(script, data, ctx).await);
         transform_ms = t0.elapsed().as_secs_f64() * 1e3;
     }
     Trial { data, errors, transformed, execute_ms, transform_ms }
@@ -212,8 +213,9 @@ pub async fn preview(
         _ => None,
     };
     let Trial { data, errors, transformed, execute_ms, transform_ms } = trial;
+    let phases = transformed.as_ref().and_then(|t| t.as_ref().ok()).map(|t| t.phases.to_json());
     let transformed =
-        transformed.and_then(Result::ok).map(|text| serde_json::from_str(&text).unwrap_or(Value::Null));
+        transformed.and_then(Result::ok).map(|t| serde_json::from_slice(&t.json).unwrap_or(Value::Null));
     Ok(Preview {
         data,
         errors,
@@ -224,6 +226,7 @@ pub async fn preview(
             "totalMs": started.elapsed().as_secs_f64() * 1e3,
             "executeMs": execute_ms,
             "transformMs": transform_ms,
+            "transformPhases": phases,
         }),
     })
 }

@@ -1,0 +1,362 @@
+//! QuickJS itself, as a script worker runs it: one runtime (heap, limits, interrupt handler)
+//! and a fresh realm per call. Knows nothing of processes or frames; the worker loop
+//! (`worker.rs`) feeds it calls and the pool (`pool.rs`) never touches it.
+//!
+//! **Isolation: a fresh realm per call** (ADR 0005). Every call — a transform for one device
+//! request, one trip of `@js` calls for one request, a publish check — gets a new `Context`
+//! (its own `globalThis` and built-ins), loads its module there (from bytecode compiled once,
+//! or from source), runs, has the microtasks it queued drained under the same deadline, and
+//! the context is dropped. Nothing a script does to `Array.prototype`, `JSON`, `globalThis`
+//! or its own module variables is seen by any later call.
+//!
+//! **The deadline counts this thread's CPU time**, read by the interrupt handler, so a busy
+//! machine does not fail a healthy call; what the interrupt handler cannot stop (a native
+//! built-in that runs long) the worker's watchdog stops by ending the process.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Runtime};
+
+use super::{ScriptError, ScriptLimits};
+
+/// CPU time this thread has used, in nanoseconds.
+pub fn thread_cpu_nanos() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// How a call's module comes in.
+pub enum Code<'a> {
+    /// JavaScript source, compiled in the call's realm.
+    Source(&'a [u8]),
+    /// Bytecode that [`Engine::compile`] wrote, in a worker of this same build.
+    Bytecode(&'a [u8]),
+}
+
+/// What a call asks.
+pub enum Task<'a> {
+    /// `export default function (data, ctx)`, both JSON text; answers JSON text.
+    Transform { data: &'a [u8], ctx: &'a [u8] },
+    /// `export function NAME(parent, args)` once per item (two JSON texts each), in one realm.
+    Each { export: &'a str, items: Vec<(&'a [u8], &'a [u8])> },
+    /// Compiles the module, evaluates it and checks it exports a function of this name
+    /// (`default`: the default export); answers the module's bytecode.
+    Check { export: &'a str },
+}
+
+/// Where one call's time went inside the worker, in nanoseconds of wall time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerPhases {
+    /// Making the realm (0 when one was made while the worker waited).
+    pub realm: u64,
+    /// Compiling the source, or loading the bytecode, and evaluating the module.
+    pub load: u64,
+    /// Turning the JSON text of the data (and ctx) into JavaScript values.
+    pub data_in: u64,
+    /// The script's own run.
+    pub run: u64,
+    /// Turning the result into JSON text.
+    pub data_out: u64,
+}
+
+/// A finished call: its outputs (JSON text each) and, for a check, the module's bytecode.
+pub struct Done {
+    pub outputs: Vec<Vec<u8>>,
+    pub bytecode: Option<Vec<u8>>,
+    pub phases: WorkerPhases,
+}
+
+/// One runtime and what its interrupt handler reads; rebuilt after a fatal error.
+pub struct Engine {
+    limits: ScriptLimits,
+    /// The realm the next call gets, made while the worker waited for work.
+    next: Option<Context>,
+    runtime: Runtime,
+    /// This call's deadline in thread CPU nanoseconds (`u64::MAX`: no call running).
+    deadline: Arc<AtomicU64>,
+    interrupted: Arc<AtomicBool>,
+    /// `console.*` lines of the current call, handed back with its answer.
+    console: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Runtimes replaced so far (a call hit its deadline or ran out of memory).
+    pub replaced: u64,
+    /// Whether the last call may have damaged the runtime.
+    damaged: bool,
+}
+
+/// The built-ins a realm gets: what shaping JSON needs (Date, RegExp, JSON, Map/Set,
+/// Promise, `eval`'s compiler, which modules need) — not Proxy, typed arrays, WeakRef or
+/// DOMException, which transforms have no use for and which make a realm ~40 % dearer to
+/// build (docs/BENCHMARKS.md).
+pub type Intrinsics = (
+    rquickjs::context::intrinsic::Date,
+    rquickjs::context::intrinsic::Eval,
+    rquickjs::context::intrinsic::RegExpCompiler,
+    rquickjs::context::intrinsic::RegExp,
+    rquickjs::context::intrinsic::Json,
+    rquickjs::context::intrinsic::MapSet,
+    rquickjs::context::intrinsic::Promise,
+);
+
+/// Console lines kept per call at most (more are counted, not kept).
+const CONSOLE_LINES: usize = 64;
+
+impl Engine {
+    pub fn new(limits: ScriptLimits) -> rquickjs::Result<Self> {
+        let runtime = Runtime::new()?;
+        runtime.set_memory_limit(limits.memory_bytes);
+        runtime.set_max_stack_size(limits.stack_bytes);
+        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let interrupted = Arc::new(AtomicBool::new(false));
+        {
+            let (deadline, interrupted) = (deadline.clone(), interrupted.clone());
+            runtime.set_interrupt_handler(Some(Box::new(move || {
+                let late = thread_cpu_nanos() > deadline.load(Ordering::Relaxed);
+                if late {
+                    interrupted.store(true, Ordering::Relaxed);
+                }
+                late
+            })));
+        }
+        let console = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut engine =
+            Self { limits, next: None, runtime, deadline, interrupted, console, replaced: 0, damaged: false };
+        engine.next = engine.realm().ok();
+        Ok(engine)
+    }
+
+    fn late(&self) -> bool {
+        thread_cpu_nanos() > self.deadline.load(Ordering::Relaxed)
+    }
+
+    /// A new realm for one call: the built-ins above plus `console`, whose lines go back to the
+    /// server with the call's answer.
+    fn realm(&self) -> rquickjs::Result<Context> {
+        let context = Context::custom::<Intrinsics>(&self.runtime)?;
+        context.with(|ctx| -> rquickjs::Result<()> {
+            let console = Object::new(ctx.clone())?;
+            for level in ["log", "info", "warn", "error", "debug"] {
+                let lines = self.console.clone();
+                let f = Function::new(
+                    ctx.clone(),
+                    move |args: rquickjs::function::Rest<rquickjs::Coerced<String>>| {
+                        if let Ok(mut lines) = lines.lock()
+                            && lines.len() < CONSOLE_LINES
+                        {
+                            let line: Vec<String> = args.0.into_iter().map(|s| s.0).collect();
+                            lines.push(format!("console.{level}: {}", line.join(" ")));
+                        }
+                    },
+                )?;
+                console.set(level, f)?;
+            }
+            ctx.globals().set("console", console)?;
+            Ok(())
+        })?;
+        Ok(context)
+    }
+
+    /// The console lines of the last call.
+    pub fn take_console(&self) -> Vec<String> {
+        self.console.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+    }
+
+    /// Runs one call under the deadline and drains its microtasks. Call [`Engine::settle`]
+    /// once the answer is sent.
+    pub fn call(&mut self, name: &str, code: Code<'_>, task: Task<'_>) -> Result<Done, ScriptError> {
+        self.interrupted.store(false, Ordering::Relaxed);
+        let deadline = thread_cpu_nanos() + self.limits.deadline.as_nanos() as u64;
+        self.deadline.store(deadline, Ordering::Relaxed);
+        let mut result = self.run(name, code, task);
+        if self.drain().is_err() && result.is_ok() {
+            result = Err(ScriptError::Deadline { script: name.to_owned(), deadline_ms: self.deadline_ms() });
+        }
+        self.deadline.store(u64::MAX, Ordering::Relaxed);
+        // A runtime whose call was interrupted or ran out of memory (compiling included) may
+        // be damaged, and may still hold the call's queued jobs: replace it.
+        self.damaged = self.interrupted.load(Ordering::Relaxed)
+            || matches!(&result, Err(ScriptError::Deadline { .. } | ScriptError::OutOfMemory { .. }))
+            || matches!(&result, Err(ScriptError::Compile { message, .. }) if message.contains("out of memory"));
+        result
+    }
+
+    /// Between calls: replaces a runtime the last call may have damaged, else collects its
+    /// garbage; then makes the next call's realm, so a call does not wait for it.
+    pub fn settle(&mut self) -> rquickjs::Result<()> {
+        if self.damaged {
+            let replaced = self.replaced + 1;
+            *self = Engine::new(self.limits)?;
+            self.replaced = replaced;
+        } else {
+            self.runtime.run_gc();
+            if self.next.is_none() {
+                self.next = self.realm().ok();
+            }
+        }
+        Ok(())
+    }
+
+    fn deadline_ms(&self) -> u64 {
+        self.limits.deadline.as_millis() as u64
+    }
+
+    /// Runs the microtasks a call left queued, under the call's deadline, so that none of them
+    /// runs during a later call. `Err` when the deadline passed first.
+    fn drain(&self) -> Result<(), ()> {
+        while self.runtime.is_job_pending() {
+            if self.late() {
+                self.interrupted.store(true, Ordering::Relaxed);
+                return Err(());
+            }
+            // A job that throws is the script's own business; one interrupted sets `interrupted`.
+            if let Ok(false) = self.runtime.execute_pending_job() {
+                break;
+            }
+            if self.interrupted.load(Ordering::Relaxed) {
+                return Err(());
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, name: &str, code: Code<'_>, task: Task<'_>) -> Result<Done, ScriptError> {
+        let limits = self.limits;
+        let interrupted = self.interrupted.clone();
+        let classify = |message: String| -> ScriptError {
+            if interrupted.load(Ordering::Relaxed) {
+                ScriptError::Deadline {
+                    script: name.to_owned(),
+                    deadline_ms: limits.deadline.as_millis() as u64,
+                }
+            } else if message.contains("out of memory") {
+                ScriptError::OutOfMemory {
+                    script: name.to_owned(),
+                    limit_mib: limits.memory_bytes / (1024 * 1024),
+                }
+            } else {
+                ScriptError::Thrown { script: name.to_owned(), message }
+            }
+        };
+        let mut phases = WorkerPhases::default();
+        let mut clock = Instant::now();
+        let mut lap = |slot: &mut u64| {
+            let now = Instant::now();
+            *slot = (now - clock).as_nanos() as u64;
+            clock = now;
+        };
+        let context = match self.next.take() {
+            Some(c) => c,
+            None => self.realm().map_err(|e| classify(e.to_string()))?,
+        };
+        lap(&mut phases.realm);
+        context.with(|ctx| {
+            let compile_error = |e| ScriptError::Compile { script: name.to_owned(), message: describe(e) };
+            let declared = match code {
+                Code::Source(source) => Module::declare(ctx.clone(), name.as_bytes(), source)
+                    .catch(&ctx)
+                    .map_err(compile_error)?,
+                Code::Bytecode(bytes) => load(&ctx, bytes).catch(&ctx).map_err(compile_error)?,
+            };
+            let bytecode = match (&task, matches!(code, Code::Source(_))) {
+                (Task::Check { .. }, true) => Some(
+                    declared
+                        .write(rquickjs::module::WriteOptions::default())
+                        .catch(&ctx)
+                        .map_err(compile_error)?,
+                ),
+                _ => None,
+            };
+            let (module, promise) = declared.eval().catch(&ctx).map_err(|e| classify(describe(e)))?;
+            promise.finish::<()>().catch(&ctx).map_err(|e| classify(describe(e)))?;
+            let namespace = module.namespace().catch(&ctx).map_err(|e| classify(describe(e)))?;
+            let export = |key: &str| -> Result<Function<'_>, ScriptError> {
+                namespace.get::<_, Function>(key).map_err(|_| ScriptError::Contract {
+                    script: name.to_owned(),
+                    message: if key == "default" {
+                        "must `export default function`".to_owned()
+                    } else {
+                        format!("has no exported function {key}")
+                    },
+                })
+            };
+            lap(&mut phases.load);
+            let json = |text: &[u8]| ctx.json_parse(text).catch(&ctx).map_err(|e| classify(describe(e)));
+            let stringify = |v| stringify(&ctx, v, &classify);
+            let outputs = match task {
+                Task::Check { export: key } => {
+                    export(key)?;
+                    Vec::new()
+                }
+                Task::Transform { data, ctx: call_ctx } => {
+                    let f = export("default")?;
+                    let (data, call_ctx) = (json(data)?, json(call_ctx)?);
+                    lap(&mut phases.data_in);
+                    let out: rquickjs::Value =
+                        f.call((data, call_ctx)).catch(&ctx).map_err(|e| classify(describe(e)))?;
+                    lap(&mut phases.run);
+                    let text = stringify(out)?;
+                    lap(&mut phases.data_out);
+                    vec![text]
+                }
+                Task::Each { export: key, items } => {
+                    let f = export(key)?;
+                    let mut out = Vec::with_capacity(items.len());
+                    for (parent, args) in items {
+                        let result: rquickjs::Value = f
+                            .call((json(parent)?, json(args)?))
+                            .catch(&ctx)
+                            .map_err(|e| classify(describe(e)))?;
+                        out.push(stringify(result)?);
+                    }
+                    lap(&mut phases.run);
+                    out
+                }
+            };
+            Ok(Done { outputs, bytecode, phases })
+        })
+    }
+}
+
+/// Loads a module from bytecode.
+///
+/// SAFETY argument for the one `unsafe` call: QuickJS trusts bytecode, so malformed bytes
+/// could make it read out of bounds. The bytes here are never a user's: they are what
+/// `Module::write` produced from source in a worker of this same binary (the same QuickJS),
+/// kept in the server's memory only (never stored, never read back from the registry or a
+/// file), and handed to the worker over its private socket. Should they still be wrong, the
+/// damage stays in this worker process: its call fails and the pool starts a new worker.
+#[allow(unsafe_code)]
+fn load<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<Module<'js, rquickjs::module::Declared>> {
+    // SAFETY: see above; the bytes are copied by QuickJS (`JS_READ_OBJ_ROM_DATA` is 0 in
+    // this QuickJS), so nothing borrows them after the call.
+    unsafe { Module::load(ctx.clone(), bytes) }
+}
+
+fn describe(caught: CaughtError<'_>) -> String {
+    match caught {
+        CaughtError::Exception(e) => {
+            let message = e.message().unwrap_or_default();
+            // QuickJS stacks look like "    at transform (home.js:3:11)"; keep the first frame.
+            let at = e.stack().and_then(|s| {
+                s.lines().find_map(|l| l.trim().strip_prefix("at ").map(|f| f.trim().to_owned()))
+            });
+            match at {
+                Some(frame) => format!("{message} (at {frame})"),
+                None => message,
+            }
+        }
+        CaughtError::Value(v) => format!("threw {v:?}"),
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+/// A JS value as JSON text (`undefined` becomes `null`).
+fn stringify<'js>(
+    ctx: &Ctx<'js>,
+    v: rquickjs::Value<'js>,
+    classify: &dyn Fn(String) -> ScriptError,
+) -> Result<Vec<u8>, ScriptError> {
+    let text = ctx.json_stringify(v).catch(ctx).map_err(|e| classify(describe(e)))?;
+    Ok(text.map(|s| s.to_string().unwrap_or_default().into_bytes()).unwrap_or_else(|| b"null".to_vec()))
+}
