@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Runtime};
 
-use super::{ScriptError, ScriptLimits};
+use super::{ScriptError, ScriptLimits, crossing};
 
 /// CPU time this thread has used, in nanoseconds.
 pub fn thread_cpu_nanos() -> u64 {
@@ -281,7 +281,12 @@ impl Engine {
                 })
             };
             lap(&mut phases.load);
-            let json = |text: &[u8]| ctx.json_parse(text).catch(&ctx).map_err(|e| classify(describe(e)));
+            let json = |text: &[u8]| {
+                crossing::to_js(&ctx, text).map_err(|e| ScriptError::Contract {
+                    script: name.to_owned(),
+                    message: format!("its input is not JSON: {e}"),
+                })
+            };
             let stringify = |v| stringify(&ctx, v, &classify);
             let outputs = match task {
                 Task::Check { export: key } => {
@@ -357,6 +362,229 @@ fn stringify<'js>(
     v: rquickjs::Value<'js>,
     classify: &dyn Fn(String) -> ScriptError,
 ) -> Result<Vec<u8>, ScriptError> {
-    let text = ctx.json_stringify(v).catch(ctx).map_err(|e| classify(describe(e)))?;
-    Ok(text.map(|s| s.to_string().unwrap_or_default().into_bytes()).unwrap_or_else(|| b"null".to_vec()))
+    let mut out = Vec::with_capacity(16 * 1024);
+    match crossing::write_json(ctx, &v, &mut out) {
+        Ok(true) => Ok(out),
+        Ok(false) => Ok(b"null".to_vec()),
+        Err(message) => Err(classify(message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! QuickJS as a worker runs it, in this process: semantics, limits and isolation. What
+    //! needs a real worker process (the watchdog, crashes, the queue) is tested through the
+    //! pool in `tests/api/scripts.rs`.
+    use super::*;
+
+    fn engine() -> Engine {
+        Engine::new(ScriptLimits::default()).unwrap()
+    }
+
+    /// One call, then what a worker does between calls.
+    fn call(e: &mut Engine, name: &str, code: Code<'_>, task: Task<'_>) -> Result<Done, ScriptError> {
+        let result = e.call(name, code, task);
+        e.settle().unwrap();
+        result
+    }
+
+    fn transform(e: &mut Engine, source: &str, data: &str, ctx: &str) -> Result<String, ScriptError> {
+        let task = Task::Transform { data: data.as_bytes(), ctx: ctx.as_bytes() };
+        let done = call(e, "test.js", Code::Source(source.as_bytes()), task)?;
+        Ok(String::from_utf8(done.outputs[0].clone()).unwrap())
+    }
+
+    fn check(e: &mut Engine, name: &str, source: &str, export: &str) -> Result<Done, ScriptError> {
+        call(e, name, Code::Source(source.as_bytes()), Task::Check { export })
+    }
+
+    #[test]
+    fn a_transform_shapes_data_with_ctx() {
+        let s = "export default function transform(data, ctx) { return { n: data.items.length, who: ctx.client }; }";
+        let out = transform(&mut engine(), s, r#"{"items":[1,2,3]}"#, r#"{"client":"tv"}"#).unwrap();
+        assert_eq!(out, r#"{"n":3,"who":"tv"}"#);
+    }
+
+    #[test]
+    fn an_endless_loop_is_stopped_at_the_deadline_and_the_engine_keeps_serving() {
+        let mut e = engine();
+        let started = thread_cpu_nanos();
+        let err =
+            transform(&mut e, "export default function () { while (true) {} }", "{}", "{}").unwrap_err();
+        assert!(matches!(err, ScriptError::Deadline { .. }), "{err}");
+        assert!(thread_cpu_nanos() - started >= 50_000_000, "the deadline counts CPU time");
+        assert_eq!(e.replaced, 1, "an interrupted runtime is replaced");
+        for _ in 0..4 {
+            assert_eq!(
+                transform(&mut e, "export default function (d) { return d; }", "[1]", "{}").unwrap(),
+                "[1]"
+            );
+        }
+    }
+
+    #[test]
+    fn try_catch_cannot_swallow_the_deadline() {
+        let s = "export default function () { for (;;) { try { while (true) {} } catch (e) {} } }";
+        let err = transform(&mut engine(), s, "{}", "{}").unwrap_err();
+        assert!(matches!(err, ScriptError::Deadline { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_gibibyte_is_refused_at_the_memory_cap() {
+        let mut e = engine();
+        let s = "export default function () { const a = []; for (;;) a.push(new Array(1 << 20).fill(1)); }";
+        let err = transform(&mut e, s, "{}", "{}").unwrap_err();
+        assert!(matches!(err, ScriptError::OutOfMemory { .. }), "{err}");
+        let s = "export default function () { return 'x'.repeat(1 << 30).length; }";
+        let err = transform(&mut e, s, "{}", "{}").unwrap_err();
+        assert!(matches!(err, ScriptError::OutOfMemory { .. } | ScriptError::Thrown { .. }), "{err}");
+    }
+
+    #[test]
+    fn deep_recursion_is_an_ordinary_error() {
+        let s = "function f(n) { return f(n + 1) + 1; }\nexport default function () { return f(0); }";
+        let err = transform(&mut engine(), s, "{}", "{}").unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("stack"), "{err}");
+    }
+
+    #[test]
+    fn no_way_out_of_the_sandbox() {
+        let mut e = engine();
+        for probe in ["std", "os", "require", "fetch", "setTimeout", "process"] {
+            let s = format!("export default function () {{ return typeof {probe}; }}");
+            assert_eq!(transform(&mut e, &s, "{}", "{}").unwrap(), "\"undefined\"", "{probe}");
+        }
+        let s = "import * as os from 'os';\nexport default function () { return 1; }";
+        assert!(transform(&mut e, s, "{}", "{}").is_err(), "static import of os");
+        let s = "export default function () { return import('/etc/passwd'); }";
+        let r = transform(&mut e, s, "{}", "{}");
+        assert!(r.is_err() || r.as_deref().ok() == Some("{}"), "dynamic import must not load a file: {r:?}");
+    }
+
+    #[test]
+    fn errors_name_the_script_and_line_from_source_and_from_bytecode() {
+        let mut e = engine();
+        let source = "export default function (data) {\n  return data.missing.field;\n}";
+        let compiled = check(&mut e, "tv/home@3", source, "default").unwrap();
+        let bytecode = compiled.bytecode.expect("a check of source writes bytecode");
+        for code in [Code::Source(source.as_bytes()), Code::Bytecode(&bytecode)] {
+            let task = Task::Transform { data: b"{}", ctx: b"{}" };
+            let error = call(&mut e, "tv/home@3", code, task).err().unwrap();
+            assert_eq!(error.position().map(|(line, _)| line), Some(2), "{error}");
+            let text = error.to_string();
+            assert!(text.starts_with("tv/home@3:") && text.contains(":2:"), "{text}");
+        }
+        let err = check(&mut e, "broken.js", "export default function (\n", "default").err().unwrap();
+        assert!(matches!(err, ScriptError::Compile { .. }), "{err}");
+        let err = check(&mut e, "nodefault.js", "export function x() {}", "default").err().unwrap();
+        assert!(err.to_string().contains("export default function"), "{err}");
+    }
+
+    #[test]
+    fn bytecode_gives_the_same_answer_as_source_in_a_fresh_realm_each_call() {
+        let mut e = engine();
+        let source = "let n = 0;\nexport default function (d) { n += 1; return { n, sum: d.a + d.b }; }";
+        let bytecode = check(&mut e, "sum.js", source, "default").unwrap().bytecode.unwrap();
+        for _ in 0..3 {
+            let task = Task::Transform { data: br#"{"a":1,"b":2}"#, ctx: b"{}" };
+            let done = call(&mut e, "sum.js", Code::Bytecode(&bytecode), task).unwrap();
+            assert_eq!(done.outputs[0], br#"{"n":1,"sum":3}"#, "module state starts afresh");
+        }
+    }
+
+    #[test]
+    fn each_runs_a_batch_in_one_realm() {
+        let mut e = engine();
+        let s = "export function double(parent, args) { return parent.n * args.k; }";
+        let items: Vec<(String, String)> =
+            (0..200).map(|n| (format!("{{\"n\":{n}}}"), "{\"k\":2}".into())).collect();
+        let items = items.iter().map(|(p, a)| (p.as_bytes(), a.as_bytes())).collect();
+        let done =
+            call(&mut e, "double.js", Code::Source(s.as_bytes()), Task::Each { export: "double", items })
+                .unwrap();
+        assert_eq!(done.outputs.len(), 200);
+        assert_eq!(done.outputs[199], b"398");
+    }
+
+    /// Attacks that change shared built-ins or keep state, each paired with a victim call
+    /// that would show the change.
+    const ATTACKS: &[(&str, &str, &str)] = &[
+        (
+            "const g = globalThis; g.stash = g.stash || []; const map = Array.prototype.map;\n\
+             Array.prototype.map = function (...a) { g.stash.push(JSON.stringify(this)); return map.apply(this, a); };",
+            "return [1, 2].map((x) => x).concat(globalThis.stash || []);",
+            "[1,2]",
+        ),
+        ("Math.round = () => 5;", "return Math.round(2.2);", "2"),
+        ("Object.prototype.toJSON = function () { return 'owned'; };", "return { a: 1 };", r#"{"a":1}"#),
+        ("const p = JSON.parse; JSON.parse = (t) => ({ owned: true });", "return JSON.parse('[1]');", "[1]"),
+        (
+            "String.prototype.toUpperCase = function () { return 'owned'; };",
+            "return 'a'.toUpperCase();",
+            r#""A""#,
+        ),
+        (
+            "Function.prototype.call = function () { return 'owned'; };",
+            "return [Math.max.call(null, 1, 2)];",
+            "[2]",
+        ),
+        ("globalThis.secret = 'from another tenant';", "return typeof secret;", r#""undefined""#),
+        (
+            "Object.defineProperty(Object.prototype, 'x', { get() { return 'owned'; } });",
+            "return ({}).x ?? null;",
+            "null",
+        ),
+        (
+            "Promise.resolve().then(() => { globalThis.later = 'owned'; });",
+            "return typeof later;",
+            r#""undefined""#,
+        ),
+    ];
+
+    #[test]
+    fn no_state_survives_from_one_call_to_the_next() {
+        // One engine, so every call lands on the runtime the attacker would have changed.
+        let mut e = engine();
+        for (attack, victim, expected) in ATTACKS {
+            // As a transform of another team (runs its top level, then its function) ...
+            let evil = format!("{attack}\nexport default function () {{ return 1; }}");
+            transform(&mut e, &evil, "{}", "{}").unwrap();
+            // ... and as a refused publish (no default export), which still evaluates the module.
+            let refused = format!("{attack}\nexport const nothing = 1;");
+            assert!(check(&mut e, "web/sneaky@new", &refused, "default").is_err());
+            let victim = format!("export default function () {{ {victim} }}");
+            assert_eq!(transform(&mut e, &victim, "{}", "{}").unwrap(), *expected, "after {attack}");
+        }
+    }
+
+    #[test]
+    fn two_devices_of_one_endpoint_share_nothing() {
+        let mut e = engine();
+        let s = "let seen = [];\nexport default function (data) { seen.push(data.device); return seen; }";
+        let a = transform(&mut e, s, r#"{"device":"a"}"#, "{}").unwrap();
+        let b = transform(&mut e, s, r#"{"device":"b"}"#, "{}").unwrap();
+        assert_eq!((a.as_str(), b.as_str()), (r#"["a"]"#, r#"["b"]"#));
+    }
+
+    #[test]
+    fn an_endless_microtask_chain_is_stopped_and_does_not_reach_the_next_call() {
+        let mut e = engine();
+        let s = "function again() { globalThis.ticks = (globalThis.ticks || 0) + 1; Promise.resolve().then(again); }\n\
+                 export default function () { again(); return 'done'; }";
+        let err = transform(&mut e, s, "{}", "{}").unwrap_err();
+        assert!(matches!(err, ScriptError::Deadline { .. }), "{err}");
+        let ok = "export default function () { return typeof ticks; }";
+        assert_eq!(transform(&mut e, ok, "{}", "{}").unwrap(), r#""undefined""#);
+    }
+
+    #[test]
+    fn a_compile_out_of_memory_replaces_the_runtime() {
+        let limits = ScriptLimits { memory_bytes: 2 * 1024 * 1024, ..ScriptLimits::default() };
+        let mut e = Engine::new(limits).unwrap();
+        let huge = format!("export default function () {{ return [{}]; }}", "1,".repeat(400_000));
+        let err = check(&mut e, "huge.js", &huge, "default").err().unwrap();
+        assert!(err.to_string().contains("out of memory"), "{err}");
+        assert_eq!(transform(&mut e, "export default function () { return 1; }", "{}", "{}").unwrap(), "1");
+        assert_eq!(e.replaced, 1);
+    }
 }

@@ -33,6 +33,8 @@ pub fn test_config() -> Config {
         ..Config::default()
     };
     config.demo.enabled = true;
+    // The test binary is not `facade`: script workers run the real binary.
+    config.scripts.worker_program = Some(env!("CARGO_BIN_EXE_facade").into());
     config
 }
 
