@@ -12,7 +12,11 @@ use super::error::ApiError;
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let engine = state.registry.engine();
     let backends: Vec<&str> = engine.backends().names().collect();
-    Json(json!({ "status": "ok", "backends": backends, "scripts": { "trips": state.scripts.trips() } }))
+    Json(json!({ "status": "ok", "backends": backends, "scripts": {
+        "trips": state.scripts.trips(),
+        "workersReplaced": state.scripts.workers_replaced(),
+        "dropped": state.scripts.dropped(),
+    } }))
 }
 
 /// 200 when this instance can serve and change the registry; 503 with the reason when its

@@ -231,9 +231,13 @@ mod wire {
         w
     }
 
+    /// What a call answered: its outputs (JSON text each) and the module's bytecode, if it
+    /// was compiled.
+    pub type Outputs = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
     /// A decoded reply: outputs, bytecode, phases, CPU nanoseconds, console lines.
     pub struct Reply {
-        pub result: Result<(Vec<Vec<u8>>, Option<Vec<u8>>), ScriptError>,
+        pub result: Result<Outputs, ScriptError>,
         pub phases: WorkerPhases,
         pub cpu_nanos: u64,
         pub console: Vec<String>,

@@ -53,12 +53,14 @@ struct Answer {
     phases: Phases,
 }
 
-/// Counters the lanes keep.
+/// Counters the lanes keep, and each lane's worker.
 #[derive(Default)]
 struct Counts {
     trips: AtomicU64,
     replaced: AtomicU64,
     dropped: AtomicU64,
+    /// The process ID of each lane's worker (0: none running).
+    pids: Vec<std::sync::atomic::AtomicU32>,
 }
 
 /// The pool. Cloning shares it; it stops (its workers ended) when the last clone is dropped.
@@ -94,9 +96,11 @@ impl ScriptPool {
         };
         let queue = settings.queue.max(1);
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue);
-        let counts = Arc::new(Counts::default());
+        let pids = (0..workers).map(|_| std::sync::atomic::AtomicU32::new(0)).collect();
+        let counts = Arc::new(Counts { pids, ..Counts::default() });
         for i in 0..workers {
-            let mut lane = Lane { settings: settings.clone(), worker: None, counts: counts.clone() };
+            let mut lane =
+                Lane { index: i, settings: settings.clone(), worker: None, counts: counts.clone() };
             lane.worker = Some(lane.spawn()?);
             let rx = rx.clone();
             std::thread::Builder::new().name(format!("facade-js-{i}")).spawn(move || lane.serve(&rx))?;
@@ -129,6 +133,16 @@ impl ScriptPool {
     /// Calls handed to a worker so far (one per call or per batch).
     pub fn trips(&self) -> u64 {
         self.counts.trips.load(Ordering::Relaxed)
+    }
+
+    /// Calls waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// The process IDs of the workers running now.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.counts.pids.iter().map(|p| p.load(Ordering::Relaxed)).filter(|&p| p != 0).collect()
     }
 
     /// Calls dropped before they ran because their caller had gone.
@@ -243,6 +257,7 @@ impl Drop for Worker {
 
 /// One lane: a thread, a worker, and the calls it hands that worker one at a time.
 struct Lane {
+    index: usize,
     settings: PoolSettings,
     worker: Option<Worker>,
     counts: Arc<Counts>,
@@ -277,6 +292,7 @@ impl Lane {
                 )
             })?;
         ours.set_read_timeout(Some(self.backstop()))?;
+        self.counts.pids[self.index].store(child.id(), Ordering::Relaxed);
         let input = BufReader::with_capacity(64 * 1024, ours.try_clone()?);
         Ok(Worker { child, socket: ours, input })
     }
@@ -387,7 +403,7 @@ impl Lane {
             status
         });
         self.counts.replaced.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::SCRIPT_RUNTIME_REPLACED).increment(1);
+        metrics::counter!(m::SCRIPT_WORKERS_REPLACED).increment(1);
         self.worker =
             self.spawn().map_err(|e| tracing::error!(error = %e, "cannot start a script worker")).ok();
         let limits = &self.settings.limits;
@@ -414,7 +430,7 @@ impl Lane {
     fn replace(&mut self) {
         if self.worker.take().is_some() {
             self.counts.replaced.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(m::SCRIPT_RUNTIME_REPLACED).increment(1);
+            metrics::counter!(m::SCRIPT_WORKERS_REPLACED).increment(1);
         }
         self.worker =
             self.spawn().map_err(|e| tracing::error!(error = %e, "cannot start a script worker")).ok();

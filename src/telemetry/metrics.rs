@@ -18,7 +18,7 @@ pub const RETRIES: &str = "facade_backend_retries_total";
 /// Script calls that failed, by `script` and `kind` (thrown, deadline, out_of_memory, …).
 pub const SCRIPT_ERRORS: &str = "facade_script_errors_total";
 /// QuickJS runtimes replaced after an interrupted or out-of-memory call.
-pub const SCRIPT_RUNTIME_REPLACED: &str = "facade_script_runtimes_replaced_total";
+pub const SCRIPT_WORKERS_REPLACED: &str = "facade_script_workers_replaced_total";
 
 /// Device calls by endpoint ID, by `client`, `endpoint`, `version` and `side` (`stable` or
 /// `canary`). Per client: sum by `client`.

@@ -432,7 +432,7 @@ async fn a_reload_compiles_only_versions_that_were_not_live_before() {
     let dir = tempfile::tempdir().unwrap();
     let config = crate::helpers::test_config();
     let limits = facade::scripts::ScriptLimits::default();
-    let pool = facade::scripts::ScriptPool::new(1, 16, limits).unwrap();
+    let pool = crate::helpers::script_pool(1, limits);
     let js =
         facade::graphql::js::JsFunctions::load(&config.scripts.resolvers_dir, pool.clone()).await.unwrap();
     let options = facade::app::engine_options(&config, None, Some(js));

@@ -13,7 +13,7 @@ use std::time::Duration;
 use facade::config::Config;
 use facade::demo::{DemoBackends, DemoOptions, Faults};
 use facade::graphql::{Engine, GraphqlRequest, js::JsFunctions};
-use facade::scripts::{ScriptLimits, ScriptPool};
+use facade::scripts::ScriptLimits;
 use serde_json::{Map, Value, json};
 
 use crate::helpers::test_config;
@@ -220,9 +220,10 @@ impl Gen {
 async fn engine(demo: &DemoBackends) -> Engine {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config: Config = test_config();
-    let pool =
-        ScriptPool::new(1, 64, ScriptLimits { deadline: Duration::from_secs(5), ..ScriptLimits::default() })
-            .unwrap();
+    let pool = crate::helpers::script_pool(
+        1,
+        ScriptLimits { deadline: Duration::from_secs(5), ..ScriptLimits::default() },
+    );
     let js = JsFunctions::load(&config.scripts.resolvers_dir, pool).await.unwrap();
     Engine::load(&config.schema_dir, &facade::app::engine_options(&config, Some(demo), Some(js))).unwrap()
 }

@@ -38,6 +38,12 @@ pub fn test_config() -> Config {
     config
 }
 
+/// A script pool whose workers run the `facade` binary.
+pub fn script_pool(workers: usize, limits: facade::scripts::ScriptLimits) -> facade::scripts::ScriptPool {
+    let program = facade::scripts::WorkerProgram(env!("CARGO_BIN_EXE_facade").into());
+    facade::scripts::ScriptPool::with_program(program, workers, limits).expect("script workers start")
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_with(|_| {}).await
 }

@@ -20,3 +20,4 @@ mod resilience;
 mod schema_check;
 mod scripts;
 mod traces;
+mod workers;
