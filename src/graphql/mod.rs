@@ -417,6 +417,12 @@ impl Engine {
         &self.files
     }
 
+    /// The script pool this engine's `@js` fields run in (also the one transforms are
+    /// compiled in when a registry snapshot is built).
+    pub fn script_pool(&self) -> Option<&crate::scripts::ScriptPool> {
+        self.js.as_ref().map(|j| &j.pool)
+    }
+
     pub fn model(&self) -> &FacadeSchema {
         &self.model
     }

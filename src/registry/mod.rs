@@ -358,6 +358,14 @@ impl Registry {
                         .script
                         .as_deref()
                         .map(|src| crate::scripts::Script::new(format!("{client}/{endpoint}@{n}"), src));
+                    // Compiled to bytecode once, here, in a worker; calls load it. A version
+                    // that fails to compile now (it compiled at publish) still serves, its
+                    // calls reporting the error.
+                    if let (Some(script), Some(pool)) = (&script, engine.script_pool())
+                        && let Err(e) = pool.check(script, None).await
+                    {
+                        tracing::warn!(endpoint = %format!("{client}/{endpoint}"), version = n, error = %e, "transform not compiled");
+                    }
                     Ok(LiveVersion { version: n, prepared: Arc::new(prepared), script })
                 }
             };

@@ -258,8 +258,10 @@ impl Engine {
                     .map_err(compile_error)?,
                 Code::Bytecode(bytes) => load(&ctx, bytes).catch(&ctx).map_err(compile_error)?,
             };
+            // Source is compiled once: its bytecode goes back with the answer, for the
+            // server to keep and send instead.
             let bytecode = match (&task, matches!(code, Code::Source(_))) {
-                (Task::Check { .. }, true) => Some(
+                (_, true) => Some(
                     declared
                         .write(rquickjs::module::WriteOptions::default())
                         .catch(&ctx)

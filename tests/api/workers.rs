@@ -184,3 +184,24 @@ async fn a_published_trap_stops_at_the_deadline_and_other_teams_are_served() {
     let health: Value = app.get_json("/healthz").await;
     assert_eq!(health["scripts"]["workersReplaced"], 2, "{health}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_is_compiled_once_and_its_bytecode_loaded_by_every_worker() {
+    let pool = script_pool(2, ScriptLimits::default());
+    let checked = script("tv/home@2", "return { twice: data.n * 2, client: ctx.client ?? null };");
+    assert!(!checked.compiled());
+    pool.check(&checked, None).await.unwrap();
+    assert!(checked.compiled(), "a check keeps the bytecode");
+    let called = script("tv/home@3", "return data.n;");
+    assert_eq!(transform(&pool, &called, r#"{"n":7}"#).await.unwrap(), "7");
+    assert!(called.compiled(), "so does a first call from source");
+    // Every later call, on either worker, loads the bytecode into a fresh realm.
+    for n in 0..8 {
+        assert_eq!(
+            transform(&pool, &checked, &format!("{{\"n\":{n}}}")).await.unwrap(),
+            format!("{{\"twice\":{},\"client\":null}}", n * 2)
+        );
+    }
+    // A clone shares the bytecode (a snapshot's versions are clones of what was compiled).
+    assert!(checked.clone().compiled());
+}
