@@ -520,10 +520,12 @@ pub async fn by_id(env: &Env) -> anyhow::Result<Report> {
 
 const TV_TRANSFORM: &str = include_str!("../../resolvers-js/endpoints/tv/home.js");
 
-/// Scenario 8: transforms. Cost per call on the home payload (pooled runtime vs a fresh
-/// runtime per call; data crossing as JSON text vs converted values), and the transform's
-/// share of a device request (same document published with and without it).
+/// Scenario 8: transforms. Where a transform call's time goes, phase by phase, through the
+/// pool as it runs (worker processes; module loaded from bytecode, or compiled from source),
+/// the ways data can cross into a realm and back, how fast a runaway call is stopped, and the
+/// transform's share of a device request (same document published with and without it).
 pub async fn scripts(env: &Env) -> anyhow::Result<Report> {
+    use facade::scripts::{Phases, Script, ScriptLimits, ScriptPool, WorkerProgram};
     let n = if env.smoke { 5 } else { 300 };
     let client = reqwest::Client::new();
     let admin =
@@ -540,33 +542,63 @@ pub async fn scripts(env: &Env) -> anyhow::Result<Report> {
     let data = result["data"].to_string();
     let ctx = json!({"variables": {"profileId": "1"}, "client": "tv", "endpoint": "home", "version": 1, "canary": false, "errors": null, "device": {"id": null, "headers": {}}}).to_string();
 
-    let program = facade::scripts::WorkerProgram::this_executable()?;
-    let pool =
-        facade::scripts::ScriptPool::with_program(program, 1, facade::scripts::ScriptLimits::default())?;
-    let script = facade::scripts::Script::new("tv/home", TV_TRANSFORM);
-    pool.transform(&script, data.clone().into_bytes(), ctx.clone().into_bytes()).await?;
-    let t0 = Instant::now();
+    // One worker (this binary answers to `script-worker`), calls one after another.
+    let pool = ScriptPool::with_program(WorkerProgram::this_executable()?, 1, ScriptLimits::default())?;
+    let compiled = Script::new("tv/home", TV_TRANSFORM);
+    pool.check(&compiled, None).await?;
+    anyhow::ensure!(compiled.compiled(), "the check did not compile the transform");
+    let mut sums = [Phases::default(); 2];
+    let mut walls = [0.0; 2];
     for _ in 0..n {
-        pool.transform(&script, data.clone().into_bytes(), ctx.clone().into_bytes()).await?;
+        for (k, fresh) in [false, true].into_iter().enumerate() {
+            // A script never compiled is sent as source and compiled in the call's realm.
+            let script = if fresh { Script::new("tv/home", TV_TRANSFORM) } else { compiled.clone() };
+            let t0 = Instant::now();
+            let out = pool.transform(&script, data.clone().into_bytes(), ctx.clone().into_bytes()).await?;
+            walls[k] += t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+            let (p, s) = (&out.phases, &mut sums[k]);
+            s.queue_wait += p.queue_wait;
+            s.hand_off += p.hand_off;
+            s.realm += p.realm;
+            s.load += p.load;
+            s.data_in += p.data_in;
+            s.run += p.run;
+            s.data_out += p.data_out;
+            s.worker_cpu += p.worker_cpu;
+        }
     }
-    let pooled_us = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
+    let row = |name: &str, f: &dyn Fn(&Phases) -> Duration| {
+        format!("| {name} | {:.0} | {:.0} |\n", us(f(&sums[0])), us(f(&sums[1])))
+    };
+    let phases_table = [
+        row("queue wait", &|p| p.queue_wait),
+        row("hand-off (frames, socket, both ways)", &|p| p.hand_off),
+        row("realm (made while the worker waited)", &|p| p.realm),
+        row("load bytecode / compile source, evaluate the module", &|p| p.load),
+        row("data in (34 KiB of JSON to QuickJS values)", &|p| p.data_in),
+        row("the script's own run", &|p| p.run),
+        row("result out (QuickJS values to JSON)", &|p| p.data_out),
+        row("**worker CPU per call** (everything the worker did for it)", &|p| p.worker_cpu),
+    ]
+    .concat();
 
-    let spin = facade::scripts::Script::new("spin.js", "export default function () { while (true) {} }");
     let mut stops = Vec::new();
-    for _ in 0..if env.smoke { 2 } else { 10 } {
-        let t0 = Instant::now();
-        let stopped = pool.transform(&spin, b"{}".to_vec(), b"{}".to_vec()).await;
-        anyhow::ensure!(stopped.is_err(), "while(true) was not stopped");
-        stops.push(ms(t0.elapsed()));
+    for body in ["while (true) {}", "const h = 'a'.repeat(2 ** 19); return h.indexOf('a'.repeat(2 ** 18) + 'b');"] {
+        let runaway = Script::new("runaway.js", &format!("export default function () {{ {body} }}"));
+        let mut worst: f64 = 0.0;
+        for _ in 0..if env.smoke { 2 } else { 10 } {
+            let t0 = Instant::now();
+            let stopped = pool.transform(&runaway, b"{}".to_vec(), b"{}".to_vec()).await;
+            anyhow::ensure!(stopped.is_err(), "{body} was not stopped");
+            worst = worst.max(ms(t0.elapsed()));
+        }
+        stops.push(worst);
     }
-    let stop_max = stops.iter().copied().fold(0.0, f64::max);
     let micro = {
         let (data, ctx) = (data.clone(), ctx.clone());
         tokio::task::spawn_blocking(move || crate::js_micro::measure(&data, &ctx, TV_TRANSFORM, n)).await??
     };
-    // What isolation adds to a call: a realm and a compile (measured directly: the
-    // difference of two whole calls is within their noise).
-    let isolation_us = micro.context_and_compile;
 
     let one = if env.smoke { Duration::from_millis(300) } else { Duration::from_secs(5) };
     let plain =
@@ -576,47 +608,59 @@ pub async fn scripts(env: &Env) -> anyhow::Result<Report> {
     let added = shaped.p50_ms - plain.p50_ms;
     let table = format!(
         "Home payload: {} KiB of JSON in, the tv/home transform (`resolvers-js/endpoints/tv/home.js`).\n\n\
-         | how | µs per call | vs shared realm |\n|---|---:|---:|\n\
-         | **the pool as it runs: a fresh realm per call** (queue, thread hop, context, compile, JSON text in and out) | {pooled_us:.0} | {:.2} |\n\
-         | one runtime, a fresh context and compile per call (no state survives a call) | {:.0} | {:.2} |\n\
-         | of which: the context alone (the pool's built-ins; made between calls) | {:.0} | |\n\
-         | of which: context plus compiling and evaluating the module | {:.0} | |\n\
-         | a context with every built-in (`Context::full`), for comparison | {:.0} | |\n\
-         | one runtime and one shared realm, compiled once (JSON text; the model before isolation) | {:.0} | 1.00 |\n\
-         | one shared realm, data converted value by value | {:.0} | {:.2} |\n\
-         | a fresh runtime, context and compile per call | {:.0} | {:.2} |\n\n\
-         Isolation (a fresh realm per call) costs **{isolation_us:.0} µs** of CPU per call (realm plus compile); \
-         the realm is made while the thread waits for work, so a request waits only for the compile.\n\n\
+         Through the pool as it runs (one worker process, calls one after another), µs per call:\n\n\
+         | phase | bytecode (as served) | source (compiled per call) |\n|---|---:|---:|\n{phases_table}\
+         | whole call as the caller sees it | {:.0} | {:.0} |\n\n\
+         The ways data can cross, a fresh realm and a compile per call, µs per call (one runtime, in-process):\n\n\
+         | data in / result out | µs per call | vs JSON text both ways |\n|---|---:|---:|\n\
+         | `JSON.parse` / `JSON.stringify` (before) | {:.0} | 1.00 |\n\
+         | serde_json building values / `JSON.stringify` | {:.0} | {:.2} |\n\
+         | `JSON.parse` / the Rust walk | {:.0} | {:.2} |\n\
+         | **serde_json building values / the Rust walk** (workers) | {:.0} | {:.2} |\n\
+         | of a call: the realm alone | {:.0} | |\n\
+         | of a call: compiling and evaluating the module | {:.0} | |\n\n\
          Device request, one user, {:.0} s each: without transform p50 {:.2} ms, with it {:.2} ms: the transform adds \
          {added:.2} ms, **{:.0} %** of the request.\n\n\
-         `while (true) {{}}` with the default 50 ms deadline: stopped after at most {stop_max:.1} ms over {} runs \
-         (the runtime is then replaced and the next call is served).",
+         Runaway calls, default 50 ms deadline (CPU time), the worst of {} runs each: `while (true) {{}}` \
+         (stopped by the interrupt handler) answered after {:.1} ms; a native `indexOf` on 512 KiB \
+         (stopped by the worker's watchdog, the worker replaced) after {:.1} ms.",
         data.len() / 1024,
-        pooled_us / micro.shared_text,
-        micro.fresh_realm,
-        micro.fresh_realm / micro.shared_text,
-        micro.lean_context,
-        micro.context_and_compile,
-        micro.context_only,
-        micro.shared_text,
-        micro.shared_values,
-        micro.shared_values / micro.shared_text,
-        micro.fresh_runtime,
-        micro.fresh_runtime / micro.shared_text,
+        walls[0],
+        walls[1],
+        micro.text_text,
+        micro.built_text,
+        micro.built_text / micro.text_text,
+        micro.text_walked,
+        micro.text_walked / micro.text_text,
+        micro.built_walked,
+        micro.built_walked / micro.text_text,
+        micro.realm,
+        micro.compile,
         one.as_secs_f64(),
         plain.p50_ms,
         shaped.p50_ms,
         100.0 * added.max(0.0) / shaped.p50_ms,
-        stops.len()
+        if env.smoke { 2 } else { 10 },
+        stops[0],
+        stops[1],
     );
+    let phase_json = |p: &Phases| {
+        let mut v = p.to_json();
+        for (_, x) in v.as_object_mut().into_iter().flatten() {
+            *x = json!(x.as_f64().unwrap_or(0.0) / f64::from(n));
+        }
+        v
+    };
     Ok(Report {
         name: "scripts",
         table,
-        figures: json!({"pooled_us": pooled_us, "fresh_realm_us": micro.fresh_realm, "context_us": micro.lean_context, "full_context_us": micro.context_only,
-                        "context_and_compile_us": micro.context_and_compile, "shared_text_us": micro.shared_text,
-                        "converted_us": micro.shared_values, "fresh_runtime_us": micro.fresh_runtime,
-                        "isolation_us": isolation_us,
-                        "plain": plain, "shaped": shaped, "payload_bytes": data.len(), "spin_stop_max_ms": stop_max}),
+        figures: json!({"bytecode_us": walls[0], "source_us": walls[1],
+                        "phases_bytecode": phase_json(&sums[0]), "phases_source": phase_json(&sums[1]),
+                        "text_text_us": micro.text_text, "built_text_us": micro.built_text,
+                        "text_walked_us": micro.text_walked, "built_walked_us": micro.built_walked,
+                        "realm_us": micro.realm, "compile_us": micro.compile,
+                        "plain": plain, "shaped": shaped, "payload_bytes": data.len(),
+                        "spin_stop_max_ms": stops[0], "native_stop_max_ms": stops[1]}),
     })
 }
 

@@ -13,7 +13,7 @@
 //! Architecture Invariant: nothing here does IO except the pool's pipe to its workers, and no
 //! tokio worker thread ever waits on a script: callers await a oneshot answer.
 
-mod crossing;
+pub mod crossing;
 mod engine;
 mod frame;
 mod pool;
