@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Instructions per home query (docs/BENCHMARKS.md): `facade serve` under callgrind with
-# instrumentation switched on only around a batch of requests; the demo backends run in
-# another process, not counted. Repeatable to ~0.2 %.
+# Instructions per home query (docs/BENCHMARKS.md): `facade serve` and its script workers
+# (child processes, traced too) under callgrind with instrumentation switched on only around a
+# batch of requests; the demo backends run in another process, not counted. Repeatable to ~0.2 %.
 #   benches/callgrind-home.sh [BINARY] [REQUESTS]      (default: target/release/facade, 50)
 # Needs valgrind and curl; ports 7101-7106 and 8099 free. KEEP=FILE keeps the profile;
 # DEVICE=1 measures GET /v1/tv/home (the published endpoint, with its transform).
-# CG_OPTS adds callgrind options, e.g. "--separate-threads=yes" (a total per thread: the
-# script pool's threads apart from the request's) or "--dump-instr=yes" (cost per instruction).
+# CG_OPTS adds callgrind options, e.g. "--separate-threads=yes" (a total per thread) or
+# "--dump-instr=yes" (cost per instruction). The script workers' share is printed apart.
 # ARTWORK_FAULTS sets the artwork backend's demo faults first, e.g. '{"errorRate":1.0}' (every
 # artwork call fails: the home query answers 200 errors once the breaker is open).
 set -euo pipefail
@@ -23,7 +23,7 @@ if [ -n "${ARTWORK_FAULTS:-}" ]; then
 fi
 # Scripts get a long deadline: under valgrind everything runs ~50x slower.
 FACADE_SCRIPTS__DEADLINE_MS=10000 FACADE_DATABASE__URL="sqlite://$T/f.db" \
-  valgrind --tool=callgrind --instr-atstart=no ${CG_OPTS:-} --callgrind-out-file="$T/cg.out" \
+  valgrind --tool=callgrind --instr-atstart=no --trace-children=yes ${CG_OPTS:-} --callgrind-out-file="$T/cg.out.%p" \
   "$BIN" serve --listen 127.0.0.1:8099 > "$T/serve.log" 2>&1 &
 VG=$!
 wait_up localhost:8099/healthz 600 0.5
@@ -45,11 +45,13 @@ else
   post() { curl -s -o /dev/null -w '%{size_download}\n' localhost:8099/graphql -H 'content-type: application/json' -d "$BODY"; }
 fi
 for _ in $(seq 1 20); do post > /dev/null; done   # warm up
-callgrind_control -i on $VG > /dev/null
+# Every process under callgrind: the server and its script workers.
+callgrind_control -i on > /dev/null
 for _ in $(seq 1 "$N"); do post; done | sort | uniq -c | sed 's/^/response bytes: /'
-callgrind_control -i off $VG > /dev/null
-callgrind_control -d $VG > /dev/null
+callgrind_control -i off > /dev/null
+callgrind_control -d > /dev/null
 TOTAL=$(cat "$T"/cg.out* | awk '/^totals:/ {s += $2} END {print s}')
-echo "instructions over $N home queries: $TOTAL; per query: $((TOTAL / N))"
+WORKERS=$(grep -l "script-worker" "$T"/cg.out* 2>/dev/null | xargs -r cat | awk '/^totals:/ {s += $2} END {print s + 0}')
+echo "instructions over $N home queries: $TOTAL; per query: $((TOTAL / N)) (script workers: $((WORKERS / N)))"
 # KEEP=FILE keeps the profile for callgrind_annotate.
 if [ -n "${KEEP:-}" ]; then cat "$T"/cg.out* > "$KEEP"; fi

@@ -20,7 +20,8 @@ fn plain(align: usize, size: usize) -> bool {
 
 // SAFETY: each method passes the layout's size to mimalloc and asks for its alignment
 // whenever plain mimalloc blocks do not already have it; blocks are freed by `mi_free`,
-// which takes any block mimalloc made. With `tune_for_server`, the only unsafe code in Facade:
+// which takes any block mimalloc made. With `tune_for_server` (and loading QuickJS bytecode in
+// `scripts::engine::load`), the only unsafe code in Facade:
 // an allocator cannot be written, nor its options set, without it.
 #[allow(unsafe_code)]
 unsafe impl std::alloc::GlobalAlloc for Mimalloc {
