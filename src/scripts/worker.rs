@@ -88,6 +88,11 @@ pub fn run(settings: WorkerSettings) -> std::io::Result<()> {
     );
     let stdin = std::io::stdin();
     let socket = UnixStream::from(std::os::fd::AsFd::as_fd(&stdin).try_clone_to_owned()?);
+    if socket.local_addr().is_err() {
+        return Err(std::io::Error::other(
+            "standard input is not a socket: script workers are started by `facade serve`, not by hand",
+        ));
+    }
     let mut input = BufReader::with_capacity(64 * 1024, socket.try_clone()?);
     let out = Arc::new(Mutex::new(Out { stream: socket, running: None }));
     let hard = hard_limit(settings.limits.deadline);
