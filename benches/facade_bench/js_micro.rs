@@ -40,7 +40,14 @@ enum Way {
     Built,
 }
 
-fn call(rt: &Runtime, source: &str, data: &str, ctx_json: &str, into: Way, out: Way) -> anyhow::Result<usize> {
+fn call(
+    rt: &Runtime,
+    source: &str,
+    data: &str,
+    ctx_json: &str,
+    into: Way,
+    out: Way,
+) -> anyhow::Result<usize> {
     let context = Context::custom::<Lean>(rt)?;
     let n = context.with(|ctx| -> anyhow::Result<usize> {
         let f = module(&ctx, source)?;
@@ -52,7 +59,9 @@ fn call(rt: &Runtime, source: &str, data: &str, ctx_json: &str, into: Way, out: 
         };
         let result: Value = f.call((parse(data)?, parse(ctx_json)?))?;
         Ok(match out {
-            Way::Text => ctx.json_stringify(result)?.map(|s| s.to_string().unwrap_or_default().len()).unwrap_or(0),
+            Way::Text => {
+                ctx.json_stringify(result)?.map(|s| s.to_string().unwrap_or_default().len()).unwrap_or(0)
+            }
             Way::Built => {
                 let mut buf = Vec::with_capacity(32 * 1024);
                 crossing::write_json(&ctx, &result, &mut buf).map_err(anyhow::Error::msg)?;
@@ -71,11 +80,15 @@ pub fn measure(data: &str, ctx_json: &str, source: &str, n: u32) -> anyhow::Resu
     rt.set_memory_limit(64 * 1024 * 1024);
     let mut ways = [0.0; 4];
     // Interleaved rounds, so that the machine's drift spreads over all four ways alike.
-    let combos = [(Way::Text, Way::Text), (Way::Built, Way::Text), (Way::Text, Way::Built), (Way::Built, Way::Built)];
+    let combos =
+        [(Way::Text, Way::Text), (Way::Built, Way::Text), (Way::Text, Way::Built), (Way::Built, Way::Built)];
     let rounds = 5;
     let sizes: Vec<usize> =
         combos.iter().map(|&(i, o)| call(&rt, source, data, ctx_json, i, o)).collect::<Result<_, _>>()?;
-    anyhow::ensure!(sizes.windows(2).all(|w| w[0] == w[1]), "the four ways wrote different lengths: {sizes:?}");
+    anyhow::ensure!(
+        sizes.windows(2).all(|w| w[0] == w[1]),
+        "the four ways wrote different lengths: {sizes:?}"
+    );
     for _ in 0..rounds {
         for (k, &(i, o)) in combos.iter().enumerate() {
             let t0 = Instant::now();

@@ -584,7 +584,9 @@ pub async fn scripts(env: &Env) -> anyhow::Result<Report> {
     .concat();
 
     let mut stops = Vec::new();
-    for body in ["while (true) {}", "const h = 'a'.repeat(2 ** 19); return h.indexOf('a'.repeat(2 ** 18) + 'b');"] {
+    for body in
+        ["while (true) {}", "const h = 'a'.repeat(2 ** 19); return h.indexOf('a'.repeat(2 ** 18) + 'b');"]
+    {
         let runaway = Script::new("runaway.js", &format!("export default function () {{ {body} }}"));
         let mut worst: f64 = 0.0;
         for _ in 0..if env.smoke { 2 } else { 10 } {
