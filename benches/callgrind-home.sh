@@ -28,13 +28,7 @@ FACADE_SCRIPTS__DEADLINE_MS=10000 FACADE_DATABASE__URL="sqlite://$T/f.db" \
 VG=$!
 wait_up localhost:8099/healthz 600 0.5
 if [ -n "${DEVICE:-}" ]; then
-  # The sample endpoints, published through the admin API with a token made for this run.
-  TOKEN=$(FACADE_DATABASE__URL="sqlite://$T/f.db" "$BIN" token create --admin --label bench | grep -o 'fcd_[A-Za-z0-9_]*' | head -1)
-  for c in tv ios web; do
-    curl -s -o /dev/null -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-      -d "{\"name\":\"$c\",\"team\":\"$c\"}" localhost:8099/admin/v1/clients
-  done
-  "$BIN" publish resolvers-js/endpoints --url http://127.0.0.1:8099 --token "$TOKEN" --reason bench > /dev/null
+  publish_samples "$BIN" "sqlite://$T/f.db"
 fi
 BODY=$(python3 -c 'import json,sys;print(json.dumps({"query":open(sys.argv[1]).read(),"variables":{"profileId":"1"}}))' \
   resolvers-js/endpoints/tv/home.graphql)

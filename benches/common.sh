@@ -23,3 +23,15 @@ start_demo() {
   DEMO=$!
   wait_up localhost:7101/profiles/1 100 0.2
 }
+
+# Publishes the sample endpoints (resolvers-js/endpoints) to the Facade on :8099 whose
+# registry is DB_URL, through the admin API with a token made for this run.
+publish_samples() {
+  local bin=$1 db_url=$2 token
+  token=$(FACADE_DATABASE__URL="$db_url" "$bin" token create --admin --label bench | grep -o 'fcd_[A-Za-z0-9_]*' | head -1)
+  for c in tv ios web; do
+    curl -s -o /dev/null -H "authorization: Bearer $token" -H 'content-type: application/json' \
+      -d "{\"name\":\"$c\",\"team\":\"$c\"}" localhost:8099/admin/v1/clients
+  done
+  "$bin" publish resolvers-js/endpoints --url http://127.0.0.1:8099 --token "$token" --reason bench > /dev/null
+}

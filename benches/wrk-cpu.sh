@@ -27,12 +27,7 @@ print('wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwr
 PY
 URL=http://127.0.0.1:8099/graphql
 if [ -n "${DEVICE:-}" ]; then
-  TOKEN=$(FACADE_DATABASE__URL="sqlite://$T/f.db" "$BIN" token create --admin --label bench | grep -o 'fcd_[A-Za-z0-9_]*' | head -1)
-  for c in tv ios web; do
-    curl -s -o /dev/null -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-      -d "{\"name\":\"$c\",\"team\":\"$c\"}" localhost:8099/admin/v1/clients
-  done
-  "$BIN" publish resolvers-js/endpoints --url http://127.0.0.1:8099 --token "$TOKEN" --reason bench > /dev/null
+  publish_samples "$BIN" "sqlite://$T/f.db"
   printf 'request = function()\n  return wrk.format("GET", "/v1/tv/home?profileId=" .. math.random(1, 1000))\nend\n' > "$T/post.lua"
   URL=http://127.0.0.1:8099
 fi

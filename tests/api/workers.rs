@@ -183,6 +183,23 @@ async fn a_published_trap_stops_at_the_deadline_and_other_teams_are_served() {
     }
     let health: Value = app.get_json("/healthz").await;
     assert_eq!(health["scripts"]["workersReplaced"], 2, "{health}");
+    // A token holder's debug waterfall shows where the transform's time went.
+    let r = app
+        .client
+        .get(format!("{}/v1/tv/home?profileId=1", app.base))
+        .header("x-facade-debug", "1")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let traced: Value = r.json().await.unwrap();
+    let phases = &traced["debug"]["transform"];
+    for phase in
+        ["queueWaitUs", "handOffUs", "realmUs", "loadUs", "dataInUs", "runUs", "dataOutUs", "workerCpuUs"]
+    {
+        assert!(phases[phase].is_u64(), "{phase} in {phases}");
+    }
+    assert!(phases["workerCpuUs"].as_u64() > Some(0), "{phases}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
