@@ -355,7 +355,10 @@ fn main() -> ExitCode {
         Command::Serve { config, listen, schema, demo, log_format } => {
             runtime().and_then(|rt| rt.block_on(serve(config, listen, schema, demo, log_format)))
         }
-        Command::ScriptWorker(args) => args.run().context("script worker"),
+        Command::ScriptWorker(args) => {
+            facade::alloc::tune_for_server();
+            args.run().context("script worker")
+        }
         Command::DemoBackends { base_port, seed, latency_ms, jitter_ms, error_rate } => {
             let faults = Faults { latency_ms, jitter_ms, error_rate, ..Faults::default() };
             runtime().and_then(|rt| rt.block_on(demo_backends(DemoOptions { seed, base_port, faults })))
