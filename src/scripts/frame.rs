@@ -47,6 +47,13 @@ impl Writer {
         self
     }
 
+    /// Replaces the first byte of the fields (a reply's outcome).
+    pub fn set_first(&mut self, v: u8) {
+        if let Some(b) = self.buf.get_mut(4) {
+            *b = v;
+        }
+    }
+
     /// The frame's bytes, length prefix included.
     pub fn finish(mut self) -> io::Result<Vec<u8>> {
         if self.buf.len() < 4 {

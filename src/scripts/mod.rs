@@ -200,6 +200,16 @@ mod wire {
     const COMPILE: u8 = 4;
     const CONTRACT: u8 = 5;
     const CRASHED: u8 = 6;
+    /// The deadline, answered by the watchdog: the worker ends after this reply.
+    const STOPPED: u8 = 7;
+
+    /// The watchdog's answer for the call it stops, before the worker ends.
+    pub fn stopped(cpu_nanos: u64) -> Writer {
+        let mut w =
+            reply(Err(ScriptError::Deadline { script: String::new(), deadline_ms: 0 }), &[], cpu_nanos);
+        w.set_first(STOPPED);
+        w
+    }
 
     pub fn reply(result: Result<Done, ScriptError>, console: &[String], cpu_nanos: u64) -> Writer {
         let size = result.as_ref().map_or(0, |d| d.outputs.iter().map(|o| o.len() + 4).sum::<usize>());
@@ -235,9 +245,11 @@ mod wire {
     /// was compiled.
     pub type Outputs = (Vec<Vec<u8>>, Option<Vec<u8>>);
 
-    /// A decoded reply: outputs, bytecode, phases, CPU nanoseconds, console lines.
+    /// A decoded reply: outputs, bytecode, phases, CPU nanoseconds, console lines, and whether
+    /// the worker is ending (its watchdog answered).
     pub struct Reply {
         pub result: Result<Outputs, ScriptError>,
+        pub ending: bool,
         pub phases: WorkerPhases,
         pub cpu_nanos: u64,
         pub console: Vec<String>,
@@ -263,12 +275,55 @@ mod wire {
         let result = match outcome {
             OK => Ok((outputs, bytecode)),
             THROWN => Err(ScriptError::Thrown { script, message }),
-            DEADLINE => Err(ScriptError::Deadline { script, deadline_ms: 0 }),
+            DEADLINE | STOPPED => Err(ScriptError::Deadline { script, deadline_ms: 0 }),
             OUT_OF_MEMORY => Err(ScriptError::OutOfMemory { script, limit_mib: 0 }),
             COMPILE => Err(ScriptError::Compile { script, message }),
             CONTRACT => Err(ScriptError::Contract { script, message }),
             _ => Err(ScriptError::Crashed { message }),
         };
-        Ok(Reply { result, phases, cpu_nanos, console })
+        Ok(Reply { result, ending: outcome == STOPPED, phases, cpu_nanos, console })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::engine::{Done, WorkerPhases};
+    use super::*;
+
+    fn decode(w: frame::Writer) -> wire::Reply {
+        let bytes = w.finish().unwrap();
+        wire::decode(&bytes[4..]).unwrap()
+    }
+
+    #[test]
+    fn replies_come_back_as_they_were_written() {
+        let phases = WorkerPhases { realm: 1, load: 2, data_in: 3, run: 4, data_out: 5 };
+        let done = Done { outputs: vec![b"{\"a\":1}".to_vec()], bytecode: Some(vec![1, 2, 3]), phases };
+        let r = decode(wire::reply(Ok(done), &["console.log: hi".to_owned()], 99));
+        let (outputs, bytecode) = r.result.unwrap();
+        assert_eq!((outputs, bytecode), (vec![b"{\"a\":1}".to_vec()], Some(vec![1, 2, 3])));
+        assert_eq!(
+            (r.phases, r.cpu_nanos, r.console, r.ending),
+            (phases, 99, vec!["console.log: hi".to_owned()], false)
+        );
+        let thrown = ScriptError::Thrown { script: "x".into(), message: "boom (at x:2:3)".into() };
+        let r = decode(wire::reply(Err(thrown), &[], 1));
+        let named = r.result.unwrap_err().named("tv/home@2", &ScriptLimits::default());
+        assert_eq!(named.to_string(), "tv/home@2: boom (at x:2:3)");
+        assert_eq!(named.position(), Some((2, 3)));
+    }
+
+    #[test]
+    fn only_the_watchdogs_answer_says_the_worker_is_ending() {
+        let interrupted = ScriptError::Deadline { script: String::new(), deadline_ms: 0 };
+        let r = decode(wire::reply(Err(interrupted), &[], 80_000_000));
+        assert!(
+            matches!(r.result, Err(ScriptError::Deadline { .. })) && !r.ending,
+            "the interrupt handler's"
+        );
+        let r = decode(wire::stopped(75_000_000));
+        assert!(matches!(r.result, Err(ScriptError::Deadline { .. })) && r.ending, "the watchdog's");
+        let named = r.result.unwrap_err().named("web/bomb@1", &ScriptLimits::default());
+        assert_eq!(named.to_string(), "web/bomb@1: stopped after the 50 ms deadline (CPU time)");
     }
 }

@@ -362,10 +362,8 @@ impl Lane {
         for line in &reply.console {
             tracing::debug!(script = %job.script.name, message = %line, "script console");
         }
-        if matches!(reply.result, Err(ScriptError::Deadline { .. }))
-            && reply.cpu_nanos >= worker::hard_limit(limits.deadline).as_nanos() as u64
-        {
-            // The watchdog answered and is ending its worker.
+        if reply.ending {
+            // The watchdog answered and is ending its worker: the next call gets a new one.
             self.replace();
         }
         let (mut outputs, bytecode) = reply.result.map_err(|e| e.named(&job.script.name, &limits))?;

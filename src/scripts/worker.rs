@@ -172,8 +172,7 @@ fn watchdog(out: &Mutex<Out>, hard: Duration) {
         if let Some(started) = o.running
             && process_cpu_nanos().saturating_sub(started) > hard
         {
-            let stopped = Err(ScriptError::Deadline { script: String::new(), deadline_ms: 0 });
-            let _ = wire::reply(stopped, &[], hard).send(&mut o.stream);
+            let _ = wire::stopped(hard).send(&mut o.stream);
             let _ = o.stream.flush();
             std::process::exit(WATCHDOG_EXIT);
         }
