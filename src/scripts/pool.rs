@@ -98,12 +98,30 @@ impl ScriptPool {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue);
         let pids = (0..workers).map(|_| std::sync::atomic::AtomicU32::new(0)).collect();
         let counts = Arc::new(Counts { pids, ..Counts::default() });
+        let (started_tx, started) = std::sync::mpsc::channel();
         for i in 0..workers {
             let mut lane =
                 Lane { index: i, settings: settings.clone(), worker: None, counts: counts.clone() };
-            lane.worker = Some(lane.spawn()?);
-            let rx = rx.clone();
-            std::thread::Builder::new().name(format!("facade-js-{i}")).spawn(move || lane.serve(&rx))?;
+            let (rx, started_tx) = (rx.clone(), started_tx.clone());
+            // Each lane starts its own workers: a worker dies with the thread that started it
+            // (`PR_SET_PDEATHSIG` follows the thread, not the process).
+            std::thread::Builder::new().name(format!("facade-js-{i}")).spawn(move || {
+                match lane.spawn() {
+                    Ok(worker) => lane.worker = Some(worker),
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return;
+                    }
+                }
+                let _ = started_tx.send(Ok(()));
+                drop(started_tx);
+                lane.serve(&rx)
+            })?;
+        }
+        drop(started_tx);
+        // One word from each lane.
+        for _ in 0..workers {
+            started.recv().map_err(|_| std::io::Error::other("a script lane ended at start"))??;
         }
         Ok(Self { tx, capacity: queue, counts })
     }
@@ -291,10 +309,25 @@ impl Lane {
                     format!("cannot start a script worker ({}): {e}", self.settings.program.0.display()),
                 )
             })?;
-        ours.set_read_timeout(Some(self.backstop()))?;
-        self.counts.pids[self.index].store(child.id(), Ordering::Relaxed);
-        let input = BufReader::with_capacity(64 * 1024, ours.try_clone()?);
-        Ok(Worker { child, socket: ours, input })
+        let mut worker =
+            Worker { input: BufReader::with_capacity(64 * 1024, ours.try_clone()?), child, socket: ours };
+        // The worker says it is ready once its runtime and limits are set; one that cannot
+        // (a limit refused, QuickJS failing to start) exits with its reason on stderr.
+        worker.socket.set_read_timeout(Some(self.backstop().max(Duration::from_secs(30))))?;
+        match frame::receive(&mut worker.input) {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                let _ = worker.child.kill();
+                let status = worker.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                return Err(std::io::Error::other(format!(
+                    "a script worker ({}) did not start: {status} (its reason is in the log above)",
+                    self.settings.program.0.display()
+                )));
+            }
+        }
+        worker.socket.set_read_timeout(Some(self.backstop()))?;
+        self.counts.pids[self.index].store(worker.child.id(), Ordering::Relaxed);
+        Ok(worker)
     }
 
     fn serve(mut self, rx: &Receiver<Job>) {

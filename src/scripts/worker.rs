@@ -109,6 +109,10 @@ pub fn run(settings: WorkerSettings) -> std::io::Result<()> {
         let limit = rustix::process::Rlimit { current: cap, maximum: cap };
         rustix::process::setrlimit(rustix::process::Resource::As, limit)?;
     }
+    // Ready: the server waits for this before it hands the worker any call.
+    if let Ok(mut o) = out.lock() {
+        frame::Writer::with_capacity(0).send(&mut o.stream)?;
+    }
     while let Some(request) = frame::receive(&mut input)? {
         let started_cpu = process_cpu_nanos();
         if let Ok(mut o) = out.lock() {

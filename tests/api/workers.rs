@@ -222,3 +222,24 @@ async fn a_script_is_compiled_once_and_its_bytecode_loaded_by_every_worker() {
     // A clone shares the bytecode (a snapshot's versions are clones of what was compiled).
     assert!(checked.clone().compiled());
 }
+
+#[test]
+fn a_worker_that_cannot_start_fails_the_start_with_the_reason() {
+    let start = |program: &str| {
+        ScriptPool::start(facade::scripts::PoolSettings {
+            program: facade::scripts::WorkerProgram(program.into()),
+            workers: 1,
+            queue: 4,
+            max_wait: Duration::from_secs(1),
+            limits: ScriptLimits::default(),
+            address_space: 0,
+        })
+        .err()
+        .expect("refused")
+        .to_string()
+    };
+    let missing = start("/nonexistent/facade");
+    assert!(missing.contains("cannot start a script worker (/nonexistent/facade)"), "{missing}");
+    let exits = start("/bin/false");
+    assert!(exits.contains("did not start") && exits.contains("exit status: 1"), "{exits}");
+}
