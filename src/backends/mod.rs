@@ -125,13 +125,19 @@ impl Transport {
         if url.starts_with("http://") && !proxied {
             return Ok(Transport::Plain(Box::default()));
         }
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()
-            .map(Transport::Reqwest)
-            .map_err(|e| e.to_string())
+        reqwest_client().map(Transport::Reqwest).map_err(|e| e.to_string())
     }
+}
+
+/// The client of HTTPS and proxied backends. It follows no redirect, as the plain transport
+/// does not: a backend's 3xx is its answer (an error of that call), never a fetch of a URL
+/// the backend chose (second security probe, M3).
+fn reqwest_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 /// How many connection pools a plain-HTTP backend keeps at most: one per serving thread, the
@@ -737,6 +743,31 @@ impl std::fmt::Display for KeyText {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn the_https_and_proxy_client_follows_no_redirect() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A "backend" that answers every request with a redirect to a secret next door.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 302 Found\r\nlocation: http://{addr}/secret\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let response = reqwest_client().unwrap().get(format!("http://{addr}/item")).send().await.unwrap();
+        assert_eq!(response.status(), 302, "the redirect is the answer");
+        assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 1, "/secret was never asked for");
+    }
+
     use super::*;
 
     fn proxied() -> bool {
