@@ -75,7 +75,7 @@ pub async fn serve(
                 continue;
             }
         };
-        pool.hand(turn, stream, peer).await;
+        pool.hand(turn, stream, peer);
         turn = turn.wrapping_add(1);
     }
     drop(listener);
@@ -84,8 +84,14 @@ pub async fn serve(
 }
 
 /// Accepted connections waiting for their worker to take them, per worker: a worker takes
-/// each at once, so the queue fills only while that thread is busy; the accept loop then waits.
+/// each at once, so the queue fills only while that thread is busy (stalled); the next
+/// connections then go to the other threads, and when every queue is full they are answered
+/// 503 at once. The accept loop never waits.
 const QUEUE: usize = 64;
+
+/// What a connection gets when every serving thread's queue is full.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+connection: close\r\ncontent-length: 65\r\n\r\n{\"errors\":[{\"message\":\"the server is busy; retry in a second\"}]}\n";
 
 /// The threads that serve connections, and how to stop them.
 struct Workers {
@@ -130,11 +136,26 @@ impl Workers {
         Ok(Self { queues, done, _stop: stop })
     }
 
-    /// Hands a connection to worker `turn` (modulo their count); waits while its queue is full.
-    async fn hand(&self, turn: usize, stream: std::net::TcpStream, peer: SocketAddr) {
-        if self.queues[turn % self.queues.len()].send((stream, peer)).await.is_err() {
-            tracing::warn!(peer = %peer, "a serving thread has ended: connection dropped");
+    /// Hands a connection to worker `turn` (modulo their count) if its queue is empty, else to
+    /// the next whose queue is, else to the one with the most room (a stalled thread's queue
+    /// only grows, so new connections leave it alone); never waits. With every queue full the
+    /// connection is answered 503.
+    fn hand(&self, turn: usize, stream: std::net::TcpStream, peer: SocketAddr) {
+        let n = self.queues.len();
+        let order = (0..n).map(|k| &self.queues[(turn + k) % n]);
+        let pick = order
+            .clone()
+            .find(|q| q.capacity() == q.max_capacity())
+            .or_else(|| order.filter(|q| q.capacity() > 0).max_by_key(|q| q.capacity()));
+        if let Some(queue) = pick {
+            match queue.try_send((stream, peer)) {
+                Ok(()) => return,
+                Err(tokio::sync::mpsc::error::TrySendError::Full((s, _)))
+                | Err(tokio::sync::mpsc::error::TrySendError::Closed((s, _))) => return busy(s),
+            }
         }
+        tracing::warn!(peer = %peer, "every serving thread is busy: connection answered 503");
+        busy(stream);
     }
 
     /// Stops handing out connections and waits until every worker's requests in flight are
@@ -144,6 +165,15 @@ impl Workers {
         for done in std::mem::take(&mut self.done) {
             let _ = done.await;
         }
+    }
+}
+
+/// Answers 503 on a connection no thread can take, without waiting for the client: one
+/// non-blocking write (the answer fits any socket buffer), then the connection is closed.
+fn busy(stream: std::net::TcpStream) {
+    use std::io::Write;
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = (&stream).write(BUSY);
     }
 }
 
@@ -249,6 +279,105 @@ mod tests {
         assert_eq!(slow.await.unwrap(), "facade-http-0");
         server.await.unwrap().unwrap();
         assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed after shutdown");
+    }
+
+    /// A router whose `/stall` blocks its serving thread (a handler that never yields) until
+    /// the test releases it; `stalled` says when it has.
+    fn stalling() -> (Router, std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (stalled_tx, stalled) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release) = std::sync::mpsc::channel::<()>();
+        let release = Arc::new(std::sync::Mutex::new(release));
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" })).route(
+            "/stall",
+            axum::routing::get(move || {
+                let (stalled_tx, release) = (stalled_tx.clone(), release.clone());
+                async move {
+                    let _ = stalled_tx.send(());
+                    let _ = release.lock().unwrap().recv();
+                    "released"
+                }
+            }),
+        );
+        (router, stalled, release_tx)
+    }
+
+    async fn until_stalled(stalled: std::sync::mpsc::Receiver<()>) {
+        tokio::task::spawn_blocking(move || stalled.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("the serving thread is stalled");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_serving_thread_does_not_stop_the_others() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (router, stalled, release) = stalling();
+        let server = tokio::spawn(serve(listener, router, T, 2, std::future::pending()));
+        let stall = tokio::spawn(get(addr, "/stall"));
+        until_stalled(stalled).await;
+        // 150 connections while thread 0 stalls: before, connections alternated and the accept
+        // loop waited on thread 0's full queue after ~128, so at most ~64 were served; now
+        // thread 0's queue takes at most its 64 and thread 1 serves the rest.
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let calls: Vec<_> = (0..150)
+            .map(|_| {
+                let served = served.clone();
+                tokio::spawn(async move {
+                    let answer = get(addr, "/").await;
+                    served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    answer
+                })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while served.load(std::sync::atomic::Ordering::Relaxed) < 150 - QUEUE {
+            assert!(std::time::Instant::now() < deadline, "only {served:?} served while thread 0 stalls");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!stall.is_finished(), "thread 0 was stalled all along");
+        release.send(()).unwrap();
+        assert_eq!(stall.await.unwrap(), "released");
+        for c in calls {
+            assert_eq!(c.await.unwrap(), "ok", "those queued on thread 0 are served after it");
+        }
+        server.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_every_queue_is_full_a_connection_is_answered_503_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (router, stalled, release) = stalling();
+        let server = tokio::spawn(serve(listener, router, T, 1, std::future::pending()));
+        let stall = tokio::spawn(get(addr, "/stall"));
+        until_stalled(stalled).await;
+        // The one thread's queue fills with connections that send nothing ...
+        let mut held = Vec::new();
+        for _ in 0..QUEUE {
+            held.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // ... and the next is answered by the accept loop itself.
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), next.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed")
+            .unwrap();
+        assert_eq!(answer, BUSY);
+        release.send(()).unwrap();
+        assert_eq!(stall.await.unwrap(), "released");
+        drop(held);
+        server.abort();
+    }
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503") && head.contains("retry-after: 1"), "{head}");
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head} / {}", body.len());
+        assert!(serde_json::from_str::<serde_json::Value>(body).is_ok(), "{body}");
     }
 
     #[tokio::test]
