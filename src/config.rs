@@ -278,6 +278,8 @@ pub struct EngineConfig {
     pub max_concurrent: usize,
     /// Default retries of a failed read per backend call.
     pub max_retries: u32,
+    /// Largest answer body read from a backend, in bytes (a larger one fails its call).
+    pub max_body_bytes: u64,
 }
 
 impl EngineConfig {
@@ -288,6 +290,7 @@ impl EngineConfig {
             max_batch_size: Some(self.max_batch_size),
             max_concurrent: Some(self.max_concurrent),
             max_retries: Some(self.max_retries),
+            max_body_bytes: Some(self.max_body_bytes),
             ..PolicyOverrides::default()
         }
     }
@@ -301,6 +304,7 @@ impl Default for EngineConfig {
             request_timeout_ms: 5000,
             max_concurrent: 64,
             max_retries: 1,
+            max_body_bytes: crate::backends::policy::DEFAULT_MAX_BODY_BYTES,
         }
     }
 }

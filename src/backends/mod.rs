@@ -140,6 +140,30 @@ fn reqwest_client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// Why a backend's body was not read whole.
+enum ReadError {
+    TooLarge,
+    Failed(String),
+}
+
+/// Reads a body of at most `max` bytes: a larger declared length is refused before reading,
+/// and a body that grows past it is dropped as soon as it does (nothing more is read or kept).
+async fn read_capped<B>(body: B, max: u64) -> Result<Bytes, ReadError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if body.size_hint().lower() > max {
+        return Err(ReadError::TooLarge);
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadError::TooLarge),
+        Err(e) => Err(ReadError::Failed(chain(e.as_ref()))),
+    }
+}
+
 /// How many connection pools a plain-HTTP backend keeps at most: one per serving thread, the
 /// threads past this many sharing them in turn.
 const LANES: usize = 16;
@@ -498,6 +522,19 @@ impl Backend {
         let url = format!("{}{}", self.base, path);
         let m = method.as_str();
         let backend = &self.name;
+        let max_body = policy.resilience.max_body_bytes;
+        // A body over the limit fails the call as a malformed one that names the limit.
+        let too_large = |e: ReadError, connect: &dyn Fn(String) -> FetchError| match e {
+            ReadError::TooLarge => FetchError::Body {
+                backend: backend.clone(),
+                method: m,
+                path: shown(path),
+                reason: format!(
+                    "the answer is larger than maxBodyBytes ({max_body} bytes); the rest was not read"
+                ),
+            },
+            ReadError::Failed(reason) => connect(reason),
+        };
         let mut headers = http::HeaderMap::new();
         if crate::telemetry::otel::traced() {
             crate::telemetry::otel::inject(&mut headers);
@@ -538,8 +575,11 @@ impl Backend {
                 let status = response.status().as_u16();
                 let retry_after = retry_after(response.headers());
                 let body = if response.status().is_success() {
-                    let collected = response.into_body().collect().await.map_err(|e| connect(chain(&e)))?;
-                    Some(collected.to_bytes())
+                    Some(
+                        read_capped(response.into_body(), max_body)
+                            .await
+                            .map_err(|e| too_large(e, &connect))?,
+                    )
                 } else {
                     None
                 };
@@ -559,7 +599,8 @@ impl Backend {
                 let status = response.status().as_u16();
                 let retry_after = retry_after(response.headers());
                 let body = if response.status().is_success() {
-                    Some(response.bytes().await.map_err(failed)?)
+                    let body = http::Response::<reqwest::Body>::from(response).into_body();
+                    Some(read_capped(body, max_body).await.map_err(|e| too_large(e, &connect))?)
                 } else {
                     None
                 };
@@ -805,6 +846,66 @@ mod tests {
         assert_eq!(other, zero, "a thread that serves no connections uses the first pool");
         assert_eq!(on(Some(LANES + 1)), one, "past LANES threads share in turn");
         assert_eq!(lanes.0.iter().filter(|l| l.get().is_some()).count(), 2, "pools are made when used");
+    }
+
+    /// A local backend that answers `/big` with a declared 2 MiB body and `/endless` with a
+    /// chunked body that never ends; counts the bytes it managed to send.
+    async fn oversize_backend() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+                    if buf[..n].starts_with(b"GET /big") {
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2097152\r\n\r\n";
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        return;
+                    }
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    // At most 64 MiB, and only while the caller keeps reading.
+                    for _ in 0..1024 {
+                        if socket.write_all(chunk.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        counted.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        (url, sent)
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_max_body_bytes_fails_its_call_and_is_not_read_further() {
+        let (url, sent) = oversize_backend().await;
+        let resilience = Resilience { max_body_bytes: 1024 * 1024, max_retries: 0, ..Resilience::default() };
+        let settings = BackendSettings { name: "huge".into(), url, resilience };
+        let backends = Backends::new(vec![settings]).unwrap();
+        for path in ["/big", "/endless"] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let e =
+                backends.get(0).call(Method::Get, path, None, deadline, false, None, 0).await.unwrap_err();
+            assert_eq!(e.code(), Code::BackendError, "{e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("larger than maxBodyBytes (1048576 bytes)") && text.contains(path),
+                "{text}"
+            );
+        }
+        // The endless body was dropped at the limit: the sender could only fill the socket
+        // buffers beyond it, nowhere near its 64 MiB.
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(sent < 16 * 1024 * 1024, "{sent} bytes were sent");
     }
 
     #[tokio::test]

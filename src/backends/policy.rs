@@ -15,6 +15,9 @@ use tokio::time::Instant;
 /// [`PolicyOverrides::check`] for their ranges, and [`PolicyOverrides::apply`] to turn them
 /// into the [`Resilience`] in force. Field names are snake_case (config); the camelCase
 /// names of the SDL and the admin API are accepted as aliases.
+/// The largest backend answer read unless a policy says otherwise: 16 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyOverrides {
@@ -53,6 +56,10 @@ pub struct PolicyOverrides {
     /// Circuit breaker: longest open time in milliseconds (not below `breaker_open_ms`).
     #[serde(alias = "breakerMaxOpenMs")]
     pub breaker_max_open_ms: Option<u64>,
+    /// Largest answer body read from the backend, in bytes (1 KiB–1 GiB); a larger one fails
+    /// the call, and nothing past the limit is read.
+    #[serde(alias = "maxBodyBytes")]
+    pub max_body_bytes: Option<u64>,
 }
 
 impl PolicyOverrides {
@@ -73,7 +80,8 @@ impl PolicyOverrides {
             breaker_min_calls,
             breaker_failure_ratio,
             breaker_open_ms,
-            breaker_max_open_ms
+            breaker_max_open_ms,
+            max_body_bytes
         )
     }
 
@@ -97,6 +105,7 @@ impl PolicyOverrides {
         range("breakerFailureRatio", self.breaker_failure_ratio, 0.0, 1.0);
         range("breakerOpenMs", self.breaker_open_ms.map(|v| v as f64), 1.0, 3_600_000.0);
         range("breakerMaxOpenMs", self.breaker_max_open_ms.map(|v| v as f64), 1.0, 3_600_000.0);
+        range("maxBodyBytes", self.max_body_bytes.map(|v| v as f64), 1024.0, (1u64 << 30) as f64);
         if let (Some(open), Some(max)) = (self.breaker_open_ms, self.breaker_max_open_ms)
             && max < open
         {
@@ -112,6 +121,9 @@ impl PolicyOverrides {
         }
         if let Some(n) = self.max_batch_size {
             r.max_batch_size = n;
+        }
+        if let Some(n) = self.max_body_bytes {
+            r.max_body_bytes = n;
         }
         if let Some(n) = self.max_concurrent {
             r.max_concurrent = n;
@@ -154,6 +166,8 @@ pub struct Resilience {
     pub attempt_timeout: Duration,
     /// Most keys in one batched call; more are split over several calls.
     pub max_batch_size: usize,
+    /// Largest answer body read, in bytes.
+    pub max_body_bytes: u64,
     /// Bulkhead: most calls in flight; more are rejected at once, never queued.
     pub max_concurrent: usize,
     /// Rate limit: sustained calls per second and burst; `None` for no limit.
@@ -175,6 +189,7 @@ impl Default for Resilience {
         Self {
             attempt_timeout: Duration::from_secs(1),
             max_batch_size: 200,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrent: 64,
             rate_per_sec: None,
             burst: None,

@@ -205,8 +205,15 @@ impl<'a> Analyzer<'a> {
             self.error(file, d.pos, msg);
             return;
         }
-        const NUMBERS: [&str; 6] =
-            ["timeoutMs", "maxBatchSize", "maxConcurrent", "ratePerSec", "burst", "maxRetries"];
+        const NUMBERS: [&str; 7] = [
+            "timeoutMs",
+            "maxBatchSize",
+            "maxConcurrent",
+            "ratePerSec",
+            "burst",
+            "maxRetries",
+            "maxBodyBytes",
+        ];
         let mut name = None;
         let mut url = None;
         let mut numbers: HashMap<&'static str, u64> = HashMap::new();
@@ -256,6 +263,7 @@ impl<'a> Analyzer<'a> {
             rate_per_sec: small("ratePerSec"),
             burst: small("burst"),
             max_retries: small("maxRetries"),
+            max_body_bytes: numbers.get("maxBodyBytes").copied(),
             ..Default::default()
         };
         // The same ranges as config and the admin API.
