@@ -741,6 +741,9 @@ impl Marks {
 #[derive(Default)]
 pub struct Seen {
     index: Option<HashMap<Box<str>, u32, foldhash::fast::RandomState>>,
+    /// Fields read so far, duplicates included: what decides when to index (counting live
+    /// fields only, 100,000 repeats of one key were each a scan of all before them).
+    read: usize,
 }
 
 impl Seen {
@@ -751,8 +754,9 @@ impl Seen {
     /// which has `count` live fields before the new one; `name_at` is the new field's name
     /// index (recorded).
     pub fn earlier(&mut self, tape: &Tape, obj: u32, count: usize, name: &str, name_at: u32) -> Option<u32> {
+        self.read += 1;
         if self.index.is_none() {
-            if count < Self::SCAN {
+            if count < Self::SCAN && self.read <= Self::SCAN {
                 return tape.find_name(obj, name_at, |_, k| k == name);
             }
             let mut index = HashMap::default();

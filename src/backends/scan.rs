@@ -15,6 +15,7 @@
 //! same). Nesting is bounded by [`DEPTH`], kept or skipped; recursion is the only state besides
 //! the tape being written.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::data::{Seen, Tape};
@@ -375,6 +376,9 @@ impl<'a> Scan<'a> {
         let obj = self.tape.open_obj();
         let mut count = 0;
         let mut seen = 0u64;
+        // Where each repeated kept name was last seen: one scan for a name's first repeat, a
+        // look-up for every later one (a scan each made repeats cost quadratic time).
+        let mut repeats: Option<HashMap<usize, u32, foldhash::fast::FixedState>> = None;
         if self.peek() == Some(b'}') {
             self.i += 1;
             self.tape.close(obj, 0);
@@ -402,7 +406,13 @@ impl<'a> Scan<'a> {
                         seen |= 1 << n;
                         count += 1;
                     } else {
-                        match self.tape.earlier_field(obj, name_at, name) {
+                        let last = repeats.get_or_insert_with(HashMap::default);
+                        let earlier = match last.get(&n) {
+                            Some(&at) => Some(at),
+                            None => self.tape.earlier_field(obj, name_at, name),
+                        };
+                        last.insert(n, name_at);
+                        match earlier {
                             Some(old) => self.tape.drop_field(old),
                             None => count += 1,
                         }
@@ -1001,6 +1011,19 @@ mod tests {
         assert!(parse(br#"{"a": "\ud800"}"#, &Keep::fields(["a"])).is_err());
     }
 
+    #[test]
+    fn a_hundred_thousand_repeats_of_a_key_keep_the_last_whole_or_pruned() {
+        // 1.1 MB of one repeated key (the second probe's H2 body), and of two kept keys.
+        let one = format!(
+            "{{\"id\":\"1\",{}}}",
+            (0..100_000).map(|i| format!("\"name\":\"v{i}\"")).collect::<Vec<_>>().join(",")
+        );
+        for keep in [Keep::All, Keep::fields(["id", "name"])] {
+            let tape = parse(one.as_bytes(), &keep).unwrap();
+            assert_eq!(tape.root().to_string(), r#"{"id":"1","name":"v99999"}"#);
+        }
+    }
+
     use proptest::prelude::*;
 
     /// Any JSON value, with the strings, numbers and nesting that make parsers differ.
@@ -1074,6 +1097,43 @@ mod tests {
                 let ours = parse(&text, &keep);
                 prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{} {:?} {:?}", String::from_utf8_lossy(&text), ours, theirs);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Objects with repeated keys (the later value wins, as in serde_json), kept whole or
+        /// pruned, nested too.
+        #[test]
+        fn repeated_keys_read_as_serde_json_reads_them(
+            pairs in prop::collection::vec(("[a-c]", json()), 0..40),
+            inner_pairs in prop::collection::vec(("[a-b]", any::<i32>()), 0..70),
+        ) {
+            let inner: Vec<String> = inner_pairs.iter().map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap())).collect();
+            let mut fields: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap(), serde_json::to_string(v).unwrap()))
+                .collect();
+            fields.push(format!("\"a\":{{{}}}", inner.join(",")));
+            let text = format!("{{{}}}", fields.join(","));
+            // What serde_json makes of it, built from the values themselves (its own float
+            // parsing is not exact without `float_roundtrip`): the later value wins.
+            let mut expected = serde_json::Map::new();
+            for (k, v) in &pairs {
+                expected.insert(k.clone(), v.clone());
+            }
+            let mut last = serde_json::Map::new();
+            for (k, v) in &inner_pairs {
+                last.insert(k.clone(), serde_json::Value::from(*v));
+            }
+            expected.insert("a".into(), serde_json::Value::Object(last));
+            let theirs = serde_json::Value::Object(expected);
+            prop_assert_eq!(parse(text.as_bytes(), &Keep::All).unwrap().root().to_json(), theirs.clone());
+            let pick = |v: &serde_json::Value, names: &[&str]| serde_json::Value::Object(
+                v.as_object().unwrap().iter().filter(|(k, _)| names.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            );
+            prop_assert_eq!(parse(text.as_bytes(), &Keep::fields(["a", "b"])).unwrap().root().to_json(), pick(&theirs, &["a", "b"]));
         }
     }
 }
