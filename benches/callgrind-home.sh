@@ -45,7 +45,7 @@ for _ in $(seq 1 "$N"); do post; done | sort | uniq -c | sed 's/^/response bytes
 callgrind_control -i off > /dev/null
 callgrind_control -d > /dev/null
 TOTAL=$(cat "$T"/cg.out* | awk '/^totals:/ {s += $2} END {print s}')
-WORKERS=$(grep -l "script-worker" "$T"/cg.out* 2>/dev/null | xargs -r cat | awk '/^totals:/ {s += $2} END {print s + 0}')
+WORKERS=$( (grep -l "script-worker" "$T"/cg.out* 2>/dev/null || true) | xargs -r cat | awk '/^totals:/ {s += $2} END {print s + 0}')
 echo "instructions over $N home queries: $TOTAL; per query: $((TOTAL / N)) (script workers: $((WORKERS / N)))"
 # KEEP=FILE keeps the profile for callgrind_annotate.
 if [ -n "${KEEP:-}" ]; then cat "$T"/cg.out* > "$KEEP"; fi
