@@ -167,12 +167,18 @@ impl App {
             crate::registry::samples::publish_samples(&registry, &scripts).await?;
         }
         crate::alloc::tune_for_server();
-        let door = http::door::Door::new(http::door::DoorLimits {
-            client_rate: config.limits.client_rate_per_sec,
-            client_burst: config.limits.client_burst,
-            device_rate: config.limits.device_rate_per_sec,
-            device_burst: config.limits.device_burst,
-        });
+        let door = http::door::Door::new(
+            http::door::DoorLimits {
+                client_rate: config.limits.client_rate_per_sec,
+                client_burst: config.limits.client_burst,
+                device_rate: config.limits.device_rate_per_sec,
+                device_burst: config.limits.device_burst,
+            },
+            {
+                let registry = registry.clone();
+                Arc::new(move |client: &str, endpoint: &str| registry.snapshot().knows(client, endpoint))
+            },
+        );
         let timeouts = http::serve::Timeouts {
             header_read: Duration::from_millis(config.server.header_read_timeout_ms.max(1)),
             idle: Duration::from_millis(config.server.idle_timeout_ms.max(1)),

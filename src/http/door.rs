@@ -35,7 +35,14 @@ pub struct Door<C: Clock + Clone = DefaultClock> {
     clients: Keyed<C>,
     devices: Keyed<C>,
     clock: C,
+    /// Whether `/v1/{client}/{endpoint}` names a published endpoint: calls to unknown ones
+    /// are charged to a budget of their own (`{client}/?`), so a flood of them cannot spend a
+    /// client's budget and refuse its real devices (probe 2, M4).
+    known: Option<Known>,
 }
+
+/// See [`Door::known`](Door).
+pub type Known = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct DoorLimits {
@@ -71,7 +78,28 @@ impl<C: Clock + Clone> Door<C> {
                 clock.clone(),
             ),
             clock,
+            known: None,
         }
+    }
+
+    /// Tells the door which endpoints exist (see [`Known`]).
+    pub fn knowing(mut self, known: Known) -> Self {
+        self.known = Some(known);
+        self
+    }
+
+    /// Whom a request is counted under: the client in a `/v1/{client}/{endpoint}` path (a
+    /// header cannot move a call into another client's bucket) — `{client}/?` when that
+    /// endpoint is unknown — else `X-Facade-Client`, else `anonymous`; and the device ID,
+    /// whatever bytes it holds (a non-UTF-8 ID is limited like any other).
+    fn keys(&self, path: &str, headers: &axum::http::HeaderMap) -> (String, Option<String>) {
+        let (client, device) = keys(path, headers);
+        let unknown = path
+            .strip_prefix("/v1/")
+            .and_then(|rest| rest.split_once('/'))
+            .zip(self.known.as_ref())
+            .is_some_and(|((c, e), known)| !known(c, e));
+        (if unknown { format!("{client}/?") } else { client }, device)
     }
 
     pub fn check(&self, client: &str, device: Option<&str>) -> Result<(), Refused> {
@@ -101,8 +129,8 @@ impl<C: Clock + Clone> Door<C> {
 }
 
 impl Door {
-    pub fn new(limits: DoorLimits) -> Arc<Self> {
-        let door = Arc::new(Self::with_clock(limits, DefaultClock::default()));
+    pub fn new(limits: DoorLimits, known: Known) -> Arc<Self> {
+        let door = Arc::new(Self::with_clock(limits, DefaultClock::default()).knowing(known));
         spawn_housekeeping(Arc::downgrade(&door));
         door
     }
@@ -121,10 +149,7 @@ fn spawn_housekeeping(door: Weak<Door>) {
     });
 }
 
-/// The middleware: 429 with `Retry-After` (whole seconds, at least 1) when over a limit.
-/// Whom a request is counted under: the client in a `/v1/{client}/…` path (a header cannot
-/// move a call into another client's bucket), else `X-Facade-Client`, else `anonymous`; and
-/// the device ID, whatever bytes it holds (a non-UTF-8 ID is limited like any other).
+/// The client and device of a request, before the door knows whether its endpoint exists.
 fn keys(path: &str, headers: &axum::http::HeaderMap) -> (String, Option<String>) {
     let header = |name: &str| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let from_path =
@@ -136,8 +161,9 @@ fn keys(path: &str, headers: &axum::http::HeaderMap) -> (String, Option<String>)
     (client, header(DEVICE_HEADER))
 }
 
+/// The middleware: 429 with `Retry-After` (whole seconds, at least 1) when over a limit.
 pub async fn guard(State(door): State<Arc<Door>>, request: Request, next: Next) -> Response {
-    let (client, device) = keys(request.uri().path(), request.headers());
+    let (client, device) = door.keys(request.uri().path(), request.headers());
     match door.check(&client, device.as_deref()) {
         Ok(()) => next.run(request).await,
         Err(refused) => {
@@ -160,6 +186,25 @@ mod tests {
 
     fn limits() -> DoorLimits {
         DoorLimits { client_rate: 1000, client_burst: 1000, device_rate: 1, device_burst: 2 }
+    }
+
+    #[test]
+    fn a_flood_of_unknown_endpoints_does_not_spend_the_clients_budget() {
+        let limits = DoorLimits { client_rate: 1, client_burst: 100, device_rate: 1000, device_burst: 1000 };
+        let known: Known = Arc::new(|c, e| (c, e) == ("tv", "home"));
+        let door = Door::with_clock(limits, FakeRelativeClock::default()).knowing(known);
+        let none = axum::http::HeaderMap::new();
+        let flood = (0..1000).filter(|i| {
+            let (client, device) = door.keys(&format!("/v1/tv/nope{i}"), &none);
+            door.check(&client, device.as_deref()).is_ok()
+        });
+        assert_eq!(flood.count(), 100, "unknown endpoints have a budget of their own, and it runs out");
+        for _ in 0..100 {
+            let (client, device) = door.keys("/v1/tv/home", &none);
+            assert_eq!(client, "tv");
+            assert!(door.check(&client, device.as_deref()).is_ok(), "real tv calls are not refused");
+        }
+        assert!(door.check("tv", None).is_err(), "the real budget is the client's own");
     }
 
     #[test]

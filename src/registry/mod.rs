@@ -100,6 +100,11 @@ impl Snapshot {
         self.clients.iter().map(|(c, t)| (c.as_str(), t.as_str()))
     }
 
+    /// Whether `client/endpoint` is a published endpoint (servable or not).
+    pub fn knows(&self, client: &str, endpoint: &str) -> bool {
+        self.endpoints.contains_key(&(client.to_owned(), endpoint.to_owned()))
+    }
+
     /// The version a device gets: the canary if the rollout has one and the device's bucket
     /// falls under its percent, else the stable version.
     pub fn pick(&self, client: &str, endpoint: &str, device: Option<&str>) -> Result<Picked, PickError> {
