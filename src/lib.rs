@@ -7,6 +7,8 @@
 //! - [`graphql`]: the engine — facade SDL with `@backend`/`@http` → checked model →
 //!   `async_graphql::dynamic::Schema`.
 //! - [`backends`]: the only outbound code: HTTP clients and per-request batching.
+//! - [`registry`]: endpoints, versions, rollouts and the schema's evolution, in SQL.
+//! - [`scripts`]: transforms and `@js` functions in worker processes a watchdog can stop.
 //! - [`demo`]: Netflix-like demo backends with fault knobs.
 //! - [`telemetry`]: tracing setup.
 
