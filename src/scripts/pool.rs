@@ -301,7 +301,6 @@ impl Lane {
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .env_remove("RUST_LOG")
             .spawn()
             .map_err(|e| {
                 std::io::Error::new(
@@ -425,18 +424,13 @@ impl Lane {
     /// The worker ended or stopped answering during `job`: it is killed (if still there),
     /// its exit read, a new one started, and the call's error says what happened.
     fn ended(&mut self, job: &Job, timed_out: Option<Duration>) -> ScriptError {
-        let status = self.worker.take().map(|mut w| {
+        let status = self.worker.as_mut().map(|w| {
             if timed_out.is_some() {
                 let _ = w.child.kill();
             }
-            let status = w.child.wait();
-            drop(w);
-            status
+            w.child.wait()
         });
-        self.counts.replaced.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::SCRIPT_WORKERS_REPLACED).increment(1);
-        self.worker =
-            self.spawn().map_err(|e| tracing::error!(error = %e, "cannot start a script worker")).ok();
+        self.replace();
         let limits = &self.settings.limits;
         let name = job.script.name.to_string();
         use std::os::unix::process::ExitStatusExt;
