@@ -47,5 +47,7 @@ callgrind_control -d > /dev/null
 TOTAL=$(cat "$T"/cg.out* | awk '/^totals:/ {s += $2} END {print s}')
 WORKERS=$( (grep -l "script-worker" "$T"/cg.out* 2>/dev/null || true) | xargs -r cat | awk '/^totals:/ {s += $2} END {print s + 0}')
 echo "instructions over $N home queries: $TOTAL; per query: $((TOTAL / N)) (script workers: $((WORKERS / N)))"
-# KEEP=FILE keeps the profile for callgrind_annotate.
+# KEEP=FILE keeps the profile for callgrind_annotate; KEEP_DIR=DIR keeps one file per process
+# (the server's, each script worker's), which callgrind_annotate reads one at a time.
 if [ -n "${KEEP:-}" ]; then cat "$T"/cg.out* > "$KEEP"; fi
+if [ -n "${KEEP_DIR:-}" ]; then mkdir -p "$KEEP_DIR" && cp "$T"/cg.out* "$KEEP_DIR"/; fi
