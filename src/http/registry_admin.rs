@@ -351,21 +351,23 @@ async fn put_rollout(
     body: Result<Json<SetRollout>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let r = json_body(body, "rollout")?;
-    if let Some(patch) = r.guard {
-        // Checked before anything changes; stored before the versions so the new canary is
-        // guarded from its first call.
-        let c = authorize(&state, &who, &client)?;
-        let n = endpoint_name(&name)?;
-        let guard = patch.apply(state.registry.snapshot().guard_of(c.as_str(), n.as_str()));
-        let problems = guard.check();
-        if !problems.is_empty() {
-            return Err(ApiError::BadRequest(format!("rollout of {c}/{n}: {}", problems.join("; "))));
+    let guard = match r.guard {
+        Some(patch) => {
+            // Checked before anything changes; stored in the same transaction as the versions
+            // (a refused change stores neither), so the new canary is guarded from its first call.
+            let c = authorize(&state, &who, &client)?;
+            let n = endpoint_name(&name)?;
+            let guard = patch.apply(state.registry.snapshot().guard_of(c.as_str(), n.as_str()));
+            let problems = guard.check();
+            if !problems.is_empty() {
+                return Err(ApiError::BadRequest(format!("rollout of {c}/{n}: {}", problems.join("; "))));
+            }
+            Some(serde_json::to_string(&guard).map_err(|e| ApiError::Internal(e.to_string()))?)
         }
-        let text = serde_json::to_string(&guard).map_err(|e| ApiError::Internal(e.to_string()))?;
-        state.registry.store().set_guard(c.as_str(), n.as_str(), Some(&text)).await?;
-    }
+        None => None,
+    };
     let change = RolloutChange::Set { stable: r.stable, canary: r.canary, canary_percent: r.canary_percent };
-    change_rollout(&state, &who, &client, &name, change, r.reason.as_deref()).await
+    change_rollout(&state, &who, &client, &name, change, r.reason.as_deref(), guard.as_deref()).await
 }
 
 #[derive(Deserialize, Default)]
@@ -385,7 +387,7 @@ async fn promote(
     Path((client, name)): Path<(String, String)>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Value>, ApiError> {
-    change_rollout(&state, &who, &client, &name, RolloutChange::Promote, reason_of(body).as_deref()).await
+    change_rollout(&state, &who, &client, &name, RolloutChange::Promote, reason_of(body).as_deref(), None).await
 }
 
 /// Drops the canary if there is one; otherwise returns to the previous stable version.
@@ -395,11 +397,13 @@ async fn rollback(
     Path((client, name)): Path<(String, String)>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Value>, ApiError> {
-    change_rollout(&state, &who, &client, &name, RolloutChange::Rollback, reason_of(body).as_deref()).await
+    change_rollout(&state, &who, &client, &name, RolloutChange::Rollback, reason_of(body).as_deref(), None)
+        .await
 }
 
-/// Authorizes, applies the change in one store transaction (which checks the versions exist
-/// and writes the audit entry), and makes it live.
+/// Authorizes and hands the change to the registry: the versions it would serve checked on
+/// the running schema, the change, its guard and the audit entry in one store transaction,
+/// then live.
 async fn change_rollout(
     state: &AppState,
     who: &Principal,
@@ -407,21 +411,29 @@ async fn change_rollout(
     name: &str,
     change: RolloutChange,
     reason: Option<&str>,
+    guard: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
     let client = authorize(state, who, client)?;
     let name = endpoint_name(name)?;
     let target = format!("{client}/{name}");
+    let apply = |cur| {
+        change.apply(&target, cur).map_err(|e| match e {
+            RolloutError::Invalid(m) => StoreError::Invalid(m),
+            RolloutError::Conflict(m) => StoreError::Conflict(m),
+        })
+    };
     let next = state
         .registry
-        .store()
-        .update_rollout(client.as_str(), name.as_str(), &who.actor(), change.action(), reason, |cur| {
-            change.apply(&target, cur).map_err(|e| match e {
-                RolloutError::Invalid(m) => StoreError::Invalid(m),
-                RolloutError::Conflict(m) => StoreError::Conflict(m),
-            })
+        .change_rollout(crate::registry::RolloutWrite {
+            client: client.as_str(),
+            endpoint: name.as_str(),
+            actor: &who.actor(),
+            action: change.action(),
+            reason,
+            guard,
+            apply: &apply,
         })
         .await?;
-    state.registry.changed().await?;
     Ok(rollout_view(state, &client, &name, &next))
 }
 

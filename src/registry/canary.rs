@@ -252,7 +252,7 @@ impl Registry {
                 "canary-guard",
                 "rollout.auto_rollback",
                 Some(why),
-                Some(&figures),
+                super::store::RolloutUpdate { figures: Some(&figures), guard: None },
                 |cur| {
                     if cur.canary != Some(canary) || cur.canary_percent == 0 {
                         return Err(StoreError::Conflict(format!(

@@ -285,6 +285,11 @@ impl Registry {
     /// registry, switches to the version published there first (checked as any reload).
     pub async fn reload(&self) -> Result<(), StoreError> {
         let _one = self.rebuild.lock().await;
+        self.reload_locked().await
+    }
+
+    /// [`Registry::reload`] for a caller that holds `rebuild`.
+    async fn reload_locked(&self) -> Result<(), StoreError> {
         let loaded = self.store.load().await?;
         if let Some((version, sha)) = self.schema.follows_registry(&loaded)
             && sha != self.snapshot().engine.hash()
@@ -405,6 +410,60 @@ impl Registry {
         self.tell_others().await
     }
 
+    /// Runs a write whose check depends on the running schema (a publish, a rollout change)
+    /// with `rebuild` held: the engine it is handed serves until the write is live, so no
+    /// schema reload passes between the check and the swap (probe 2, M5). Reloads and tells
+    /// the other instances after a write that changed something (`changed`).
+    pub async fn write_checked<T, E: From<StoreError>>(
+        &self,
+        write: impl AsyncFnOnce(&Arc<Engine>) -> Result<(T, bool), E>,
+    ) -> Result<T, E> {
+        let (out, changed) = {
+            let _one = self.rebuild.lock().await;
+            let (out, changed) = write(&self.engine()).await?;
+            if changed {
+                self.reload_locked().await?;
+            }
+            (out, changed)
+        };
+        if changed {
+            self.tell_others().await?;
+        }
+        Ok(out)
+    }
+
+    /// Whether version `n` of an endpoint can serve on `engine`: `Invalid` if it does not
+    /// exist, `Conflict` with the reasons if its document does not validate. A version live
+    /// on the same engine passes without being compiled again.
+    pub async fn check_serves(
+        &self,
+        engine: &Arc<Engine>,
+        client: &str,
+        endpoint: &str,
+        n: i64,
+    ) -> Result<(), StoreError> {
+        let snapshot = self.snapshot();
+        let live = snapshot.endpoints.get(&(client.to_owned(), endpoint.to_owned()));
+        let served = live.is_some_and(|l| {
+            let canary = l.canary.as_ref().and_then(|(c, _)| c.as_ref().ok());
+            [l.stable.as_ref().ok(), canary].into_iter().flatten().any(|v| v.version == n)
+        });
+        if served && Arc::ptr_eq(&snapshot.engine, engine) {
+            return Ok(());
+        }
+        let versions = self.store.versions(client, endpoint).await?;
+        let Some(record) = versions.iter().find(|v| v.version == n) else {
+            return Err(StoreError::Invalid(format!("{client}/{endpoint} has no version {n}")));
+        };
+        match engine.prepare(&record.document, record.operation_name.as_deref()).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(StoreError::Conflict(format!(
+                "{client}/{endpoint}: refused: version {n} does not validate against the running schema: {}",
+                e.join("; ")
+            ))),
+        }
+    }
+
     /// Tells the other instances (PostgreSQL) that the registry changed.
     async fn tell_others(&self) -> Result<(), StoreError> {
         if let Store::Postgres(p) = &self.store {
@@ -479,6 +538,58 @@ impl Registry {
     pub async fn rollout(&self, client: &str, endpoint: &str) -> Result<Option<Rollout>, StoreError> {
         self.store.rollout(client, endpoint).await
     }
+
+    /// Changes a rollout (and its canary guard, when given) in one store transaction and
+    /// makes it live. Every version the rollout would serve is checked on the running schema
+    /// first: a rollout, promote or rollback to one that no longer validates is refused with
+    /// the reason, and nothing is stored (probe 2, M5 and L2).
+    pub async fn change_rollout(&self, change: RolloutWrite<'_>) -> Result<Rollout, StoreError> {
+        let RolloutWrite { client, endpoint, actor, action, reason, guard, apply } = change;
+        let target = format!("{client}/{endpoint}");
+        self.write_checked(async |engine: &Arc<Engine>| {
+            let current = self
+                .store
+                .rollout(client, endpoint)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("unknown endpoint {target}")))?;
+            let next = apply(current)?;
+            let serves = |r: &Rollout| [Some(r.stable), r.canary.filter(|_| r.canary_percent > 0)];
+            let checked = serves(&next);
+            for n in checked.into_iter().flatten() {
+                self.check_serves(engine, client, endpoint, n).await?;
+            }
+            let write = store::RolloutUpdate { figures: None, guard };
+            let next = self
+                .store
+                .update_rollout_with(client, endpoint, actor, action, reason, write, |cur| {
+                    let next = apply(cur)?;
+                    // Another instance changed the rollout since the check: checked again.
+                    if serves(&next).into_iter().flatten().any(|n| !checked.contains(&Some(n))) {
+                        return Err(StoreError::Conflict(format!(
+                            "{target} changed while the change was checked; try again"
+                        )));
+                    }
+                    Ok(next)
+                })
+                .await?;
+            Ok((next, true))
+        })
+        .await
+    }
+}
+
+/// A rollout change for [`Registry::change_rollout`].
+pub struct RolloutWrite<'a> {
+    pub client: &'a str,
+    pub endpoint: &'a str,
+    pub actor: &'a str,
+    /// The audit entry's action (`rollout.set`, `rollout.promote`, …).
+    pub action: &'a str,
+    pub reason: Option<&'a str>,
+    /// The canary guard to store with the change (JSON), checked by the caller.
+    pub guard: Option<&'a str>,
+    /// The change, applied to the rollout as it is in the store.
+    pub apply: &'a (dyn Fn(Rollout) -> Result<Rollout, StoreError> + Sync),
 }
 
 #[cfg(test)]

@@ -6,10 +6,13 @@
 
 use serde_json::{Map, Value, json};
 
+use std::sync::Arc;
+
 use super::Registry;
 use super::model::{ClientName, EndpointName};
 use super::sha256_hex;
 use super::store::{NewVersion, StoreError};
+use crate::graphql::Engine;
 use crate::scripts::{Script, ScriptPool};
 
 /// Largest document or script accepted by a publish (and the largest APQ text).
@@ -257,22 +260,29 @@ pub async fn publish(
     }
     let sha256 = sha256_hex(&[r.document, r.operation_name.unwrap_or(""), r.script.unwrap_or("")]);
     let document_sha256 = sha256_hex(&[r.document]);
+    // Stored and made live with the rebuild lock held, on the schema that serves then: a
+    // reload that swapped the schema since the checks above validates the document again.
     let (version, created) = registry
-        .store()
-        .publish(&NewVersion {
-            client: r.client.as_str(),
-            endpoint: r.endpoint.as_str(),
-            document: r.document,
-            operation_name: r.operation_name,
-            script: r.script,
-            sha256: &sha256,
-            document_sha256: &document_sha256,
-            author: r.author,
-            reason: r.reason,
+        .write_checked(async |live: &Arc<Engine>| {
+            if !Arc::ptr_eq(live, &engine) {
+                prepare(live, &target, r.document, r.operation_name, r.allow_introspection).await?;
+            }
+            let (version, created) = registry
+                .store()
+                .publish(&NewVersion {
+                    client: r.client.as_str(),
+                    endpoint: r.endpoint.as_str(),
+                    document: r.document,
+                    operation_name: r.operation_name,
+                    script: r.script,
+                    sha256: &sha256,
+                    document_sha256: &document_sha256,
+                    author: r.author,
+                    reason: r.reason,
+                })
+                .await?;
+            Ok::<_, PublishError>(((version, created), created))
         })
         .await?;
-    if created {
-        registry.changed().await?;
-    }
     Ok(Published { version, created, sha256, document_sha256 })
 }

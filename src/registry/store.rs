@@ -100,6 +100,15 @@ pub struct NewVersion<'a> {
 }
 
 /// Everything the in-memory snapshot is built from.
+/// What [`Store::update_rollout_with`] writes besides the rollout itself.
+#[derive(Default)]
+pub struct RolloutUpdate<'a> {
+    /// Added to the audit entry's detail (an automatic rollback's window figures).
+    pub figures: Option<&'a Value>,
+    /// The canary guard (JSON) to store with the change.
+    pub guard: Option<&'a str>,
+}
+
 pub struct Loaded {
     pub generation: i64,
     pub clients: Vec<(String, String)>,
@@ -625,10 +634,13 @@ impl Store {
         reason: Option<&str>,
         change: impl Fn(Rollout) -> Result<Rollout, StoreError>,
     ) -> Result<Rollout, StoreError> {
-        self.update_rollout_with(client, endpoint, actor, action, reason, None, change).await
+        self.update_rollout_with(client, endpoint, actor, action, reason, RolloutUpdate::default(), change)
+            .await
     }
 
-    /// [`Store::update_rollout`] with more for the audit entry's detail (`figures`).
+    /// [`Store::update_rollout`] with more written in the same transaction: figures for the
+    /// audit entry's detail, and the canary guard (stored and audited with the change, or
+    /// not at all).
     #[allow(clippy::too_many_arguments)]
     pub async fn update_rollout_with(
         &self,
@@ -637,9 +649,10 @@ impl Store {
         actor: &str,
         action: &str,
         reason: Option<&str>,
-        figures: Option<&Value>,
+        write: RolloutUpdate<'_>,
         change: impl Fn(Rollout) -> Result<Rollout, StoreError>,
     ) -> Result<Rollout, StoreError> {
+        let RolloutUpdate { figures, guard } = write;
         let now = now_ms();
         let target = format!("{client}/{endpoint}");
         // The change is computed from the row as it is when locked: two instances changing
@@ -674,9 +687,16 @@ impl Store {
                 sqlx::query("UPDATE rollouts SET stable = $3, canary = $4, canary_percent = $5, previous_stable = $6, updated_ms = $7 WHERE client = $1 AND endpoint = $2")
                     .bind(client).bind(endpoint).bind(next.stable).bind(next.canary).bind(next.canary_percent).bind(next.previous_stable).bind(now)
                     .execute(&mut *tx).await?;
+                if let Some(guard) = guard {
+                    sqlx::query("UPDATE rollouts SET guard = $3 WHERE client = $1 AND endpoint = $2")
+                        .bind(client).bind(endpoint).bind(guard).execute(&mut *tx).await?;
+                }
                 let mut detail = serde_json::json!({ "from": current, "to": next });
                 if let Some(f) = figures {
                     detail["figures"] = f.clone();
+                }
+                if let Some(guard) = guard {
+                    detail["guard"] = serde_json::from_str(guard).unwrap_or(Value::Null);
                 }
                 let detail = detail.to_string();
                 audit!(tx, now, actor, action, &target, &detail, reason);
@@ -689,23 +709,6 @@ impl Store {
             Store::Sqlite(p) => body!(sqlite, p),
             Store::Postgres(p) => body!(postgres, p),
         }
-    }
-
-    /// Sets a rollout's canary guard (JSON), or back to the defaults with `None`.
-    pub async fn set_guard(
-        &self,
-        client: &str,
-        endpoint: &str,
-        guard: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let sql = "UPDATE rollouts SET guard = $3 WHERE client = $1 AND endpoint = $2";
-        let done = on_pool!(self, p => sqlx::query(sql).bind(client).bind(endpoint).bind(guard).execute(p).await?.rows_affected());
-        if done == 0 {
-            return Err(StoreError::NotFound(format!("unknown endpoint {client}/{endpoint}")));
-        }
-        let bump = "UPDATE registry_generation SET generation = generation + 1 WHERE id = 1";
-        on_pool!(self, p => sqlx::query(bump).execute(p).await.map(|_| ())?);
-        Ok(())
     }
 
     /// The newest audit entries first, optionally only those about one client's endpoints.

@@ -567,3 +567,101 @@ async fn the_cli_publishes_a_schema_to_the_registry_and_diffs_registry_versions(
     let (_, status) = admin(&app).get("/schema").await;
     assert_eq!(status["storedVersion"], 1, "{status}");
 }
+
+/// Probe 2, M5 (a): a publish that uses a field and a reload that removes it, at the same
+/// moment, a hundred times. Before, a few rounds answered both "201" and "applied", and the
+/// endpoint then answered 503 "no longer validates". Now one of the two is refused in every
+/// round, and the endpoint always serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_racing_a_reload_that_removes_its_field_never_leaves_the_endpoint_broken() {
+    let (_dir, file) = schema_copy();
+    let app = serve(file.parent().unwrap(), false, None, "dir").await;
+    let a = admin(&app);
+    assert_eq!(a.post("/clients", json!({ "name": "shop", "team": "shop" })).await.0, 201);
+    let with = std::fs::read_to_string(&file).unwrap();
+    let without = with.replacen("  synopsis: String\n", "", 1);
+    assert_ne!(with, without);
+    let (mut publish_won, mut reload_won) = (0, 0);
+    for round in 0..100 {
+        // The field is in the schema.
+        std::fs::write(&file, &with).unwrap();
+        let (code, v) = a.post("/schema/reload", json!({})).await;
+        assert!(code == 200, "round {round}: the field restored: {v}");
+        // A first version (live at once) that uses it, and a reload that removes it, at once.
+        std::fs::write(&file, &without).unwrap();
+        let name = format!("race{round}");
+        let uses = "{ title(id: 1) { name synopsis } }";
+        let (published, reloaded) =
+            tokio::join!(a.publish("shop", &name, uses), a.post("/schema/reload", json!({})));
+        let applied = reloaded.0 == 200 && reloaded.1["result"] == "applied";
+        let device = app.client.get(format!("{}/v1/shop/{name}", app.base)).send().await.unwrap();
+        match (published.0, applied) {
+            (201, false) => {
+                publish_won += 1;
+                assert_eq!(device.status(), 200, "round {round}: {}", device.text().await.unwrap());
+                // Out of the next rounds' way: a live version that does not use the field.
+                let path = format!("/clients/shop/endpoints/{name}");
+                assert_eq!(a.publish("shop", &name, "{ title(id: 1) { name } }").await.0, 201);
+                assert_eq!(a.put(&format!("{path}/rollout"), json!({ "stable": 2 })).await.0, 200);
+            }
+            (201, true) => panic!("round {round}: both went through: {} / {}", published.1, reloaded.1),
+            (_, true) => {
+                reload_won += 1;
+                assert!(published.1.to_string().contains("synopsis"), "round {round}: {}", published.1);
+                assert_eq!(device.status(), 404, "round {round}: not published");
+            }
+            (code, false) => panic!("round {round}: neither: {code} {} / {}", published.1, reloaded.1),
+        }
+    }
+    eprintln!("publish first: {publish_won} rounds; reload first: {reload_won} rounds");
+}
+
+/// Probe 2, M5 (b) and L2: rollouts, rollbacks and promotions to a version that does not
+/// validate on the running schema are refused with the reason, and a refused rollout change
+/// stores nothing (its guard included); an accepted one audits its guard.
+#[tokio::test]
+async fn a_rollout_to_a_version_the_schema_no_longer_serves_is_refused_and_stores_nothing() {
+    let (_dir, file) = schema_copy();
+    let app = serve(file.parent().unwrap(), false, None, "dir").await;
+    let a = admin(&app);
+    assert_eq!(a.post("/clients", json!({ "name": "shop", "team": "shop" })).await.0, 201);
+    assert_eq!(a.publish("shop", "rb", "{ title(id: 1) { name synopsis } }").await.0, 201);
+    assert_eq!(a.publish("shop", "rb", "{ title(id: 1) { name } }").await.0, 201);
+    let rollout = "/clients/shop/endpoints/rb/rollout";
+    assert_eq!(a.put(rollout, json!({ "stable": 2 })).await.0, 200);
+    // Version 1 is not live (only the rollback target): the field can go.
+    edit(&file, "  synopsis: String\n", "");
+    let (code, attempt) = a.post("/schema/reload", json!({})).await;
+    assert_eq!((code, attempt["result"].as_str()), (200, Some("applied")), "{attempt}");
+    let (_, before) = a.get(rollout).await;
+    assert_eq!((before["stable"].as_i64(), before["previousStable"].as_i64()), (Some(2), Some(1)), "{before}");
+
+    let (code, v) = a.post("/clients/shop/endpoints/rb/rollback", json!({})).await;
+    assert_eq!(code, 409, "{v}");
+    let message = v.to_string();
+    assert!(message.contains("shop/rb: refused: version 1") && message.contains("synopsis"), "the reason: {v}");
+    let body = json!({ "stable": 2, "canary": 1, "canaryPercent": 10, "guard": { "minRequests": 7 } });
+    let (code, v) = a.put(rollout, body).await;
+    assert_eq!(code, 409, "{v}");
+    let (code, v) = a.put(rollout, json!({ "stable": 1 })).await;
+    assert_eq!(code, 409, "{v}");
+    // Nothing changed: versions, guard; the endpoint serves.
+    let (_, after) = a.get(rollout).await;
+    assert_eq!(after, before);
+    let r = app.client.get(format!("{}/v1/shop/rb", app.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // A rollout to a version that does not exist stores nothing either (its guard was stored before).
+    let (code, v) = a.put(rollout, json!({ "stable": 999, "guard": { "minRequests": 9 } })).await;
+    assert!(code == 400 || code == 404 || code == 409, "{code} {v}");
+    assert_eq!(a.get(rollout).await.1, before);
+
+    // Accepted, with a guard: stored and audited together.
+    assert_eq!(a.publish("shop", "rb", "{ title(id: 1) { name year } }").await.0, 201);
+    let body = json!({ "stable": 2, "canary": 3, "canaryPercent": 10, "guard": { "minRequests": 7 } });
+    let (code, v) = a.put(rollout, body).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["guard"]["minRequests"], 7, "{v}");
+    let (_, audit) = a.get("/audit").await;
+    let set = audit.as_array().unwrap().iter().find(|e| e["action"] == "rollout.set").unwrap();
+    assert_eq!(set["detail"]["guard"]["minRequests"], 7, "{set}");
+}
