@@ -150,6 +150,7 @@ impl App {
         let state = AppState {
             registry: registry.clone(),
             admin_tokens,
+            tokens: Arc::new(http::auth::TokenCache::default()),
             apq: Arc::new(http::apq::ApqCache::new(
                 config.graphql.apq_capacity,
                 config.graphql.apq_max_bytes,

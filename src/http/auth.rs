@@ -6,7 +6,8 @@
 //! may list more admin hashes (`[admin] token_sha256`, `facade token new`). A presented token
 //! is hashed and compared.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -16,6 +17,7 @@ use axum::response::Response;
 use super::AppState;
 use super::error::ApiError;
 use crate::registry::model::Principal;
+use crate::registry::store::{StoreError, bounded};
 
 /// SHA-256 of a token, lower-case hex.
 pub fn token_hash(token: &str) -> String {
@@ -54,13 +56,85 @@ pub async fn has_valid_token(state: &AppState, headers: &axum::http::HeaderMap) 
     }
 }
 
-/// Who a token belongs to: an admin token from config, or a token from the store.
+/// Who a token belongs to: an admin token from config, or a token from the store (through
+/// [`TokenCache`]).
 pub async fn principal(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
     let hash = token_hash(token);
     if state.admin_tokens.0.iter().any(|h| constant_time_eq(h.as_bytes(), hash.as_bytes())) {
         return Ok(Some(Principal::Admin { label: "config".into() }));
     }
-    state.registry.store().principal(&hash).await.map_err(ApiError::from)
+    state.tokens.principal(&hash, || state.registry.store().principal(&hash)).await
+}
+
+/// How long a token's answer from the store is used without asking again: a token revoked
+/// (or expired) on another instance stops working within this. Revoking on this instance
+/// empties the cache at once.
+pub const TOKEN_FRESH: Duration = Duration::from_secs(10);
+/// While the store is unreachable, a token seen within this keeps its last answer (nothing
+/// can be revoked in an unreachable store meanwhile); one not seen answers 503.
+pub const TOKEN_STALE_MAX: Duration = Duration::from_secs(300);
+/// Tokens remembered at most (least recently used forgotten first).
+const TOKEN_CACHE_SIZE: usize = 10_000;
+
+/// Token answers from the store, by token hash, so a request with a token costs no query
+/// while the answer is fresh, and a registry outage does not lock token holders out.
+/// Only valid tokens are kept (an unknown token is asked each time).
+pub struct TokenCache {
+    seen: Mutex<lru::LruCache<String, (Principal, Instant)>>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        let size = std::num::NonZeroUsize::new(TOKEN_CACHE_SIZE).unwrap_or(std::num::NonZeroUsize::MIN);
+        Self { seen: Mutex::new(lru::LruCache::new(size)) }
+    }
+}
+
+impl TokenCache {
+    /// The principal of a token hash: fresh from the cache, else from `lookup` (bounded in
+    /// time); with the store unreachable, a stale answer not older than [`TOKEN_STALE_MAX`].
+    pub async fn principal<F>(
+        &self,
+        hash: &str,
+        lookup: impl FnOnce() -> F,
+    ) -> Result<Option<Principal>, ApiError>
+    where
+        F: Future<Output = Result<Option<Principal>, StoreError>>,
+    {
+        let cached = self.lock().get(hash).cloned();
+        if let Some((p, at)) = &cached
+            && at.elapsed() < TOKEN_FRESH
+        {
+            return Ok(Some(p.clone()));
+        }
+        match bounded(lookup()).await {
+            Ok(Some(p)) => {
+                self.lock().put(hash.to_owned(), (p.clone(), Instant::now()));
+                Ok(Some(p))
+            }
+            Ok(None) => {
+                self.lock().pop(hash);
+                Ok(None)
+            }
+            Err(e) if e.unavailable() => match cached {
+                Some((p, at)) if at.elapsed() < TOKEN_STALE_MAX => {
+                    tracing::warn!(error = %e, "registry unavailable: a token's last known answer is used");
+                    Ok(Some(p))
+                }
+                _ => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets every answer (a token was revoked here).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, (Principal, Instant)>> {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// 401 without a valid `Authorization: Bearer` token; puts the [`Principal`] in the request's

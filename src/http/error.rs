@@ -40,6 +40,10 @@ impl From<crate::registry::store::StoreError> for ApiError {
             E::NotFound(m) => ApiError::NotFound(m),
             E::Conflict(m) => ApiError::Conflict(m),
             E::Invalid(m) => ApiError::BadRequest(m),
+            other if other.unavailable() => {
+                tracing::warn!(error = %other, "registry store unavailable");
+                ApiError::Unavailable(format!("registry unavailable: {other}; try again shortly"))
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::Internal("the registry store failed; see the server log".into())
@@ -71,6 +75,11 @@ impl IntoResponse for ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("2"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -37,6 +37,8 @@ pub fn ops_stream_limit() -> usize {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub admin_tokens: auth::AdminTokens,
+    /// Token answers from the store, kept briefly.
+    pub tokens: Arc<auth::TokenCache>,
     /// Automatic persisted queries registered by clients (bounded).
     pub apq: Arc<apq::ApqCache>,
     /// Devices without a token may run only published documents.

@@ -19,19 +19,36 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
     } }))
 }
 
-/// 200 when this instance can serve and change the registry; 503 with the reason when its
-/// store stopped working (a load balancer takes the instance out, `/healthz` stays 200).
+/// Within a second: 200 while this instance serves (its snapshot), with the store's state in
+/// the body (`ok`, or `unreachable` with the reason: PostgreSQL does not answer, so registry
+/// writes answer 503 meanwhile and devices are served from the snapshot); 503 when writes
+/// would be lost (the SQLite file is gone, replaced or read-only): a load balancer takes
+/// the instance out. `/healthz` stays the process's liveness.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.registry.ready().await {
-        Ok(()) => {
-            (StatusCode::OK, Json(json!({ "status": "ready", "store": state.registry.store().kind() })))
+    use crate::registry::StoreState;
+    let kind = state.registry.store().kind();
+    let generation = state.registry.snapshot().generation;
+    match state.registry.store_state().await {
+        StoreState::Ok => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "store": kind, "storeState": "ok", "generation": generation })),
+        ),
+        StoreState::Unreachable(reason) => {
+            tracing::warn!(reason = %reason, "the registry store is unreachable; serving from the snapshot");
+            (
+                StatusCode::OK,
+                Json(json!({
+                    "status": "ready", "store": kind, "storeState": "unreachable", "reason": reason,
+                    "generation": generation,
+                })),
+            )
         }
-        Err(reason) => {
+        StoreState::Lost(reason) => {
             tracing::warn!(reason = %reason, "not ready: the registry store is not usable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(
-                    json!({ "status": "unavailable", "store": state.registry.store().kind(), "reason": reason }),
+                    json!({ "status": "unavailable", "store": kind, "storeState": "lost", "reason": reason }),
                 ),
             )
         }

@@ -169,6 +169,9 @@ async fn revoke_token(
         Principal::Team { team, .. } => Some(team.as_str()),
     };
     state.registry.store().revoke_token(id, team, &who.actor(), reason_of(body).as_deref()).await?;
+    // Revoked here: no request on this instance may use a kept answer for it (the others
+    // ask the store again within `TOKEN_FRESH`).
+    state.tokens.clear();
     Ok(Json(json!({ "id": id, "revoked": true })))
 }
 
@@ -387,7 +390,8 @@ async fn promote(
     Path((client, name)): Path<(String, String)>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Value>, ApiError> {
-    change_rollout(&state, &who, &client, &name, RolloutChange::Promote, reason_of(body).as_deref(), None).await
+    change_rollout(&state, &who, &client, &name, RolloutChange::Promote, reason_of(body).as_deref(), None)
+        .await
 }
 
 /// Drops the canary if there is one; otherwise returns to the previous stable version.

@@ -194,6 +194,16 @@ fn file_identity(path: &std::path::Path) -> Option<u64> {
     }
 }
 
+/// How long `/readyz` waits for the store.
+pub const READY_WAIT: Duration = Duration::from_millis(800);
+
+/// What [`Registry::store_state`] found.
+pub enum StoreState {
+    Ok,
+    Lost(String),
+    Unreachable(String),
+}
+
 impl Registry {
     /// Connects, migrates and loads the first snapshot, on `engine` (schema from files only).
     pub async fn open(url: &str, engine: Arc<Engine>) -> Result<Arc<Self>, StoreError> {
@@ -243,22 +253,35 @@ impl Registry {
         &self.store
     }
 
-    /// Whether the store works: it answers a query and, for SQLite, its file is still the one
-    /// that was opened (deleted or replaced, writes would be lost). `Err` says why not.
-    pub async fn ready(&self) -> Result<(), String> {
+    /// The store's state, within [`READY_WAIT`]: `Lost` when writes would be lost (the SQLite
+    /// file is gone, replaced or read-only, or does not answer), `Unreachable` when
+    /// PostgreSQL does not answer (the snapshot keeps serving; writes answer 503).
+    pub async fn store_state(&self) -> StoreState {
         if let Some((path, opened)) = &self.sqlite_file {
             let now = file_identity(path);
             if now.is_none() {
-                return Err(format!("the SQLite file {} is gone", path.display()));
+                return StoreState::Lost(format!("the SQLite file {} is gone", path.display()));
             }
             if now != *opened {
-                return Err(format!("the SQLite file {} was replaced after it was opened", path.display()));
+                return StoreState::Lost(format!(
+                    "the SQLite file {} was replaced after it was opened",
+                    path.display()
+                ));
             }
             if std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly()) {
-                return Err(format!("the SQLite file {} is read-only", path.display()));
+                return StoreState::Lost(format!("the SQLite file {} is read-only", path.display()));
             }
         }
-        self.store.generation().await.map(|_| ()).map_err(|e| e.to_string())
+        let answer = tokio::time::timeout(READY_WAIT, self.store.generation()).await;
+        let reason = match answer {
+            Ok(Ok(_)) => return StoreState::Ok,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} ms", READY_WAIT.as_millis()),
+        };
+        match self.store {
+            Store::Sqlite(_) => StoreState::Lost(reason),
+            Store::Postgres(_) => StoreState::Unreachable(reason),
+        }
     }
 
     /// The engine of the current snapshot (a request that also picks a version should take
@@ -290,7 +313,8 @@ impl Registry {
 
     /// [`Registry::reload`] for a caller that holds `rebuild`.
     async fn reload_locked(&self) -> Result<(), StoreError> {
-        let loaded = self.store.load().await?;
+        // Bounded: an unreachable store fails the reload, not hangs it (the snapshot serves on).
+        let loaded = store::bounded(self.store.load()).await?;
         if let Some((version, sha)) = self.schema.follows_registry(&loaded)
             && sha != self.snapshot().engine.hash()
         {
@@ -407,27 +431,29 @@ impl Registry {
     /// After a change made here: reload now and tell the other instances.
     pub async fn changed(&self) -> Result<(), StoreError> {
         self.reload().await?;
-        self.tell_others().await
+        store::bounded(self.tell_others()).await
     }
 
     /// Runs a write whose check depends on the running schema (a publish, a rollout change)
     /// with `rebuild` held: the engine it is handed serves until the write is live, so no
     /// schema reload passes between the check and the swap (probe 2, M5). Reloads and tells
-    /// the other instances after a write that changed something (`changed`).
+    /// the other instances after a write that changed something (`changed`). The write, the
+    /// reload's read and the notification are each [`store::bounded`] in time.
     pub async fn write_checked<T, E: From<StoreError>>(
         &self,
         write: impl AsyncFnOnce(&Arc<Engine>) -> Result<(T, bool), E>,
     ) -> Result<T, E> {
         let (out, changed) = {
             let _one = self.rebuild.lock().await;
-            let (out, changed) = write(&self.engine()).await?;
+            // Bounded: with the store unreachable the write fails (503) within seconds.
+            let (out, changed) = store::bounded(write(&self.engine())).await?;
             if changed {
                 self.reload_locked().await?;
             }
             (out, changed)
         };
         if changed {
-            self.tell_others().await?;
+            store::bounded(self.tell_others()).await?;
         }
         Ok(out)
     }
@@ -517,7 +543,7 @@ impl Registry {
                 }
                 let Some(registry) = weak.upgrade() else { return };
                 let current = registry.snapshot().generation;
-                match registry.store.generation().await {
+                match store::bounded(registry.store.generation()).await {
                     Ok(g) if g != current => {
                         if let Err(e) = registry.reload().await {
                             tracing::warn!(error = %e, "registry reload failed");

@@ -25,6 +25,47 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The store did not answer in time ([`bounded`]).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (no connection in time, the network, a
+    /// timeout), as opposed to a refused or failed statement: worth a retry later.
+    pub fn unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Db(e) => matches!(
+                e,
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// How long a caller waits for a connection from the pool (PostgreSQL): when the database is
+/// unreachable, every store call fails within this instead of hanging.
+pub const STORE_WAIT: Duration = Duration::from_millis(1500);
+
+/// How long a bounded store operation may take in all ([`bounded`]).
+pub const STORE_ANSWER: Duration = Duration::from_millis(STORE_WAIT.as_millis() as u64 + 500);
+
+/// A store operation bounded in time: a statement stuck on a connection that stopped
+/// answering (the network cut mid-query) fails with `Unavailable` after [`STORE_ANSWER`];
+/// the operation's transaction, dropped, is rolled back.
+pub async fn bounded<T, E: From<StoreError>>(op: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    tokio::time::timeout(STORE_ANSWER, op).await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable(format!(
+            "the registry store did not answer within {} ms",
+            STORE_ANSWER.as_millis()
+        ))
+        .into())
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -202,11 +243,8 @@ impl Store {
     /// Opens `sqlite://FILE` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await?;
+            let pool =
+                PgPoolOptions::new().max_connections(16).acquire_timeout(STORE_WAIT).connect(url).await?;
             return Ok(Store::Postgres(pool));
         }
         if !url.starts_with("sqlite:") {

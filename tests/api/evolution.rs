@@ -634,12 +634,19 @@ async fn a_rollout_to_a_version_the_schema_no_longer_serves_is_refused_and_store
     let (code, attempt) = a.post("/schema/reload", json!({})).await;
     assert_eq!((code, attempt["result"].as_str()), (200, Some("applied")), "{attempt}");
     let (_, before) = a.get(rollout).await;
-    assert_eq!((before["stable"].as_i64(), before["previousStable"].as_i64()), (Some(2), Some(1)), "{before}");
+    assert_eq!(
+        (before["stable"].as_i64(), before["previousStable"].as_i64()),
+        (Some(2), Some(1)),
+        "{before}"
+    );
 
     let (code, v) = a.post("/clients/shop/endpoints/rb/rollback", json!({})).await;
     assert_eq!(code, 409, "{v}");
     let message = v.to_string();
-    assert!(message.contains("shop/rb: refused: version 1") && message.contains("synopsis"), "the reason: {v}");
+    assert!(
+        message.contains("shop/rb: refused: version 1") && message.contains("synopsis"),
+        "the reason: {v}"
+    );
     let body = json!({ "stable": 2, "canary": 1, "canaryPercent": 10, "guard": { "minRequests": 7 } });
     let (code, v) = a.put(rollout, body).await;
     assert_eq!(code, 409, "{v}");

@@ -14,6 +14,7 @@ mod graphql_http;
 mod helpers;
 mod hostile;
 mod ops;
+mod outage;
 mod persisted;
 mod playground;
 mod resilience;
