@@ -64,6 +64,28 @@ impl Code {
         }
     }
 
+    /// Whether the error is the server's side failing (a backend, its policies, a script, a
+    /// timeout) rather than the caller's request: only these count against a canary.
+    pub fn server_side(self) -> bool {
+        match self {
+            Code::CircuitOpen
+            | Code::Timeout
+            | Code::BulkheadFull
+            | Code::RateLimited
+            | Code::BackendError
+            | Code::ScriptError => true,
+            Code::BadUserInput
+            | Code::PersistedQueryNotFound
+            | Code::PersistedQueryNotAllowed
+            | Code::GraphqlValidationFailed => false,
+        }
+    }
+
+    /// The code whose text (`extensions.code`) this is.
+    pub fn of(text: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
     /// The HTTP status of a response whose whole answer is this error.
     pub fn http_status(self) -> u16 {
         match self {

@@ -146,15 +146,17 @@ pub async fn call(
         _ => (StatusCode::OK, outcome.body),
     };
     record(&client, &endpoint, picked.version.version, picked.canary, started.elapsed(), &error_codes);
-    // The live window and the canary guard: an answer with any error counts as failed.
-    let failed = !error_codes.is_empty() || !status.is_success();
-    state.registry.observe(
-        client.as_str(),
-        endpoint.as_str(),
-        picked.version.version,
-        started.elapsed(),
+    // The live window and the canary guard: only the server's side failing counts (a
+    // caller's bad request does not: devices cannot steer a canary, probe 2 M1).
+    let failed = error_codes.iter().any(|c| Code::of(c).is_some_and(Code::server_side));
+    state.registry.observe(crate::registry::canary::Observed {
+        client: client.as_str(),
+        endpoint: endpoint.as_str(),
+        version: picked.version.version,
+        latency: started.elapsed(),
         failed,
-    );
+        device,
+    });
     // With a debug trace the answer is wrapped: `{"answer": …, "debug": {traceId, fetches}}`.
     let body = match &trace {
         Some(t) => {
@@ -176,8 +178,20 @@ pub async fn call(
     if let Ok(v) = HeaderValue::from_str(&target) {
         h.insert("x-facade-endpoint", v);
     }
-    h.insert("x-facade-endpoint-version", HeaderValue::from(picked.version.version));
-    h.insert("x-facade-rollout", HeaderValue::from_static(if picked.canary { "canary" } else { "stable" }));
+    // The version and side only to token holders and debug requests: a device cannot learn
+    // which of its IDs reach a canary (probe 2, M1). Devices send no token, so they pay no
+    // token check.
+    let shows_side = trace.is_some()
+        || (headers.contains_key(header::AUTHORIZATION)
+            && super::auth::has_valid_token(&state, &headers).await);
+    if shows_side {
+        let h = response.headers_mut();
+        h.insert("x-facade-endpoint-version", HeaderValue::from(picked.version.version));
+        h.insert(
+            "x-facade-rollout",
+            HeaderValue::from_static(if picked.canary { "canary" } else { "stable" }),
+        );
+    }
     response
 }
 

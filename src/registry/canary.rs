@@ -144,11 +144,58 @@ pub fn judge(guard: &Guard, stable: &Summary, canary: &Summary) -> Verdict {
     Verdict::Healthy
 }
 
-/// One endpoint version's device calls: the last minute by second, the last hour by minute.
+/// One endpoint version's device calls: the last minute by second (what the guard judges and
+/// the ops stream shows: at most [`DEVICE_SHARE`] calls of one device per 10 s), the last
+/// hour by minute (every call).
 #[derive(Default)]
 pub struct VersionCalls {
     pub minute: Window,
     pub hour: Hour,
+    devices: Mutex<DeviceShare>,
+}
+
+/// Calls of one device that count in a version's window per 10-second slot: one device (or
+/// one attacker with one device ID) cannot fill a canary's window (probe 2, M1).
+pub const DEVICE_SHARE: u16 = 10;
+/// Devices tracked per version and slot; past that, calls of devices not yet seen in the slot
+/// do not count (a flood of invented IDs cannot grow the map nor fill the window).
+const DEVICES_TRACKED: usize = 50_000;
+
+/// Calls per device in the current 10-second slot.
+#[derive(Default)]
+struct DeviceShare {
+    slot: u64,
+    calls: HashMap<u64, u16, foldhash::fast::FixedState>,
+}
+
+impl VersionCalls {
+    /// Whether a call of `device` at second `now` still counts in the window (calls without a
+    /// device ID always count: they are always served by the stable version).
+    fn counts(&self, device: Option<&str>, now: u64) -> bool {
+        let Some(device) = device else { return true };
+        let key = {
+            use std::hash::BuildHasher;
+            foldhash::fast::FixedState::with_seed(7).hash_one(device)
+        };
+        let mut share = self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if share.slot != now / 10 {
+            share.slot = now / 10;
+            share.calls.clear();
+        }
+        let tracked = share.calls.len();
+        match share.calls.get_mut(&key) {
+            Some(n) if *n >= DEVICE_SHARE => false,
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None if tracked >= DEVICES_TRACKED => false,
+            None => {
+                share.calls.insert(key, 1);
+                true
+            }
+        }
+    }
 }
 
 /// Device calls per endpoint version, and when each endpoint was last judged. Bounded:
@@ -208,20 +255,30 @@ impl Calls {
     }
 }
 
+/// One device call, as the canary guard sees it.
+pub struct Observed<'a> {
+    pub client: &'a str,
+    pub endpoint: &'a str,
+    pub version: i64,
+    pub latency: Duration,
+    /// It failed on the server's side (see [`crate::errors::Code::server_side`]).
+    pub failed: bool,
+    pub device: Option<&'a str>,
+}
+
 impl Registry {
-    /// Records one device call of an endpoint version (its latency, whether its answer had
-    /// errors) and judges the endpoint's canary if it has one.
-    pub fn observe(
-        self: &Arc<Self>,
-        client: &str,
-        endpoint: &str,
-        version: i64,
-        latency: Duration,
-        error: bool,
-    ) {
+    /// Records one device call of an endpoint version (its latency, whether it failed on the
+    /// server's side: a backend, a script, a timeout; never the caller's bad request) and
+    /// judges the endpoint's canary if it has one. One device's calls count in the window
+    /// up to its share.
+    pub fn observe(self: &Arc<Self>, call: Observed<'_>) {
+        let Observed { client, endpoint, version, latency, failed, device } = call;
         let calls = self.calls.of(client, endpoint, version);
-        calls.minute.record(latency, error);
         calls.hour.count();
+        if !calls.counts(device, calls.minute.now()) {
+            return;
+        }
+        calls.minute.record(latency, failed);
         let snapshot = self.snapshot();
         let Some((guard, stable, canary)) = snapshot.guarded(client, endpoint) else { return };
         if !guard.enabled || !self.calls.due(client, endpoint) {
@@ -318,6 +375,17 @@ mod tests {
             judge(&Guard { enabled: false, ..g }, &side(1000, 0, 1.0), &side(100, 100, 900.0)),
             Verdict::Healthy
         );
+    }
+
+    #[test]
+    fn one_device_counts_at_most_its_share_per_slot() {
+        let calls = VersionCalls::default();
+        let counted = |device, now| (0..100).filter(|_| calls.counts(Some(device), now)).count();
+        assert_eq!(counted("d-1", 0), usize::from(DEVICE_SHARE));
+        assert_eq!(counted("d-2", 5), usize::from(DEVICE_SHARE), "another device has its own share");
+        assert_eq!(counted("d-1", 9), 0, "same slot: spent");
+        assert_eq!(counted("d-1", 10), usize::from(DEVICE_SHARE), "next slot: a new share");
+        assert!((0..100).all(|_| calls.counts(None, 10)), "calls without a device ID always count");
     }
 
     #[test]

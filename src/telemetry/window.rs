@@ -61,7 +61,8 @@ fn upper_ms(i: usize) -> f64 {
 }
 
 impl Window {
-    fn now(&self) -> u64 {
+    /// Seconds since the window was made.
+    pub fn now(&self) -> u64 {
         self.started.elapsed().as_secs()
     }
 

@@ -125,6 +125,7 @@ async fn a_canary_failing_30_percent_of_calls_rolls_itself_back_with_the_figures
         .client
         .get(format!("{}/v1/shop/title", app.base))
         .header("x-device-id", "d0")
+        .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap();
@@ -173,4 +174,75 @@ async fn two_instances_on_postgres_roll_a_canary_back_once() {
     let entries = auto_rollbacks(&one).await;
     assert_eq!(entries.len(), 1, "one decision recorded: {entries:?}");
     eprintln!("two instances: rolled back once after {calls} calls");
+}
+
+/// Probe 2, M1 replayed: 60 device IDs on the canary send bad calls (no variable: the
+/// caller's fault), 60 on stable send good ones, then a few more. Before, the canary was
+/// rolled back ("canary errors 50.0 %"); now a caller's bad request does not count against a
+/// side, and devices are not told their side (nor the version) without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_sending_bad_calls_on_canary_ids_cannot_force_a_rollback() {
+    let app = Arc::new(app_on(None).await);
+    let a = admin(&app);
+    let _ = a.post("/clients", json!({ "name": "shop", "team": "shop" })).await;
+    let document = "query T($id: ID!) { title(id: $id) { name } }";
+    for script in [HEALTHY, "export default function (data) { return { name: data.title.name, v: 2 }; }"] {
+        let body = json!({ "document": document, "script": script });
+        let (code, v) = a.post("/clients/shop/endpoints/title/versions", body).await;
+        assert!(code == 201 || code == 200, "{v}");
+    }
+    let guard = json!({ "windowSecs": 30, "minRequests": 20 });
+    let body = json!({ "stable": 1, "canary": 2, "canaryPercent": 10, "guard": guard });
+    assert_eq!(a.put("/clients/shop/endpoints/title/rollout", body).await.0, 200);
+    let ids = |canary: bool| -> Vec<String> {
+        (0..100_000)
+            .map(|i| format!("dev-{i}"))
+            .filter(|d| (facade::registry::device_bucket("shop", "title", d) < 10) == canary)
+            .take(60)
+            .collect()
+    };
+    let (on_canary, on_stable) = (ids(true), ids(false));
+    let call = |device: String, good: bool| {
+        let app = app.clone();
+        async move {
+            let query = if good { "?id=1" } else { "" };
+            let r = app
+                .client
+                .get(format!("{}/v1/shop/title{query}", app.base))
+                .header("x-device-id", device)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            assert!(r.headers().get("x-facade-rollout").is_none(), "no side for a device without a token");
+            assert!(r.headers().get("x-facade-endpoint-version").is_none(), "nor the version");
+            status
+        }
+    };
+    for round in 0..3 {
+        for d in &on_canary {
+            assert_eq!(call(d.clone(), false).await, 400, "round {round}: a bad call");
+        }
+        for d in &on_stable {
+            assert_eq!(call(d.clone(), true).await, 200, "round {round}: a good call");
+        }
+    }
+    // Good calls on the canary too: the guard has enough on both sides to judge, and judges
+    // the canary healthy.
+    for d in &on_canary {
+        assert_eq!(call(d.clone(), true).await, 200);
+    }
+    let after = rollout(&app).await;
+    assert_eq!((after["canary"].as_i64(), after["canaryPercent"].as_i64()), (Some(2), Some(10)), "{after}");
+    assert!(auto_rollbacks(&app).await.is_empty());
+    // With a token, the side is shown.
+    let r = app
+        .client
+        .get(format!("{}/v1/shop/title?id=1", app.base))
+        .header("x-device-id", on_canary[0].as_str())
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-facade-rollout"], "canary");
 }

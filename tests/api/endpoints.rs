@@ -95,8 +95,10 @@ fn admin(app: &TestApp) -> Admin<'_> {
     Admin { app, token: ADMIN.to_owned() }
 }
 
+/// A device call, with a token so that the answer names its version and side (devices
+/// without one are not told: `hides_the_side_from_devices`).
 async fn device(app: &TestApp, path: &str, device: Option<&str>) -> reqwest::Response {
-    let mut r = app.client.get(format!("{}{path}", app.base));
+    let mut r = app.client.get(format!("{}{path}", app.base)).bearer_auth(ADMIN);
     if let Some(d) = device {
         r = r.header("x-device-id", d);
     }
