@@ -162,7 +162,7 @@ impl App {
                 config.scripts.device_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
             ),
             demo: demo.clone(),
-            ops_streams: Arc::new(tokio::sync::Semaphore::new(http::ops_stream_limit())),
+            ops_streams: Arc::new(http::ops_stream::StreamSlots::default()),
         };
         if config.demo.enabled {
             crate::registry::samples::publish_samples(&registry, &scripts).await?;

@@ -59,11 +59,15 @@ pub async fn has_valid_token(state: &AppState, headers: &axum::http::HeaderMap) 
 /// Who a token belongs to: an admin token from config, or a token from the store (through
 /// [`TokenCache`]).
 pub async fn principal(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
-    let hash = token_hash(token);
+    principal_of_hash(state, &token_hash(token)).await
+}
+
+/// [`principal`] by the token's hash (what a long-lived request keeps instead of the token).
+pub async fn principal_of_hash(state: &AppState, hash: &str) -> Result<Option<Principal>, ApiError> {
     if state.admin_tokens.0.iter().any(|h| constant_time_eq(h.as_bytes(), hash.as_bytes())) {
         return Ok(Some(Principal::Admin { label: "config".into() }));
     }
-    state.tokens.principal(&hash, || state.registry.store().principal(&hash)).await
+    state.tokens.principal(hash, || state.registry.store().principal(hash)).await
 }
 
 /// How long a token's answer from the store is used without asking again: a token revoked

@@ -11,7 +11,7 @@ pub mod door;
 mod error;
 pub mod graphql;
 mod ops;
-mod ops_stream;
+pub mod ops_stream;
 mod playground;
 mod registry_admin;
 mod schema_admin;
@@ -28,9 +28,6 @@ use crate::demo::DemoBackends;
 use crate::registry::Registry;
 
 /// How many `/ops/stream` connections may be open at once.
-pub fn ops_stream_limit() -> usize {
-    ops_stream::MAX_STREAMS
-}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -51,7 +48,7 @@ pub struct AppState {
     /// Present in demo mode only.
     pub demo: Option<Arc<DemoBackends>>,
     /// Open `/ops/stream` connections, bounded.
-    pub ops_streams: Arc<tokio::sync::Semaphore>,
+    pub ops_streams: Arc<ops_stream::StreamSlots>,
 }
 
 /// All routes, with the body limit, the request and body timeouts (408) and a tracing span

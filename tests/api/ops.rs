@@ -113,3 +113,78 @@ async fn the_ops_stream_shows_backends_and_a_teams_own_endpoints_each_second() {
     })
     .await;
 }
+
+/// Probe 2, M2: a stream whose token is revoked ends (an `end` event, then the end of the
+/// body) at the next check; one token holds at most 4 streams; team tokens cannot take the
+/// slots kept for admins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_streams_end_when_their_token_is_revoked_and_teams_cannot_take_every_slot() {
+    use facade::http::ops_stream::{ADMIN_SLOTS, MAX_STREAMS, PER_TOKEN};
+    let app = app_on(None).await;
+    let a = Admin { app: &app, token: ADMIN.to_owned() };
+    assert_eq!(a.post("/clients", json!({ "name": "shop", "team": "shop" })).await.0, 201);
+    let new_token = |label: String| {
+        let a = &a;
+        async move {
+            let (code, t) = a.post("/tokens", json!({ "team": "shop", "label": label })).await;
+            assert_eq!(code, 201, "{t}");
+            (t["id"].as_i64().unwrap(), t["token"].as_str().unwrap().to_owned())
+        }
+    };
+    let stream_of =
+        |token: String| app.client.get(format!("{}/ops/stream", app.base)).bearer_auth(token).send();
+
+    // Revoked mid-stream: the stream ends by itself.
+    let (id, token) = new_token("revoked".into()).await;
+    let mut stream = open(&app, &token).await;
+    let mut buffer = String::new();
+    until(&mut stream, &mut buffer, |_| true).await;
+    assert_eq!(a.send(reqwest::Method::DELETE, &format!("/tokens/{id}"), None).await.0, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the stream did not end: {buffer}");
+        match tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.unwrap() {
+            Ok(Some(chunk)) => buffer.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(None) => break,
+            Err(e) => panic!("the stream broke instead of ending: {e}"),
+        }
+    }
+    assert!(buffer.contains("event: end") && buffer.contains("revoked"), "{buffer}");
+
+    // One token: at most PER_TOKEN streams.
+    let (_, token) = new_token("many".into()).await;
+    let mut held = Vec::new();
+    for _ in 0..PER_TOKEN {
+        held.push(open(&app, &token).await);
+    }
+    let r = stream_of(token.clone()).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.text().await.unwrap().contains("this token has"));
+    // Team tokens fill what they may; the admin slots stay free.
+    let team_slots = MAX_STREAMS - ADMIN_SLOTS;
+    let mut tokens = 1;
+    while held.len() < team_slots {
+        let (_, token) = new_token(format!("t{tokens}")).await;
+        tokens += 1;
+        while held.len() < team_slots && held.len() < tokens * PER_TOKEN {
+            held.push(open(&app, &token).await);
+        }
+    }
+    let (_, token) = new_token("late".into()).await;
+    assert_eq!(stream_of(token).await.unwrap().status(), 503, "team slots are full");
+    let admin = open(&app, ADMIN).await;
+    drop(admin);
+    // A slot comes back when a stream ends.
+    drop(held.pop());
+    let (_, token) = new_token("later".into()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = stream_of(token.clone()).await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(Instant::now() < deadline, "the slot did not come back");
+        tokio::task::yield_now().await;
+    }
+}
