@@ -27,7 +27,6 @@ use tower_http::trace::TraceLayer;
 use crate::demo::DemoBackends;
 use crate::registry::Registry;
 
-/// How many `/ops/stream` connections may be open at once.
 
 /// What every handler can reach.
 #[derive(Clone)]
