@@ -27,7 +27,6 @@ use tower_http::trace::TraceLayer;
 use crate::demo::DemoBackends;
 use crate::registry::Registry;
 
-
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
