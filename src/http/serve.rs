@@ -1,7 +1,7 @@
 //! The accept loop, with the connection timeouts `axum::serve` does not set (slowloris):
-//! - **header read**: a request's headers must arrive within `header_read` (hyper arms it as
-//!   soon as an HTTP/1.1 connection waits for its next request, so it also ends an idle
-//!   keep-alive connection that sends nothing);
+//! - **header read**: a new connection's first byte, and a request's headers, must arrive
+//!   within `header_read` (hyper arms it as soon as an HTTP/1.1 connection waits for its next
+//!   request, so it also ends an idle keep-alive connection that sends nothing);
 //! - **idle**: a connection on which no byte moves either way for `idle` is closed (HTTP/1.1
 //!   and HTTP/2 alike);
 //! - **body**: a request body that sends no data for `body` fails with 408;
@@ -196,15 +196,22 @@ async fn work(
                 continue;
             }
         };
-        let mut stream = TimeoutStream::new(stream);
-        stream.set_read_timeout(Some(t.idle));
-        stream.set_write_timeout(Some(t.idle));
-        let io = TokioIo::new(Box::pin(stream));
-        let service = TowerToHyperService::new(router.clone());
-        let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
-        let watched = graceful.watch(connection);
+        let (builder, service, watcher) =
+            (builder.clone(), TowerToHyperService::new(router.clone()), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = watched.await {
+            // The first byte within the header timeout: the protocol sniffing of the auto
+            // builder reads before hyper's own header timer is armed, so without this a
+            // connection that sends nothing lived until the idle timeout (probe 2, L5).
+            if !matches!(tokio::time::timeout(t.header_read, stream.readable()).await, Ok(Ok(()))) {
+                tracing::debug!(peer = %peer, "nothing sent within the header timeout: closed");
+                return;
+            }
+            let mut stream = TimeoutStream::new(stream);
+            stream.set_read_timeout(Some(t.idle));
+            stream.set_write_timeout(Some(t.idle));
+            let io = TokioIo::new(Box::pin(stream));
+            let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
         });
@@ -306,6 +313,29 @@ mod tests {
             .await
             .unwrap()
             .expect("the serving thread is stalled");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_closed_at_the_header_timeout_not_the_idle_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (started, _) = mpsc::channel(1);
+        let t = Timeouts { header_read: Duration::from_millis(200), idle: Duration::from_secs(600), ..T };
+        let server = tokio::spawn(serve(
+            listener,
+            router(started, Arc::new(Notify::new())),
+            t,
+            1,
+            std::future::pending(),
+        ));
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        // Before (probe 2, L5) it lived until the idle timeout (here 600 s).
+        let read = tokio::time::timeout(Duration::from_secs(30), silent.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed by the server: {read:?}");
+        // A connection that speaks is served as before.
+        assert_eq!(get(addr, "/").await, "facade-http-0");
+        server.abort();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
