@@ -142,6 +142,13 @@ test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 },
   assert.equal(await page.locator('.tile button.trip').count(), 0, 'a team cannot trip breakers');
   await page.click('#tab-author');
 
+  // Runs left a history in this browser; signing out takes it away (probe 2, L7).
+  const historyKeys = () => page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('facade.history.')));
+  assert.ok((await historyKeys()).length > 0, 'runs were kept in the history');
+  await page.click('#signout');
+  await page.waitForSelector('#signin-btn');
+  assert.deepEqual(await historyKeys(), [], 'no history left after signing out');
+
   assert.deepEqual(elsewhere, [], 'no request left the server');
   assert.deepEqual(consoleErrors, [], 'no console error');
   // Figures for docs/BENCHMARKS.md (first load: the page and its assets, before sign-in).

@@ -122,6 +122,11 @@ function signIn() {
 function signOut() {
   stopOps();
   sessionStorage.removeItem(TOKEN_KEY);
+  // Run history holds documents and variables: it goes with the token, not left for the next
+  // person at this browser.
+  for (const key of Object.keys(localStorage)) {
+    if (key.startsWith('facade.history.')) localStorage.removeItem(key);
+  }
   state.token = null;
   signIn();
 }

@@ -203,8 +203,9 @@ pub struct TokenRecord {
     pub revoked_ms: Option<i64>,
 }
 
-/// Checks a free-text label or reason: at most `max` characters and no control characters
-/// (which would rewrite a terminal or a log line when shown).
+/// Checks a free-text label or reason: at most `max` characters, no control characters (which
+/// would rewrite a terminal or a log line when shown), no bidirectional controls (which make
+/// a label read as another, U+202E) and no line or paragraph separators (U+2028, U+2029).
 pub fn check_text(what: &str, text: &str, max: usize) -> Result<(), String> {
     if text.chars().count() > max {
         return Err(format!("{what}: at most {max} characters"));
@@ -212,7 +213,24 @@ pub fn check_text(what: &str, text: &str, max: usize) -> Result<(), String> {
     if text.chars().any(char::is_control) {
         return Err(format!("{what}: control characters (newlines, escapes, NUL) are not allowed"));
     }
+    let reorders = |c: char| {
+        matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if let Some(c) = text.chars().find(|&c| reorders(c) || matches!(c, '\u{2028}' | '\u{2029}')) {
+        return Err(format!(
+            "{what}: U+{:04X} is not allowed (bidirectional controls and line separators change how the text reads)",
+            u32::from(c)
+        ));
+    }
     Ok(())
+}
+
+/// [`check_text`] for a label, which must also say something (not empty nor only spaces).
+pub fn check_label(label: &str) -> Result<(), String> {
+    if label.trim().is_empty() {
+        return Err("label: must not be empty".to_owned());
+    }
+    check_text("label", label, 100)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -230,6 +248,16 @@ pub struct AuditEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_refuse_what_changes_how_they_read() {
+        assert!(check_label("tv ci").is_ok());
+        assert!(check_label("équipe télé").is_ok());
+        for bad in ["", "  ", "a\u{202E}b", "a\u{2028}b", "a\u{2029}b", "\u{2066}x", "a\nb", "a\u{1b}[31m"] {
+            assert!(check_label(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_text("reason", "", 10).is_ok(), "an empty reason is no reason");
+    }
 
     #[test]
     fn names_are_checked_at_the_edge() {

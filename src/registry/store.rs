@@ -558,7 +558,7 @@ impl Store {
         expires_ms: Option<i64>,
         actor: &str,
     ) -> Result<i64, StoreError> {
-        super::model::check_text("label", label, 100).map_err(StoreError::Invalid)?;
+        super::model::check_label(label).map_err(StoreError::Invalid)?;
         let now = now_ms();
         let kind = if team.is_some() { "team" } else { "admin" };
         let detail =
