@@ -327,6 +327,7 @@ impl Engine {
                     let out: rquickjs::Value =
                         f.call((data, call_ctx)).catch(&ctx).map_err(|e| classify(describe(e)))?;
                     lap(&mut phases.run);
+                    no_promise(name, &out)?;
                     let text = stringify(out)?;
                     lap(&mut phases.data_out);
                     vec![text]
@@ -339,6 +340,7 @@ impl Engine {
                             .call((json(parent)?, json(args)?))
                             .catch(&ctx)
                             .map_err(|e| classify(describe(e)))?;
+                        no_promise(name, &result)?;
                         out.push(stringify(result)?);
                     }
                     lap(&mut phases.run);
@@ -348,6 +350,18 @@ impl Engine {
             Ok(Done { outputs, bytecode, phases })
         })
     }
+}
+
+/// A Promise (an `async` function's answer) has no value yet, and JSON would make it `{}`:
+/// refused with a clear error (probe 2, L8).
+fn no_promise(name: &str, v: &rquickjs::Value<'_>) -> Result<(), ScriptError> {
+    if v.is_promise() {
+        return Err(ScriptError::Contract {
+            script: name.to_owned(),
+            message: "returned a Promise (an async function?): transforms and @js functions must return their value synchronously".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Loads a module from bytecode.
@@ -430,6 +444,19 @@ mod tests {
         let s = "export default function transform(data, ctx) { return { n: data.items.length, who: ctx.client }; }";
         let out = transform(&mut engine(), s, r#"{"items":[1,2,3]}"#, r#"{"client":"tv"}"#).unwrap();
         assert_eq!(out, r#"{"n":3,"who":"tv"}"#);
+    }
+
+    #[test]
+    fn an_async_transform_is_a_clear_error_not_an_empty_object() {
+        let mut e = engine();
+        let async_one = "export default async function (data) { return data; }";
+        let err = transform(&mut e, async_one, "{\"a\":1}", "{}").unwrap_err().to_string();
+        assert!(err.contains("returned a Promise"), "{err}");
+        let promise = "export default function (data) { return Promise.resolve(data); }";
+        assert!(transform(&mut e, promise, "{}", "{}").unwrap_err().to_string().contains("Promise"));
+        // A plain object with a `then` is still an object.
+        let thenable = "export default function () { return { then: 1 }; }";
+        assert_eq!(transform(&mut e, thenable, "{}", "{}").unwrap(), "{\"then\":1}");
     }
 
     #[test]
