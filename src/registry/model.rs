@@ -213,9 +213,7 @@ pub fn check_text(what: &str, text: &str, max: usize) -> Result<(), String> {
     if text.chars().any(char::is_control) {
         return Err(format!("{what}: control characters (newlines, escapes, NUL) are not allowed"));
     }
-    let reorders = |c: char| {
-        matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-    };
+    let reorders = |c: char| matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
     if let Some(c) = text.chars().find(|&c| reorders(c) || matches!(c, '\u{2028}' | '\u{2029}')) {
         return Err(format!(
             "{what}: U+{:04X} is not allowed (bidirectional controls and line separators change how the text reads)",

@@ -202,6 +202,12 @@ pub async fn preview(
     // One engine for the compile and the run: a schema swap in between cannot mix them.
     let engine = registry.engine();
     let prepared = prepare(&engine, &target, r.document, r.operation_name, r.allow_introspection).await?;
+    // A preview runs on live backends: a mutation would change their data each time (L3).
+    if prepared.kind == crate::graphql::OperationKind::Mutation {
+        return Err(PublishError::Refused(format!(
+            "{target}: the document is a mutation; preview does not run mutations (they would change backend data). Call the published endpoint with POST to try it"
+        )));
+    }
     let started = std::time::Instant::now();
     let log = crate::backends::FetchLog::default();
     let script = r.script.map(|source| Script::new(format!("{target}@preview"), source));
@@ -250,7 +256,10 @@ pub async fn publish(
             PublishError::Refused(format!("{target}: the script was refused: {e}"))
         };
         scripts.check(&script, None).await.map_err(refused)?;
-        if let Some(vars) = r.sample_variables {
+        // The trial runs on live backends: never a mutation (it would change their data at
+        // every publish, L3); its script is compiled and checked above all the same.
+        let runs = prepared.kind != crate::graphql::OperationKind::Mutation;
+        if let Some(vars) = r.sample_variables.filter(|_| runs) {
             let names = (r.client, r.endpoint);
             let trial = trial(&engine, scripts, names, &prepared, vars.clone(), Some(&script), None).await;
             if let Some(Err(e)) = trial.transformed {
