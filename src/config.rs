@@ -362,9 +362,15 @@ pub struct OtlpConfig {
     pub endpoint: String,
     /// `http/protobuf` or `http/json` (`OTEL_EXPORTER_OTLP_PROTOCOL` when unset here).
     pub protocol: Option<String>,
-    /// Share of requests traced, 0.0 to 1.0; a request whose `traceparent` is sampled is
-    /// always traced.
+    /// Share of requests traced, 0.0 to 1.0.
     pub sampling_ratio: f64,
+    /// A caller's `traceparent` with the sampled flag forces its request to be traced (and
+    /// one without it leaves it out), whatever `sampling_ratio` says. Off by default: turn
+    /// it on only where the callers are your own services, not devices.
+    pub trust_caller_sampling: bool,
+    /// Pass a caller's `tracestate` on to the backends. Off by default (it is vendor data the
+    /// caller chose).
+    pub forward_tracestate: bool,
     /// `service.name` of the spans (`OTEL_SERVICE_NAME` wins; default `facade`).
     pub service_name: String,
 }
@@ -375,6 +381,8 @@ impl Default for OtlpConfig {
             endpoint: String::new(),
             protocol: None,
             sampling_ratio: 1.0,
+            trust_caller_sampling: false,
+            forward_tracestate: false,
             service_name: "facade".to_owned(),
         }
     }

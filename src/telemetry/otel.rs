@@ -20,6 +20,10 @@ use crate::config::OtlpConfig;
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// The sampling ratio's bits (an `f64`).
 static RATIO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// `[telemetry.otlp] trust_caller_sampling`.
+static TRUST_CALLER: AtomicBool = AtomicBool::new(false);
+/// `[telemetry.otlp] forward_tracestate`.
+static FORWARD_TRACESTATE: AtomicBool = AtomicBool::new(false);
 
 tokio::task_local! {
     /// Whether the request this task serves is traced (decided once, at its start).
@@ -37,22 +41,29 @@ pub fn traced() -> bool {
     enabled() && TRACED.try_with(|t| *t).unwrap_or(false)
 }
 
-/// The sampling decision for a request: a caller's `traceparent` decides by its sampled flag;
-/// otherwise the configured ratio.
+/// The sampling decision for a request: the configured ratio; a caller's `traceparent`
+/// decides by its sampled flag only with `trust_caller_sampling` (otherwise any device could
+/// force every one of its requests to be traced, probe 2 L6).
 pub fn decide(headers: &axum::http::HeaderMap) -> bool {
     if !enabled() {
         return false;
     }
-    if let Some(flags) = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit('-').next())
-        .and_then(|f| u8::from_str_radix(f, 16).ok())
+    let ratio = f64::from_bits(RATIO.load(Ordering::Relaxed));
+    decide_with(headers, ratio, TRUST_CALLER.load(Ordering::Relaxed), fastrand::f64())
+}
+
+/// [`decide`] with its inputs given (`draw` in 0..1).
+fn decide_with(headers: &axum::http::HeaderMap, ratio: f64, trust_caller: bool, draw: f64) -> bool {
+    if trust_caller
+        && let Some(flags) = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit('-').next())
+            .and_then(|f| u8::from_str_radix(f, 16).ok())
     {
         return flags & 1 == 1;
     }
-    let ratio = f64::from_bits(RATIO.load(Ordering::Relaxed));
-    ratio >= 1.0 || fastrand::f64() < ratio
+    ratio >= 1.0 || draw < ratio
 }
 
 /// Runs `f` with the request's sampling decision.
@@ -154,6 +165,8 @@ where
         .with_filter(Targets::new().with_target("facade", tracing::Level::INFO))
         .boxed();
     RATIO.store(config.sampling_ratio.to_bits(), Ordering::Relaxed);
+    TRUST_CALLER.store(config.trust_caller_sampling, Ordering::Relaxed);
+    FORWARD_TRACESTATE.store(config.forward_tracestate, Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
     Ok(Some((layer, Guard { provider, endpoint, ratio: config.sampling_ratio })))
 }
@@ -185,17 +198,65 @@ pub fn adopt(span: &tracing::Span, headers: &axum::http::HeaderMap) {
         return;
     }
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    struct Extractor<'a>(&'a axum::http::HeaderMap);
-    impl opentelemetry::propagation::Extractor for Extractor<'_> {
-        fn get(&self, key: &str) -> Option<&str> {
-            self.0.get(key).and_then(|v| v.to_str().ok())
-        }
-        fn keys(&self) -> Vec<&str> {
-            self.0.keys().map(|k| k.as_str()).collect()
-        }
-    }
-    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Extractor(headers)));
+    let extractor = Extractor { headers, tracestate: FORWARD_TRACESTATE.load(Ordering::Relaxed) };
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&extractor));
     let _ = span.set_parent(cx);
+}
+
+/// A caller's trace headers as the propagator reads them: its `tracestate` (vendor data the
+/// caller chose, which would otherwise go to every backend) only with `forward_tracestate`.
+struct Extractor<'a> {
+    headers: &'a axum::http::HeaderMap,
+    tracestate: bool,
+}
+
+impl opentelemetry::propagation::Extractor for Extractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        if key.eq_ignore_ascii_case("tracestate") && !self.tracestate {
+            return None;
+        }
+        self.headers.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.headers.keys().map(|k| k.as_str()).filter(|k| self.tracestate || *k != "tracestate").collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::propagation::Extractor as _;
+
+    use super::*;
+
+    fn with_parent(flags: &str) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        let parent = format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}");
+        h.insert("traceparent", parent.parse().unwrap());
+        h.insert("tracestate", "vendor=secret".parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn a_callers_sampled_flag_decides_only_where_trusted() {
+        let sampled = with_parent("01");
+        assert!(!decide_with(&sampled, 0.0, false, 0.5), "ratio 0: not traced, whatever the caller says");
+        assert!(decide_with(&sampled, 0.0, true, 0.5), "trusted: the caller's flag");
+        assert!(!decide_with(&with_parent("00"), 1.0, true, 0.5), "trusted: not sampled");
+        assert!(decide_with(&with_parent("00"), 1.0, false, 0.5), "the ratio");
+        assert!(decide_with(&axum::http::HeaderMap::new(), 0.3, false, 0.2));
+        assert!(!decide_with(&axum::http::HeaderMap::new(), 0.3, false, 0.4));
+    }
+
+    #[test]
+    fn a_callers_tracestate_is_read_only_where_configured() {
+        let headers = with_parent("01");
+        let kept = Extractor { headers: &headers, tracestate: false };
+        assert_eq!(kept.get("tracestate"), None);
+        assert!(!kept.keys().contains(&"tracestate"));
+        assert!(kept.get("traceparent").is_some());
+        let forwarded = Extractor { headers: &headers, tracestate: true };
+        assert_eq!(forwarded.get("tracestate"), Some("vendor=secret"));
+    }
 }
 
 /// The trace ID of the current span, when traces are on and it is sampled.
