@@ -222,6 +222,19 @@ impl opentelemetry::propagation::Extractor for Extractor<'_> {
     }
 }
 
+
+/// The trace ID of the current span, when traces are on and it is sampled.
+pub fn current_trace_id() -> Option<String> {
+    if !traced() {
+        return None;
+    }
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    let id = cx.span().span_context().trace_id();
+    (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use opentelemetry::propagation::Extractor as _;
@@ -257,16 +270,4 @@ mod tests {
         let forwarded = Extractor { headers: &headers, tracestate: true };
         assert_eq!(forwarded.get("tracestate"), Some("vendor=secret"));
     }
-}
-
-/// The trace ID of the current span, when traces are on and it is sampled.
-pub fn current_trace_id() -> Option<String> {
-    if !traced() {
-        return None;
-    }
-    use opentelemetry::trace::TraceContextExt;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let cx = tracing::Span::current().context();
-    let id = cx.span().span_context().trace_id();
-    (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
 }
