@@ -1,6 +1,7 @@
 //! One request's waterfall: a request with `x-facade-debug: 1` and a valid admin or team
 //! token gets, beside its answer, every backend call it made (backend, method, route, keys,
-//! start, duration, outcome) and its trace ID. Devices without a token never see it.
+//! start, duration, outcome) and its trace ID. Devices without a token never see it, and a
+//! team sees it on device calls of its own clients only.
 
 use axum::http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
@@ -28,13 +29,20 @@ impl DebugTrace {
     }
 }
 
-/// A trace for this request if it asked for one with a valid token.
-pub async fn requested(state: &AppState, headers: &HeaderMap) -> Option<DebugTrace> {
+/// A trace for this request if it asked for one with a valid token; for a device call of
+/// `client`'s endpoint, a token that may manage that client (another team's waterfall is not
+/// shown, probe 2 L1).
+pub async fn requested(state: &AppState, headers: &HeaderMap, client: Option<&str>) -> Option<DebugTrace> {
     if headers.get(DEBUG_HEADER).is_none_or(|v| v.as_bytes() != b"1") {
         return None;
     }
-    if !super::auth::has_valid_token(state, headers).await {
-        return None;
+    let token = super::auth::bearer(headers)?;
+    let who = super::auth::principal(state, token).await.ok()??;
+    if let Some(client) = client {
+        let snapshot = state.registry.snapshot();
+        if !snapshot.client_team(client).is_some_and(|team| who.may_manage(team)) {
+            return None;
+        }
     }
     // With traces on, the ID of this request's trace (which a collector has); otherwise the
     // caller's or a new one.

@@ -95,7 +95,7 @@ pub async fn call(
     }
     let transform_vars = picked.version.script.as_ref().map(|_| Value::Object(variables.clone()));
     let started = std::time::Instant::now();
-    let trace = super::debug::requested(&state, &headers).await;
+    let trace = super::debug::requested(&state, &headers, Some(client.as_str())).await;
     let outcome =
         snapshot.engine.execute_prepared(prepared, variables, trace.as_ref().map(|t| t.log.clone())).await;
     let mut error_codes: Vec<&str> = outcome.error_codes.clone();

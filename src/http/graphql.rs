@@ -337,7 +337,7 @@ async fn run(
         Ok(resolved) => resolved,
         Err(response) => return response,
     };
-    let trace = super::debug::requested(state, headers).await;
+    let trace = super::debug::requested(state, headers, None).await;
     request.fetch_log = trace.as_ref().map(|t| t.log.clone());
     let engine = state.registry.engine();
     let parsed = match engine.parse(request) {

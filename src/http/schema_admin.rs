@@ -27,8 +27,35 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/schema/usage", get(usage))
 }
 
-async fn status(State(state): State<AppState>) -> Json<Value> {
-    Json(state.registry.schema_status())
+/// The running schema and the last attempt to change it. A team token sees the attempt's
+/// reasons and affected versions of its own clients only (probe 2, L1); reasons about the
+/// schema's files stay.
+async fn status(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Json<Value> {
+    let mut status = state.registry.schema_status();
+    if !who.is_admin() {
+        let snapshot = state.registry.snapshot();
+        let visible = |text: &str| match version_client(text) {
+            Some(client) => snapshot.client_team(client).is_some_and(|team| who.may_manage(team)),
+            None => true,
+        };
+        let last = &mut status["lastAttempt"];
+        if let Some(reasons) = last["reasons"].as_array_mut() {
+            reasons.retain(|r| r.as_str().is_none_or(visible));
+        }
+        for change in last["changes"].as_array_mut().into_iter().flatten() {
+            if let Some(affects) = change["affects"].as_array_mut() {
+                affects.retain(|a| a.as_str().is_none_or(visible));
+            }
+        }
+    }
+    Json(status)
+}
+
+/// The client of a text that starts with a version (`client/endpoint@n…`), if it does.
+fn version_client(text: &str) -> Option<&str> {
+    let head = text.split([':', ' ']).next()?;
+    let (client, rest) = head.split_once('/')?;
+    (rest.contains('@') || text.contains(" has no version ")).then_some(client)
 }
 
 #[derive(Debug, Default, Deserialize)]

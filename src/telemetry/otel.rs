@@ -222,7 +222,6 @@ impl opentelemetry::propagation::Extractor for Extractor<'_> {
     }
 }
 
-
 /// The trace ID of the current span, when traces are on and it is sampled.
 pub fn current_trace_id() -> Option<String> {
     if !traced() {

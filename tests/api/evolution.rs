@@ -672,3 +672,45 @@ async fn a_rollout_to_a_version_the_schema_no_longer_serves_is_refused_and_store
     let set = audit.as_array().unwrap().iter().find(|e| e["action"] == "rollout.set").unwrap();
     assert_eq!(set["detail"]["guard"]["minRequests"], 7, "{set}");
 }
+
+/// Probe 2, L1: a team token sees the schema's last attempt (its reasons, the versions each
+/// change affects) only for its own clients, and a debug waterfall only of its own clients'
+/// device calls.
+#[tokio::test]
+async fn a_team_sees_only_its_own_versions_in_the_schema_status_and_its_own_waterfalls() {
+    let (_dir, file) = schema_copy();
+    let app = serve(file.parent().unwrap(), false, None, "dir").await;
+    let a = admin(&app);
+    for (client, team) in [("shop", "shop"), ("kiosk", "kiosk")] {
+        assert_eq!(a.post("/clients", json!({ "name": client, "team": team })).await.0, 201);
+    }
+    assert_eq!(a.publish("kiosk", "secret", "{ title(id: 1) { name synopsis } }").await.0, 201);
+    assert_eq!(a.publish("shop", "mine", "{ title(id: 1) { name synopsis } }").await.0, 201);
+    let (_, shop) = a.post("/tokens", json!({ "team": "shop", "label": "shop" })).await;
+    let shop = Admin { app: &app, token: shop["token"].as_str().unwrap().to_owned() };
+    edit(&file, "  synopsis: String\n", "");
+    let (code, attempt) = a.post("/schema/reload", json!({})).await;
+    assert_eq!(code, 422, "{attempt}");
+    let (_, all) = a.get("/schema").await;
+    assert!(all.to_string().contains("kiosk/secret@1"), "an admin sees every version: {all}");
+    let (code, own) = shop.get("/schema").await;
+    assert_eq!(code, 200);
+    let text = own.to_string();
+    assert!(!text.contains("kiosk/"), "another team's versions are hidden: {own}");
+    assert!(text.contains("shop/mine@1"), "its own are shown: {own}");
+
+    // Waterfalls: shop's token on kiosk's endpoint gets the plain answer.
+    let debug = |path: &str, token: &str| {
+        app.client
+            .get(format!("{}{path}", app.base))
+            .header("x-facade-debug", "1")
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    let theirs: Value = debug("/v1/kiosk/secret", &shop.token).await.unwrap().json().await.unwrap();
+    assert!(theirs.get("debug").is_none() && theirs["data"].is_object(), "{theirs}");
+    let mine: Value = debug("/v1/shop/mine", &shop.token).await.unwrap().json().await.unwrap();
+    assert!(mine["debug"]["fetches"].is_array(), "{mine}");
+    let admins: Value = debug("/v1/kiosk/secret", ADMIN).await.unwrap().json().await.unwrap();
+    assert!(admins["debug"]["fetches"].is_array(), "{admins}");
+}
