@@ -135,7 +135,11 @@ impl App {
             dir: config.schema_dir.clone(),
             source: config.schema.source,
         };
-        let registry = Registry::open_with(&config.database.url, engine, settings).await?;
+        let quotas = crate::registry::Quotas {
+            endpoints_per_team: config.limits.max_endpoints_per_team,
+            stored_chars_per_team: config.limits.max_stored_chars_per_team,
+        };
+        let registry = Registry::open_with(&config.database.url, engine, settings, quotas).await?;
         registry.watch(Duration::from_secs(config.database.poll_secs.max(1)));
         // SIGHUP reloads in either mode; the folder is watched only when it is the source.
         crate::registry::schema::watch_dir(

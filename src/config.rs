@@ -244,6 +244,12 @@ pub struct Limits {
     pub device_rate_per_sec: u32,
     /// Burst per device.
     pub device_burst: u32,
+    /// Endpoints one team's clients may have in all; a publish that would add one more is
+    /// refused (409).
+    pub max_endpoints_per_team: u64,
+    /// Characters of documents and scripts one team's stored versions may hold in all; a
+    /// publish past it is refused (409).
+    pub max_stored_chars_per_team: u64,
 }
 
 impl Default for Limits {
@@ -261,6 +267,8 @@ impl Default for Limits {
             client_burst: 10_000,
             device_rate_per_sec: 20,
             device_burst: 40,
+            max_endpoints_per_team: 200,
+            max_stored_chars_per_team: 64 * 1024 * 1024,
         }
     }
 }

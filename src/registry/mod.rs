@@ -179,6 +179,27 @@ pub struct Registry {
     /// Versions validated and compiled by reloads so far (a figure for tests): a version
     /// already live is carried over, not compiled again.
     compiled: std::sync::atomic::AtomicU64,
+    /// What one team may store.
+    quotas: Quotas,
+}
+
+/// What one team's clients may hold in the registry, in all (probe 2, L4: one team's
+/// hundreds of large endpoints slowed every team's publishes, and each reload).
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    pub endpoints_per_team: u64,
+    /// Characters of documents and scripts of every stored version.
+    pub stored_chars_per_team: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        let limits = crate::config::Limits::default();
+        Self {
+            endpoints_per_team: limits.max_endpoints_per_team,
+            stored_chars_per_team: limits.max_stored_chars_per_team,
+        }
+    }
 }
 
 /// The file's identity (inode) where the platform has one.
@@ -207,7 +228,7 @@ pub enum StoreState {
 impl Registry {
     /// Connects, migrates and loads the first snapshot, on `engine` (schema from files only).
     pub async fn open(url: &str, engine: Arc<Engine>) -> Result<Arc<Self>, StoreError> {
-        Self::open_with(url, engine, schema::SchemaSettings::default()).await
+        Self::open_with(url, engine, schema::SchemaSettings::default(), Quotas::default()).await
     }
 
     /// Connects, migrates and loads the first snapshot. With the schema taken from the
@@ -216,6 +237,7 @@ impl Registry {
         url: &str,
         engine: Arc<Engine>,
         settings: schema::SchemaSettings,
+        quotas: Quotas,
     ) -> Result<Arc<Self>, StoreError> {
         let store = Store::connect(url).await?;
         store.migrate().await?;
@@ -244,6 +266,7 @@ impl Registry {
             calls: canary::Calls::default(),
             sqlite_file,
             compiled: std::sync::atomic::AtomicU64::new(0),
+            quotas,
         });
         registry.reload().await?;
         Ok(registry)
@@ -488,6 +511,29 @@ impl Registry {
                 e.join("; ")
             ))),
         }
+    }
+
+    /// Refuses (`Conflict`) a new version of `client/endpoint` of `chars` characters that
+    /// would take the client's team past its quotas.
+    pub async fn check_quota(&self, client: &str, endpoint: &str, chars: u64) -> Result<(), StoreError> {
+        let Some(team) = self.snapshot().client_team(client).map(str::to_owned) else {
+            return Ok(()); // An unknown client is the store's to refuse.
+        };
+        let usage = self.store.team_usage(&team, client, endpoint).await?;
+        let q = self.quotas;
+        if !usage.endpoint_exists && usage.endpoints >= q.endpoints_per_team {
+            return Err(StoreError::Conflict(format!(
+                "{client}/{endpoint}: team {team} has {} endpoints, its quota ([limits] max_endpoints_per_team)",
+                usage.endpoints
+            )));
+        }
+        if usage.chars.saturating_add(chars) > q.stored_chars_per_team {
+            return Err(StoreError::Conflict(format!(
+                "{client}/{endpoint}: team {team} stores {} characters of documents and scripts; {chars} more would pass its quota of {} ([limits] max_stored_chars_per_team)",
+                usage.chars, q.stored_chars_per_team
+            )));
+        }
+        Ok(())
     }
 
     /// Tells the other instances (PostgreSQL) that the registry changed.

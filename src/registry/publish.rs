@@ -276,6 +276,8 @@ pub async fn publish(
             if !Arc::ptr_eq(live, &engine) {
                 prepare(live, &target, r.document, r.operation_name, r.allow_introspection).await?;
             }
+            let chars = r.document.chars().count() + r.script.map_or(0, |s| s.chars().count());
+            registry.check_quota(r.client.as_str(), r.endpoint.as_str(), chars as u64).await?;
             let (version, created) = registry
                 .store()
                 .publish(&NewVersion {

@@ -141,6 +141,13 @@ pub struct NewVersion<'a> {
 }
 
 /// Everything the in-memory snapshot is built from.
+/// What one team's clients hold ([`Store::team_usage`]).
+pub struct TeamUsage {
+    pub endpoints: u64,
+    pub chars: u64,
+    pub endpoint_exists: bool,
+}
+
 /// What [`Store::update_rollout_with`] writes besides the rollout itself.
 #[derive(Default)]
 pub struct RolloutUpdate<'a> {
@@ -632,6 +639,28 @@ impl Store {
             Store::Sqlite(p) => body!(sqlite, p),
             Store::Postgres(p) => body!(postgres, p),
         }
+    }
+
+    /// What a team's clients hold: endpoints, characters of stored documents and scripts, and
+    /// whether `client/endpoint` is one of the endpoints already.
+    pub async fn team_usage(
+        &self,
+        team: &str,
+        client: &str,
+        endpoint: &str,
+    ) -> Result<TeamUsage, StoreError> {
+        let endpoints =
+            "SELECT COUNT(*) AS n FROM endpoints e JOIN clients c ON c.name = e.client WHERE c.team = $1";
+        let chars = "SELECT CAST(COALESCE(SUM(LENGTH(v.document) + COALESCE(LENGTH(v.script), 0)), 0) AS BIGINT) AS n \
+                     FROM versions v JOIN clients c ON c.name = v.client WHERE c.team = $1";
+        let exists = "SELECT COUNT(*) AS n FROM endpoints WHERE client = $1 AND name = $2";
+        let (endpoints, chars, exists) = on_pool!(self, p => {
+            let e: i64 = sqlx::query(endpoints).bind(team).fetch_one(p).await?.try_get("n")?;
+            let c: i64 = sqlx::query(chars).bind(team).fetch_one(p).await?.try_get("n")?;
+            let x: i64 = sqlx::query(exists).bind(client).bind(endpoint).fetch_one(p).await?.try_get("n")?;
+            (e, c, x)
+        });
+        Ok(TeamUsage { endpoints: endpoints as u64, chars: chars as u64, endpoint_exists: exists > 0 })
     }
 
     pub async fn versions(&self, client: &str, endpoint: &str) -> Result<Vec<VersionRecord>, StoreError> {

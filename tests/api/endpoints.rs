@@ -375,3 +375,33 @@ async fn postgres_publish_reaches_the_other_instance_within_a_second() {
     }
     eprintln!("publish-to-live across instances: {:?}", published.elapsed());
 }
+
+/// Probe 2, L4: a team's endpoints and stored characters are bounded ([limits]); past them a
+/// publish is refused with the quota named, and other teams publish as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_quotas_bound_endpoints_and_stored_characters() {
+    let app = app_on_with(None, |c| {
+        c.limits.max_endpoints_per_team = 2;
+        c.limits.max_stored_chars_per_team = 200;
+    })
+    .await;
+    let a = admin(&app);
+    assert_eq!(a.post("/clients", json!({"name": "box", "team": "box-team"})).await.0, 201);
+    assert_eq!(a.post("/clients", json!({"name": "boxtwo", "team": "box-team"})).await.0, 201);
+    assert_eq!(a.post("/clients", json!({"name": "other", "team": "other-team"})).await.0, 201);
+    assert_eq!(a.publish("box", "one", "{ title(id: 1) { name } }").await.0, 201);
+    assert_eq!(a.publish("boxtwo", "two", "{ title(id: 2) { name } }").await.0, 201);
+    // A third endpoint of the team (on either client) is refused; a new version of one is not.
+    let (code, v) = a.publish("box", "three", "{ title(id: 3) { name } }").await;
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("max_endpoints_per_team"), "{v}");
+    assert_eq!(a.publish("box", "one", "{ title(id: 1) { name year } }").await.0, 201);
+    // Stored characters: a large document passes the team's quota.
+    let big = format!("{{ title(id: 1) {{ name }} }}\n#{}", "x".repeat(150));
+    let (code, v) = a.publish("box", "one", &big).await;
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("max_stored_chars_per_team"), "{v}");
+    // Another team is not affected.
+    assert_eq!(a.publish("other", "one", "{ title(id: 1) { name } }").await.0, 201);
+    assert_eq!(a.publish("other", "two", "{ title(id: 2) { name } }").await.0, 201);
+}
