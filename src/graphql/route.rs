@@ -19,7 +19,13 @@ pub enum RouteError {
     MissingParent(String),
     #[error("{what} would make the route's path segment {segment:?}, which names another resource; refused")]
     Segment { what: String, segment: String },
+    #[error("{what} is {len} bytes once encoded; a value in a route may have at most {MAX_VALUE_BYTES}")]
+    TooLong { what: String, len: usize },
 }
+
+/// Most bytes one argument or parent value may take in a route, encoded: a 1 MB argument
+/// became a 1 MB backend URL (probe 2, L8); servers refuse URLs past 8 KiB or so anyway.
+pub const MAX_VALUE_BYTES: usize = 2048;
 
 impl RouteError {
     /// Whether the device's own input is at fault (an argument), rather than backend data.
@@ -27,7 +33,9 @@ impl RouteError {
         match self {
             RouteError::NullArgument(_) => true,
             RouteError::MissingParent(_) => false,
-            RouteError::Segment { what, .. } => what.starts_with("argument"),
+            RouteError::Segment { what, .. } | RouteError::TooLong { what, .. } => {
+                what.starts_with("argument")
+            }
         }
     }
 }
@@ -115,6 +123,11 @@ pub fn render(parts: &[Part], args: &Map<String, Value>, parent: Val<'_>) -> Res
                 Some(format!("parent field {p}")),
             ),
         };
+        if let Some(what) = &what
+            && text.len() > MAX_VALUE_BYTES
+        {
+            return Err(RouteError::TooLong { what: what.clone(), len: text.len() });
+        }
         if !in_query {
             match what {
                 // An encoded value holds no `/`, `?` or `#`: it stays inside this segment.
@@ -220,6 +233,23 @@ mod tests {
 
     fn args(pairs: &[(&str, &str)]) -> Map<String, Value> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned()))).collect()
+    }
+
+    #[test]
+    fn a_value_too_long_for_a_route_is_refused_naming_it() {
+        let parts = [lit("/search?q="), arg("q")];
+        let fits = "a".repeat(MAX_VALUE_BYTES);
+        assert!(render(&parts, &args(&[("q", &fits)]), crate::backends::data::NULL).is_ok());
+        let huge = "a".repeat(1 << 20);
+        let e = render(&parts, &args(&[("q", &huge)]), crate::backends::data::NULL).unwrap_err();
+        assert!(
+            matches!(&e, RouteError::TooLong { what, len } if what == "argument q" && *len == 1 << 20),
+            "{e}"
+        );
+        assert!(e.from_arguments(), "the caller's input: BAD_USER_INPUT");
+        // Encoded bytes count: 700 'é' are 1,400 bytes, 4,200 once percent-encoded.
+        let accents = "é".repeat(700);
+        assert!(render(&parts, &args(&[("q", &accents)]), crate::backends::data::NULL).is_err());
     }
 
     #[test]

@@ -591,3 +591,20 @@ async fn preview_and_publish_never_run_a_mutation() {
     assert_eq!(r.status(), 200);
     assert_eq!(count().await, before + 1);
 }
+
+/// Probe 2, L8: a 1 MB argument became a 1 MB backend URL. A value too long for a route is the
+/// caller's error now, and no backend is called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_argument_too_long_for_a_url_is_refused_before_any_backend_call() {
+    let app = app_on(None).await;
+    let term = "n".repeat(100_000);
+    let before = app.backend_calls().await;
+    let (code, body) =
+        post(&app, json!({ "query": "query($t: String) { search(term: $t, first: 1) { __typename } }", "variables": { "t": term } }))
+            .await;
+    assert_eq!(code, 200, "{body}");
+    let error = &body["errors"][0];
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+    assert!(error["message"].as_str().unwrap().contains("at most 2048"), "{body}");
+    assert_eq!(app.backend_calls().await, before, "no backend was called");
+}
