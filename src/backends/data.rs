@@ -48,6 +48,9 @@ struct Node {
 
 /// A string node's `fp[0]` when its text needs no escape in JSON.
 const PLAIN: u8 = 1;
+/// A string node's `fp[0]` when it is an integer too large for `u64`, kept as its digits: it
+/// reads as a float ([`View::Float`]) everywhere but [`Val::integer_digits`].
+const DIGITS: u8 = 2;
 
 /// A float node's `fp[0]` when it was read as a short decimal (see [`Tape::push_decimal`]).
 const DECIMAL: u8 = 1;
@@ -260,6 +263,13 @@ impl Tape {
         len32(self.nodes.len() - 1)
     }
 
+    /// An integer too large for `u64`, by its digits (with its `-`): it reads as the float
+    /// serde_json would make of it, and its digits stay for [`Val::integer_digits`].
+    pub fn push_big_integer(&mut self, digits: &str) {
+        let (len, x) = self.text_span(digits);
+        self.nodes.push(Node { kind: Kind::Str, fp: [DIGITS, 0, 0], len, x });
+    }
+
     /// A string known to hold no `"`, `\` or control character (the scanner read it
     /// without an escape): [`Val::plain_str`] tells so, and it is written without a check.
     pub fn push_plain_str(&mut self, s: &str) -> u32 {
@@ -380,6 +390,7 @@ impl<'a> Val<'a> {
             Kind::Int => View::Int(n.x as i64),
             Kind::UInt => View::UInt(n.x),
             Kind::Float => View::Float(f64::from_bits(n.x)),
+            Kind::Str if n.fp[0] == DIGITS => View::Float(self.tape.text_of(n).parse().unwrap_or(f64::NAN)),
             Kind::Str => View::Str(self.tape.text_of(n)),
             Kind::List => {
                 View::List(Items { tape: self.tape, next: self.at + 1, end: n.x as u32, left: n.len })
@@ -490,6 +501,14 @@ impl<'a> Val<'a> {
     pub fn plain_str(self) -> Option<&'a str> {
         match self.tape.nodes.get(self.at as usize) {
             Some(n) if n.kind == Kind::Str && n.fp[0] == PLAIN => Some(self.tape.text_of(n)),
+            _ => None,
+        }
+    }
+
+    /// The digits of an integer too large for `u64` (see [`Tape::push_big_integer`]).
+    pub fn integer_digits(self) -> Option<&'a str> {
+        match self.tape.nodes.get(self.at as usize) {
+            Some(n) if n.kind == Kind::Str && n.fp[0] == DIGITS => Some(self.tape.text_of(n)),
             _ => None,
         }
     }
@@ -691,8 +710,12 @@ impl Serialize for Val<'_> {
 }
 
 /// JSON text, as `serde_json` writes it.
+/// JSON text; an integer too large for `u64` by its digits (exact, and valid JSON).
 impl fmt::Display for Val<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(digits) = self.integer_digits() {
+            return f.write_str(digits);
+        }
         f.write_str(&serde_json::to_string(self).map_err(|_| fmt::Error)?)
     }
 }

@@ -775,6 +775,12 @@ impl<'a> Scan<'a> {
         }
         let text = std::str::from_utf8(&b[start..i]).unwrap_or_default();
         match text.parse::<f64>() {
+            // An integer past u64 (a 23-digit ID): a float as serde_json reads it, its digits
+            // kept for a `String` or `ID` field, which writes them exactly (probe 2, L8).
+            Ok(f) if f.is_finite() && i == integer => {
+                self.tape.push_big_integer(text);
+                Ok(())
+            }
             Ok(f) if f.is_finite() => {
                 self.tape.push_float(f);
                 Ok(())
@@ -886,6 +892,27 @@ mod tests {
         assert!(reserved_nodes * 2 < body.len() / 8, "{reserved_nodes} of {}", body.len() / 8);
         // Whatever was reserved, the answer reads the same.
         assert_eq!(tape.root().to_string(), parse(body.as_bytes(), &keep).unwrap().root().to_string());
+    }
+
+    #[test]
+    fn an_integer_past_u64_reads_as_a_float_and_keeps_its_digits() {
+        use crate::backends::data::View;
+        let body =
+            br#"{"id": 12345678901234567890123, "neg": -98765432109876543210, "max": 18446744073709551615}"#;
+        let t = parse(body, &Keep::All).unwrap();
+        let id = t.root().field("id");
+        assert!(matches!(id.view(), View::Float(f) if f == 1.2345678901234568e22));
+        assert_eq!(id.integer_digits(), Some("12345678901234567890123"));
+        assert_eq!(id.to_string(), "12345678901234567890123", "JSON text keeps the digits");
+        assert_eq!(t.root().field("neg").integer_digits(), Some("-98765432109876543210"));
+        assert!(matches!(t.root().field("max").view(), View::UInt(u64::MAX)), "u64 still fits");
+        // What serde_json makes of it, for everything that reads values.
+        let theirs: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(t.root().to_json(), theirs);
+        // A decimal or an exponent is a float as before.
+        let t = parse(br#"[1e30, 12345678901234567890123.5]"#, &Keep::All).unwrap();
+        let View::List(mut items) = t.root().view() else { unreachable!() };
+        assert!(items.all(|v| v.integer_digits().is_none()));
     }
 
     #[test]

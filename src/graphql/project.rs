@@ -322,6 +322,7 @@ impl Writer<'_> {
         let buf = &mut self.buf;
         match (leaf, v.view()) {
             (Leaf::Text, View::Str(s)) => write_str(buf, s),
+            // An integer past u64 is written by its digits, exactly (probe 2, L8).
             (Leaf::Text, View::UInt(_) | View::Float(_)) => write_str(buf, &v.to_string()),
             (Leaf::Text, View::Bool(b)) => write_str(buf, if b { "true" } else { "false" }),
             (Leaf::Int, View::Int(_) | View::UInt(_)) => return Err(format!("Int (32 bits), got {v}")),

@@ -608,3 +608,32 @@ async fn an_argument_too_long_for_a_url_is_refused_before_any_backend_call() {
     assert!(error["message"].as_str().unwrap().contains("at most 2048"), "{body}");
     assert_eq!(app.backend_calls().await, before, "no backend was called");
 }
+
+/// Probe 2, L8: a numeric ID too large for a double came out as "1.2345678901234568e+22".
+/// A backend's 23-digit ID now reaches the device digit for digit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_numeric_id_past_u64_is_kept_exact() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let catalog = axum::Router::new().route(
+        "/titles/{id}",
+        axum::routing::get(|| async {
+            (
+                [("content-type", "application/json")],
+                r#"{"id": 12345678901234567890123, "name": "Big", "year": 99999999999999999999999}"#,
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, catalog).await });
+    let app = spawn_with(move |c| {
+        c.demo.enabled = false;
+        c.backends.entry("catalog".to_owned()).or_default().url = Some(url);
+    })
+    .await;
+    let (code, body) = post(&app, json!({ "query": "{ title(id: 1) { id name } }" })).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["title"]["id"], "12345678901234567890123", "{body}");
+    // An Int field still refuses it, naming the value.
+    let (_, body) = post(&app, json!({ "query": "{ title(id: 1) { year } }" })).await;
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("Int"), "{body}");
+}
