@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-600}"; shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(sdl_loader route_template document_analysis graphql_http_request)
+[ ${#targets[@]} -gt 0 ] || targets=(sdl_loader route_template document_analysis graphql_http_request backend_body)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -s none
 mkdir -p logs
