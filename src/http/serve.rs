@@ -111,7 +111,11 @@ impl Workers {
         for n in 0..count {
             let (queue, incoming) = tokio::sync::mpsc::channel(QUEUE);
             let (finished, finish) = tokio::sync::oneshot::channel();
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            // Blocking threads (large backend bodies parsed off the serving thread) bounded.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(16)
+                .build()?;
             let router = router.clone();
             let mut stopped = stopped.clone();
             std::thread::Builder::new().name(format!("facade-http-{n}")).spawn(move || {
