@@ -4,6 +4,7 @@
 //! separate processes (this binary re-executed with hidden subcommands), runs every scenario
 //! and prints one markdown table per scenario. See docs/BENCHMARKS.md.
 
+mod chaos;
 mod js_micro;
 mod load;
 mod procs;
@@ -35,6 +36,9 @@ struct Cli {
     /// Also write every figure as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// How long `chaos` runs, in seconds (at least 60).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    chaos_secs: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,6 +53,9 @@ enum Scenario {
     ById,
     Scripts,
     Reload,
+    /// Not in `all`: ten minutes of device and ad-hoc load while a fault moves across the
+    /// backends (`--chaos-secs`).
+    Chaos,
 }
 
 #[derive(Subcommand)]
@@ -89,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             cli.scenarios,
             cli.smoke,
             cli.json,
+            cli.chaos_secs,
         )),
     }
 }
@@ -114,7 +122,12 @@ async fn serve() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(
+    mut scenarios: Vec<Scenario>,
+    smoke: bool,
+    json: Option<PathBuf>,
+    chaos_secs: u64,
+) -> anyhow::Result<()> {
     if scenarios.contains(&Scenario::All) {
         scenarios = vec![
             Scenario::Chattiness,
@@ -152,6 +165,7 @@ async fn run(mut scenarios: Vec<Scenario>, smoke: bool, json: Option<PathBuf>) -
             Scenario::ById => scenarios::by_id(&env).await?,
             Scenario::Scripts => scenarios::scripts(&env).await?,
             Scenario::Reload => scenarios::reload(&env).await?,
+            Scenario::Chaos => chaos::chaos(&env, chaos_secs).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         println!("## {}\n\n{}\n", report.name, report.table);

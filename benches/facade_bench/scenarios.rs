@@ -14,7 +14,7 @@ use crate::procs::{self, Backends, Proc};
 const HOME: &str = include_str!("../../resolvers-js/endpoints/tv/home.graphql");
 
 /// The admin token the benchmark's Facade accepts (its hash is passed in the environment).
-const BENCH_TOKEN: &str = "fcd_facade_bench";
+pub const BENCH_TOKEN: &str = "fcd_facade_bench";
 
 pub struct Report {
     pub name: &'static str,
