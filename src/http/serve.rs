@@ -191,6 +191,8 @@ async fn work(
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(t.header_read);
     builder.http2().timer(TokioTimer::new());
+    // Shared by the connections' tasks (a clone per connection copies both protocols' settings).
+    let builder = std::sync::Arc::new(builder);
     let graceful = GracefulShutdown::new();
     while let Some((stream, peer)) = incoming.recv().await {
         let stream = match TcpStream::from_std(stream) {
