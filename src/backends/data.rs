@@ -89,6 +89,14 @@ enum Kind {
     Dropped,
 }
 
+/// The float of an integer too large for `u64` (rare: kept out of line, so that
+/// [`Val::view`], on every value's path, stays small enough to inline).
+#[cold]
+#[inline(never)]
+fn big_integer(digits: &str) -> f64 {
+    digits.parse().unwrap_or(f64::NAN)
+}
+
 /// A node index that is no node: null (a missing field, an item past the end).
 const NONE: u32 = u32::MAX;
 
@@ -390,7 +398,7 @@ impl<'a> Val<'a> {
             Kind::Int => View::Int(n.x as i64),
             Kind::UInt => View::UInt(n.x),
             Kind::Float => View::Float(f64::from_bits(n.x)),
-            Kind::Str if n.fp[0] == DIGITS => View::Float(self.tape.text_of(n).parse().unwrap_or(f64::NAN)),
+            Kind::Str if n.fp[0] == DIGITS => View::Float(big_integer(self.tape.text_of(n))),
             Kind::Str => View::Str(self.tape.text_of(n)),
             Kind::List => {
                 View::List(Items { tape: self.tape, next: self.at + 1, end: n.x as u32, left: n.len })
