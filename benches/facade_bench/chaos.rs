@@ -114,16 +114,11 @@ pub async fn chaos(env: &Env, secs: u64) -> anyhow::Result<Report> {
         let elapsed = started.elapsed();
         if current.is_none() || elapsed >= SLOT * slot as u32 {
             if let Some(previous) = current.take() {
-                let _ = client
-                    .post(format!("{}/_demo/faults", env.backends.url(&previous)))
-                    .json(&json!({}))
-                    .send()
-                    .await;
+                set_faults(&client, env.backends.url(&previous), &json!({})).await;
             }
             let backend = names[slot % names.len()].clone();
             let (kind, fault) = &faults()[(slot / names.len()) % 4];
-            let _ =
-                client.post(format!("{}/_demo/faults", env.backends.url(&backend))).json(fault).send().await;
+            set_faults(&client, env.backends.url(&backend), fault).await;
             schedule.push(format!("{}s {backend} {kind}", elapsed.as_secs()));
             current = Some(backend);
             slot += 1;
@@ -151,11 +146,7 @@ pub async fn chaos(env: &Env, secs: u64) -> anyhow::Result<Report> {
         }
     }
     if let Some(previous) = current.take() {
-        let _ = client
-            .post(format!("{}/_demo/faults", env.backends.url(&previous)))
-            .json(&json!({}))
-            .send()
-            .await;
+        set_faults(&client, env.backends.url(&previous), &json!({})).await;
     }
     for u in users {
         let _ = u.await;
@@ -212,6 +203,11 @@ pub async fn chaos(env: &Env, secs: u64) -> anyhow::Result<Report> {
         "alive": alive,
     });
     Ok(Report { name: "chaos", table, figures })
+}
+
+/// Sets one demo backend's faults (`{}`: none); a failure to reach it shows in the answers.
+async fn set_faults(client: &reqwest::Client, backend_url: &str, faults: &Value) {
+    let _ = client.post(format!("{backend_url}/_demo/faults")).json(faults).send().await;
 }
 
 /// Resident set size now (VmRSS), in KiB.
