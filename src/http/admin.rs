@@ -92,15 +92,39 @@ async fn patch_backend(
             r.breaker.open_for.as_millis()
         )]));
     }
+    let before = view(&backend)["policy"].take();
     backend.set_resilience(r);
     tracing::info!(backend = %name, "backend policy changed through the admin API");
-    Ok(Json(view(&backend)))
+    let after = view(&backend);
+    audit(&state, &who, "backend.policy", &name, json!({ "from": before, "to": after["policy"] }), None)
+        .await;
+    Ok(Json(after))
+}
+
+/// Writes a backend change to the audit log (probe 2, L2). The change is made first and
+/// stands whatever the store says: tripping a breaker must work while the registry is down;
+/// an entry that could not be written is logged instead.
+async fn audit(
+    state: &AppState,
+    who: &Principal,
+    action: &str,
+    backend: &str,
+    detail: Value,
+    reason: Option<&str>,
+) {
+    let (target, actor) = (format!("backend:{backend}"), who.actor());
+    let write = state.registry.store().record(&actor, action, &target, &detail, reason);
+    if let Err(e) = crate::registry::store::bounded(write).await {
+        tracing::warn!(backend = %backend, action = %action, detail = %detail, error = %e, "could not audit a backend change");
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerAction {
     action: String,
+    /// Why, for the audit log.
+    reason: Option<String>,
 }
 
 async fn breaker_action(
@@ -112,6 +136,9 @@ async fn breaker_action(
     require_admin(&who)?;
     let backend = find(&state, &name)?;
     let Json(a) = body.map_err(|e| ApiError::BadRequest(format!("breaker of {name}: {}", e.body_text())))?;
+    if let Some(r) = &a.reason {
+        crate::registry::model::check_text("reason", r, 1_000).map_err(ApiError::BadRequest)?;
+    }
     match a.action.as_str() {
         "trip" => backend.breaker().force(true),
         "reset" => backend.breaker().force(false),
@@ -122,5 +149,15 @@ async fn breaker_action(
         }
     }
     tracing::info!(backend = %name, action = %a.action, "breaker forced through the admin API");
+    let action = format!("backend.breaker.{}", a.action);
+    audit(
+        &state,
+        &who,
+        &action,
+        &name,
+        json!({ "state": backend.breaker().state().as_str() }),
+        a.reason.as_deref(),
+    )
+    .await;
     Ok(Json(view(&backend)))
 }

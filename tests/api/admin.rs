@@ -100,6 +100,40 @@ async fn operators_can_trip_and_reset_a_breaker() {
     let body = app.graphql("{ title(id: 1) { id } }", json!({})).await;
     assert_eq!(body["data"]["title"]["id"], "1");
     assert_eq!(action("explode").await.unwrap().status(), 400);
+    // Both are in the audit log, and so is a policy change (probe 2, L2).
+    let r = req(&app, reqwest::Method::PATCH, "/backends/catalog")
+        .bearer_auth(TOKEN)
+        .json(&json!({"maxConcurrent": 7}));
+    assert_eq!(r.send().await.unwrap().status(), 200);
+    let audit: Value = req(&app, reqwest::Method::GET, "/audit")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["target"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions[..3],
+        [
+            ("backend.policy", "backend:catalog"),
+            ("backend.breaker.reset", "backend:catalog"),
+            ("backend.breaker.trip", "backend:catalog")
+        ],
+        "{audit}"
+    );
+    let policy = &audit[0]["detail"];
+    assert_eq!(
+        (policy["to"]["maxConcurrent"].as_u64(), policy["from"]["maxConcurrent"] != 7),
+        (Some(7), true),
+        "{policy}"
+    );
 }
 
 #[tokio::test]
