@@ -48,7 +48,7 @@ fn start_facade(backends: &Backends, max_batch_size: Option<usize>, smoke: bool)
 }
 
 /// A Facade with `extra` environment; `tag` keeps its registry file apart from the others.
-fn start_facade_with(
+pub fn start_facade_with(
     backends: &Backends,
     max_batch_size: Option<usize>,
     smoke: bool,
