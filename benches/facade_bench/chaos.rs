@@ -1,5 +1,6 @@
 //! `facade-bench chaos`: devices calling the tv/home endpoint by ID (with its transform) and
-//! ad-hoc home queries at once, for `--chaos-secs` (600 by default), while a fault moves
+//! ad-hoc home queries at once, for `--chaos-secs` (600 by default, after a warm-up of
+//! `--chaos-warmup-secs` that counts nothing: one cycle of the faults), while a fault moves
 //! across the demo backends every 20 s: errors (half the calls answer 500), latency (300 ms
 //! and up to 200 ms more), a hang (calls wait until the fault moves on), an outage (every
 //! call answers 503). Reports answers by status, errors by code, breaker transitions seen
@@ -41,8 +42,8 @@ fn faults() -> [(&'static str, Value); 4] {
     ]
 }
 
-pub async fn chaos(env: &Env, secs: u64) -> anyhow::Result<Report> {
-    let secs = if env.smoke { 6 } else { secs.max(60) };
+pub async fn chaos(env: &Env, secs: u64, warmup: u64) -> anyhow::Result<Report> {
+    let (secs, warmup) = if env.smoke { (6, 0) } else { (secs.max(60), warmup) };
     // A Facade of its own whose door lets the load through: the figures are the engine's and
     // the backends' faults', not the rate limits'.
     let open = "1000000".to_owned();
@@ -67,7 +68,7 @@ pub async fn chaos(env: &Env, secs: u64) -> anyhow::Result<Report> {
     anyhow::ensure!(published.status().is_success(), "publish failed: {}", published.text().await?);
 
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let end = Instant::now() + Duration::from_secs(secs);
+    let end = Instant::now() + Duration::from_secs(warmup + secs);
     let mut users = Vec::new();
     for user in 0..DEVICES + ADHOC {
         let (client, tally, base) = (client.clone(), tally.clone(), base.clone());
@@ -120,10 +121,19 @@ pub async fn chaos(env: &Env, secs: u64) -> anyhow::Result<Report> {
     let mut current: Option<String> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks = 0u64;
+    let mut measuring = false;
     while Instant::now() < end {
         tick.tick().await;
-        ticks += 1;
         let elapsed = started.elapsed();
+        if !measuring && elapsed.as_secs() >= warmup {
+            // The warm-up (faults and load as measured, one full cycle by default) ends:
+            // nothing of it is counted.
+            measuring = true;
+            ticks = 0;
+            transitions.clear();
+            *tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Tally::default();
+        }
+        ticks += 1;
         if current.is_none() || elapsed >= SLOT * slot as u32 {
             if let Some(previous) = current.take() {
                 set_faults(&client, env.backends.url(&previous), &json!({})).await;
@@ -148,13 +158,13 @@ pub async fn chaos(env: &Env, secs: u64) -> anyhow::Result<Report> {
                 };
                 let (backend, state) = (label("backend"), label("state"));
                 let before = breakers.insert(backend.clone(), state.clone());
-                if before.is_some_and(|b| b != state) {
+                if measuring && before.is_some_and(|b| b != state) {
                     *transitions.entry(format!("{backend} → {state}")).or_default() += 1;
                 }
             }
         }
-        if ticks % 10 == 1 {
-            rss.push((elapsed.as_secs(), rss_kib(facade.pid()).unwrap_or(0)));
+        if measuring && ticks % 10 == 1 {
+            rss.push((elapsed.as_secs() - warmup, rss_kib(facade.pid()).unwrap_or(0)));
         }
     }
     if let Some(previous) = current.take() {
@@ -204,6 +214,7 @@ pub async fn chaos(env: &Env, secs: u64) -> anyhow::Result<Report> {
     ));
     let figures = json!({
         "secs": secs,
+        "warmupSecs": warmup,
         "statuses": t.statuses.iter().map(|((p, s), n)| json!({"path": p, "status": s, "answers": n})).collect::<Vec<_>>(),
         "codes": t.codes.iter().map(|((p, c), n)| json!({"path": p, "code": c, "errors": n})).collect::<Vec<_>>(),
         "noAnswer": t.failed.iter().map(|(p, n)| json!({"path": p, "requests": n})).collect::<Vec<_>>(),

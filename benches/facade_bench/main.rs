@@ -36,9 +36,14 @@ struct Cli {
     /// Also write every figure as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// How long `chaos` runs, in seconds (at least 60).
+    /// How long `chaos` measures, in seconds (at least 60).
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     chaos_secs: u64,
+    /// How long `chaos` runs first, faults and load alike, without counting anything: by
+    /// default one full cycle of the faults (6 backends × 4 faults × 20 s), so that the
+    /// baseline minute comes after the process has met each of them once.
+    #[arg(long, value_name = "SECS", default_value_t = 480)]
+    chaos_warmup_secs: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,7 +101,7 @@ fn main() -> anyhow::Result<()> {
             cli.scenarios,
             cli.smoke,
             cli.json,
-            cli.chaos_secs,
+            (cli.chaos_secs, cli.chaos_warmup_secs),
         )),
     }
 }
@@ -126,7 +131,7 @@ async fn run(
     mut scenarios: Vec<Scenario>,
     smoke: bool,
     json: Option<PathBuf>,
-    chaos_secs: u64,
+    (chaos_secs, chaos_warmup_secs): (u64, u64),
 ) -> anyhow::Result<()> {
     if scenarios.contains(&Scenario::All) {
         scenarios = vec![
@@ -165,7 +170,7 @@ async fn run(
             Scenario::ById => scenarios::by_id(&env).await?,
             Scenario::Scripts => scenarios::scripts(&env).await?,
             Scenario::Reload => scenarios::reload(&env).await?,
-            Scenario::Chaos => chaos::chaos(&env, chaos_secs).await?,
+            Scenario::Chaos => chaos::chaos(&env, chaos_secs, chaos_warmup_secs).await?,
             Scenario::All => unreachable!("expanded above"),
         };
         println!("## {}\n\n{}\n", report.name, report.table);
