@@ -336,8 +336,9 @@ impl Registry {
 
     /// [`Registry::reload`] for a caller that holds `rebuild`.
     async fn reload_locked(&self) -> Result<(), StoreError> {
-        // Bounded: an unreachable store fails the reload, not hangs it (the snapshot serves on).
-        let loaded = store::bounded(self.store.load()).await?;
+        // Bounded: a connection that stopped answering fails the reload, not hangs it (the
+        // snapshot serves on); an unreachable store fails at once (no connection in time).
+        let loaded = store::bounded_by(store::LOAD_ANSWER, self.store.load()).await?;
         if let Some((version, sha)) = self.schema.follows_registry(&loaded)
             && sha != self.snapshot().engine.hash()
         {
@@ -460,8 +461,8 @@ impl Registry {
     /// Runs a write whose check depends on the running schema (a publish, a rollout change)
     /// with `rebuild` held: the engine it is handed serves until the write is live, so no
     /// schema reload passes between the check and the swap (probe 2, M5). Reloads and tells
-    /// the other instances after a write that changed something (`changed`). The write, the
-    /// reload's read and the notification are each [`store::bounded`] in time.
+    /// the other instances after a write that changed something (`changed`). The write and the
+    /// notification are each [`store::bounded`] in time, the reload's read by `LOAD_ANSWER`.
     pub async fn write_checked<T, E: From<StoreError>>(
         &self,
         write: impl AsyncFnOnce(&Arc<Engine>) -> Result<(T, bool), E>,

@@ -59,10 +59,22 @@ pub const STORE_ANSWER: Duration = Duration::from_millis(STORE_WAIT.as_millis() 
 /// answering (the network cut mid-query) fails with `Unavailable` after [`STORE_ANSWER`];
 /// the operation's transaction, dropped, is rolled back.
 pub async fn bounded<T, E: From<StoreError>>(op: impl Future<Output = Result<T, E>>) -> Result<T, E> {
-    tokio::time::timeout(STORE_ANSWER, op).await.unwrap_or_else(|_| {
+    bounded_by(STORE_ANSWER, op).await
+}
+
+/// How long reading the whole registry may take (a snapshot's load: every client, rollout and
+/// live version's document; large registries take a while, a hung connection never ends).
+pub const LOAD_ANSWER: Duration = Duration::from_secs(30);
+
+/// [`bounded`] with a limit of its own.
+pub async fn bounded_by<T, E: From<StoreError>>(
+    limit: Duration,
+    op: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    tokio::time::timeout(limit, op).await.unwrap_or_else(|_| {
         Err(StoreError::Unavailable(format!(
             "the registry store did not answer within {} ms",
-            STORE_ANSWER.as_millis()
+            limit.as_millis()
         ))
         .into())
     })
