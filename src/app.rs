@@ -145,7 +145,7 @@ impl App {
         crate::registry::schema::watch_dir(
             &registry,
             &config.schema_dir,
-            config.schema.watch && config.schema.source == crate::registry::schema::Source::Dir,
+            config.schema.watch && config.schema.source == crate::config::SchemaSource::Dir,
             Duration::from_millis(config.schema.watch_settle_ms),
         );
         let admin_tokens = http::auth::AdminTokens(Arc::new(

@@ -10,8 +10,6 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use crate::backends::policy::PolicyOverrides;
-
 /// The whole configuration of one Facade instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -154,7 +152,7 @@ pub struct SchemaConfig {
     /// `dir` (the default): `schema_dir` on this machine, reloaded when a file in it changes
     /// and on SIGHUP. `registry`: the version published with `facade schema publish`; every
     /// instance on the same registry switches to a new one within a second.
-    pub source: crate::registry::schema::Source,
+    pub source: SchemaSource,
     /// Watch `schema_dir` for changes (with `source = "dir"`).
     pub watch: bool,
     /// Quiet time after the last file change before a reload, in milliseconds (an editor's
@@ -164,7 +162,7 @@ pub struct SchemaConfig {
 
 impl Default for SchemaConfig {
     fn default() -> Self {
-        Self { source: crate::registry::schema::Source::Dir, watch: true, watch_settle_ms: 100 }
+        Self { source: SchemaSource::Dir, watch: true, watch_settle_ms: 100 }
     }
 }
 
@@ -307,12 +305,12 @@ impl EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            max_batch_size: 200,
-            timeout_ms: 1000,
+            max_batch_size: BACKEND_DEFAULTS.max_batch_size.unwrap_or(0),
+            timeout_ms: BACKEND_DEFAULTS.timeout_ms.unwrap_or(0),
             request_timeout_ms: 5000,
-            max_concurrent: 64,
-            max_retries: 1,
-            max_body_bytes: crate::backends::policy::DEFAULT_MAX_BODY_BYTES,
+            max_concurrent: BACKEND_DEFAULTS.max_concurrent.unwrap_or(0),
+            max_retries: BACKEND_DEFAULTS.max_retries.unwrap_or(0),
+            max_body_bytes: BACKEND_DEFAULTS.max_body_bytes.unwrap_or(0),
         }
     }
 }
@@ -495,5 +493,138 @@ mod tests {
             assert!(error.contains("tiemout_ms"), "{error}");
             Ok(())
         });
+    }
+}
+
+/// Where an instance takes its schema from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaSource {
+    /// The schema folder (one machine; reloads on file change and SIGHUP).
+    #[default]
+    Dir,
+    /// The version published in the registry (every instance runs the same one).
+    Registry,
+}
+
+/// Each default of a backend's policy, written here once: the bottom layer under `[engine]`,
+/// `@backend`, `[backends.NAME]` and the admin API (the engine's `Resilience::default` and
+/// [`EngineConfig::default`] read it). No rate limit by default.
+pub const BACKEND_DEFAULTS: PolicyOverrides = PolicyOverrides {
+    timeout_ms: Some(1000),
+    max_batch_size: Some(200),
+    max_concurrent: Some(64),
+    rate_per_sec: None,
+    burst: None,
+    max_retries: Some(1),
+    retry_ratio: Some(0.2),
+    retry_floor_per_sec: Some(10),
+    breaker_min_calls: Some(20),
+    breaker_failure_ratio: Some(0.5),
+    breaker_open_ms: Some(5_000),
+    breaker_max_open_ms: Some(60_000),
+    max_body_bytes: Some(16 * 1024 * 1024),
+};
+
+/// Every number of a backend's policy that may be set: by a schema owner (`@backend`), in
+/// config (`[engine]` defaults and `[backends.NAME]`), or by an operator at runtime (admin
+/// `PATCH`). One type for all four, one [`PolicyOverrides::over`] to layer them, one
+/// [`PolicyOverrides::check`] for their ranges, and [`PolicyOverrides::apply`] to turn them
+/// into the [`Resilience`] in force. Field names are snake_case (config); the camelCase
+/// names of the SDL and the admin API are accepted as aliases.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyOverrides {
+    /// Time allowed for one attempt, in milliseconds (1–600,000).
+    #[serde(alias = "timeoutMs")]
+    pub timeout_ms: Option<u64>,
+    /// Most keys in one batched call (1–100,000).
+    #[serde(alias = "maxBatchSize")]
+    pub max_batch_size: Option<usize>,
+    /// Bulkhead: most calls in flight (1–100,000).
+    #[serde(alias = "maxConcurrent")]
+    pub max_concurrent: Option<usize>,
+    /// Rate limit: calls per second; 0 removes the limit.
+    #[serde(alias = "ratePerSec")]
+    pub rate_per_sec: Option<u32>,
+    /// Rate limit burst (at least 1; default: `rate_per_sec`).
+    pub burst: Option<u32>,
+    /// Retries of a failed read (0–10).
+    #[serde(alias = "maxRetries")]
+    pub max_retries: Option<u32>,
+    /// Retry budget: share of the last 10 s of requests that retries may add (0.0–1.0).
+    #[serde(alias = "retryRatio")]
+    pub retry_ratio: Option<f64>,
+    /// Retry budget floor, retries per second.
+    #[serde(alias = "retryFloorPerSec")]
+    pub retry_floor_per_sec: Option<u32>,
+    /// Circuit breaker: fewest calls in the 10 s window before it may trip (at least 1).
+    #[serde(alias = "breakerMinCalls")]
+    pub breaker_min_calls: Option<u32>,
+    /// Circuit breaker: failure share that trips it (0.0–1.0).
+    #[serde(alias = "breakerFailureRatio")]
+    pub breaker_failure_ratio: Option<f64>,
+    /// Circuit breaker: first open time in milliseconds (at least 1; doubles on failed trials).
+    #[serde(alias = "breakerOpenMs")]
+    pub breaker_open_ms: Option<u64>,
+    /// Circuit breaker: longest open time in milliseconds (not below `breaker_open_ms`).
+    #[serde(alias = "breakerMaxOpenMs")]
+    pub breaker_max_open_ms: Option<u64>,
+    /// Largest answer body read from the backend, in bytes (1 KiB–1 GiB); a larger one fails
+    /// the call, and nothing past the limit is read.
+    #[serde(alias = "maxBodyBytes")]
+    pub max_body_bytes: Option<u64>,
+}
+
+impl PolicyOverrides {
+    /// `self` layered over `base`: each number set here wins.
+    pub fn over(&self, base: &PolicyOverrides) -> PolicyOverrides {
+        macro_rules! pick {
+            ($($f:ident),*) => { PolicyOverrides { $($f: self.$f.or(base.$f)),* } };
+        }
+        pick!(
+            timeout_ms,
+            max_batch_size,
+            max_concurrent,
+            rate_per_sec,
+            burst,
+            max_retries,
+            retry_ratio,
+            retry_floor_per_sec,
+            breaker_min_calls,
+            breaker_failure_ratio,
+            breaker_open_ms,
+            breaker_max_open_ms,
+            max_body_bytes
+        )
+    }
+
+    /// Every number out of its range, each named as the admin API and the SDL spell it.
+    pub fn check(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        let mut range = |name: &str, v: Option<f64>, lo: f64, hi: f64| {
+            if let Some(v) = v
+                && !(lo..=hi).contains(&v)
+            {
+                bad.push(format!("{name} must be between {lo} and {hi}, got {v}"));
+            }
+        };
+        range("timeoutMs", self.timeout_ms.map(|v| v as f64), 1.0, 600_000.0);
+        range("maxBatchSize", self.max_batch_size.map(|v| v as f64), 1.0, 100_000.0);
+        range("maxConcurrent", self.max_concurrent.map(|v| v as f64), 1.0, 100_000.0);
+        range("burst", self.burst.map(f64::from), 1.0, f64::from(u32::MAX));
+        range("maxRetries", self.max_retries.map(f64::from), 0.0, 10.0);
+        range("retryRatio", self.retry_ratio, 0.0, 1.0);
+        range("breakerMinCalls", self.breaker_min_calls.map(f64::from), 1.0, f64::from(u32::MAX));
+        range("breakerFailureRatio", self.breaker_failure_ratio, 0.0, 1.0);
+        range("breakerOpenMs", self.breaker_open_ms.map(|v| v as f64), 1.0, 3_600_000.0);
+        range("breakerMaxOpenMs", self.breaker_max_open_ms.map(|v| v as f64), 1.0, 3_600_000.0);
+        range("maxBodyBytes", self.max_body_bytes.map(|v| v as f64), 1024.0, (1u64 << 30) as f64);
+        if let (Some(open), Some(max)) = (self.breaker_open_ms, self.breaker_max_open_ms)
+            && max < open
+        {
+            bad.push(format!("breakerMaxOpenMs ({max}) must not be below breakerOpenMs ({open})"));
+        }
+        bad
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Enum, ID, Object, Result, Schema};
 use axum::routing::post;
 use axum::{Json, Router};
-use facade::backends::data::{Held, Val, View};
+use facade::backends::json::tape::{Held, Val, View};
 use facade::backends::policy::Resilience;
 use facade::backends::{BackendSettings, Backends, BatchRoute, Batcher, Key, SingleRequest};
 use facade::graphql::model::Method;

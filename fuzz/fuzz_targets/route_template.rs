@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         }
     }
-    let parent = facade::backends::data::Tape::from_json(&Value::Object(parent));
+    let parent = facade::backends::json::tape::Tape::from_json(&Value::Object(parent));
     if let Ok(rendered) = render(&template.parts, &args, parent.root()) {
         if let Err(e) = confined("http://backend.internal:7101/api", &template.parts, &rendered) {
             panic!("{e}");

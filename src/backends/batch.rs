@@ -24,7 +24,7 @@ use futures_util::future::{BoxFuture, Shared, join_all};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use super::data::{Held, Items, Tape, Val, View};
+use super::json::tape::{Held, Items, Tape, Val, View};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -45,7 +45,7 @@ pub struct BatchRoute {
     pub suffix: Option<String>,
     pub match_field: Option<Arc<str>>,
     /// The fields of the answer to keep (`None`: all of it).
-    pub keep: Option<super::keep::KeepRef>,
+    pub keep: Option<super::json::keep::KeepRef>,
 }
 
 /// One key: its text (how it is matched and cached) and whether it was a JSON string (how it
@@ -95,7 +95,7 @@ pub struct SingleRequest {
     /// Serialized JSON body, if any.
     pub body: Option<String>,
     /// The fields of the answer to keep (`None`: all of it).
-    pub keep: Option<super::keep::KeepRef>,
+    pub keep: Option<super::json::keep::KeepRef>,
 }
 
 /// One backend call a request made, for `x-facade-debug` (one request's waterfall).

@@ -40,14 +40,16 @@ pub struct BreakerSettings {
 }
 
 impl Default for BreakerSettings {
+    /// The breaker's part of [`crate::config::BACKEND_DEFAULTS`], over its fixed window.
     fn default() -> Self {
+        let d = crate::config::BACKEND_DEFAULTS;
         Self {
             window: Duration::from_secs(10),
             buckets: 10,
-            min_calls: 20,
-            failure_ratio: 0.5,
-            open_for: Duration::from_secs(5),
-            max_open_for: Duration::from_secs(60),
+            min_calls: d.breaker_min_calls.unwrap_or(0),
+            failure_ratio: d.breaker_failure_ratio.unwrap_or(0.0),
+            open_for: Duration::from_millis(d.breaker_open_ms.unwrap_or(0)),
+            max_open_for: Duration::from_millis(d.breaker_max_open_ms.unwrap_or(0)),
             jitter: 0.2,
         }
     }

@@ -4,10 +4,8 @@
 
 mod batch;
 pub mod breaker;
-pub mod data;
-pub mod keep;
+pub mod json;
 pub mod policy;
-pub mod scan;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +17,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use data::{Tape, Val, View};
+use json::{Tape, Val, View};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -241,7 +239,7 @@ pub struct Backend {
     /// refused before it by reason.
     live: Live,
     /// How much of its answers' bodies their tapes keep (their next tapes are reserved by it).
-    tape_share: scan::TapeShare,
+    tape_share: json::TapeShare,
     /// Its per-call metrics, registered once.
     metered: Metered,
 }
@@ -364,7 +362,7 @@ impl Backend {
         body: Option<&Bytes>,
         deadline: Instant,
         read: bool,
-        keep: Option<&keep::Keep>,
+        keep: Option<&json::Keep>,
         keys: usize,
     ) -> Result<Tape, FetchError> {
         // Attribute names after OpenTelemetry's HTTP client conventions, `facade.*` for ours.
@@ -470,7 +468,7 @@ impl Backend {
         path: &str,
         body: Option<&Bytes>,
         deadline: Instant,
-        keep: Option<&keep::Keep>,
+        keep: Option<&json::Keep>,
     ) -> Result<Tape, FetchError> {
         let backend = self.name.clone();
         let Ok(permit) = self.breaker.try_acquire() else {
@@ -517,7 +515,7 @@ impl Backend {
         method: Method,
         path: &str,
         body: Option<&Bytes>,
-        keep: Option<&keep::Keep>,
+        keep: Option<&json::Keep>,
     ) -> Result<Tape, FetchError> {
         let url = format!("{}{}", self.base, path);
         let m = method.as_str();
@@ -622,14 +620,14 @@ impl Backend {
             });
         };
         let parsed = if bytes.len() <= INLINE_PARSE_BYTES {
-            scan::parse_sized(&bytes, keep.unwrap_or(&keep::Keep::All), Some(&self.tape_share))
+            json::parse_sized(&bytes, keep.unwrap_or(&json::Keep::All), Some(&self.tape_share))
                 .map_err(|e| e.to_string())
         } else {
             // A large body is read on a blocking thread: the serving thread goes on with its
             // other connections meanwhile, and the attempt's timeout answers on time whatever
             // the parse takes (it ends by itself: linear, and bounded by `max_body_bytes`).
-            let keep = keep.cloned().unwrap_or(keep::Keep::All);
-            match tokio::task::spawn_blocking(move || scan::parse_sized(&bytes, &keep, None)).await {
+            let keep = keep.cloned().unwrap_or(json::Keep::All);
+            match tokio::task::spawn_blocking(move || json::parse_sized(&bytes, &keep, None)).await {
                 Ok(parsed) => parsed.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("the parse failed: {e}")),
             }
@@ -700,7 +698,7 @@ impl Backends {
                     name,
                     declared,
                     live: Live::default(),
-                    tape_share: scan::TapeShare::default(),
+                    tape_share: json::TapeShare::default(),
                     metered: Metered::new(&s.name),
                 }))
             })
@@ -742,7 +740,7 @@ pub struct BatchOutcome {
 #[derive(Debug)]
 pub enum Slot {
     /// Shared: every resolver that asked for the key gets the same item without a copy.
-    Found(data::Held),
+    Found(json::Held),
     /// The backend did not return it.
     Missing,
     /// Its chunk failed: the index of the error in [`BatchOutcome::errors`].

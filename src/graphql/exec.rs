@@ -11,16 +11,15 @@ use std::sync::Arc;
 
 use async_graphql::Error as GqlError;
 use async_graphql::ErrorExtensions;
-use async_graphql::parser::types::{BaseType, OperationDefinition, Type};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use serde_json::{Map, Value};
 
 use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, key_limit, plan_fetch};
-use super::model::{FacadeSchema, Part, TypeDef};
+use super::model::Part;
 use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
-use crate::backends::data::{Held, Marks, Tape, Val, View};
+use crate::backends::json::tape::{Held, Marks, Tape, Val, View};
 use crate::backends::{BatchRoute, Batcher, FetchError, Key, SingleRequest};
 use crate::errors::Code;
 
@@ -415,7 +414,9 @@ async fn js_step(step: &Step, function: &Arc<str>, args: &Args, parents: &[Held]
             let resolved = match &result {
                 Ok(outs) => Resolved::Value(
                     outs.get(i)
-                        .and_then(|o| crate::backends::keep::Keep::All.parse(o.as_bytes()).ok())
+                        .and_then(|o| {
+                            crate::backends::json::parse(o.as_bytes(), &crate::backends::json::Keep::All).ok()
+                        })
                         .map_or_else(Held::null, Held::new),
                 ),
                 Err(e) => Resolved::Error(e.clone()),
@@ -423,100 +424,4 @@ async fn js_step(step: &Step, function: &Arc<str>, args: &Args, parents: &[Held]
             (p.val().address(), resolved)
         })
         .collect()
-}
-
-/// Coerces the request's variables against the operation's definitions: defaults filled in,
-/// a nullable variable without a value set to null, and each value checked against its type.
-/// Every problem is returned, naming the variable.
-pub fn coerce_variables(
-    op: &OperationDefinition,
-    schema: &FacadeSchema,
-    given: &Map<String, Value>,
-) -> Result<Map<String, Value>, Vec<String>> {
-    let mut out = Map::new();
-    let mut problems = Vec::new();
-    for def in &op.variable_definitions {
-        let name = def.node.name.node.as_str();
-        let ty = &def.node.var_type.node;
-        match given.get(name) {
-            Some(v) => match check_input(schema, ty, v, 0) {
-                Ok(()) => {
-                    out.insert(name.to_owned(), v.clone());
-                }
-                Err(why) => problems.push(format!("variable ${name} ({ty}): {why}")),
-            },
-            None => match &def.node.default_value {
-                Some(d) => {
-                    out.insert(name.to_owned(), d.node.clone().into_json().unwrap_or(Value::Null));
-                }
-                None if ty.nullable => {
-                    out.insert(name.to_owned(), Value::Null);
-                }
-                None => problems.push(format!("variable ${name} of required type {ty} was not provided")),
-            },
-        }
-    }
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
-}
-
-/// Most nesting of lists and input objects in one variable's value.
-const MAX_INPUT_DEPTH: usize = 32;
-
-/// Whether `value` is a valid input of type `ty`; `Err` says why.
-pub(super) fn check_input(
-    schema: &FacadeSchema,
-    ty: &Type,
-    value: &Value,
-    depth: usize,
-) -> Result<(), String> {
-    if depth > MAX_INPUT_DEPTH {
-        return Err(format!("nested deeper than {MAX_INPUT_DEPTH}"));
-    }
-    if value.is_null() {
-        return if ty.nullable { Ok(()) } else { Err("null for a non-null type".to_owned()) };
-    }
-    match &ty.base {
-        BaseType::List(inner) => match value {
-            Value::Array(items) => items.iter().try_for_each(|v| check_input(schema, inner, v, depth + 1)),
-            // A single value stands for a list of one.
-            v => check_input(schema, inner, v, depth + 1),
-        },
-        BaseType::Named(name) => {
-            let ok = match (name.as_str(), value) {
-                ("Int", Value::Number(n)) => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
-                ("Float", Value::Number(_)) => true,
-                ("String", Value::String(_)) => true,
-                ("ID", Value::String(_)) => true,
-                ("ID", Value::Number(n)) => n.is_i64() || n.is_u64(),
-                ("Boolean", Value::Bool(_)) => true,
-                ("Int" | "Float" | "String" | "ID" | "Boolean", _) => false,
-                (other, v) => match schema.types.get(other) {
-                    Some(TypeDef::Enum { values, .. }) => {
-                        v.as_str().is_some_and(|s| values.iter().any(|e| e == s))
-                    }
-                    Some(TypeDef::Input { fields, .. }) => {
-                        let Value::Object(map) = v else {
-                            return Err(format!("expected an object for {other}"));
-                        };
-                        if let Some(unknown) = map.keys().find(|k| !fields.iter().any(|f| &f.name == *k)) {
-                            return Err(format!("{other} has no field {unknown}"));
-                        }
-                        for f in fields {
-                            match map.get(&f.name) {
-                                Some(v) => check_input(schema, &f.ty, v, depth + 1)
-                                    .map_err(|e| format!("{other}.{}: {e}", f.name))?,
-                                None if !f.ty.nullable && f.default.is_none() => {
-                                    return Err(format!("{other}.{} is required", f.name));
-                                }
-                                None => {}
-                            }
-                        }
-                        true
-                    }
-                    _ => true,
-                },
-            };
-            if ok { Ok(()) } else { Err(format!("expected {name}, got {}", super::fetch::preview(value))) }
-        }
-    }
 }

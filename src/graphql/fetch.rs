@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::model::*;
 use super::route;
-use crate::backends::data::{Val, View};
-use crate::backends::keep::KeepRef;
+use crate::backends::json::keep::KeepRef;
+use crate::backends::json::tape::{Val, View};
 use crate::backends::{BatchRoute, FetchError, Key, SingleRequest};
 use crate::errors::Code;
 

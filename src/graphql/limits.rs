@@ -17,9 +17,7 @@ use std::collections::HashMap;
 
 use async_graphql::Value as GqlValue;
 use async_graphql::parser::Positioned;
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, Field, OperationType, Selection, SelectionSet,
-};
+use async_graphql::parser::types::{ExecutableDocument, Field, OperationType, Selection, SelectionSet};
 use serde_json::{Map, Value};
 
 use super::model::{Binding, FacadeSchema, FieldDef};
@@ -225,24 +223,15 @@ pub fn check(
     variables: &Map<String, Value>,
     limits: OperationLimits,
 ) -> Result<(), String> {
-    let operation = match (&doc.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
-            Some(op) => op,
-            None => return Ok(()), // async-graphql reports the unknown operation
-        },
-        (DocumentOperations::Multiple(ops), None) => match ops.values().next() {
-            Some(op) if ops.len() == 1 => op,
-            _ => return Ok(()),
-        },
-    };
-    let root = match operation.node.ty {
+    // An operation the document does not have is refused before this runs (`plan::pick`).
+    let Ok(operation) = super::document::pick(doc, operation_name) else { return Ok(()) };
+    let root = match operation.ty {
         OperationType::Mutation => schema.mutation.as_deref().unwrap_or("Mutation"),
         _ => schema.query.as_str(),
     };
     let mut walk = Walk { doc, schema, variables, limits, aliases: 0 };
     let mut roots = Vec::new();
-    walk.fields(&operation.node.selection_set, 0, &mut roots);
+    walk.fields(&operation.selection_set, 0, &mut roots);
     if roots.len() > limits.max_root_fields {
         return Err(format!(
             "the operation selects {} root fields; the limit is {}",
@@ -250,7 +239,7 @@ pub fn check(
             limits.max_root_fields
         ));
     }
-    let cost = walk.cost(&operation.node.selection_set, root, 0)?;
+    let cost = walk.cost(&operation.selection_set, root, 0)?;
     if walk.aliases > limits.max_aliases {
         return Err(format!(
             "the operation uses {} aliases; the limit is {}",

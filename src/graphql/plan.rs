@@ -26,7 +26,7 @@ use async_graphql_value::Value as DocValue;
 use serde_json::Value;
 
 use super::model::{Binding, FacadeSchema, FieldDef, HttpBinding, Part, TypeDef};
-use crate::backends::keep::{Keep, KeepRef};
+use crate::backends::json::keep::{Keep, KeepRef};
 
 /// Most plans kept per operation, one per assignment of its `@skip`/`@include` variables.
 pub const MAX_CONDITION_PLANS: usize = 16;
@@ -175,7 +175,7 @@ pub struct Step {
     pub guards: Vec<Guard>,
     pub path_name: Arc<str>,
     pub out: Out,
-    pub fallback: Option<Arc<crate::backends::data::Tape>>,
+    pub fallback: Option<Arc<crate::backends::json::tape::Tape>>,
     /// Steps whose parents this step's results hold.
     pub children: Vec<usize>,
     /// A mutation's root field: its call changes something, so it is made exactly once per
@@ -232,7 +232,7 @@ impl Operation {
         operation_name: Option<String>,
         schema: Arc<FacadeSchema>,
     ) -> Result<Self, String> {
-        let op = pick(&document, operation_name.as_deref())?;
+        let op = super::document::pick(&document, operation_name.as_deref())?;
         let serial = op.ty == async_graphql::parser::types::OperationType::Mutation;
         let root_type = match op.ty {
             async_graphql::parser::types::OperationType::Query => schema.query.clone(),
@@ -260,7 +260,7 @@ impl Operation {
 
     /// The operation's definition.
     pub fn definition(&self) -> &OperationDefinition {
-        pick(&self.document, self.operation_name.as_deref()).expect("checked in new")
+        super::document::pick(&self.document, self.operation_name.as_deref()).expect("checked in new")
     }
 
     /// Most plans this operation keeps (one per assignment of its condition variables).
@@ -319,26 +319,6 @@ impl Operation {
         share_keeps(&root, &mut steps);
         let introspection = root.iter().any(|f| matches!(f.source, Source::Introspection));
         Ok(Plan { root, steps, roots, serial: self.serial, introspection, required: c.required.into_inner() })
-    }
-}
-
-/// The operation a request names (or the only one).
-pub fn pick<'a>(doc: &'a ExecutableDocument, name: Option<&str>) -> Result<&'a OperationDefinition, String> {
-    use async_graphql::parser::types::DocumentOperations;
-    match (&doc.operations, name) {
-        (DocumentOperations::Single(op), None) => Ok(&op.node),
-        (DocumentOperations::Single(_), Some(name)) => {
-            Err(format!("operation {name:?} is not in the document (it has one unnamed operation)"))
-        }
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get(name).map(|o| &o.node).ok_or_else(|| format!("operation {name:?} is not in the document"))
-        }
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            Ok(&ops.values().next().expect("one").node)
-        }
-        (DocumentOperations::Multiple(_), None) => {
-            Err("the document has several operations: give operationName".to_owned())
-        }
     }
 }
 
@@ -601,7 +581,7 @@ impl<'a> Compiler<'a> {
                         fallback: def
                             .fallback
                             .clone()
-                            .map(|v| Arc::new(crate::backends::data::Tape::from_json(&v))),
+                            .map(|v| Arc::new(crate::backends::json::tape::Tape::from_json(&v))),
                         children: Vec::new(),
                         write: self.serial && producer.is_none() && via.is_empty(),
                         keep: None,
@@ -628,7 +608,7 @@ impl<'a> Compiler<'a> {
                 continue;
             };
             let json = literal.into_json().unwrap_or(Value::Null);
-            if let Err(why) = super::exec::check_input(self.schema, &arg.ty, &json, 0) {
+            if let Err(why) = super::input::check_input(self.schema, &arg.ty, &json, 0) {
                 let at = value.pos;
                 self.conflicts.borrow_mut().push(format!(
                     "{}:{}: argument {} of {path_name} ({}): {why}",

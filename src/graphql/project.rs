@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::exec::{Resolved, Store};
 use super::fetch::{bad_value, preview};
 use super::plan::{Base, Field, Leaf, Plan, Source};
-use crate::backends::data::{Held, NULL, Val, View};
+use crate::backends::json::tape::{Held, NULL, Val, View};
 use crate::errors::Code;
 
 /// A position below became null and may not be: the nearest nullable position must be null.
@@ -453,7 +453,7 @@ fn write_errors(buf: &mut Vec<u8>, errors: &[ServerError]) {
 
 /// Whether `s` needs no escape in JSON: no `"`, `\\` or control character.
 fn plain(s: &[u8]) -> bool {
-    crate::backends::scan::special(s).is_none()
+    crate::backends::json::scan::special(s).is_none()
 }
 
 /// The `extensions.code` of each error, for metrics (every error the projection makes has one).
@@ -487,7 +487,7 @@ mod tests {
                 Some(whole) if whole > 0 => format!("{}.{}", &text[..whole], &text[whole..]),
                 _ => format!("0.{}{text}", "0".repeat(f - text.len())),
             };
-            let tape = crate::backends::keep::Keep::All.parse(body.as_bytes()).unwrap();
+            let tape = crate::backends::json::parse(body.as_bytes(), &crate::backends::json::Keep::All).unwrap();
             let root = tape.root();
             let float: f64 = body.parse().unwrap();
             proptest::prop_assert_eq!(root.as_f64(), Some(float));
@@ -510,7 +510,8 @@ mod tests {
             ("0.000001", false),
             ("7", false),
         ] {
-            let tape = crate::backends::keep::Keep::All.parse(body.as_bytes()).unwrap();
+            let tape =
+                crate::backends::json::parse(body.as_bytes(), &crate::backends::json::Keep::All).unwrap();
             assert_eq!(tape.root().decimal().is_some(), marked, "{body}");
         }
         // Every digit count and point place around where serde_json turns to an exponent.
@@ -520,7 +521,7 @@ mod tests {
                 let mut body = Vec::new();
                 super::write_decimal(&mut body, digits, fraction);
                 let float: f64 = std::str::from_utf8(&body).unwrap().parse().unwrap();
-                let tape = crate::backends::keep::Keep::All.parse(&body).unwrap();
+                let tape = crate::backends::json::parse(&body, &crate::backends::json::Keep::All).unwrap();
                 if tape.root().decimal().is_some() {
                     assert_eq!(std::str::from_utf8(&body).unwrap(), serde_json::to_string(&float).unwrap());
                 }

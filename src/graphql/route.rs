@@ -8,7 +8,7 @@ use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode
 use serde_json::{Map, Value};
 
 use super::model::Part;
-use crate::backends::data::{Val, View};
+use crate::backends::json::tape::{Val, View};
 
 /// Why a template could not be rendered for these values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -239,9 +239,9 @@ mod tests {
     fn a_value_too_long_for_a_route_is_refused_naming_it() {
         let parts = [lit("/search?q="), arg("q")];
         let fits = "a".repeat(MAX_VALUE_BYTES);
-        assert!(render(&parts, &args(&[("q", &fits)]), crate::backends::data::NULL).is_ok());
+        assert!(render(&parts, &args(&[("q", &fits)]), crate::backends::json::tape::NULL).is_ok());
         let huge = "a".repeat(1 << 20);
-        let e = render(&parts, &args(&[("q", &huge)]), crate::backends::data::NULL).unwrap_err();
+        let e = render(&parts, &args(&[("q", &huge)]), crate::backends::json::tape::NULL).unwrap_err();
         assert!(
             matches!(&e, RouteError::TooLong { what, len } if what == "argument q" && *len == 1 << 20),
             "{e}"
@@ -249,33 +249,33 @@ mod tests {
         assert!(e.from_arguments(), "the caller's input: BAD_USER_INPUT");
         // Encoded bytes count: 700 'é' are 1,400 bytes, 4,200 once percent-encoded.
         let accents = "é".repeat(700);
-        assert!(render(&parts, &args(&[("q", &accents)]), crate::backends::data::NULL).is_err());
+        assert!(render(&parts, &args(&[("q", &accents)]), crate::backends::json::tape::NULL).is_err());
     }
 
     #[test]
     fn dot_and_empty_segments_from_values_are_refused() {
         let parts = [lit("/titles/"), arg("id")];
         for bad in ["..", ".", ""] {
-            let e = render(&parts, &args(&[("id", bad)]), crate::backends::data::NULL).unwrap_err();
+            let e = render(&parts, &args(&[("id", bad)]), crate::backends::json::tape::NULL).unwrap_err();
             assert!(matches!(&e, RouteError::Segment { what, .. } if what == "argument id"), "{bad:?}: {e}");
             assert!(e.from_arguments());
         }
-        let ok = render(&parts, &args(&[("id", "...")]), crate::backends::data::NULL).unwrap();
+        let ok = render(&parts, &args(&[("id", "...")]), crate::backends::json::tape::NULL).unwrap();
         assert_eq!(ok.before, "/titles/%2E%2E%2E");
         let mid = [lit("/profiles/"), arg("p"), lit("/bookmarks?titleIds="), Part::Keys];
-        assert!(render(&mid, &args(&[("p", "..")]), crate::backends::data::NULL).is_err());
-        let r = render(&mid, &args(&[("p", "7")]), crate::backends::data::NULL).unwrap();
+        assert!(render(&mid, &args(&[("p", "..")]), crate::backends::json::tape::NULL).is_err());
+        let r = render(&mid, &args(&[("p", "7")]), crate::backends::json::tape::NULL).unwrap();
         assert_eq!(
             (r.before.as_str(), r.after.as_deref(), r.keys_in_path),
             ("/profiles/7/bookmarks?titleIds=", Some(""), false)
         );
         // In the query string a dot is only text.
         let q = [lit("/search?q="), arg("q")];
-        assert!(render(&q, &args(&[("q", "..")]), crate::backends::data::NULL).is_ok());
+        assert!(render(&q, &args(&[("q", "..")]), crate::backends::json::tape::NULL).is_ok());
         // Two values sharing a segment are refused only when the segment ends up a dot segment.
         let two = [lit("/a/"), arg("x"), arg("y"), lit("/b")];
-        assert!(render(&two, &args(&[("x", "."), ("y", ".")]), crate::backends::data::NULL).is_err());
-        assert!(render(&two, &args(&[("x", "."), ("y", "x")]), crate::backends::data::NULL).is_ok());
+        assert!(render(&two, &args(&[("x", "."), ("y", ".")]), crate::backends::json::tape::NULL).is_err());
+        assert!(render(&two, &args(&[("x", "."), ("y", "x")]), crate::backends::json::tape::NULL).is_ok());
         assert!(
             check_key("..", true).is_err()
                 && check_key("..", false).is_ok()
@@ -315,7 +315,7 @@ mod tests {
         fn a_rendered_route_stays_under_the_base(a in value(), b in value(), which in 0usize..4) {
             let (parts, fixed) = &templates()[which];
             let values = args(&[("a", &a), ("b", &b)]);
-            if let Ok(r) = render(parts, &values, crate::backends::data::NULL) {
+            if let Ok(r) = render(parts, &values, crate::backends::json::tape::NULL) {
                 let base = "http://backend.internal:7101/api/v2";
                 prop_assert!(confined(base, parts, &r).is_ok(), "{:?}", confined(base, parts, &r));
                 let url = url::Url::parse(&format!("{base}{}", r.before)).unwrap();

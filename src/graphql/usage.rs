@@ -20,7 +20,7 @@ const MAX_VALUE_DEPTH: usize = 64;
 /// once, so the work is linear in the document, whatever its fragments spread.
 pub fn of(doc: &ExecutableDocument, operation_name: Option<&str>, model: &FacadeSchema) -> BTreeSet<String> {
     let mut used = BTreeSet::new();
-    let Ok(op) = super::plan::pick(doc, operation_name) else { return used };
+    let Ok(op) = super::document::pick(doc, operation_name) else { return used };
     let root = match op.ty {
         async_graphql::parser::types::OperationType::Mutation => model.mutation.clone(),
         _ => Some(model.query.clone()),

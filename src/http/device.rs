@@ -196,7 +196,7 @@ pub async fn call(
 }
 
 /// The `data` of an engine answer as JSON text, and its `errors` (null when there are none).
-fn answer_parts(outcome: &crate::graphql::Outcome) -> (String, Value) {
+fn answer_parts(outcome: &crate::graphql::Answer) -> (String, Value) {
     let text =
         |r: &std::ops::Range<usize>| outcome.body.get(r.clone()).and_then(|b| std::str::from_utf8(b).ok());
     match &outcome.parts {
@@ -227,7 +227,7 @@ mod tests {
         let body = r#"{"data":{"a":[1,"é"]},"errors":[{"message":"x"}]}"#;
         let data = 8..body.find(",\"errors\"").unwrap();
         let errors = Some(data.end + 10..body.len() - 1);
-        let outcome = |parts| crate::graphql::Outcome {
+        let outcome = |parts| crate::graphql::Answer {
             body: bytes::Bytes::from(body),
             request_error: false,
             error_codes: Vec::new(),

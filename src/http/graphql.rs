@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::error::status_of;
 use crate::errors::Code;
-use crate::graphql::{GraphqlRequest, OperationKind, Outcome};
+use crate::graphql::{Answer, GraphqlRequest, OperationKind};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
@@ -92,7 +92,7 @@ fn not_acceptable() -> Response {
     respond(MediaType::Json, StatusCode::NOT_ACCEPTABLE, &body)
 }
 
-fn outcome(media: MediaType, outcome: Outcome) -> Response {
+fn outcome(media: MediaType, outcome: Answer) -> Response {
     let status = if outcome.request_error && media == MediaType::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
@@ -352,7 +352,7 @@ async fn run(
             return response;
         }
         Some(OperationKind::Subscription) => {
-            return outcome(media, Outcome::request_error("subscriptions are not supported over HTTP"));
+            return outcome(media, Answer::request_error("subscriptions are not supported over HTTP"));
         }
         _ => {}
     }

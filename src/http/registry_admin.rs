@@ -344,7 +344,7 @@ struct SetRollout {
     canary_percent: i64,
     reason: Option<String>,
     /// The canary guard's numbers to change (the others stay as they are).
-    guard: Option<crate::registry::canary::GuardPatch>,
+    guard: Option<crate::registry::model::CanaryGuardPatch>,
 }
 
 async fn put_rollout(

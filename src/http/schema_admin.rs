@@ -12,8 +12,9 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::require_admin;
 use super::error::ApiError;
+use crate::config::SchemaSource;
 use crate::registry::model::{Principal, check_text};
-use crate::registry::schema::{Attempt, Outcome, Request, Source, usage_report};
+use crate::registry::schema::{Attempt, Outcome, Request, usage_report};
 
 /// Most files a published schema may have, and the most bytes in all.
 const MAX_FILES: usize = 256;
@@ -131,7 +132,7 @@ async fn publish(
     require_admin(&who)?;
     let Json(body) = body.map_err(|e| ApiError::BadRequest(format!("schema publish: {}", e.body_text())))?;
     check_force(&who, body.force, body.reason.as_deref())?;
-    if state.registry.schema_source() != Source::Registry {
+    if state.registry.schema_source() != SchemaSource::Registry {
         return Err(ApiError::Conflict(
             "this instance reads its schema from its schema folder: publishing needs [schema] source = \"registry\" \
              (or edit the folder: it reloads by itself)"

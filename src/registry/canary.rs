@@ -10,98 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Registry;
-use super::model::{RolloutChange, RolloutError};
+use super::model::{CanaryGuard, RolloutChange, RolloutError};
 use super::store::StoreError;
 use crate::telemetry::window::{Hour, Summary, Window};
-
-/// When a canary is rolled back. Defaults on; set per rollout in `PUT …/rollout` (`guard`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Guard {
-    pub enabled: bool,
-    /// Seconds of calls compared (at most 59).
-    pub window_secs: u32,
-    /// Calls each side needs in the window before anything is judged.
-    pub min_requests: u32,
-    /// Roll back when the canary's error rate exceeds stable's by more than this many
-    /// percentage points.
-    pub max_error_rate_increase_pct: f64,
-    /// … or when the canary's p99 exceeds stable's times this,
-    pub max_p99_ratio: f64,
-    /// … and by at least this many milliseconds (so sub-millisecond noise never decides).
-    pub min_p99_increase_ms: f64,
-}
-
-impl Default for Guard {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            window_secs: 30,
-            min_requests: 50,
-            max_error_rate_increase_pct: 5.0,
-            max_p99_ratio: 2.0,
-            min_p99_increase_ms: 50.0,
-        }
-    }
-}
-
-impl Guard {
-    /// Every number out of its range, named as the API names it.
-    pub fn check(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if !(5..=59).contains(&self.window_secs) {
-            problems.push(format!("guard.windowSecs must be 5 to 59, got {}", self.window_secs));
-        }
-        if !(1..=1_000_000).contains(&self.min_requests) {
-            problems.push(format!("guard.minRequests must be 1 to 1000000, got {}", self.min_requests));
-        }
-        if !(0.0..=100.0).contains(&self.max_error_rate_increase_pct) {
-            problems.push(format!(
-                "guard.maxErrorRateIncreasePct must be 0 to 100, got {}",
-                self.max_error_rate_increase_pct
-            ));
-        }
-        if !(self.max_p99_ratio >= 1.0 && self.max_p99_ratio.is_finite()) {
-            problems.push(format!("guard.maxP99Ratio must be at least 1, got {}", self.max_p99_ratio));
-        }
-        if !(self.min_p99_increase_ms >= 0.0 && self.min_p99_increase_ms.is_finite()) {
-            problems
-                .push(format!("guard.minP99IncreaseMs must be 0 or more, got {}", self.min_p99_increase_ms));
-        }
-        problems
-    }
-}
-
-/// A change to a guard: the fields given replace the current ones (`PUT …/rollout`).
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GuardPatch {
-    pub enabled: Option<bool>,
-    pub window_secs: Option<u32>,
-    pub min_requests: Option<u32>,
-    pub max_error_rate_increase_pct: Option<f64>,
-    pub max_p99_ratio: Option<f64>,
-    pub min_p99_increase_ms: Option<f64>,
-}
-
-impl GuardPatch {
-    pub fn apply(self, g: Guard) -> Guard {
-        Guard {
-            enabled: self.enabled.unwrap_or(g.enabled),
-            window_secs: self.window_secs.unwrap_or(g.window_secs),
-            min_requests: self.min_requests.unwrap_or(g.min_requests),
-            max_error_rate_increase_pct: self
-                .max_error_rate_increase_pct
-                .unwrap_or(g.max_error_rate_increase_pct),
-            max_p99_ratio: self.max_p99_ratio.unwrap_or(g.max_p99_ratio),
-            min_p99_increase_ms: self.min_p99_increase_ms.unwrap_or(g.min_p99_increase_ms),
-        }
-    }
-}
 
 /// What the guard makes of a window.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +28,7 @@ pub enum Verdict {
 }
 
 /// The guard's judgement of a canary against stable over the same window: pure.
-pub fn judge(guard: &Guard, stable: &Summary, canary: &Summary) -> Verdict {
+pub fn judge(guard: &CanaryGuard, stable: &Summary, canary: &Summary) -> Verdict {
     if !guard.enabled {
         return Verdict::Healthy;
     }
@@ -362,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_clearly_worse_canary_is_rolled_back_and_a_similar_one_is_not() {
-        let g = Guard::default();
+        let g = CanaryGuard::default();
         assert_eq!(judge(&g, &side(1000, 0, 5.0), &side(10, 10, 5.0)), Verdict::NotEnough);
         assert!(
             matches!(judge(&g, &side(1000, 5, 5.0), &side(100, 30, 5.0)), Verdict::RollBack(why) if why.contains("30.0 %"))
@@ -372,7 +286,7 @@ mod tests {
         assert_eq!(judge(&g, &side(1000, 0, 3.0), &side(100, 0, 20.0)), Verdict::Healthy, "noise");
         assert!(matches!(judge(&g, &side(1000, 0, 100.0), &side(100, 0, 260.0)), Verdict::RollBack(_)));
         assert_eq!(
-            judge(&Guard { enabled: false, ..g }, &side(1000, 0, 1.0), &side(100, 100, 900.0)),
+            judge(&CanaryGuard { enabled: false, ..g }, &side(1000, 0, 1.0), &side(100, 100, 900.0)),
             Verdict::Healthy
         );
     }
@@ -390,8 +304,8 @@ mod tests {
 
     #[test]
     fn guard_numbers_are_checked() {
-        assert!(Guard::default().check().is_empty());
-        let bad = Guard { window_secs: 100, max_p99_ratio: 0.5, ..Guard::default() };
+        assert!(CanaryGuard::default().check().is_empty());
+        let bad = CanaryGuard { window_secs: 100, max_p99_ratio: 0.5, ..CanaryGuard::default() };
         assert_eq!(bad.check().len(), 2);
     }
 }

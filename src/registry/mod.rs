@@ -37,7 +37,7 @@ pub struct LiveVersion {
 struct LiveEndpoint {
     stable: Result<LiveVersion, String>,
     canary: Option<(Result<LiveVersion, String>, i64)>,
-    guard: canary::Guard,
+    guard: model::CanaryGuard,
 }
 
 /// The registry as devices see it, with the engine its versions were compiled on:
@@ -128,13 +128,13 @@ impl Snapshot {
     }
 
     /// An endpoint's canary guard settings (the defaults for an unknown endpoint).
-    pub fn guard_of(&self, client: &str, endpoint: &str) -> canary::Guard {
+    pub fn guard_of(&self, client: &str, endpoint: &str) -> model::CanaryGuard {
         self.endpoints.get(&(client.to_owned(), endpoint.to_owned())).map(|l| l.guard).unwrap_or_default()
     }
 
     /// The canary guard of an endpoint with a live canary: (guard, stable version, canary
     /// version).
-    pub fn guarded(&self, client: &str, endpoint: &str) -> Option<(canary::Guard, i64, i64)> {
+    pub fn guarded(&self, client: &str, endpoint: &str) -> Option<(model::CanaryGuard, i64, i64)> {
         let live = self.endpoints.get(&(client.to_owned(), endpoint.to_owned()))?;
         let stable = live.stable.as_ref().ok()?.version;
         let (canary, percent) = live.canary.as_ref()?;

@@ -1,7 +1,7 @@
 //! The registry's vocabulary. Names are parsed at the edge (`ClientName::parse`…), so an
 //! invalid name cannot reach the store.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 fn parse_name(kind: &str, raw: &str, max: usize) -> Result<String, String> {
@@ -241,6 +241,91 @@ pub struct AuditEntry {
     pub target: String,
     pub detail: Value,
     pub reason: Option<String>,
+}
+
+/// When a canary is rolled back. Defaults on; set per rollout in `PUT …/rollout` (`guard`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CanaryGuard {
+    pub enabled: bool,
+    /// Seconds of calls compared (at most 59).
+    pub window_secs: u32,
+    /// Calls each side needs in the window before anything is judged.
+    pub min_requests: u32,
+    /// Roll back when the canary's error rate exceeds stable's by more than this many
+    /// percentage points.
+    pub max_error_rate_increase_pct: f64,
+    /// … or when the canary's p99 exceeds stable's times this,
+    pub max_p99_ratio: f64,
+    /// … and by at least this many milliseconds (so sub-millisecond noise never decides).
+    pub min_p99_increase_ms: f64,
+}
+
+impl Default for CanaryGuard {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window_secs: 30,
+            min_requests: 50,
+            max_error_rate_increase_pct: 5.0,
+            max_p99_ratio: 2.0,
+            min_p99_increase_ms: 50.0,
+        }
+    }
+}
+
+impl CanaryGuard {
+    /// Every number out of its range, named as the API names it.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(5..=59).contains(&self.window_secs) {
+            problems.push(format!("guard.windowSecs must be 5 to 59, got {}", self.window_secs));
+        }
+        if !(1..=1_000_000).contains(&self.min_requests) {
+            problems.push(format!("guard.minRequests must be 1 to 1000000, got {}", self.min_requests));
+        }
+        if !(0.0..=100.0).contains(&self.max_error_rate_increase_pct) {
+            problems.push(format!(
+                "guard.maxErrorRateIncreasePct must be 0 to 100, got {}",
+                self.max_error_rate_increase_pct
+            ));
+        }
+        if !(self.max_p99_ratio >= 1.0 && self.max_p99_ratio.is_finite()) {
+            problems.push(format!("guard.maxP99Ratio must be at least 1, got {}", self.max_p99_ratio));
+        }
+        if !(self.min_p99_increase_ms >= 0.0 && self.min_p99_increase_ms.is_finite()) {
+            problems
+                .push(format!("guard.minP99IncreaseMs must be 0 or more, got {}", self.min_p99_increase_ms));
+        }
+        problems
+    }
+}
+
+/// A change to a guard: the fields given replace the current ones (`PUT …/rollout`).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryGuardPatch {
+    pub enabled: Option<bool>,
+    pub window_secs: Option<u32>,
+    pub min_requests: Option<u32>,
+    pub max_error_rate_increase_pct: Option<f64>,
+    pub max_p99_ratio: Option<f64>,
+    pub min_p99_increase_ms: Option<f64>,
+}
+
+impl CanaryGuardPatch {
+    pub fn apply(self, g: CanaryGuard) -> CanaryGuard {
+        CanaryGuard {
+            enabled: self.enabled.unwrap_or(g.enabled),
+            window_secs: self.window_secs.unwrap_or(g.window_secs),
+            min_requests: self.min_requests.unwrap_or(g.min_requests),
+            max_error_rate_increase_pct: self
+                .max_error_rate_increase_pct
+                .unwrap_or(g.max_error_rate_increase_pct),
+            max_p99_ratio: self.max_p99_ratio.unwrap_or(g.max_p99_ratio),
+            min_p99_increase_ms: self.min_p99_increase_ms.unwrap_or(g.min_p99_increase_ms),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,35 +10,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Registry;
 use super::store::{Loaded, StoreError, now_ms};
+use crate::config::SchemaSource;
 use crate::graphql::EngineError;
 use crate::graphql::diff::{self, Change, Level};
 use crate::graphql::sdl::{self, SchemaFile};
 
-/// Where an instance takes its schema from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The schema folder (one machine; reloads on file change and SIGHUP).
-    #[default]
-    Dir,
-    /// The version published in the registry (every instance runs the same one).
-    Registry,
-}
-
 #[derive(Debug, Clone)]
 pub struct SchemaSettings {
     pub dir: PathBuf,
-    pub source: Source,
+    pub source: SchemaSource,
 }
 
 impl Default for SchemaSettings {
     fn default() -> Self {
-        Self { dir: PathBuf::from("schema"), source: Source::Dir }
+        Self { dir: PathBuf::from("schema"), source: SchemaSource::Dir }
     }
 }
 
@@ -120,7 +110,7 @@ impl SchemaState {
 
     /// The published schema version to run, when this instance follows the registry.
     pub fn follows_registry(&self, loaded: &Loaded) -> Option<(i64, String)> {
-        (self.settings.source == Source::Registry).then(|| loaded.schema.clone()).flatten()
+        (self.settings.source == SchemaSource::Registry).then(|| loaded.schema.clone()).flatten()
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -154,7 +144,7 @@ pub struct Request<'a> {
 }
 
 impl Registry {
-    pub fn schema_source(&self) -> Source {
+    pub fn schema_source(&self) -> SchemaSource {
         self.schema.settings.source
     }
 
@@ -165,7 +155,7 @@ impl Registry {
         json!({
             "hash": engine.hash(),
             "source": self.schema.settings.source,
-            "dir": (self.schema.settings.source == Source::Dir).then(|| self.schema.settings.dir.display().to_string()),
+            "dir": (self.schema.settings.source == SchemaSource::Dir).then(|| self.schema.settings.dir.display().to_string()),
             "storedVersion": status.stored_version,
             "loadedAtMs": status.loaded_at_ms,
             "files": engine.files().iter().map(|f| f.base_name()).collect::<Vec<_>>(),
@@ -319,11 +309,11 @@ impl Registry {
     pub async fn reload_schema(&self, request: Request<'_>) -> Attempt {
         let _one = self.rebuild.lock().await;
         match self.schema.settings.source {
-            Source::Dir => {
+            SchemaSource::Dir => {
                 let files = sdl::load_dir(&self.schema.settings.dir).map_err(|e| vec![e.to_string()]);
                 self.try_swap(files, &request, None, async |_| Ok(None)).await
             }
-            Source::Registry => {
+            SchemaSource::Registry => {
                 let stored = self.store.schema(None).await;
                 let (files, version) = match stored {
                     Ok(Some(s)) => (Ok(stored_files(&s.files)), Some(s.version)),

@@ -177,7 +177,7 @@ pub struct Loaded {
     /// The schema version instances should run, when one was published: (version, SHA-256).
     pub schema: Option<(i64, String)>,
     /// Canary guard settings of the rollouts that set any.
-    pub guards: std::collections::HashMap<(String, String), super::canary::Guard>,
+    pub guards: std::collections::HashMap<(String, String), super::model::CanaryGuard>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

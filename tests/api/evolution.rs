@@ -30,7 +30,7 @@ async fn serve(schema: &Path, watch: bool, db: Option<&str>, source: &str) -> Te
     let hash = facade::http::auth::token_hash(ADMIN);
     let schema = schema.to_owned();
     let db = db.map(str::to_owned);
-    let source: facade::registry::schema::Source = serde_json::from_value(json!(source)).unwrap();
+    let source: facade::config::SchemaSource = serde_json::from_value(json!(source)).unwrap();
     spawn_with(move |c| {
         c.schema_dir = schema;
         c.schema.watch = watch;

@@ -20,5 +20,6 @@ mod playground;
 mod resilience;
 mod schema_check;
 mod scripts;
+mod tidy;
 mod traces;
 mod workers;

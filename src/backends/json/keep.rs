@@ -8,8 +8,6 @@
 
 use std::sync::Arc;
 
-use super::data::Tape;
-
 /// Which parts of a JSON value to keep. Applies to every element of an array.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Keep {
@@ -109,67 +107,11 @@ impl Keep {
             }
         }
     }
-
-    /// Parses `bytes` keeping what this says (see [`super::scan`]).
-    pub fn parse(&self, bytes: &[u8]) -> Result<Tape, super::scan::BodyError> {
-        super::scan::parse(bytes, self)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn keeps_only_the_named_fields_at_every_level_and_in_arrays() {
-        let body =
-            br#"[{"id": 1, "name": "A", "synopsis": "long \u00e9 text", "genres": ["x", {"deep": [1]}],
-                         "art": {"url": "u", "width": 3}}, {"id": 2, "other": null}]"#;
-        let keep = Keep::fields(["id", "name"]).union(Keep::field(Arc::from("art"), Keep::fields(["url"])));
-        let v = keep.parse(body).unwrap().root().to_json();
-        assert_eq!(v, json!([{"id": 1, "name": "A", "art": {"url": "u"}}, {"id": 2}]));
-        assert_eq!(
-            Keep::All.parse(body).unwrap().root().to_json(),
-            serde_json::from_slice::<serde_json::Value>(body).unwrap()
-        );
-        // A kept field that is not an object stays whole; malformed JSON is still an error.
-        assert_eq!(
-            Keep::fields(["a"]).parse(br#"{"a": [1, {"b": 2}], "c": 3}"#).unwrap().root().to_json(),
-            json!({"a": [1, {"b": 2}]})
-        );
-        assert!(Keep::fields(["a"]).parse(br#"{"a": 1, "c": }"#).is_err());
-        assert!(Keep::fields(["a"]).parse(br#"{"a": 1} x"#).is_err());
-        assert_eq!(Keep::fields(["a"]).parse(b"7").unwrap().root().as_i64(), Some(7));
-        // A later duplicate wins (in its later place), kept or whole, however large the
-        // object; bad UTF-8 is an error.
-        let text = |keep: &Keep, body: &str| keep.parse(body.as_bytes()).unwrap().root().to_string();
-        assert_eq!(text(&Keep::fields(["a"]), r#"{"a": 1, "a": 2}"#), r#"{"a":2}"#);
-        assert_eq!(text(&Keep::All, r#"{"a": 1, "b": 0, "a": 2}"#), r#"{"b":0,"a":2}"#);
-        assert_eq!(text(&Keep::All, r#"{"a": {"x": 1, "x": [2]}, "a": 3, "b": {}}"#), r#"{"a":3,"b":{}}"#);
-        let many: Vec<String> = (0..40).map(|i| format!(r#""k{}": {i}"#, i % 30)).collect();
-        let t = Keep::All.parse(format!("{{{}}}", many.join(",")).as_bytes()).unwrap();
-        let (v, n) = (t.root(), 30);
-        assert_eq!((v.len(), v.to_json().as_object().map(|o| o.len())), (n, Some(n)));
-        assert_eq!(v.get("k3").and_then(|x| x.as_i64()), Some(33));
-        assert_eq!(v.get("k29").and_then(|x| x.as_i64()), Some(29));
-        assert!(Keep::All.parse(b"\"\xff\"").is_err());
-        // Nesting is bounded (serde_json's 128 levels); numbers read as serde_json reads them;
-        // escapes undone.
-        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(Keep::All.parse(deep(100).as_bytes()).is_ok());
-        assert!(Keep::All.parse(deep(200).as_bytes()).unwrap_err().to_string().contains("recursion limit"));
-        let numbers: &[u8] =
-            b"[1, -2, 9223372036854775808, 1e2, 0.5, 99999999999999999999999, -0.0, 1.7976931348623157e308]";
-        let n = Keep::All.parse(numbers).unwrap();
-        let n = n.root();
-        assert_eq!(n.to_json(), serde_json::from_slice::<serde_json::Value>(numbers).unwrap());
-        assert_eq!(n.to_string(), serde_json::from_slice::<serde_json::Value>(numbers).unwrap().to_string());
-        assert!(Keep::All.parse(b"1e400").is_err(), "out of range, as serde_json says");
-        assert_eq!(Keep::All.parse(br#""a\"b\u00e9\n""#).unwrap().root().as_str(), Some("a\"b\u{e9}\n"));
-        assert!(Keep::All.parse(b"").is_err());
-        assert!(Keep::All.parse(b"[1,]").is_err());
-    }
 
     #[test]
     fn union_is_all_when_either_is_and_merges_fields() {

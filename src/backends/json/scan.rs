@@ -1,4 +1,4 @@
-//! The JSON scanner behind [`super::keep::Keep::parse`]: one pass over a backend body that
+//! The JSON scanner behind [`super::parse`]: one pass over a backend body that
 //! writes a [`Tape`] of the fields a request reads and only steps over the rest.
 //!
 //! Written here because no JSON crate fits the job: a body is mostly skipped (a catalog title
@@ -6,7 +6,7 @@
 //! names are the plan's own shared texts. serde_json through a filtering seed, simd-json's
 //! tape, sonic-rs and jiter were each measured on the home query (docs/BENCHMARKS.md §15, §16);
 //! all of them decode every token through a general interface, which was 40 % of a request.
-//! This scanner finds the end of a string eight bytes at a time, copies nothing it skips,
+//! This scanner finds the end of a string sixteen bytes at a time, copies nothing it skips,
 //! and parses integers in place.
 //!
 //! It accepts exactly RFC 8259 JSON, as serde_json does: strict numbers, escapes checked
@@ -18,8 +18,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::data::{Seen, Tape};
 use super::keep::{Keep, Names};
+use super::tape::{Seen, Tape};
 
 /// How deep a body may nest, kept or skipped (serde_json's bound).
 pub const DEPTH: u8 = 128;
@@ -896,7 +896,7 @@ mod tests {
 
     #[test]
     fn an_integer_past_u64_reads_as_a_float_and_keeps_its_digits() {
-        use crate::backends::data::View;
+        use crate::backends::json::tape::View;
         let body =
             br#"{"id": 12345678901234567890123, "neg": -98765432109876543210, "max": 18446744073709551615}"#;
         let t = parse(body, &Keep::All).unwrap();
@@ -917,7 +917,7 @@ mod tests {
 
     #[test]
     fn strings_read_without_an_escape_are_marked_plain() {
-        use crate::backends::data::View;
+        use crate::backends::json::tape::View;
         for keep in [Keep::All, Keep::fields(["a"])] {
             let body = r#"[{"a": "ab"}, {"a": "a\"b"}, {"a": "\u0041"}, {"a": "é"}]"#;
             let t = parse(body.as_bytes(), &keep).unwrap();

@@ -1,4 +1,4 @@
-//! The engine's value for backend answers: what [`super::keep::Keep::parse`] builds and the
+//! The engine's value for backend answers: what the scanner (`scan.rs`) builds and the
 //! executor and projection read.
 //!
 //! An answer is a [`Tape`]: one flat vector of fixed-size nodes in document order, and one
@@ -148,7 +148,7 @@ impl Tape {
         Self { nodes: Vec::with_capacity(nodes), text: String::with_capacity(text), names: Vec::new() }
     }
 
-    /// How many nodes and text bytes the tape holds (what [`super::scan::TapeShare`] learns).
+    /// How many nodes and text bytes the tape holds (what the scanner's `TapeShare` learns).
     pub fn sizes(&self) -> (usize, usize) {
         (self.nodes.len(), self.text.len())
     }

@@ -1,5 +1,6 @@
-//! Turns the checked [`FacadeSchema`] into an `async_graphql::dynamic::Schema`, which
-//! validates documents and answers introspection (`__schema`, `__type`). It executes nothing
+//! Everything that touches async-graphql's dynamic schema: the checked [`FacadeSchema`] turned
+//! into an `async_graphql::dynamic::Schema`, which validates documents and answers
+//! introspection (`__schema`, `__type`). It executes nothing
 //! else: documents run on the compiled engine (`plan.rs`, `exec.rs`, `project.rs`), so its
 //! field resolvers are never called (requests to it are introspection-only).
 
@@ -7,9 +8,12 @@ use async_graphql::dynamic::{
     Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface, InterfaceField, Object, Scalar,
     Schema, SchemaError, TypeRef, Union,
 };
-use async_graphql::parser::types::{BaseType, Type};
+use async_graphql::parser::types::{BaseType, ExecutableDocument, Type};
+use async_graphql::{Request, ServerError, Variables};
+use serde_json::{Map, Value};
 
 use super::model::*;
+use super::plan;
 
 /// Limits applied to every operation at validation time.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +29,7 @@ impl Default for QueryLimits {
     }
 }
 
-pub fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema, SchemaError> {
+fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema, SchemaError> {
     let mut builder =
         Schema::build(&model.query, model.mutation.as_deref(), None).limit_depth(limits.max_depth);
     for (name, def) in &model.types {
@@ -137,4 +141,74 @@ fn build_field(def: &FieldDef) -> Field {
         field = field.deprecation(reason.as_deref());
     }
     field
+}
+/// async-graphql's dynamic schema of one facade schema: validation and introspection only.
+pub struct Validator {
+    schema: Schema,
+}
+
+impl Validator {
+    /// The dynamic schema of `model`, with `limits`.
+    pub fn new(model: &FacadeSchema, limits: QueryLimits) -> Result<Self, SchemaError> {
+        Ok(Self { schema: build_schema(model, limits)? })
+    }
+
+    /// The schema as SDL, without Facade's directives.
+    pub fn sdl(&self) -> String {
+        self.schema.sdl()
+    }
+
+    /// Validates a parsed document against this schema without running it (in
+    /// introspection-only mode no resolver runs). Errors that depend on variable values are
+    /// left to the request (variables are coerced per request).
+    pub async fn validate(
+        &self,
+        text: &str,
+        document: &ExecutableDocument,
+        operation_name: Option<&str>,
+    ) -> Vec<ServerError> {
+        let mut request = Request::new(text).only_introspection();
+        if let Some(name) = operation_name {
+            request = request.operation_name(name);
+        }
+        request.set_parsed_query(document.clone());
+        let response = self.schema.execute(request).await;
+        response
+            .errors
+            .into_iter()
+            .filter(|e| {
+                // Validation runs without variables; introspection run there reads them.
+                let unset_variable = e.message.starts_with("Variable ")
+                    && e.message.ends_with(" is not defined.")
+                    && !e.message.contains('"');
+                !e.message.contains("is not provided")
+                    && !e.message.starts_with("Invalid value for argument")
+                    && !unset_variable
+            })
+            .collect()
+    }
+
+    /// The answers of the operation's `__schema` and `__type` fields, from async-graphql's
+    /// introspection (which resolves nothing else), by response key.
+    pub async fn introspect(
+        &self,
+        op: &plan::Operation,
+        plan: &plan::Plan,
+        variables: &Map<String, Value>,
+    ) -> Option<Map<String, Value>> {
+        if !plan.introspection {
+            return None;
+        }
+        let mut request = Request::new(op.text.clone().unwrap_or_default())
+            .only_introspection()
+            .variables(Variables::from_json(Value::Object(variables.clone())));
+        if let Some(name) = &op.operation_name {
+            request = request.operation_name(name);
+        }
+        request.set_parsed_query(ExecutableDocument::clone(&op.document));
+        match self.schema.execute(request).await.data.into_json() {
+            Ok(Value::Object(map)) => Some(map),
+            _ => Some(Map::new()),
+        }
+    }
 }
