@@ -106,6 +106,17 @@ impl Code {
     }
 }
 
+/// The one GraphQL error body, `{"errors": [{"message", "extensions": {"code"}}]}`, of an
+/// answer that is only this error; `code` is `None` for request errors (the document did not
+/// parse or validate, a malformed request), which GraphQL answers without a code.
+pub fn body(code: Option<Code>, message: impl Into<String>) -> serde_json::Value {
+    let error = match code {
+        Some(code) => code.error_json(message),
+        None => serde_json::json!({ "message": message.into() }),
+    };
+    serde_json::json!({ "errors": [error] })
+}
+
 impl std::fmt::Display for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

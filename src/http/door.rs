@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use serde_json::json;
 
 use crate::errors::Code;
 use crate::telemetry::metrics as m;
@@ -171,7 +170,10 @@ pub async fn guard(State(door): State<Arc<Door>>, request: Request, next: Next) 
             let secs = refused.retry_after.as_secs_f64().ceil().max(1.0) as u64;
             let who = if refused.reason == "door_client" { "client" } else { "device" };
             let code = Code::RateLimited;
-            let body = json!({ "errors": [code.error_json(format!("too many requests from this {who}; retry after {secs} s"))] });
+            let body = crate::errors::body(
+                Some(code),
+                format!("too many requests from this {who}; retry after {secs} s"),
+            );
             let mut response = (super::error::status_of(code), axum::Json(body)).into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             response

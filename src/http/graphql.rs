@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::AppState;
 use super::error::status_of;
@@ -83,12 +83,11 @@ fn respond_bytes(media: MediaType, status: StatusCode, body: bytes::Bytes) -> Re
 
 /// A request that is not a well-formed GraphQL-over-HTTP request: 400 whatever the media type.
 fn malformed(media: MediaType, message: impl Into<String>) -> Response {
-    respond(media, StatusCode::BAD_REQUEST, &json!({ "errors": [{ "message": message.into() }] }))
+    respond(media, StatusCode::BAD_REQUEST, &crate::errors::body(None, message))
 }
 
 fn not_acceptable() -> Response {
-    let body =
-        json!({ "errors": [{ "message": format!("Accept must allow {GRAPHQL_RESPONSE_JSON} or {JSON}") }] });
+    let body = crate::errors::body(None, format!("Accept must allow {GRAPHQL_RESPONSE_JSON} or {JSON}"));
     respond(MediaType::Json, StatusCode::NOT_ACCEPTABLE, &body)
 }
 
@@ -187,11 +186,9 @@ pub fn parse_get(raw: &str) -> Result<Incoming, RequestError> {
 
 fn request_error(media: MediaType, e: RequestError) -> Response {
     match e {
-        RequestError::UnsupportedMediaType(_) => respond(
-            media,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &json!({ "errors": [{ "message": e.to_string() }] }),
-        ),
+        RequestError::UnsupportedMediaType(_) => {
+            respond(media, StatusCode::UNSUPPORTED_MEDIA_TYPE, &crate::errors::body(None, e.to_string()))
+        }
         RequestError::Malformed(message) => malformed(media, message),
     }
 }
@@ -229,7 +226,7 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw
 /// Apollo's answer when a hash is not known: clients then resend the query with its hash.
 fn persisted_query_not_found(media: MediaType) -> Response {
     let code = Code::PersistedQueryNotFound;
-    let body = json!({ "errors": [code.error_json("PersistedQueryNotFound")] });
+    let body = crate::errors::body(Some(code), "PersistedQueryNotFound");
     respond(media, status_of(code), &body)
 }
 
@@ -313,7 +310,7 @@ async fn resolve_document(
         let code = Code::PersistedQueryNotAllowed;
         let message =
             "safelist mode: devices may run only published documents (by documentId or persisted query hash)";
-        return Err(respond(media, status_of(code), &json!({ "errors": [code.error_json(message)] })));
+        return Err(respond(media, status_of(code), &crate::errors::body(Some(code), message)));
     }
     let introspection = trusted || state.introspection;
     let request = GraphqlRequest {
@@ -346,7 +343,7 @@ async fn run(
     };
     match parsed.operation_kind() {
         Some(OperationKind::Mutation) if over_get => {
-            let body = json!({ "errors": [{ "message": "mutations are not allowed over GET; use POST" }] });
+            let body = crate::errors::body(None, "mutations are not allowed over GET; use POST");
             let mut response = respond(media, StatusCode::METHOD_NOT_ALLOWED, &body);
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;

@@ -4,6 +4,7 @@
 //! through PostgreSQL's LISTEN/NOTIFY, with a slow poll of the registry generation as a safety
 //! net (`watch`).
 
+pub mod call;
 pub mod canary;
 pub mod model;
 pub mod publish;

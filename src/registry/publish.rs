@@ -2,7 +2,7 @@
 //! CLI (through the API): size limits, the document against the schema and the operation
 //! limits, the introspection rule, the script's compile and a trial run on live data, the
 //! hashes, the store, and the snapshot refresh. A refused publish changes nothing anywhere.
-//! Also the `ctx` a transform gets, built the same way for device calls and trial runs.
+//! A preview and a publish's trial run a version as a device call does (`call.rs`).
 
 use serde_json::{Map, Value, json};
 
@@ -50,33 +50,6 @@ pub enum PublishError {
     Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The `ctx` a transform is called with.
-pub struct TransformCtx<'a> {
-    pub variables: &'a Value,
-    pub client: &'a str,
-    pub endpoint: &'a str,
-    /// 0 for a trial run before the version exists.
-    pub version: i64,
-    pub canary: bool,
-    pub errors: Value,
-    pub device_id: Option<&'a str>,
-    pub device_headers: Map<String, Value>,
-}
-
-impl TransformCtx<'_> {
-    pub fn to_json(self) -> Value {
-        json!({
-            "variables": self.variables,
-            "client": self.client,
-            "endpoint": self.endpoint,
-            "version": self.version,
-            "canary": self.canary,
-            "errors": self.errors,
-            "device": { "id": self.device_id, "headers": self.device_headers },
-        })
-    }
 }
 
 /// The document and script within [`MAX_DOCUMENT_BYTES`].
@@ -140,8 +113,8 @@ async fn prepare(
     Ok(prepared)
 }
 
-/// One run of a version that is not stored: its answer split into data and errors, and the
-/// transform's result on it (as a device call would have it, version 0), with timings.
+/// One run of a version that is not stored, as a device call would have it (version 0,
+/// nothing observed): its answer split into data and errors, the transform's result, timings.
 struct Trial {
     data: Value,
     errors: Option<Value>,
@@ -150,8 +123,8 @@ struct Trial {
     transform_ms: f64,
 }
 
-/// Runs `prepared` on live backends with `variables`, then `script` on the answer; shared by
-/// a preview and a publish's trial run.
+/// Runs `prepared` on live backends with `variables`, then `script` on the answer
+/// ([`super::call::run`]); shared by a preview and a publish's trial run.
 async fn trial(
     engine: &crate::graphql::Engine,
     scripts: &ScriptPool,
@@ -161,31 +134,27 @@ async fn trial(
     script: Option<&Script>,
     log: Option<crate::backends::FetchLog>,
 ) -> Trial {
-    let started = std::time::Instant::now();
-    let ctx_variables = Value::Object(variables.clone());
-    let outcome = engine.execute_prepared(prepared, variables, log).await;
-    let execute_ms = started.elapsed().as_secs_f64() * 1e3;
-    let mut result: Value = serde_json::from_slice(&outcome.body).unwrap_or(Value::Null);
-    let data = result.get_mut("data").map(Value::take).unwrap_or(Value::Null);
-    let errors = result.get_mut("errors").map(Value::take);
-    let (mut transformed, mut transform_ms) = (None, 0.0);
-    if let Some(script) = script {
-        let ctx = TransformCtx {
-            variables: &ctx_variables,
-            client: client.as_str(),
-            endpoint: endpoint.as_str(),
-            version: 0,
-            canary: false,
-            errors: errors.clone().unwrap_or(Value::Null),
-            device_id: None,
-            device_headers: Map::new(),
-        };
-        let t0 = std::time::Instant::now();
-        let (data, ctx) = (data.to_string().into_bytes(), ctx.to_json().to_string().into_bytes());
-        transformed = Some(scripts.transform(script, data, ctx).await);
-        transform_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let run = super::call::Run {
+        client,
+        endpoint,
+        version: 0,
+        canary: false,
+        prepared,
+        script,
+        variables,
+        device_id: None,
+        device_headers: Map::new(),
+        log,
+    };
+    let ran = super::call::run(engine, scripts, run).await;
+    let (data, errors) = super::call::answer_parts(&ran.answer);
+    Trial {
+        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+        errors: (!errors.is_null()).then_some(errors),
+        transformed: ran.transformed,
+        execute_ms: ran.execute.as_secs_f64() * 1e3,
+        transform_ms: ran.transform.as_secs_f64() * 1e3,
     }
-    Trial { data, errors, transformed, execute_ms, transform_ms }
 }
 
 /// Runs a document, and its transform in the same pool under the same limits as devices get,
