@@ -25,7 +25,8 @@ test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 },
   });
   // Closed however the test ends (a failure or a timeout would otherwise leave it running).
   t.after(() => browser.close());
-  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  // A common laptop screen: everything must fit its width.
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
   const page = await context.newPage();
   const origin = new URL(base).origin;
   const elsewhere = [];
@@ -98,6 +99,15 @@ test('author, preview, publish, canary, roll back, audit', { timeout: 120_000 },
   assert.equal(transformed.heading, result.data.title.name.toUpperCase());
   assert.match(await page.textContent('#transformed-size'), /B$/);
   if (shots) await page.screenshot({ path: `${shots}/playground-preview.png` });
+  // Nothing is cut off at the right edge at 1366 px: no horizontal scroll, the panes inside.
+  const fits = await page.evaluate(() => ({
+    scroll: document.documentElement.scrollWidth,
+    width: window.innerWidth,
+    transformed: document.querySelector('#transformed').getBoundingClientRect().right,
+    waterfall: document.querySelector('#waterfall').getBoundingClientRect().right,
+  }));
+  assert.ok(fits.scroll <= fits.width, `the page scrolls sideways at 1366 px: ${JSON.stringify(fits)}`);
+  assert.ok(fits.transformed <= fits.width && fits.waterfall <= fits.width, `a pane is cut off: ${JSON.stringify(fits)}`);
 
   // Publish version 1, then version 2 with another transform.
   await page.fill('#publish-reason', 'first cut');

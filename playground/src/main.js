@@ -195,12 +195,13 @@ async function selectEndpoint(name) {
   renderHistory();
   const known = state.endpoints.some((e) => e.name === name);
   if (known) {
-    // Start from the stable version's document and transform.
+    // Start from the stable version's document, transform and sample variables.
     try {
       const e = state.endpoints.find((x) => x.name === name);
       const v = await admin('GET', `/clients/${enc(state.client)}/endpoints/${enc(name)}/versions/${e.rollout.stable}`);
       setDoc('query', v.document);
       setDoc('transform', v.script ?? '');
+      setDoc('variables', JSON.stringify(v.sampleVariables ?? {}, null, 2));
     } catch (e) {
       fail(e);
     }

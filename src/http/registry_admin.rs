@@ -218,6 +218,7 @@ async fn publish(
             operation_name: p.operation_name.as_deref(),
             script: p.script.as_deref(),
             sample_variables: p.sample_variables.as_ref(),
+            trial: true,
             allow_introspection: state.introspection,
             author: &author,
             reason: p.reason.as_deref(),

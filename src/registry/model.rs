@@ -106,6 +106,9 @@ pub struct VersionRecord {
     pub document_sha256: String,
     pub author: String,
     pub created_ms: i64,
+    /// The variables the version was published with for its trial run, if any (the
+    /// playground starts a run of this version with them).
+    pub sample_variables: Option<serde_json::Value>,
 }
 
 /// Which versions of an endpoint devices get.

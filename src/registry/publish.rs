@@ -25,8 +25,12 @@ pub struct PublishRequest<'a> {
     pub document: &'a str,
     pub operation_name: Option<&'a str>,
     pub script: Option<&'a str>,
-    /// Variables to run the document with once, live, so the transform is tried on real data.
+    /// Variables to run the document with once, live, so the transform is tried on real data
+    /// (see `trial`); kept with the version either way.
     pub sample_variables: Option<&'a Map<String, Value>>,
+    /// Whether the sample variables run a trial (the demo's own samples, read from files at
+    /// start, do not: their backend calls would count in every backend's windows).
+    pub trial: bool,
     /// Whether devices may introspect; when not, a document asking `__schema` is refused.
     pub allow_introspection: bool,
     pub author: &'a str,
@@ -228,7 +232,7 @@ pub async fn publish(
         // The trial runs on live backends: never a mutation (it would change their data at
         // every publish, L3); its script is compiled and checked above all the same.
         let runs = prepared.kind != crate::graphql::OperationKind::Mutation;
-        if let Some(vars) = r.sample_variables.filter(|_| runs) {
+        if let Some(vars) = r.sample_variables.filter(|_| runs && r.trial) {
             let names = (r.client, r.endpoint);
             let trial = trial(&engine, scripts, names, &prepared, vars.clone(), Some(&script), None).await;
             if let Some(Err(e)) = trial.transformed {
@@ -238,6 +242,7 @@ pub async fn publish(
     }
     let sha256 = sha256_hex(&[r.document, r.operation_name.unwrap_or(""), r.script.unwrap_or("")]);
     let document_sha256 = sha256_hex(&[r.document]);
+    let sample_variables = r.sample_variables.map(|v| Value::Object(v.clone()).to_string());
     // Stored and made live with the rebuild lock held, on the schema that serves then: a
     // reload that swapped the schema since the checks above validates the document again.
     let (version, created) = registry
@@ -259,6 +264,7 @@ pub async fn publish(
                     document_sha256: &document_sha256,
                     author: r.author,
                     reason: r.reason,
+                    sample_variables: sample_variables.as_deref(),
                 })
                 .await?;
             Ok::<_, PublishError>(((version, created), created))

@@ -1,5 +1,6 @@
 //! Sample endpoints for the demo: `resolvers-js/endpoints/<client>/<name>.graphql`, published
-//! on `serve --demo` start for clients `tv`, `ios` and `web` (teams `<client>-team`).
+//! on `serve --demo` start for clients `tv`, `ios` and `web` (teams `<client>-team`), each with
+//! its transform (`<name>.js`) and sample variables (`<name>.variables.json`) when present.
 //! Publishing identical content again keeps the existing version, so restarts add nothing.
 
 use std::path::Path;
@@ -11,12 +12,14 @@ use super::store::StoreError;
 /// Where the sample endpoints live, relative to the working directory.
 pub const SAMPLES_DIR: &str = "resolvers-js/endpoints";
 
-/// A `<client>/<name>.graphql` file (and an optional `<name>.js` beside it).
+/// A `<client>/<name>.graphql` file (and an optional `<name>.js` and `<name>.variables.json`
+/// beside it).
 pub struct EndpointFile {
     pub client: ClientName,
     pub name: EndpointName,
     pub document: String,
     pub script: Option<String>,
+    pub sample_variables: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Reads `<dir>/<client>/<name>.graphql` files; bad names are errors naming the file.
@@ -36,7 +39,15 @@ pub fn read_dir(dir: &Path) -> Result<Vec<EndpointFile>, String> {
             let name = EndpointName::parse(&stem).map_err(|e| format!("{}: {e}", path.display()))?;
             let document = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let script = std::fs::read_to_string(path.with_extension("js")).ok();
-            out.push(EndpointFile { client: client.clone(), name, document, script });
+            let variables_path = path.with_extension("variables.json");
+            let sample_variables = match std::fs::read_to_string(&variables_path) {
+                Err(_) => None,
+                Ok(text) => Some(
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
+                        .map_err(|e| format!("{}: not a JSON object: {e}", variables_path.display()))?,
+                ),
+            };
+            out.push(EndpointFile { client: client.clone(), name, document, script, sample_variables });
         }
     }
     out.sort_by(|a, b| (a.client.as_str(), a.name.as_str()).cmp(&(b.client.as_str(), b.name.as_str())));
@@ -66,7 +77,8 @@ pub async fn publish_samples(
             document: &f.document,
             operation_name: None,
             script: f.script.as_deref(),
-            sample_variables: None,
+            sample_variables: f.sample_variables.as_ref(),
+            trial: false,
             allow_introspection: true,
             author: "demo",
             reason: Some("demo sample"),

@@ -150,6 +150,8 @@ pub struct NewVersion<'a> {
     pub document_sha256: &'a str,
     pub author: &'a str,
     pub reason: Option<&'a str>,
+    /// The sample variables as a JSON object's text, kept with the version.
+    pub sample_variables: Option<&'a str>,
 }
 
 /// Everything the in-memory snapshot is built from.
@@ -210,6 +212,9 @@ fn version_of(row: &impl RowLike) -> Result<VersionRecord, sqlx::Error> {
         document_sha256: row.get_str("document_sha256")?,
         author: row.get_str("author")?,
         created_ms: row.get_i64("created_ms")?,
+        sample_variables: row
+            .get_opt_str("sample_variables")?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 
@@ -254,7 +259,7 @@ row_like!(sqlx::postgres::PgRow);
 /// The columns of `versions`, for `concat!` (sqlx takes only literal SQL).
 macro_rules! version_columns {
     () => {
-        "client, endpoint, version, document, operation_name, script, sha256, document_sha256, author, created_ms"
+        "client, endpoint, version, document, operation_name, script, sha256, document_sha256, author, created_ms, sample_variables"
     };
 }
 
@@ -630,10 +635,10 @@ impl Store {
                 }
                 let n = sqlx::query("UPDATE endpoints SET next_version = next_version + 1 WHERE client = $1 AND name = $2 RETURNING next_version - 1 AS version")
                     .bind(v.client).bind(v.endpoint).fetch_one(&mut *tx).await?.get_i64("version")?;
-                let insert = concat!("INSERT INTO versions (", version_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+                let insert = concat!("INSERT INTO versions (", version_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
                 sqlx::query(insert)
                     .bind(v.client).bind(v.endpoint).bind(n).bind(v.document).bind(v.operation_name).bind(v.script)
-                    .bind(v.sha256).bind(v.document_sha256).bind(v.author).bind(now)
+                    .bind(v.sha256).bind(v.document_sha256).bind(v.author).bind(now).bind(v.sample_variables)
                     .execute(&mut *tx).await?;
                 if n == 1 {
                     sqlx::query("INSERT INTO rollouts (client, endpoint, stable, canary, canary_percent, previous_stable, updated_ms) VALUES ($1, $2, 1, NULL, 0, NULL, $3)")

@@ -14,6 +14,10 @@ const ADMIN: &str = "fcd_admin_for_tests";
 /// A fresh PostgreSQL database for one test, or `None` (with a note) when none is configured.
 pub async fn fresh_postgres() -> Option<String> {
     let Ok(base) = std::env::var("FACADE_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but FACADE_TEST_DATABASE_URL is not: the PostgreSQL variants must not skip under CI"
+        );
         eprintln!(
             "SKIPPED PostgreSQL variant: set FACADE_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
         );
@@ -160,6 +164,17 @@ async fn publish_and_call_by_id_case(db: Option<&str>) {
     // The sample endpoints exist in demo mode too.
     let r = device(&app, "/v1/ios/home?profileId=2", None).await;
     assert_eq!(r.status(), 200);
+    // A version keeps the sample variables it was published with (the playground starts a
+    // run of it with them); the demo samples carry theirs (`home.variables.json`).
+    let body = json!({"document": home_query(), "sampleVariables": {"profileId": "3"}});
+    let (status, published) = a.post("/clients/box/endpoints/rated/versions", body).await;
+    assert_eq!(status, 201, "{published}");
+    let (_, v) = a.get("/clients/box/endpoints/rated/versions/1").await;
+    assert_eq!(v["sampleVariables"], json!({"profileId": "3"}), "{v}");
+    let (_, v) = a.get("/clients/box/endpoints/home/versions/1").await;
+    assert_eq!(v["sampleVariables"], Value::Null, "{v}");
+    let (_, v) = a.get("/clients/tv/endpoints/home/versions/1").await;
+    assert_eq!(v["sampleVariables"], json!({"profileId": "1"}), "{v}");
 }
 
 async fn concurrent_publishes_case(db: Option<&str>) {

@@ -451,6 +451,7 @@ async fn a_reload_compiles_only_versions_that_were_not_live_before() {
             operation_name: None,
             script: None,
             sample_variables: None,
+            trial: true,
             allow_introspection: false,
             author: "test",
             reason: None,
