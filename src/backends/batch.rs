@@ -29,7 +29,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{Backend, Backends, BatchOutcome, FetchError, KeyText, Method, Slot};
+use super::backend::{Backend, Backends};
+use super::error::FetchError;
+use super::transport::Method;
 
 /// Characters left as they are in a key placed in a URL.
 const KEY_CHARS: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -156,7 +158,7 @@ impl FetchLog {
         let record = FetchRecord {
             backend: backend.name().to_owned(),
             method: method.as_str(),
-            route: super::shown(path),
+            route: super::transport::shown(path),
             keys,
             start_ms: (started - log.origin).as_secs_f64() * 1e3,
             duration_ms: started.elapsed().as_secs_f64() * 1e3,
@@ -547,7 +549,7 @@ async fn fetch_batch(
                 match_items(json, route.match_field.as_deref(), chunk).map_err(|reason| FetchError::Body {
                     backend: Arc::from(backend.name()),
                     method: route.method.as_str(),
-                    path: super::shown(&path),
+                    path: super::transport::shown(&path),
                     reason,
                 })
             });
@@ -622,6 +624,79 @@ fn in_order(items: Items<'_>, field: &str, keys: &[Key], answer: &Arc<Tape>) -> 
     }
     out.resize(keys.len(), None);
     Some(out)
+}
+
+/// What one batch dispatch produced, by each key's place in its group (the order the keys
+/// were sent in): the matched item, nothing, or the failure of the key's chunk. A key is found
+/// by its place, not hashed again.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Set when the whole dispatch was lost (its task panicked or was cancelled).
+    pub all_failed: Option<FetchError>,
+    pub slots: Vec<Slot>,
+    /// The failed chunks' errors, each shared by its keys' slots.
+    pub errors: Vec<FetchError>,
+}
+
+/// One key's share of a [`BatchOutcome`].
+#[derive(Debug)]
+pub enum Slot {
+    /// Shared: every resolver that asked for the key gets the same item without a copy.
+    Found(super::json::Held),
+    /// The backend did not return it.
+    Missing,
+    /// Its chunk failed: the index of the error in [`BatchOutcome::errors`].
+    Failed(usize),
+}
+
+/// A key as matched against the backend's answer: numbers and strings alike (`7` and `"7"`
+/// are one key). An integer's canonical text is held as the integer, so the common case
+/// (numeric IDs) hashes, compares and renders without a string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyText {
+    Int(i64),
+    Text(Arc<str>),
+}
+
+impl KeyText {
+    /// The key of a scalar (`None` for null, a list or an object).
+    pub fn of(value: Val<'_>) -> Option<Self> {
+        Some(match value.view() {
+            View::Int(i) => KeyText::Int(i),
+            View::Str(s) => KeyText::text(s),
+            View::UInt(_) | View::Float(_) => KeyText::Text(Arc::from(value.to_string())),
+            View::Bool(b) => KeyText::Text(Arc::from(if b { "true" } else { "false" })),
+            View::Null | View::List(_) | View::Obj(_) => return None,
+        })
+    }
+
+    /// Whether `value` has this key: `KeyText::of(value) == Some(self)`, without building one.
+    pub fn is(&self, value: Val<'_>) -> bool {
+        match (self, value.view()) {
+            (KeyText::Int(k), View::Int(v)) => *k == v,
+            // A text key is never an integer's canonical text (`text` made that an `Int`).
+            (KeyText::Text(k), View::Str(v)) => **k == *v,
+            (KeyText::Int(k), View::Str(v)) => itoa::Buffer::new().format(*k) == v,
+            _ => KeyText::of(value).as_ref() == Some(self),
+        }
+    }
+
+    /// The key of a text: an integer when the text is one as it would be written.
+    pub fn text(s: &str) -> Self {
+        match s.parse::<i64>() {
+            Ok(i) if itoa::Buffer::new().format(i) == s => KeyText::Int(i),
+            _ => KeyText::Text(Arc::from(s)),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyText::Int(i) => f.write_str(itoa::Buffer::new().format(*i)),
+            KeyText::Text(t) => f.write_str(t),
+        }
+    }
 }
 
 #[cfg(test)]
