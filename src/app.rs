@@ -34,19 +34,18 @@ pub enum AppError {
     Registry(#[from] crate::registry::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("server.workers = {0}: at most {MAX_WORKERS} threads may serve connections")]
-    Workers(usize),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
-/// Serving threads at most (`[server] workers`): each holds a runtime and its own backend pools.
-pub const MAX_WORKERS: usize = 256;
-
-/// The serving threads `[server] workers` asks for: 0 is one per core.
-fn serving_threads(configured: usize) -> Result<usize, AppError> {
+/// The serving threads `[server] workers` asks for (checked by `Config::check`): 0 is one per
+/// core.
+fn serving_threads(configured: usize) -> usize {
     match configured {
-        0 => Ok(std::thread::available_parallelism().map_or(1, usize::from).min(MAX_WORKERS)),
-        n if n > MAX_WORKERS => Err(AppError::Workers(n)),
-        n => Ok(n),
+        0 => std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(crate::config::MAX_SERVING_THREADS),
+        n => n,
     }
 }
 
@@ -76,26 +75,17 @@ pub fn engine_options(
     EngineOptions {
         overrides,
         defaults: config.engine.clone(),
-        limits: QueryLimits {
-            max_depth: config.limits.max_depth,
-            default_list_size: config.limits.default_list_size,
-        },
+        limits: QueryLimits::from(&config.limits),
         js,
-        operation_limits: OperationLimits {
-            max_aliases: config.limits.max_aliases,
-            max_root_fields: config.limits.max_root_fields,
-            max_cost: config.limits.max_cost,
-            default_list_size: config.limits.default_list_size,
-            max_selections: config.limits.max_selections,
-            max_fragment_depth: config.limits.max_fragment_depth,
-        },
+        operation_limits: OperationLimits::from(&config.limits),
     }
 }
 
 impl App {
     pub async fn build(config: &Config) -> Result<Self, AppError> {
         // A bad setting, then a taken port, fail the start before anything else is touched.
-        let workers = serving_threads(config.server.workers)?;
+        config.check()?;
+        let workers = serving_threads(config.server.workers);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Listen { addr: config.listen, source })?;
@@ -116,12 +106,8 @@ impl App {
             program,
             workers: config.scripts.workers,
             queue: config.scripts.queue,
-            max_wait: Duration::from_millis(config.scripts.max_wait_ms.max(1)),
-            limits: ScriptLimits {
-                deadline: Duration::from_millis(config.scripts.deadline_ms.max(1)),
-                memory_bytes: config.scripts.memory_mib.max(1) * 1024 * 1024,
-                stack_bytes: config.scripts.stack_kib.max(64) * 1024,
-            },
+            max_wait: Duration::from_millis(config.scripts.max_wait_ms),
+            limits: ScriptLimits::from(&config.scripts),
             address_space: config.scripts.worker_address_space_mib * 1024 * 1024,
         })
         .map_err(AppError::Scripts)?;
@@ -140,7 +126,7 @@ impl App {
             stored_chars_per_team: config.limits.max_stored_chars_per_team,
         };
         let registry = Registry::open_with(&config.database.url, engine, settings, quotas).await?;
-        registry.watch(Duration::from_secs(config.database.poll_secs.max(1)));
+        registry.watch(Duration::from_secs(config.database.poll_secs));
         // SIGHUP reloads in either mode; the folder is watched only when it is the source.
         crate::registry::schema::watch_dir(
             &registry,
@@ -185,10 +171,10 @@ impl App {
             },
         );
         let timeouts = http::serve::Timeouts {
-            header_read: Duration::from_millis(config.server.header_read_timeout_ms.max(1)),
-            idle: Duration::from_millis(config.server.idle_timeout_ms.max(1)),
-            body: Duration::from_millis(config.server.body_timeout_ms.max(1)),
-            request: Duration::from_millis(config.server.request_timeout_ms.max(1)),
+            header_read: Duration::from_millis(config.server.header_read_timeout_ms),
+            idle: Duration::from_millis(config.server.idle_timeout_ms),
+            body: Duration::from_millis(config.server.body_timeout_ms),
+            request: Duration::from_millis(config.server.request_timeout_ms),
         };
         let router = http::router(state, config.limits.body_bytes, door, timeouts);
 
@@ -262,9 +248,13 @@ mod tests {
 
     #[test]
     fn serving_threads_default_to_the_cores_and_are_bounded() {
-        assert!((1..=MAX_WORKERS).contains(&serving_threads(0).unwrap()));
-        assert_eq!(serving_threads(3).unwrap(), 3);
-        let error = serving_threads(MAX_WORKERS + 1).unwrap_err().to_string();
-        assert_eq!(error, "server.workers = 257: at most 256 threads may serve connections");
+        assert!((1..=crate::config::MAX_SERVING_THREADS).contains(&serving_threads(0)));
+        assert_eq!(serving_threads(3), 3);
+        let mut config = Config::default();
+        config.server.workers = crate::config::MAX_SERVING_THREADS + 1;
+        config.scripts.deadline_ms = 0;
+        let error = config.check().unwrap_err().to_string();
+        assert!(error.contains("server.workers must be at most 256"), "{error}");
+        assert!(error.contains("scripts.deadline_ms must be at least 1, got 0"), "{error}");
     }
 }

@@ -430,6 +430,9 @@ pub enum ConfigError {
     Missing(PathBuf),
     #[error("bad configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
+    /// Settings out of their range, each named: `scripts.deadline_ms must be at least 1, got 0`.
+    #[error("bad configuration: {}", .0.join("; "))]
+    OutOfRange(Vec<String>),
 }
 
 impl Config {
@@ -453,9 +456,50 @@ impl Config {
                 && !k.eq_ignore_ascii_case("url")
                 && !k.eq_ignore_ascii_case("token")
         });
-        figment.merge(env).extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+        let config: Config = figment.merge(env).extract().map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Every setting out of its range, named as the file spells it; the one check at start-up
+    /// (`load`, and `App::build` for a config made in code). Nothing is clamped silently.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let mut bad = Vec::new();
+        let mut at_least = |name: &str, value: u64, min: u64| {
+            if value < min {
+                bad.push(format!("{name} must be at least {min}, got {value}"));
+            }
+        };
+        at_least("scripts.max_wait_ms", self.scripts.max_wait_ms, 1);
+        at_least("scripts.deadline_ms", self.scripts.deadline_ms, 1);
+        at_least("scripts.memory_mib", self.scripts.memory_mib as u64, 1);
+        at_least("scripts.stack_kib", self.scripts.stack_kib as u64, 64);
+        at_least("database.poll_secs", self.database.poll_secs, 1);
+        at_least("server.header_read_timeout_ms", self.server.header_read_timeout_ms, 1);
+        at_least("server.idle_timeout_ms", self.server.idle_timeout_ms, 1);
+        at_least("server.body_timeout_ms", self.server.body_timeout_ms, 1);
+        at_least("server.request_timeout_ms", self.server.request_timeout_ms, 1);
+        at_least("engine.request_timeout_ms", self.engine.request_timeout_ms, 1);
+        if self.server.workers > MAX_SERVING_THREADS {
+            bad.push(format!(
+                "server.workers must be at most {MAX_SERVING_THREADS} (each holds a runtime and its own backend pools), got {}",
+                self.server.workers
+            ));
+        }
+        for problem in self.engine.policy_defaults().check() {
+            bad.push(format!("config [engine]: {problem}"));
+        }
+        for (name, backend) in &self.backends {
+            for problem in backend.policy.check() {
+                bad.push(format!("config [backends.{name}]: {problem}"));
+            }
+        }
+        if bad.is_empty() { Ok(()) } else { Err(ConfigError::OutOfRange(bad)) }
     }
 }
+
+/// Serving threads at most (`[server] workers`).
+pub const MAX_SERVING_THREADS: usize = 256;
 
 #[cfg(test)]
 mod tests {

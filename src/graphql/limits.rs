@@ -35,16 +35,23 @@ pub struct OperationLimits {
     pub max_fragment_depth: usize,
 }
 
+impl From<&crate::config::Limits> for OperationLimits {
+    fn from(l: &crate::config::Limits) -> Self {
+        Self {
+            max_aliases: l.max_aliases,
+            max_root_fields: l.max_root_fields,
+            max_cost: l.max_cost,
+            default_list_size: l.default_list_size,
+            max_selections: l.max_selections,
+            max_fragment_depth: l.max_fragment_depth,
+        }
+    }
+}
+
+/// `[limits]`'s defaults (written there once).
 impl Default for OperationLimits {
     fn default() -> Self {
-        Self {
-            max_aliases: 30,
-            max_root_fields: 20,
-            max_cost: 50_000,
-            default_list_size: 10,
-            max_selections: 10_000,
-            max_fragment_depth: 16,
-        }
+        Self::from(&crate::config::Limits::default())
     }
 }
 

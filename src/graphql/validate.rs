@@ -23,9 +23,16 @@ pub struct QueryLimits {
     pub default_list_size: u64,
 }
 
+impl From<&crate::config::Limits> for QueryLimits {
+    fn from(l: &crate::config::Limits) -> Self {
+        Self { max_depth: l.max_depth, default_list_size: l.default_list_size }
+    }
+}
+
+/// `[limits]`'s defaults (written there once).
 impl Default for QueryLimits {
     fn default() -> Self {
-        Self { max_depth: 16, default_list_size: 10 }
+        Self::from(&crate::config::Limits::default())
     }
 }
 

@@ -35,9 +35,20 @@ pub struct ScriptLimits {
     pub stack_bytes: usize,
 }
 
+impl From<&crate::config::ScriptsConfig> for ScriptLimits {
+    fn from(c: &crate::config::ScriptsConfig) -> Self {
+        Self {
+            deadline: Duration::from_millis(c.deadline_ms),
+            memory_bytes: c.memory_mib * 1024 * 1024,
+            stack_bytes: c.stack_kib * 1024,
+        }
+    }
+}
+
+/// `[scripts]`'s defaults (written there once).
 impl Default for ScriptLimits {
     fn default() -> Self {
-        Self { deadline: Duration::from_millis(50), memory_bytes: 16 * 1024 * 1024, stack_bytes: 512 * 1024 }
+        Self::from(&crate::config::ScriptsConfig::default())
     }
 }
 
