@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::fetch::{Args, Fetch, batch_keys, batch_route, check_keys, fetch_error, key_limit, plan_fetch};
 use super::model::Part;
-use super::plan::{ArgValue, Guard, Plan, Step, StepKind};
+use super::plan::{ArgValue, Plan, Step, StepKind, TypeCondition};
 use crate::backends::json::tape::{Held, Marks, Tape, Val, View};
 use crate::backends::{BatchRoute, Batcher, FetchError, Key, SingleRequest};
 use crate::errors::Code;
@@ -146,7 +146,7 @@ fn parents_of(child: &Step, producer: &Step, done: &Done) -> Vec<Held> {
 }
 
 /// The hops still to take, how many were taken, and the type checks on the way.
-type Route<'p> = (&'p [(Arc<str>, usize)], usize, &'p [Guard]);
+type Route<'p> = (&'p [(Arc<str>, usize)], usize, &'p [TypeCondition]);
 
 /// Collects the objects at `at` (a value of `owner`'s answer), through `depth` list levels
 /// and then the `via` hops, keeping those that pass the guards. Bounded by the type's list

@@ -137,7 +137,7 @@ pub struct Field {
 /// Which parents a step runs for, under an interface or union: the object reached after
 /// `hop` hops of the step's `via` must name `type_name` in its `field`.
 #[derive(Debug, Clone)]
-pub struct Guard {
+pub struct TypeCondition {
     pub hop: usize,
     pub field: Arc<str>,
     pub type_name: Arc<str>,
@@ -172,7 +172,7 @@ pub struct Step {
     /// each with its list depth.
     pub via: Vec<(Arc<str>, usize)>,
     /// Type checks on the way to the parents (empty without interfaces or unions).
-    pub guards: Vec<Guard>,
+    pub guards: Vec<TypeCondition>,
     pub path_name: Arc<str>,
     pub out: Out,
     pub fallback: Option<Arc<crate::backends::json::tape::Tape>>,
@@ -494,7 +494,7 @@ impl<'a> Compiler<'a> {
         sets: &[&'a Positioned<SelectionSet>],
         producer: Option<(usize, usize)>,
         via: &[(Arc<str>, usize)],
-        guards: &[Guard],
+        guards: &[TypeCondition],
         out: &mut Vec<Field>,
     ) {
         let Some(TypeDef::Object { fields: defs, .. }) = self.schema.types.get(type_name) else { return };
@@ -627,7 +627,7 @@ impl<'a> Compiler<'a> {
         sets: &[&'a Positioned<SelectionSet>],
         producer: Option<(usize, usize)>,
         via: &[(Arc<str>, usize)],
-        guards: &[Guard],
+        guards: &[TypeCondition],
     ) {
         match &field.out.base {
             Base::Leaf(_) => {}
@@ -638,7 +638,7 @@ impl<'a> Compiler<'a> {
                     self.schema.possible_types(child_type).into_iter().map(Arc::from).collect();
                 for type_name in possible {
                     let mut guards = guards.to_vec();
-                    guards.push(Guard {
+                    guards.push(TypeCondition {
                         hop: via.len(),
                         field: discriminator.clone(),
                         type_name: type_name.clone(),

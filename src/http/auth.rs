@@ -162,6 +162,16 @@ pub fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.is_admin() { Ok(()) } else { Err(ApiError::Forbidden("this needs an admin token".into())) }
 }
 
+/// Who the token is, so the page offers only what it may do.
+pub async fn me(axum::Extension(who): axum::Extension<Principal>) -> axum::Json<serde_json::Value> {
+    axum::Json(match &who {
+        Principal::Admin { label } => serde_json::json!({ "kind": "admin", "label": label }),
+        Principal::Team { team, label } => {
+            serde_json::json!({ "kind": "team", "team": team, "label": label })
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,9 @@
 //! HTTP only: axum routes, request limits, content negotiation and error mapping. No
 //! business logic; handlers call the engine and the demo backends and shape their answers.
 
-pub mod admin;
 pub mod apq;
 pub mod auth;
+pub mod backends_admin;
 mod debug;
 mod demo;
 mod device;
@@ -64,11 +64,11 @@ pub fn router(
     let mut router = Router::new()
         .merge(devices)
         .merge(
-            admin::routes()
+            backends_admin::routes()
                 .merge(registry_admin::routes())
                 .merge(schema_admin::routes())
                 .route("/ops/stream", get(ops_stream::stream))
-                .route("/admin/v1/me", get(ops_stream::me))
+                .route("/admin/v1/me", get(auth::me))
                 .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate)),
         )
         .route("/healthz", get(ops::healthz))

@@ -9,10 +9,10 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::{Extension, Json};
 use futures_util::Stream;
 use serde_json::{Value, json};
 
@@ -78,14 +78,6 @@ impl Drop for Slot {
             }
         }
     }
-}
-
-/// Who the token is, so the page offers only what it may do.
-pub async fn me(Extension(who): Extension<Principal>) -> Json<Value> {
-    Json(match &who {
-        Principal::Admin { label } => json!({ "kind": "admin", "label": label }),
-        Principal::Team { team, label } => json!({ "kind": "team", "team": team, "label": label }),
-    })
 }
 
 /// One snapshot: per backend and per live endpoint version the token may see.

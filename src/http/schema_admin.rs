@@ -14,7 +14,7 @@ use super::auth::require_admin;
 use super::error::ApiError;
 use crate::config::SchemaSource;
 use crate::registry::model::{Principal, check_text};
-use crate::registry::schema::{Attempt, Outcome, Request, usage_report};
+use crate::registry::schema::{Attempt, Request, SchemaOutcome, usage_report};
 
 /// Most files a published schema may have, and the most bytes in all.
 const MAX_FILES: usize = 256;
@@ -70,8 +70,11 @@ struct ReloadBody {
 /// 200 with the attempt when the schema serves (applied, unchanged or forced); 422 with it
 /// when it was refused and the old schema keeps serving.
 fn answer(attempt: Attempt) -> (StatusCode, Json<Value>) {
-    let status =
-        if attempt.result == Outcome::Refused { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if attempt.result == SchemaOutcome::Refused {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
     (status, Json(serde_json::to_value(attempt).unwrap_or(Value::Null)))
 }
 

@@ -344,7 +344,7 @@ impl Registry {
             && sha != self.snapshot().engine.hash()
         {
             let attempt = self.switch_to_stored(version).await;
-            if attempt.result != schema::Outcome::Refused {
+            if attempt.result != schema::SchemaOutcome::Refused {
                 return Ok(());
             }
             // Refused: the old schema keeps serving, with the registry's other changes.
@@ -672,7 +672,13 @@ mod tests {
 
     #[test]
     fn buckets_are_stable_and_spread() {
-        assert_eq!(device_bucket("tv", "home", "d-1"), device_bucket("tv", "home", "d-1"));
+        // Pinned: an upgrade that changed the hash would move devices between canary sides.
+        let pinned: Vec<u64> =
+            [("tv", "d-1"), ("tv", "d-2"), ("tv", "living-room-tv"), ("tv", ""), ("ios", "d-1")]
+                .iter()
+                .map(|(client, device)| device_bucket(client, "home", device))
+                .collect();
+        assert_eq!(pinned, [75, 77, 11, 9, 71], "the bucket of known device IDs moved");
         let under_10 =
             (0..10_000).filter(|i| device_bucket("tv", "home", &format!("device-{i}")) < 10).count();
         assert!((900..=1100).contains(&under_10), "{under_10}");

@@ -35,7 +35,7 @@ impl Default for SchemaSettings {
 /// What a reload or publish did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub enum SchemaOutcome {
     /// The new schema serves.
     Applied,
     /// It was the schema already running.
@@ -46,13 +46,13 @@ pub enum Outcome {
     Forced,
 }
 
-impl Outcome {
+impl SchemaOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Applied => "applied",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Refused => "refused",
-            Outcome::Forced => "forced",
+            SchemaOutcome::Applied => "applied",
+            SchemaOutcome::Unchanged => "unchanged",
+            SchemaOutcome::Refused => "refused",
+            SchemaOutcome::Forced => "forced",
         }
     }
 }
@@ -74,7 +74,7 @@ pub struct Attempt {
     pub at_ms: i64,
     /// `file-watch`, `sighup`, `admin`, `publish` or `registry`.
     pub trigger: String,
-    pub result: Outcome,
+    pub result: SchemaOutcome,
     /// The candidate schema's hash, when its files could be read.
     pub hash: Option<String>,
     /// Why it was refused (or what `force` overrode): `file:line:column: …` for a schema
@@ -205,7 +205,7 @@ impl Registry {
         let mut attempt = Attempt {
             at_ms: now_ms(),
             trigger: request.trigger.to_owned(),
-            result: Outcome::Refused,
+            result: SchemaOutcome::Refused,
             hash: None,
             reasons: Vec::new(),
             changes: Vec::new(),
@@ -221,10 +221,10 @@ impl Registry {
                 let hash = crate::graphql::schema_hash(&files);
                 attempt.hash = Some(hash.clone());
                 if hash == running {
-                    attempt.result = Outcome::Unchanged;
+                    attempt.result = SchemaOutcome::Unchanged;
                     // A publish of the running schema still records it in the registry.
                     if let Err(e) = record_unchanged_publish(self, request).await {
-                        attempt.result = Outcome::Refused;
+                        attempt.result = SchemaOutcome::Refused;
                         attempt.reasons = vec![format!("registry: {e}")];
                     }
                 } else {
@@ -240,9 +240,9 @@ impl Registry {
                                     Ok(version) => {
                                         attempt.stored_version = version.or(stored);
                                         attempt.result = if candidate.reasons.is_empty() {
-                                            Outcome::Applied
+                                            SchemaOutcome::Applied
                                         } else {
-                                            Outcome::Forced
+                                            SchemaOutcome::Forced
                                         };
                                         swap_in = Some(candidate.snapshot);
                                     }
@@ -269,26 +269,26 @@ impl Registry {
             .increment(1);
         {
             let mut status = self.schema.status();
-            if matches!(attempt.result, Outcome::Applied | Outcome::Forced) {
+            if matches!(attempt.result, SchemaOutcome::Applied | SchemaOutcome::Forced) {
                 status.loaded_at_ms = attempt.at_ms;
             }
-            if attempt.result != Outcome::Refused && attempt.stored_version.is_some() {
+            if attempt.result != SchemaOutcome::Refused && attempt.stored_version.is_some() {
                 status.stored_version = attempt.stored_version;
             }
             status.last = Some(attempt.clone());
         }
         match attempt.result {
-            Outcome::Refused => {
+            SchemaOutcome::Refused => {
                 tracing::warn!(trigger = %attempt.trigger, reasons = %attempt.reasons.join("\n"), "schema refused; the running schema keeps serving");
             }
-            Outcome::Unchanged => {}
-            Outcome::Applied | Outcome::Forced => {
-                tracing::info!(trigger = %attempt.trigger, hash = ?attempt.hash, forced = attempt.result == Outcome::Forced, took_ms = attempt.took_ms, "schema swapped");
+            SchemaOutcome::Unchanged => {}
+            SchemaOutcome::Applied | SchemaOutcome::Forced => {
+                tracing::info!(trigger = %attempt.trigger, hash = ?attempt.hash, forced = attempt.result == SchemaOutcome::Forced, took_ms = attempt.took_ms, "schema swapped");
                 let detail = json!({
                     "from": from,
                     "to": attempt.hash,
                     "trigger": attempt.trigger,
-                    "forced": attempt.result == Outcome::Forced,
+                    "forced": attempt.result == SchemaOutcome::Forced,
                     "overridden": attempt.reasons,
                     "changes": attempt.changes.len(),
                 });
@@ -369,7 +369,7 @@ impl Registry {
             })
             .await
         };
-        if matches!(attempt.result, Outcome::Applied | Outcome::Forced | Outcome::Unchanged)
+        if matches!(attempt.result, SchemaOutcome::Applied | SchemaOutcome::Forced | SchemaOutcome::Unchanged)
             && let Err(e) = self.tell_others().await
         {
             tracing::warn!(error = %e, "could not notify the other instances of a schema publish");

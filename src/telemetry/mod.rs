@@ -17,7 +17,7 @@ use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
 /// Installs the global subscriber; a second call (as in tests) keeps the first. With traces
 /// on, the returned guard flushes them when dropped.
-pub fn init(config: &LogConfig, telemetry: &TelemetryConfig) -> Option<otel::Guard> {
+pub fn init(config: &LogConfig, telemetry: &TelemetryConfig) -> Option<otel::TraceExport> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));

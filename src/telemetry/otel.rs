@@ -77,13 +77,13 @@ pub fn carry<F: std::future::Future>(f: F) -> impl std::future::Future<Output = 
 }
 
 /// Flushes and stops the exporter when dropped (at shutdown).
-pub struct Guard {
+pub struct TraceExport {
     provider: SdkTracerProvider,
     pub endpoint: String,
     pub ratio: f64,
 }
 
-impl Drop for Guard {
+impl Drop for TraceExport {
     fn drop(&mut self) {
         let _ = self.provider.shutdown();
     }
@@ -91,7 +91,9 @@ impl Drop for Guard {
 
 /// The OTel layer and its guard, if traces are configured; `Err` names the bad setting.
 #[allow(clippy::type_complexity)]
-pub fn pipeline<S>(config: &OtlpConfig) -> Result<Option<(Box<dyn Layer<S> + Send + Sync>, Guard)>, String>
+pub fn pipeline<S>(
+    config: &OtlpConfig,
+) -> Result<Option<(Box<dyn Layer<S> + Send + Sync>, TraceExport)>, String>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
@@ -168,7 +170,7 @@ where
     TRUST_CALLER.store(config.trust_caller_sampling, Ordering::Relaxed);
     FORWARD_TRACESTATE.store(config.forward_tracestate, Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
-    Ok(Some((layer, Guard { provider, endpoint, ratio: config.sampling_ratio })))
+    Ok(Some((layer, TraceExport { provider, endpoint, ratio: config.sampling_ratio })))
 }
 
 /// Puts the current span's context in outgoing headers (`traceparent`), when traces are on.

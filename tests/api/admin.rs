@@ -137,29 +137,56 @@ async fn operators_can_trip_and_reset_a_breaker() {
 }
 
 #[tokio::test]
-async fn the_openapi_document_covers_every_admin_route() {
+async fn the_openapi_document_covers_every_admin_route_and_method() {
     let app = spawn_with(|_| {}).await;
     let spec: Value = app.get_json("/admin/v1/openapi.json").await;
     assert_eq!(spec["openapi"], "3.1.0");
     let paths = spec["paths"].as_object().unwrap();
-    let sources = [
-        include_str!("../../src/http/admin.rs"),
-        include_str!("../../src/http/registry_admin.rs"),
-        include_str!("../../src/http/schema_admin.rs"),
-    ];
-    let mut routes = 0;
-    for source in sources {
-        for line in source.lines().filter(|l| l.trim_start().starts_with(".route(\"/admin/v1")) {
-            let route = line.split('"').nth(1).unwrap();
-            let documented = route.replace("{name}", "{backend}");
-            assert!(
-                paths.contains_key(route) || paths.contains_key(&documented),
-                "{route} is not in openapi.json"
-            );
-            routes += 1;
+    // Every `.route("/admin/v1…", get(…).post(…))` in every file of src/http, read whole
+    // (a route may span lines), with each method it chains.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let mut declared = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let source = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for (at, _) in source.match_indices(".route(\"/admin/v1") {
+            let call = &source[at..];
+            let route = call.split('"').nth(1).unwrap().to_owned();
+            // The call's text up to its closing parenthesis.
+            let (mut depth, mut end) = (0, call.len());
+            for (i, c) in call.char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' if depth == 1 => {
+                        end = i;
+                        break;
+                    }
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+            }
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if call[..end].contains(&format!("{method}(")) {
+                    declared.push((route.clone(), method));
+                }
+            }
         }
     }
-    assert!(routes >= 15, "{routes} routes found");
+    for (route, method) in &declared {
+        let documented = paths.get(route).or_else(|| paths.get(&route.replace("{name}", "{backend}")));
+        let Some(item) = documented else { panic!("{route} is not in openapi.json") };
+        assert!(item.get(*method).is_some(), "{} {route} is not in openapi.json", method.to_uppercase());
+    }
+    // And nothing documented that the router does not serve.
+    for (path, item) in paths {
+        for method in ["get", "post", "put", "patch", "delete"].into_iter().filter(|m| item.get(*m).is_some())
+        {
+            let served = declared
+                .iter()
+                .any(|(r, m)| *m == method && (r == path || r.replace("{name}", "{backend}") == *path));
+            assert!(served, "openapi.json documents {} {path}, which no route serves", method.to_uppercase());
+        }
+    }
+    assert!(declared.len() >= 25, "{} routes and methods found", declared.len());
 }
 
 #[tokio::test]
