@@ -48,11 +48,38 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-/// Whether the request carries a valid admin or team token (devices carry none).
-pub async fn has_valid_token(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
-    match bearer(headers) {
-        Some(token) => matches!(principal(state, token).await, Ok(Some(_))),
-        None => false,
+/// Who sent a request, resolved once per request ([`Caller::of`]): a device (no token: no
+/// lookup at all), a valid token's principal, or a token that is not valid (or could not be
+/// checked), which is trusted with nothing.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Device,
+    Token(Principal),
+    Untrusted,
+}
+
+impl Caller {
+    pub async fn of(state: &AppState, headers: &axum::http::HeaderMap) -> Caller {
+        match bearer(headers) {
+            None => Caller::Device,
+            Some(token) => match principal(state, token).await {
+                Ok(Some(who)) => Caller::Token(who),
+                _ => Caller::Untrusted,
+            },
+        }
+    }
+
+    /// The principal of a valid token.
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Caller::Token(who) => Some(who),
+            _ => None,
+        }
+    }
+
+    /// Whether the request carries a valid admin or team token.
+    pub fn trusted(&self) -> bool {
+        matches!(self, Caller::Token(_))
     }
 }
 

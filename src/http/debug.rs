@@ -32,12 +32,16 @@ impl DebugTrace {
 /// A trace for this request if it asked for one with a valid token; for a device call of
 /// `client`'s endpoint, a token that may manage that client (another team's waterfall is not
 /// shown, probe 2 L1).
-pub async fn requested(state: &AppState, headers: &HeaderMap, client: Option<&str>) -> Option<DebugTrace> {
+pub fn requested(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &super::auth::Caller,
+    client: Option<&str>,
+) -> Option<DebugTrace> {
     if headers.get(DEBUG_HEADER).is_none_or(|v| v.as_bytes() != b"1") {
         return None;
     }
-    let token = super::auth::bearer(headers)?;
-    let who = super::auth::principal(state, token).await.ok()??;
+    let who = caller.principal()?;
     if let Some(client) = client {
         let snapshot = state.registry.snapshot();
         if !snapshot.client_team(client).is_some_and(|team| who.may_manage(team)) {

@@ -33,7 +33,9 @@ pub async fn call(
         .iter()
         .filter_map(|h| Some((h.clone(), Value::String(headers.get(h.as_str())?.to_str().ok()?.to_owned()))))
         .collect();
-    let trace = super::debug::requested(&state, &headers, Some(client.as_str())).await;
+    // Who is asking, once (a device sends no token and costs no lookup).
+    let caller = super::auth::Caller::of(&state, &headers).await;
+    let trace = super::debug::requested(&state, &headers, &caller, Some(client.as_str()));
     let call = DeviceCall {
         client: &client,
         endpoint: &endpoint,
@@ -84,9 +86,7 @@ pub async fn call(
     // The version and side only to token holders and debug requests: a device cannot learn
     // which of its IDs reach a canary (probe 2, M1). Devices send no token, so they pay no
     // token check.
-    let shows_side = trace.is_some()
-        || (headers.contains_key(header::AUTHORIZATION)
-            && super::auth::has_valid_token(&state, &headers).await);
+    let shows_side = trace.is_some() || caller.trusted();
     if shows_side {
         let h = response.headers_mut();
         h.insert("x-facade-endpoint-version", HeaderValue::from(called.version));

@@ -241,11 +241,10 @@ struct Resolved {
 
 async fn resolve_document(
     state: &AppState,
-    headers: &HeaderMap,
+    trusted: bool,
     media: MediaType,
     incoming: Incoming,
 ) -> Result<Resolved, Response> {
-    let trusted = super::auth::has_valid_token(state, headers).await;
     let snapshot = state.registry.snapshot();
     let persisted = incoming
         .extensions
@@ -330,11 +329,14 @@ async fn run(
     incoming: Incoming,
     over_get: bool,
 ) -> Response {
-    let Resolved { mut request, register } = match resolve_document(state, headers, media, incoming).await {
-        Ok(resolved) => resolved,
-        Err(response) => return response,
-    };
-    let trace = super::debug::requested(state, headers, None).await;
+    // Who is asking, once: the safelist, introspection and the debug trace all read it.
+    let caller = super::auth::Caller::of(state, headers).await;
+    let Resolved { mut request, register } =
+        match resolve_document(state, caller.trusted(), media, incoming).await {
+            Ok(resolved) => resolved,
+            Err(response) => return response,
+        };
+    let trace = super::debug::requested(state, headers, &caller, None);
     request.fetch_log = trace.as_ref().map(|t| t.log.clone());
     let engine = state.registry.engine();
     let parsed = match engine.parse(request) {

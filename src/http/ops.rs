@@ -75,7 +75,7 @@ pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName
 /// The executable schema as SDL (without Facade's binding directives), under the same rule
 /// as introspection: with a token, or when `[graphql] introspection` lets devices see it.
 pub async fn schema_sdl(State(state): State<AppState>, headers: HeaderMap) -> Result<String, ApiError> {
-    if !state.introspection && !super::auth::has_valid_token(&state, &headers).await {
+    if !state.introspection && !super::auth::Caller::of(&state, &headers).await.trusted() {
         return Err(ApiError::Unauthorized(
             "introspection is disabled for requests without a token: /schema.graphql needs one".into(),
         ));
