@@ -1,16 +1,22 @@
 //! Facade: a GraphQL composition server for device APIs.
 //!
 //! Read the modules in this order:
-//! - [`config`]: the typed configuration tree (`facade.toml`, `FACADE_*`).
+//! - [`config`]: the typed configuration tree (`facade.toml`, `FACADE_*`), each default once,
+//!   one start-up check; a leaf.
+//! - [`errors`]: the catalogue of every `extensions.code` and the one GraphQL error body.
 //! - [`app`]: wires everything together; `App::build` then `run_until(shutdown)`.
-//! - [`http`]: axum routes; `/graphql` per GraphQL over HTTP.
-//! - [`graphql`]: the engine — facade SDL with `@backend`/`@http` → checked model →
-//!   `async_graphql::dynamic::Schema`.
-//! - [`backends`]: the only outbound code: HTTP clients and per-request batching.
-//! - [`registry`]: endpoints, versions, rollouts and the schema's evolution, in SQL.
+//! - [`http`]: axum routes; `/graphql` per GraphQL over HTTP, device calls by ID, admin API.
+//! - [`registry`]: endpoints, versions, rollouts, the endpoint call (`registry::call`) and
+//!   the schema's evolution, over SQLite or PostgreSQL.
+//! - [`graphql`]: the engine — facade SDL with `@backend`/`@http` → checked model → an
+//!   operation compiled once into a plan → steps run against the backends → response bytes.
+//! - [`backends`]: the only outbound code: transports, the policy stack per backend,
+//!   per-request batching, backend bodies read into tapes (`backends::json`).
 //! - [`scripts`]: transforms and `@js` functions in worker processes a watchdog can stop.
+//! - [`telemetry`]: logs, OpenTelemetry traces, Prometheus metrics, sliding windows.
 //! - [`demo`]: Netflix-like demo backends with fault knobs.
-//! - [`telemetry`]: tracing setup.
+//! - [`cli`]: the tool commands (migrate, tokens, schema check and diff, admin-API client).
+//! - [`alloc`]: the binaries' global allocator (mimalloc).
 
 pub mod alloc;
 pub mod app;

@@ -1,7 +1,9 @@
 //! A circuit breaker per backend, as a small state machine with an injected clock.
 //!
-//! Written here because no maintained crate has these semantics (Hystrix's, refined): a
-//! time-based rolling window of 10 one-second buckets; it trips with at least 20 calls and at
+//! Written here because no maintained crate has these semantics (`failsafe` 1.3 has a windowed
+//! success rate and jittered backoff, but no paused clock, no trial slot freed on drop, and no
+//! runtime settings change or forced state). They are Hystrix's, refined: a time-based rolling
+//! window of 10 one-second buckets; it trips with at least 20 calls and at
 //! least 50 % failures in the window; it stays open 5 s, doubling after each failed trial up to
 //! 60 s, with ±20 % jitter; half-open admits exactly one trial, and a trial that is dropped
 //! without an outcome (its request was cancelled) frees the slot so the breaker is never stuck.

@@ -1,6 +1,6 @@
 //! Planning one `@http` field's fetch for one parent: the route rendered from its template,
-//! the keys read from the parent, the limit argument applied. Both executors call this, so a
-//! field asks the batcher for the same fetch whichever runs it.
+//! the keys read from the parent, the limit argument applied. The executor (`exec.rs`) calls
+//! this for every step's parents.
 
 use async_graphql::{Error as GqlError, ErrorExtensions};
 use serde_json::Value;

@@ -1,6 +1,7 @@
 //! The checked model of the facade schema: object types with their fields, each field bound
-//! either to its parent's JSON or to a backend route. Built by `sdl.rs`, turned into an
-//! executable schema by `build.rs`. Values of this module are immutable once built.
+//! either to its parent's JSON or to a backend route. Built by `sdl.rs`; compiled against by
+//! `plan.rs`; `validate.rs` builds async-graphql's dynamic schema (validation and
+//! introspection only) from it. Values of this module are immutable once built.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,5 +1,6 @@
-//! HTTP only: axum routes, request limits, content negotiation and error mapping. No
-//! business logic; handlers call the engine and the demo backends and shape their answers.
+//! HTTP only: axum routes, request limits, content negotiation and error mapping. Handlers
+//! map HTTP to the domain (`registry::call` for a device call, the engine for `/graphql`, the
+//! registry for the admin API) and its answers back to HTTP.
 
 pub mod apq;
 pub mod auth;
