@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CPU per home query under load (docs/BENCHMARKS.md §23): `facade serve` and the demo backends
+# CPU per home query under load (docs/benchmarks-history.md §23): `facade serve` and the demo backends
 # in two processes, `wrk -t1 -cC` posting the home query for 10 s after 3 s not counted; the
 # CPU each process used over that window (/proc/PID/stat) divided by the requests answered,
 # and Facade's context switches per request (all its threads, /proc/PID/task/*/status).

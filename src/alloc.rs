@@ -4,7 +4,7 @@
 /// above what every mimalloc block has. Written here because the `mimalloc` crate's allocator
 /// always calls `mi_malloc_aligned`, whose generic path (every block above 1 KiB, or when
 /// the size class has no free block at hand) over-allocates unless the block size is a power
-/// of two: about 700 such calls per home query (docs/BENCHMARKS.md §18).
+/// of two: about 700 such calls per home query (docs/benchmarks-history.md §18).
 pub struct Mimalloc;
 
 /// The alignment of every block `mi_malloc` returns that is at least this large
@@ -74,7 +74,7 @@ unsafe impl std::alloc::GlobalAlloc for Mimalloc {
 /// How long mimalloc keeps a freed page before giving it back to the system, in a server:
 /// 100 ms instead of mimalloc v3's 1,000. Under load, pages freed within the delay are still
 /// counted while new ones are taken: peak RSS rose in bursts of up to ~10 MiB over the steady
-/// level (docs/BENCHMARKS.md §21). 0 (at once) kept the peak lowest but cost ~30 µs more
+/// level (docs/benchmarks-history.md §21). 0 (at once) kept the peak lowest but cost ~30 µs more
 /// kernel time per home query; 100 ms costs a few.
 const SERVER_PURGE_DELAY_MS: std::ffi::c_long = 100;
 

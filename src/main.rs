@@ -11,9 +11,9 @@ use facade::demo::{DEFAULT_BASE_PORT, DemoBackends, DemoOptions, Faults};
 
 /// mimalloc instead of the system allocator: glibc's arenas contended on a lock when memory
 /// allocated on one worker thread is freed on another (about a third of server CPU in a
-/// profile of the home query; see docs/BENCHMARKS.md). Built with `no_thp`: otherwise it asks
+/// profile of the home query; see docs/benchmarks-history.md). Built with `no_thp`: otherwise it asks
 /// for transparent huge pages on its arenas, and every 2 MiB page touched stays resident
-/// (idle RSS 54 MiB instead of 28 MiB; BENCHMARKS §15).
+/// (idle RSS 54 MiB instead of 28 MiB; benchmarks-history.md §15).
 #[global_allocator]
 static ALLOCATOR: facade::alloc::Mimalloc = facade::alloc::Mimalloc;
 

@@ -6,7 +6,7 @@
 //! Requests go out on hyper's HTTP/1 connections directly, each request built from parts
 //! prepared once per target: a general-purpose client (URL parsing, pool lookup by host,
 //! redirect and decompression layers per request) spent ~43 µs of CPU per home query here,
-//! on the same two cores as the servers it measures (docs/BENCHMARKS.md §22).
+//! on the same two cores as the servers it measures (docs/benchmarks-history.md §22).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// mimalloc instead of the system allocator: glibc's arenas contended on a lock when memory
 /// allocated on one worker thread is freed on another (about a third of server CPU in a
-/// profile of the home query; see docs/BENCHMARKS.md).
+/// profile of the home query; see docs/benchmarks-history.md).
 #[global_allocator]
 static ALLOCATOR: facade::alloc::Mimalloc = facade::alloc::Mimalloc;
 

@@ -31,7 +31,7 @@ pub(super) enum Transport {
     /// A plain-HTTP backend: hyper's pooled client, a request built straight from the path.
     /// reqwest's request building and URL parsing cost about 100,000 instructions per call
     /// (a long batch query string is percent-checked character by character), 11 % of a home
-    /// query (docs/BENCHMARKS.md §15).
+    /// query (docs/benchmarks-history.md §15).
     /// One pool per serving thread ([`Lanes`]).
     Plain(Box<Lanes>),
     /// HTTPS (TLS and its roots as reqwest sets them up), or any backend when a proxy is set in

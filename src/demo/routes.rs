@@ -181,7 +181,7 @@ fn ids_param(query: Option<&str>, name: &str) -> Result<Vec<u64>, String> {
 
 /// The value of the query parameter `name`, read from the raw query: decoding the whole
 /// query into owned strings first, as the `Query` extractor does, was half of a batch route's
-/// work (docs/BENCHMARKS.md §22). A value with `%` or `+` in it is decoded, as `Query` would,
+/// work (docs/benchmarks-history.md §22). A value with `%` or `+` in it is decoded, as `Query` would,
 /// and a key written with escapes is still found.
 fn param<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
     let query = query.unwrap_or_default();

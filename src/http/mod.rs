@@ -90,7 +90,7 @@ pub fn router(
     );
     // Around the whole router, once: `Router::layer` wraps every route in a boxed service of
     // its own, and each request cloned and boxed every one of them (32 allocations of a home
-    // query's 491, docs/BENCHMARKS.md §22). Outermost first.
+    // query's 491, docs/benchmarks-history.md §22). Outermost first.
     let layers = tower::ServiceBuilder::new()
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

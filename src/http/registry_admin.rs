@@ -212,14 +212,16 @@ async fn publish(
         &state.registry,
         &state.scripts,
         publish::PublishRequest {
-            client: &client,
-            endpoint: &name,
-            document: &p.document,
-            operation_name: p.operation_name.as_deref(),
-            script: p.script.as_deref(),
+            draft: publish::Draft {
+                client: &client,
+                endpoint: &name,
+                document: &p.document,
+                operation_name: p.operation_name.as_deref(),
+                script: p.script.as_deref(),
+                allow_introspection: state.introspection,
+            },
             sample_variables: p.sample_variables.as_ref(),
             trial: true,
-            allow_introspection: state.introspection,
             author: &author,
             reason: p.reason.as_deref(),
         },
@@ -261,13 +263,15 @@ async fn preview(
     let name = endpoint_name(&name)?;
     let p = json_body(body, "preview")?;
     let request = publish::PreviewRequest {
-        client: &client,
-        endpoint: &name,
-        document: &p.document,
-        operation_name: p.operation_name.as_deref(),
+        draft: publish::Draft {
+            client: &client,
+            endpoint: &name,
+            document: &p.document,
+            operation_name: p.operation_name.as_deref(),
+            script: p.script.as_deref(),
+            allow_introspection: state.introspection,
+        },
         variables: p.variables.unwrap_or_default(),
-        script: p.script.as_deref(),
-        allow_introspection: state.introspection,
     };
     publish::preview(&state.registry, &state.scripts, request).await.map(Json).map_err(publish_error)
 }

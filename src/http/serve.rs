@@ -41,7 +41,7 @@ pub struct Timeouts {
 /// their connections then run on one thread, and nothing wakes another thread or moves a task
 /// between threads (on a multi-thread runtime, idle workers woken to steal and backend
 /// answers handed across threads cost 10–23 % of a request's CPU under load on two cores;
-/// docs/BENCHMARKS.md §23). Connections are long-lived, so taking turns keeps the threads
+/// docs/benchmarks-history.md §23). Connections are long-lived, so taking turns keeps the threads
 /// evenly loaded.
 pub async fn serve(
     listener: TcpListener,

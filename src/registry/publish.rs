@@ -18,21 +18,47 @@ use crate::scripts::{Script, ScriptPool};
 /// Largest document or script accepted by a publish (and the largest APQ text).
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
-/// What a publish asks for.
-pub struct PublishRequest<'a> {
+/// A version not stored yet: what a publish and a preview both check the same way.
+pub struct Draft<'a> {
     pub client: &'a ClientName,
     pub endpoint: &'a EndpointName,
     pub document: &'a str,
     pub operation_name: Option<&'a str>,
     pub script: Option<&'a str>,
+    /// Whether devices may introspect; when not, a document asking `__schema` is refused.
+    pub allow_introspection: bool,
+}
+
+impl Draft<'_> {
+    /// `client/endpoint`, as errors name it.
+    fn target(&self) -> String {
+        format!("{}/{}", self.client, self.endpoint)
+    }
+
+    /// The sizes, then the document prepared on the live engine (one engine for the compile
+    /// and the run that may follow: a schema swap in between cannot mix them).
+    async fn checked(
+        &self,
+        registry: &Registry,
+    ) -> Result<(Arc<Engine>, crate::graphql::Prepared), PublishError> {
+        let target = self.target();
+        check_sizes(&target, self.document, self.script)?;
+        let engine = registry.engine();
+        let prepared =
+            prepare(&engine, &target, self.document, self.operation_name, self.allow_introspection).await?;
+        Ok((engine, prepared))
+    }
+}
+
+/// What a publish asks for.
+pub struct PublishRequest<'a> {
+    pub draft: Draft<'a>,
     /// Variables to run the document with once, live, so the transform is tried on real data
     /// (see `trial`); kept with the version either way.
     pub sample_variables: Option<&'a Map<String, Value>>,
     /// Whether the sample variables run a trial (the demo's own samples, read from files at
     /// start, do not: their backend calls would count in every backend's windows).
     pub trial: bool,
-    /// Whether devices may introspect; when not, a document asking `__schema` is refused.
-    pub allow_introspection: bool,
     pub author: &'a str,
     pub reason: Option<&'a str>,
 }
@@ -73,13 +99,8 @@ fn check_sizes(target: &str, document: &str, script: Option<&str>) -> Result<(),
 
 /// What a preview runs: a document (and a transform) not yet published.
 pub struct PreviewRequest<'a> {
-    pub client: &'a ClientName,
-    pub endpoint: &'a EndpointName,
-    pub document: &'a str,
-    pub operation_name: Option<&'a str>,
+    pub draft: Draft<'a>,
     pub variables: Map<String, Value>,
-    pub script: Option<&'a str>,
-    pub allow_introspection: bool,
 }
 
 /// A preview's result: the GraphQL answer, the transformed one or the script's error, the
@@ -170,11 +191,8 @@ pub async fn preview(
     scripts: &ScriptPool,
     r: PreviewRequest<'_>,
 ) -> Result<Preview, PublishError> {
-    let target = format!("{}/{}", r.client, r.endpoint);
-    check_sizes(&target, r.document, r.script)?;
-    // One engine for the compile and the run: a schema swap in between cannot mix them.
-    let engine = registry.engine();
-    let prepared = prepare(&engine, &target, r.document, r.operation_name, r.allow_introspection).await?;
+    let target = r.draft.target();
+    let (engine, prepared) = r.draft.checked(registry).await?;
     // A preview runs on live backends: a mutation would change their data each time (L3).
     if prepared.kind == crate::graphql::OperationKind::Mutation {
         return Err(PublishError::Refused(format!(
@@ -183,8 +201,8 @@ pub async fn preview(
     }
     let started = std::time::Instant::now();
     let log = crate::backends::FetchLog::default();
-    let script = r.script.map(|source| Script::new(format!("{target}@preview"), source));
-    let names = (r.client, r.endpoint);
+    let script = r.draft.script.map(|source| Script::new(format!("{target}@preview"), source));
+    let names = (r.draft.client, r.draft.endpoint);
     let trial =
         trial(&engine, scripts, names, &prepared, r.variables, script.as_ref(), Some(log.clone())).await;
     let script_error = match &trial.transformed {
@@ -219,11 +237,10 @@ pub async fn publish(
     scripts: &ScriptPool,
     r: PublishRequest<'_>,
 ) -> Result<Published, PublishError> {
-    let target = format!("{}/{}", r.client, r.endpoint);
-    check_sizes(&target, r.document, r.script)?;
-    let engine = registry.engine();
-    let prepared = prepare(&engine, &target, r.document, r.operation_name, r.allow_introspection).await?;
-    if let Some(source) = r.script {
+    let d = &r.draft;
+    let target = d.target();
+    let (engine, prepared) = d.checked(registry).await?;
+    if let Some(source) = d.script {
         let script = Script::new(format!("{target}@new"), source);
         let refused = |e: crate::scripts::ScriptError| {
             PublishError::Refused(format!("{target}: the script was refused: {e}"))
@@ -233,33 +250,33 @@ pub async fn publish(
         // every publish, L3); its script is compiled and checked above all the same.
         let runs = prepared.kind != crate::graphql::OperationKind::Mutation;
         if let Some(vars) = r.sample_variables.filter(|_| runs && r.trial) {
-            let names = (r.client, r.endpoint);
+            let names = (d.client, d.endpoint);
             let trial = trial(&engine, scripts, names, &prepared, vars.clone(), Some(&script), None).await;
             if let Some(Err(e)) = trial.transformed {
                 return Err(refused(e));
             }
         }
     }
-    let sha256 = sha256_hex(&[r.document, r.operation_name.unwrap_or(""), r.script.unwrap_or("")]);
-    let document_sha256 = sha256_hex(&[r.document]);
+    let sha256 = sha256_hex(&[d.document, d.operation_name.unwrap_or(""), d.script.unwrap_or("")]);
+    let document_sha256 = sha256_hex(&[d.document]);
     let sample_variables = r.sample_variables.map(|v| Value::Object(v.clone()).to_string());
     // Stored and made live with the rebuild lock held, on the schema that serves then: a
     // reload that swapped the schema since the checks above validates the document again.
     let (version, created) = registry
         .write_checked(async |live: &Arc<Engine>| {
             if !Arc::ptr_eq(live, &engine) {
-                prepare(live, &target, r.document, r.operation_name, r.allow_introspection).await?;
+                prepare(live, &target, d.document, d.operation_name, d.allow_introspection).await?;
             }
-            let chars = r.document.chars().count() + r.script.map_or(0, |s| s.chars().count());
-            registry.check_quota(r.client.as_str(), r.endpoint.as_str(), chars as u64).await?;
+            let chars = d.document.chars().count() + d.script.map_or(0, |s| s.chars().count());
+            registry.check_quota(d.client.as_str(), d.endpoint.as_str(), chars as u64).await?;
             let (version, created) = registry
                 .store()
                 .publish(&NewVersion {
-                    client: r.client.as_str(),
-                    endpoint: r.endpoint.as_str(),
-                    document: r.document,
-                    operation_name: r.operation_name,
-                    script: r.script,
+                    client: d.client.as_str(),
+                    endpoint: d.endpoint.as_str(),
+                    document: d.document,
+                    operation_name: d.operation_name,
+                    script: d.script,
                     sha256: &sha256,
                     document_sha256: &document_sha256,
                     author: r.author,

@@ -72,14 +72,16 @@ pub async fn publish_samples(
             store.create_client(f.client.as_str(), &team, "demo", Some("demo sample")).await?;
         }
         let request = super::publish::PublishRequest {
-            client: &f.client,
-            endpoint: &f.name,
-            document: &f.document,
-            operation_name: None,
-            script: f.script.as_deref(),
+            draft: super::publish::Draft {
+                client: &f.client,
+                endpoint: &f.name,
+                document: &f.document,
+                operation_name: None,
+                script: f.script.as_deref(),
+                allow_introspection: true,
+            },
             sample_variables: f.sample_variables.as_ref(),
             trial: false,
-            allow_introspection: true,
             author: "demo",
             reason: Some("demo sample"),
         };

@@ -3,7 +3,7 @@
 //! per distinct key per call. Out: the script's result is walked from Rust and written as JSON
 //! text, with each distinct key escaped once per call. Both replace QuickJS's own `JSON.parse`
 //! and `JSON.stringify`, which cost 1.3× and 2.7× as many instructions on the home payload
-//! (docs/BENCHMARKS.md §24); the semantics are `JSON.parse`'s and `JSON.stringify`'s
+//! (docs/benchmarks-history.md §24); the semantics are `JSON.parse`'s and `JSON.stringify`'s
 //! (properties defined, not set, so a `"__proto__"` key is an ordinary property; `toJSON`,
 //! class instances, Dates, Maps and proxies handed to QuickJS's own `JSON.stringify`).
 

@@ -90,7 +90,7 @@ pub struct Engine {
 /// The built-ins a realm gets: what shaping JSON needs (Date, RegExp, JSON, Map/Set,
 /// Promise, `eval`'s compiler, which modules need) — not Proxy, typed arrays, WeakRef or
 /// DOMException, which transforms have no use for and which make a realm ~40 % dearer to
-/// build (docs/BENCHMARKS.md).
+/// build (docs/benchmarks-history.md).
 pub type Intrinsics = (
     rquickjs::context::intrinsic::Date,
     rquickjs::context::intrinsic::Eval,

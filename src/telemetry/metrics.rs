@@ -68,7 +68,7 @@ const UPKEEP_THREAD: &str = "facade-metrics";
 /// Starts the thread that folds histogram samples into buckets every [`UPKEEP_EVERY`]. The
 /// recorder keeps each sample until then (or until `/metrics` is read): without it, a server
 /// nobody scrapes grew by every backend call's latency sample, ~120 bytes per home query
-/// (docs/BENCHMARKS.md §21). A thread, not a task: the recorder outlives any one runtime.
+/// (docs/benchmarks-history.md §21). A thread, not a task: the recorder outlives any one runtime.
 fn spawn_upkeep(handle: PrometheusHandle) {
     let spawned = std::thread::Builder::new().name(UPKEEP_THREAD.to_owned()).spawn(move || {
         loop {

@@ -445,14 +445,16 @@ async fn a_reload_compiles_only_versions_that_were_not_live_before() {
         let endpoint = EndpointName::parse(name).unwrap();
         let before = registry.compiled_versions();
         let request = PublishRequest {
-            client: &client,
-            endpoint: &endpoint,
-            document: "{ title(id: 1) { name } }",
-            operation_name: None,
-            script: None,
+            draft: facade::registry::publish::Draft {
+                client: &client,
+                endpoint: &endpoint,
+                document: "{ title(id: 1) { name } }",
+                operation_name: None,
+                script: None,
+                allow_introspection: false,
+            },
             sample_variables: None,
             trial: true,
-            allow_introspection: false,
             author: "test",
             reason: None,
         };

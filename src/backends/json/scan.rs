@@ -4,7 +4,7 @@
 //! Written here because no JSON crate fits the job: a body is mostly skipped (a catalog title
 //! carries a synopsis, genres and more; a home screen reads its name and year), and the kept
 //! names are the plan's own shared texts. serde_json through a filtering seed, simd-json's
-//! tape, sonic-rs and jiter were each measured on the home query (docs/BENCHMARKS.md §15, §16);
+//! tape, sonic-rs and jiter were each measured on the home query (docs/benchmarks-history.md §15, §16);
 //! all of them decode every token through a general interface, which was 40 % of a request.
 //! This scanner finds the end of a string sixteen bytes at a time, copies nothing it skips,
 //! and parses integers in place.

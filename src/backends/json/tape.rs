@@ -5,13 +5,13 @@
 //! text buffer holding every kept string and name. A list or object node records where its
 //! contents end, so a reader steps over a whole subtree in one move. Building one costs two
 //! growing vectors per answer instead of an allocation per object and per string, and
-//! dropping it is two frees instead of a walk (docs/BENCHMARKS.md §18).
+//! dropping it is two frees instead of a walk (docs/benchmarks-history.md §18).
 //!
 //! Why not `serde_json::Value`: with `preserve_order` (which the rest of Facade needs, so that
 //! scripts, admin answers and logs keep the order they were given) every object is an
 //! `IndexMap` with SipHash, and every lookup hashes the key. A backend object here keeps a
 //! handful of fields, found faster by comparing names in a short run of nodes. Measured in
-//! docs/BENCHMARKS.md (§15).
+//! docs/benchmarks-history.md (§15).
 //!
 //! Readers hold a [`Val`]: the tape and a node's index. [`Held`] is the owned form: the
 //! answer's `Arc` and a node, so an answer's items share it (one allocation per answer).
