@@ -827,3 +827,81 @@ impl Store {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        (store, dir)
+    }
+
+    fn version<'a>(document: &'a str, sha256: &'a str) -> NewVersion<'a> {
+        NewVersion {
+            client: "tv",
+            endpoint: "home",
+            document,
+            operation_name: None,
+            script: None,
+            sha256,
+            document_sha256: sha256,
+            author: "test",
+            reason: None,
+            sample_variables: Some(r#"{"profileId":"1"}"#),
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_are_numbered_without_gaps_and_identical_content_is_found_again() {
+        let (store, _dir) = store().await;
+        let before = store.generation().await.unwrap();
+        assert!(matches!(store.publish(&version("{ a }", "x1")).await, Err(StoreError::NotFound(_))));
+        store.create_client("tv", "tv-team", "test", None).await.unwrap();
+        assert!(matches!(
+            store.create_client("tv", "other", "test", None).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.publish(&version("{ a }", "x1")).await.unwrap(), (1, true));
+        assert_eq!(store.publish(&version("{ b }", "x2")).await.unwrap(), (2, true));
+        assert_eq!(store.publish(&version("{ a }", "x1")).await.unwrap(), (1, false), "same content");
+        let versions = store.versions("tv", "home").await.unwrap();
+        assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(versions[0].sample_variables, Some(serde_json::json!({"profileId": "1"})));
+        // The first version became stable; every write bumped the generation and was audited.
+        assert_eq!(store.rollout("tv", "home").await.unwrap().map(|r| r.stable), Some(1));
+        assert!(store.generation().await.unwrap() >= before + 3);
+        let actions: Vec<String> =
+            store.audit_log(Some("tv"), 10).await.unwrap().into_iter().map(|e| e.action).collect();
+        assert!(actions.iter().filter(|a| *a == "version.publish").count() == 2, "{actions:?}");
+        let usage = store.team_usage("tv-team", "tv", "home").await.unwrap();
+        assert_eq!((usage.endpoints, usage.chars, usage.endpoint_exists), (1, 10, true));
+    }
+
+    #[tokio::test]
+    async fn a_refused_rollout_change_writes_nothing() {
+        let (store, _dir) = store().await;
+        store.create_client("tv", "tv-team", "test", None).await.unwrap();
+        store.publish(&version("{ a }", "x1")).await.unwrap();
+        let generation = store.generation().await.unwrap();
+        let audited = store.audit_log(None, 100).await.unwrap().len();
+        let refused = store
+            .update_rollout("tv", "home", "test", "rollout.set", None, |_| {
+                Err(StoreError::Invalid("no such version".into()))
+            })
+            .await;
+        assert!(matches!(refused, Err(StoreError::Invalid(_))));
+        assert_eq!(store.generation().await.unwrap(), generation, "nothing bumped");
+        assert_eq!(store.audit_log(None, 100).await.unwrap().len(), audited, "nothing audited");
+        // A change naming a version that does not exist is refused in the same transaction.
+        let missing = store
+            .update_rollout("tv", "home", "test", "rollout.set", None, |r| {
+                Ok(Rollout { canary: Some(9), ..r })
+            })
+            .await;
+        assert!(missing.is_err(), "{missing:?}");
+        assert_eq!(store.rollout("tv", "home").await.unwrap().map(|r| r.canary), Some(None));
+    }
+}
