@@ -297,3 +297,126 @@ async fn metrics_count_each_backend_call_and_its_latency() {
     assert!(calls_after - calls >= 5.0, "ok calls counted: {calls} → {calls_after}");
     assert!(timed_after - timed >= 5.0, "latencies recorded: {timed} → {timed_after}");
 }
+
+/// Hostile and careless input against this feature (the security probes' cases): each gets a
+/// clear answer, the server keeps serving, and no other tenant or device is affected.
+mod hostile_input {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::attack::*;
+    use crate::endpoints::{Admin, app_on};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tokens_are_listed_revoked_and_expire() {
+        let app = app_on(None).await;
+        admin(&app).post("/clients", json!({"name": "web", "team": "web-team"})).await;
+        let (status, created) =
+            admin(&app).post("/tokens", json!({ "team": "web-team", "label": "ci" })).await;
+        assert_eq!(status, 201);
+        let (id, web) = (created["id"].as_i64().unwrap(), created["token"].as_str().unwrap().to_owned());
+        let as_web = Admin { app: &app, token: web.clone() };
+        assert_eq!(as_web.get("/clients/web/endpoints").await.0, 200);
+        let (_, list) = admin(&app).get("/tokens").await;
+        let entry = list.as_array().unwrap().iter().find(|t| t["id"] == id).unwrap().clone();
+        assert_eq!(
+            (entry["label"].as_str(), entry["team"].as_str(), entry["kind"].as_str()),
+            (Some("ci"), Some("web-team"), Some("team"))
+        );
+        assert!(entry["lastUsedMs"].as_i64().is_some() && entry["revokedMs"].is_null(), "{entry}");
+        assert!(!list.to_string().contains(&web), "the list never shows a token");
+        // Another team cannot revoke it; its own team or an admin can.
+        admin(&app).post("/clients", json!({"name": "tv2", "team": "tv-team"})).await;
+        let tv = team_token(&app, "tv-team").await;
+        let (status, _) = Admin { app: &app, token: tv }
+            .send(reqwest::Method::DELETE, &format!("/tokens/{id}"), None)
+            .await;
+        assert_eq!(status, 404);
+        let (status, body) = admin(&app)
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/tokens/{id}"),
+                Some(json!({ "reason": "leaked in a log" })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(as_web.get("/clients/web/endpoints").await.0, 401, "revoked at once");
+        let (_, audit) = admin(&app).get("/audit").await;
+        assert!(
+            audit.to_string().contains("token.revoke") && audit.to_string().contains("leaked in a log"),
+            "{audit}"
+        );
+        // An expiring token stops by itself.
+        let (_, short) = admin(&app)
+            .post("/tokens", json!({ "team": "web-team", "label": "short", "expiresInSecs": 1 }))
+            .await;
+        let short = Admin { app: &app, token: short["token"].as_str().unwrap().to_owned() };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = short.get("/clients/web/endpoints").await.0;
+            if status == 401 {
+                break;
+            }
+            assert_eq!(status, 200);
+            assert!(tokio::time::Instant::now() < deadline, "the token did not expire");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Labels with control characters are refused.
+        let (status, body) = admin(&app).post("/tokens", json!({ "label": "evil\u{1b}[2J\nx" })).await;
+        assert_eq!(status, 400);
+        assert!(body["error"].as_str().unwrap().contains("control characters"), "{body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_paths_are_404_the_bearer_scheme_any_case_and_audit_inputs_bounded() {
+        let app = app_on(None).await;
+        // Unknown paths are 404, not 401; the bearer scheme is case-insensitive.
+        assert_eq!(app.client.get(format!("{}/nonexistent", app.base)).send().await.unwrap().status(), 404);
+        let r = app
+            .client
+            .get(format!("{}/admin/v1/clients", app.base))
+            .header("authorization", format!("bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // `_` in a client name is not a LIKE wildcard in the audit log.
+        admin(&app).post("/clients", json!({"name": "t_", "team": "t-team"})).await;
+        admin(&app).post("/clients", json!({"name": "tx", "team": "x-team"})).await;
+        admin(&app).publish("tx", "home", "{ title(id: 1) { id } }").await;
+        let (_, audit) = admin(&app).get("/audit?client=t_").await;
+        assert!(!audit.to_string().contains("tx/home"), "{audit}");
+        // A reason is a line, not a megabyte.
+        let (status, _) = admin(&app)
+            .put("/clients/tx/endpoints/home/rollout", json!({ "stable": 1, "reason": "x".repeat(900_000) }))
+            .await;
+        assert_eq!(status, 400);
+        let (status, body) = admin(&app)
+            .put("/clients/tx/endpoints/home/rollout", json!({ "stable": 1, "reason": "x".repeat(2_000) }))
+            .await;
+        assert_eq!(status, 400, "{body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_publish_that_could_never_run_is_refused_and_only_served_versions_run_by_id() {
+        let app = app_on(None).await;
+        admin(&app).post("/clients", json!({"name": "tx", "team": "x-team"})).await;
+        // Publishing what could never run is refused.
+        let costly = r#"{ profile(id: 1) { rows(first: 1000) { titles(first: 1000) { id } } } }"#;
+        let (status, body) = admin(&app).publish("tx", "costly", costly).await;
+        assert_eq!(status, 400);
+        assert!(body["error"].as_str().unwrap().contains("estimated cost"), "{body}");
+        // Only served versions are runnable by documentId.
+        let (old, new) = ("{ title(id: 2) { id } }", "{ title(id: 3) { id } }");
+        admin(&app).publish("tx", "docs", old).await;
+        admin(&app).publish("tx", "docs", new).await;
+        admin(&app).put("/clients/tx/endpoints/docs/rollout", json!({ "stable": 2 })).await;
+        let by_id = |q: &str| post(&app, json!({ "documentId": facade::registry::sha256_hex(&[q]) }));
+        assert_eq!(message(&by_id(old).await.1), "PersistedQueryNotFound");
+        assert_eq!(by_id(new).await.1["data"]["title"]["id"], "3");
+        // Readiness: the store works.
+        let r = app.client.get(format!("{}/readyz", app.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}

@@ -420,3 +420,78 @@ async fn team_quotas_bound_endpoints_and_stored_characters() {
     assert_eq!(a.publish("other", "one", "{ title(id: 1) { name } }").await.0, 201);
     assert_eq!(a.publish("other", "two", "{ title(id: 2) { name } }").await.0, 201);
 }
+
+/// Hostile and careless input against this feature (the security probes' cases): each gets a
+/// clear answer, the server keeps serving, and no other tenant or device is affected.
+mod hostile_input {
+
+    use serde_json::json;
+
+    use crate::attack::*;
+    use crate::endpoints::app_on;
+    use crate::helpers::spawn_with;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn devices_never_see_internal_backend_urls() {
+        let app = spawn_with(|c| {
+            c.demo.enabled = false;
+            for name in ["members", "lists", "catalog", "artwork", "ratings", "history"] {
+                let b = c.backends.entry(name.to_owned()).or_default();
+                b.url = Some("http://127.0.0.1:9".to_owned());
+                b.policy.max_retries = Some(0);
+            }
+        })
+        .await;
+        let r = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .json(&json!({"query": "{ title(id: 1) { id } }"}))
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        assert!(text.contains("BACKEND_ERROR") && text.contains("catalog"), "{text}");
+        assert!(!text.contains("127.0.0.1") && !text.contains("http://"), "{text}");
+    }
+
+    /// Probe 2, L3: preview and a publish's trial run execute on live backends; a mutation there
+    /// changed backend data at every publish (a vote counted each time). Now a preview of a
+    /// mutation is refused with the reason, and a publish checks its script without running it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn preview_and_publish_never_run_a_mutation() {
+        let app = app_on(None).await;
+        let a = admin(&app);
+        assert_eq!(a.post("/clients", json!({ "name": "votes", "team": "votes" })).await.0, 201);
+        let count = || async {
+            let body = app.graphql("{ title(id: 7) { rating { count } } }", json!({})).await;
+            body["data"]["title"]["rating"]["count"].as_i64().unwrap_or_else(|| panic!("{body}"))
+        };
+        let before = count().await;
+        let document = "mutation Vote($stars: Int!) { rateTitle(titleId: 7, stars: $stars) { count } }";
+        let script = "export default function (data) { return { votes: data.rateTitle.count }; }";
+        let body = json!({ "document": document, "script": script, "variables": { "stars": 5 } });
+        let (code, v) = a.post("/clients/votes/endpoints/vote/preview", body).await;
+        assert_eq!(code, 400, "{v}");
+        assert!(v.to_string().contains("preview does not run mutations"), "{v}");
+        for stars in [4, 5] {
+            let body =
+                json!({ "document": document, "script": script, "sampleVariables": { "stars": stars } });
+            let (code, v) = a.post("/clients/votes/endpoints/vote/versions", body).await;
+            assert!(code == 201 || code == 200, "{v}");
+            // A script that does not compile is still refused.
+            let broken = json!({ "document": document, "script": "export default function (", "sampleVariables": { "stars": stars } });
+            assert_eq!(a.post("/clients/votes/endpoints/vote/versions", broken).await.0, 400);
+        }
+        assert_eq!(count().await, before, "no vote was counted");
+        // The device call is what runs it.
+        let r = app
+            .client
+            .post(format!("{}/v1/votes/vote", app.base))
+            .json(&json!({ "stars": 3 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(count().await, before + 1);
+    }
+}

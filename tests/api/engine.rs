@@ -501,3 +501,177 @@ async fn a_literal_argument_of_the_wrong_type_is_refused_with_its_place() {
     assert!(messages.iter().all(|m| m.starts_with("1:")), "with line:column: {messages:?}");
     assert!(calls.values().all(|n| *n == 0), "nothing was fetched: {calls:?}");
 }
+
+/// Hostile and careless input against this feature (the security probes' cases): each gets a
+/// clear answer, the server keeps serving, and no other tenant or device is affected.
+mod hostile_input {
+
+    use serde_json::{Value, json};
+
+    use crate::attack::*;
+    use crate::endpoints::app_on;
+    use crate::helpers::spawn_with;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fragment_cycles_and_long_chains_are_refused_not_a_crash() {
+        let app = app_on(None).await;
+        // The probe's 71-byte GET.
+        let r = app
+            .client
+            .get(format!("{}/graphql?query=%7B...A%7D%20fragment%20A%20on%20Query%20%7B...A%7D", app.base))
+            .header("accept", "application/graphql-response+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("fragment A spreads itself"));
+        for query in [
+            "{ ...A } fragment A on Query { title(id: 1) { id } ...A }",
+            "{ ...A } fragment A on Query { ...B } fragment B on Query { ...C } fragment C on Query { ...A }",
+            "{ title(id: 1) { ...T } } fragment T on Title { id similar { ...T } }",
+        ] {
+            let (status, body) = while_healthy(&app, json!({ "query": query })).await;
+            assert_eq!(status, 400, "{query}: {body}");
+            assert!(message(&body).contains("spreads itself"), "{body}");
+        }
+        // An acyclic chain of 25,000 fragments (~880 KB, under the body limit).
+        let n = 25_000;
+        let mut chain = String::from("{ ...f0 }");
+        for i in 0..n {
+            chain.push_str(&format!(" fragment f{i} on Query {{ ...f{} }}", i + 1));
+        }
+        chain.push_str(&format!(" fragment f{n} on Query {{ __typename }}"));
+        let (status, body) = while_healthy(&app, json!({ "query": chain })).await;
+        assert_eq!(status, 400);
+        assert!(message(&body).contains("nest deeper than 16"), "{body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fragment_fan_out_is_refused_in_linear_work() {
+        let app = app_on(None).await;
+        let fan = |n: usize, on: &str, leaf: &str| {
+            let mut q = if on == "Query" {
+                String::from("{ ...F0 }")
+            } else {
+                String::from("{ title(id: 1) { ...F0 } }")
+            };
+            for i in 0..n {
+                q.push_str(&format!(" fragment F{i} on {on} {{ ...F{j} ...F{j} }}", j = i + 1));
+            }
+            q.push_str(&format!(" fragment F{n} on {on} {{ {leaf} }}"));
+            q
+        };
+        // 2^24 and 2^60 expanded selections at the root and under a Title; all within the
+        // depth limit of 16 only for the first, so both limits are exercised.
+        for (n, on, leaf) in
+            [(15, "Query", "title(id: 1) { id }"), (15, "Title", "id"), (60, "Query", "__typename")]
+        {
+            let (a, b) = tokio::join!(
+                while_healthy(&app, json!({ "query": fan(n, on, leaf) })),
+                post(&app, json!({ "query": fan(n, on, leaf) }))
+            );
+            for (status, body) in [a, b] {
+                assert_eq!(status, 400, "{body}");
+                let m = message(&body);
+                assert!(m.contains("selections") || m.contains("nest deeper"), "{m}");
+            }
+        }
+        // The same document within the limits still runs.
+        let ok = app.graphql(&fan(3, "Query", "title(id: 1) { id }"), json!({})).await;
+        assert_eq!(ok["data"]["title"]["id"], "1", "{ok}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn route_values_cannot_change_the_route() {
+        let app = app_on(None).await;
+        for (query, field) in [
+            (r#"query($id: ID!) { title(id: $id) { id } }"#, "title"),
+            (
+                r#"query($id: ID!) { profile(id: "1") { rows(first: 1) { titles(first: 1) { id bookmark(profileId: $id) { positionSeconds } } } } }"#,
+                "bookmark",
+            ),
+        ] {
+            for bad in ["..", ".", ""] {
+                let (body, calls) = app.calls_during(app.graphql(query, json!({ "id": bad }))).await;
+                let errors = body["errors"].as_array().unwrap_or_else(|| panic!("{body}"));
+                let e = &errors[0];
+                assert_eq!(e["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+                assert!(e["message"].as_str().unwrap().contains("path segment"), "{body}");
+                assert_eq!(e["path"].as_array().unwrap().last().unwrap(), field, "{body}");
+                let bad_calls = if field == "title" { calls["catalog"] } else { calls["history"] };
+                assert_eq!(bad_calls, 0, "{field} with {bad:?} made no call: {calls:?}");
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_null_or_unset_limit_fetches_what_the_cost_counted() {
+        let app = app_on(None).await;
+        let count = |body: &Value| -> Vec<usize> {
+            body["data"]["profile"]["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["titles"].as_array().unwrap().len())
+                .collect()
+        };
+        let body = app
+            .graphql(r#"{ profile(id: "1") { rows(first: 3) { titles(first: null) { id } } } }"#, json!({}))
+            .await;
+        assert_eq!(count(&body), [10, 10, 10], "null: default_list_size (10), as the cost counted: {body}");
+        let q = r#"query($n: Int) { profile(id: "1") { rows(first: 3) { titles(first: $n) { id } } } }"#;
+        assert_eq!(count(&app.graphql(q, json!({})).await), [10, 10, 10], "unset counts as null");
+        assert_eq!(count(&app.graphql(q, json!({ "n": null })).await), [10, 10, 10]);
+        assert_eq!(count(&app.graphql(q, json!({ "n": 2 })).await), [2, 2, 2]);
+        // The probe's request: 60 rows × null titles is costed at 60 × 10 and fetches that many.
+        let wide = r#"{ profile(id: 1) { rows(first: 60) { titles(first: null) { id } } } }"#;
+        let rows = count(&app.graphql(wide, json!({})).await);
+        assert!(rows.iter().all(|n| *n <= 10) && !rows.is_empty(), "{rows:?}");
+    }
+
+    /// Probe 2, L8: a 1 MB argument became a 1 MB backend URL. A value too long for a route is the
+    /// caller's error now, and no backend is called.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_argument_too_long_for_a_url_is_refused_before_any_backend_call() {
+        let app = app_on(None).await;
+        let term = "n".repeat(100_000);
+        let before = app.backend_calls().await;
+        let (code, body) =
+            post(&app, json!({ "query": "query($t: String) { search(term: $t, first: 1) { __typename } }", "variables": { "t": term } }))
+                .await;
+        assert_eq!(code, 200, "{body}");
+        let error = &body["errors"][0];
+        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+        assert!(error["message"].as_str().unwrap().contains("at most 2048"), "{body}");
+        assert_eq!(app.backend_calls().await, before, "no backend was called");
+    }
+
+    /// Probe 2, L8: a numeric ID too large for a double came out as "1.2345678901234568e+22".
+    /// A backend's 23-digit ID now reaches the device digit for digit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_numeric_id_past_u64_is_kept_exact() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let catalog = axum::Router::new().route(
+            "/titles/{id}",
+            axum::routing::get(|| async {
+                (
+                    [("content-type", "application/json")],
+                    r#"{"id": 12345678901234567890123, "name": "Big", "year": 99999999999999999999999}"#,
+                )
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, catalog).await });
+        let app = spawn_with(move |c| {
+            c.demo.enabled = false;
+            c.backends.entry("catalog".to_owned()).or_default().url = Some(url);
+        })
+        .await;
+        let (code, body) = post(&app, json!({ "query": "{ title(id: 1) { id name } }" })).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["data"]["title"]["id"], "12345678901234567890123", "{body}");
+        // An Int field still refuses it, naming the value.
+        let (_, body) = post(&app, json!({ "query": "{ title(id: 1) { year } }" })).await;
+        assert!(body["errors"][0]["message"].as_str().unwrap().contains("Int"), "{body}");
+    }
+}

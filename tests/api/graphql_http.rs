@@ -191,3 +191,38 @@ async fn graphql_http_audit_suite_passes() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("(0 MUST failures)"), "{stdout}");
 }
+
+/// Hostile and careless input against this feature (the security probes' cases): each gets a
+/// clear answer, the server keeps serving, and no other tenant or device is affected.
+mod hostile_input {
+
+    use serde_json::json;
+
+    use crate::attack::*;
+
+    use crate::helpers::spawn_with;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sdl_route_obeys_the_introspection_rule() {
+        let hash = facade::http::auth::token_hash(TOKEN);
+        let app = spawn_with(move |c| {
+            c.graphql.introspection = false;
+            c.admin.token_sha256 = vec![hash];
+        })
+        .await;
+        let r = app.client.get(format!("{}/schema.graphql", app.base)).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(!r.text().await.unwrap().contains("type Title"));
+        let r =
+            app.client.get(format!("{}/schema.graphql", app.base)).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("type Title"));
+        // Published documents may not bring introspection back.
+        let (status, body) =
+            admin(&app).post("/clients", json!({"name": "peekers", "team": "web-team"})).await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = admin(&app).publish("peekers", "peek", "{ __schema { types { name } } }").await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("introspection is off"), "{body}");
+    }
+}

@@ -2,9 +2,11 @@
 //! the demo backends over real HTTP.
 
 mod admin;
+mod attack;
 mod bench_smoke;
 mod canary;
 mod cli;
+mod connections;
 mod demo;
 mod endpoints;
 mod engine;
@@ -12,7 +14,6 @@ mod evolution;
 mod generated;
 mod graphql_http;
 mod helpers;
-mod hostile;
 mod ops;
 mod outage;
 mod persisted;

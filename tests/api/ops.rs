@@ -188,3 +188,26 @@ async fn ops_streams_end_when_their_token_is_revoked_and_teams_cannot_take_every
         tokio::task::yield_now().await;
     }
 }
+
+/// Hostile and careless input against this feature (the security probes' cases): each gets a
+/// clear answer, the server keeps serving, and no other tenant or device is affected.
+mod hostile_input {
+
+    use crate::attack::*;
+
+    use crate::helpers::spawn_with;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_fails_when_the_sqlite_file_is_deleted_while_health_stays_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gone.db");
+        let url = format!("sqlite://{}", db.display());
+        let app = spawn_with(move |c| c.database.url = url).await;
+        assert_eq!(app.client.get(format!("{}/readyz", app.base)).send().await.unwrap().status(), 200);
+        std::fs::remove_file(&db).unwrap();
+        let r = app.client.get(format!("{}/readyz", app.base)).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert!(r.text().await.unwrap().contains("is gone"));
+        healthy(&app).await;
+    }
+}

@@ -117,3 +117,47 @@ async fn introspection_can_be_off_for_devices() {
     let (status, body) = post(&app, q, None).await;
     assert_eq!((status, body), (first_status, refused));
 }
+
+/// Hostile and careless input against this feature (the security probes' cases): each gets a
+/// clear answer, the server keeps serving, and no other tenant or device is affected.
+mod hostile_input {
+
+    use serde_json::json;
+
+    use crate::attack::*;
+
+    use crate::helpers::spawn_with;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn apq_texts_are_capped_bounded_in_bytes_and_stored_only_when_valid() {
+        let app = spawn_with(|c| c.graphql.apq_max_bytes = 200_000).await;
+        let sha = |q: &str| facade::registry::sha256_hex(&[q]);
+        let register = |q: String| {
+            let h = sha(&q);
+            post(
+                &app,
+                json!({ "query": q, "extensions": { "persistedQuery": { "version": 1, "sha256Hash": h } } }),
+            )
+        };
+        let by_hash = |q: &str| {
+            post(&app, json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": sha(q) } } }))
+        };
+        // Over the one-text cap: refused before anything is stored.
+        let big = format!("#{}\n{{ __typename }}", "x".repeat(70_000));
+        let (status, body) = register(big.clone()).await;
+        assert_eq!(status, 400);
+        assert!(message(&body).contains("at most 65536 bytes"), "{body}");
+        // Ten texts of ~60 KB into a 200 KB budget: the oldest are gone, the newest kept.
+        let texts: Vec<String> =
+            (0..10).map(|i| format!("#{i:02}{}\n{{ __typename }}", "x".repeat(60_000))).collect();
+        for t in &texts {
+            assert_eq!(register(t.clone()).await.0, 200);
+        }
+        assert_eq!(message(&by_hash(&texts[0]).await.1), "PersistedQueryNotFound");
+        assert_eq!(by_hash(&texts[9]).await.1["data"]["__typename"], "Query");
+        // A text that does not validate is not stored.
+        let invalid = "{ noSuchField }".to_owned();
+        assert_eq!(register(invalid.clone()).await.0, 400);
+        assert_eq!(message(&by_hash(&invalid).await.1), "PersistedQueryNotFound");
+    }
+}

@@ -367,3 +367,34 @@ async fn a_full_bulkhead_rejects_at_once_instead_of_queueing() {
     let message = body["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("bulkhead full (2 calls in flight)"), "{message}");
 }
+
+/// Hostile and careless input against this feature (the security probes' cases): each gets a
+/// clear answer, the server keeps serving, and no other tenant or device is affected.
+mod hostile_input {
+
+    /// Probe 2, M4: a flood of calls to endpoints that do not exist spends its own budget, not
+    /// the client's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_unknown_endpoints_does_not_429_real_devices() {
+        let app = crate::endpoints::app_on_with(None, |c| {
+            c.limits.client_rate_per_sec = 1;
+            c.limits.client_burst = 30;
+        })
+        .await;
+        let mut refused = 0;
+        for i in 0..60 {
+            let r = app.client.get(format!("{}/v1/tv/nope{i}", app.base)).send().await.unwrap();
+            match r.status().as_u16() {
+                404 => {}
+                429 => refused += 1,
+                other => panic!("{other}"),
+            }
+        }
+        assert!(refused >= 25, "unknown endpoints have a budget and it runs out ({refused} refused)");
+        for profile in 1..=20 {
+            let r =
+                app.client.get(format!("{}/v1/tv/home?profileId={profile}", app.base)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "a real tv call after the flood");
+        }
+    }
+}

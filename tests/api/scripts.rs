@@ -241,3 +241,104 @@ async fn preview_runs_live_stores_nothing_and_shows_script_errors_with_line_and_
     // Nothing was stored.
     assert_eq!(team.get("/clients/box/endpoints/probe/versions").await.0, 404);
 }
+
+/// Hostile and careless input against this feature (the security probes' cases): each gets a
+/// clear answer, the server keeps serving, and no other tenant or device is affected.
+mod hostile_input {
+
+    use serde_json::{Value, json};
+
+    use crate::attack::*;
+    use crate::endpoints::{Admin, app_on};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_teams_transform_cannot_read_or_change_anothers() {
+        let app = app_on(None).await;
+        admin(&app).post("/clients", json!({"name": "web", "team": "web-team"})).await;
+        let web = team_token(&app, "web-team").await;
+        let stash = "const g = globalThis;\n\
+            if (!g.__stash) { g.__stash = []; const map = Array.prototype.map;\n\
+              Array.prototype.map = function (...a) { try { g.__stash.push(JSON.stringify(this).slice(0, 160)); } catch (e) {}\n\
+                return map.apply(this, a); }; }\n\
+            export default function (data, ctx) { const out = g.__stash.slice(); g.__stash.length = 0; return { stolen: out }; }";
+        assert_eq!(
+            publish_script(&app, &web, "web", "stash", "query { title(id: \"1\") { id name } }", stash).await,
+            201
+        );
+        let get = |path: String| {
+            let c = app.client.clone();
+            async move {
+                c.get(path)
+                    .header("x-device-id", "victim-tv-1")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let before = get(format!("{}/v1/tv/home?profileId=42", app.base)).await;
+        for _ in 0..6 {
+            get(format!("{}/v1/web/stash", app.base)).await;
+        }
+        let victim = get(format!("{}/v1/tv/home?profileId=42", app.base)).await;
+        assert_eq!(victim, before, "the tv answer is unchanged");
+        let stolen = get(format!("{}/v1/web/stash", app.base)).await;
+        assert_eq!(stolen, json!({ "stolen": [] }), "nothing of the tv device's data");
+        // A refused publish whose top level rewrites a built-in changes nobody's answer.
+        for attack in [
+            "Math.round = function () { return 5; };",
+            "Object.prototype.toJSON = function () { return 'owned'; };",
+            "String.prototype.concat = function () { return 'owned'; };",
+            "JSON.stringify = function () { return '\"owned\"'; };",
+            "Function.prototype.apply = function () { return 'owned'; };",
+            "globalThis.Math = { round: () => 5 };",
+        ] {
+            let status = publish_script(
+                &app,
+                &web,
+                "web",
+                "sneaky",
+                "query { title(id: \"1\") { id } }",
+                &format!("{attack}\nexport const x = 1;"),
+            )
+            .await;
+            assert_eq!(status, 400, "{attack}");
+            for _ in 0..4 {
+                assert_eq!(
+                    get(format!("{}/v1/tv/home?profileId=42", app.base)).await,
+                    before,
+                    "after {attack}"
+                );
+            }
+        }
+        let (status, _) =
+            Admin { app: &app, token: web.clone() }.get("/clients/web/endpoints/sneaky/versions").await;
+        assert_eq!(status, 404, "a refused publish stores nothing");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_devices_of_one_endpoint_never_see_each_others_data() {
+        let app = app_on(None).await;
+        admin(&app).post("/clients", json!({"name": "web", "team": "web-team"})).await;
+        let keeper = "const seen = [];\nexport default function (data, ctx) { seen.push(ctx.device.id); globalThis.last = ctx.device.id; return { seen }; }";
+        assert_eq!(
+            publish_script(&app, TOKEN, "web", "keeper", "query { title(id: \"1\") { id } }", keeper).await,
+            201
+        );
+        for device in ["device-a", "device-b", "device-c", "device-d"] {
+            let body: Value = app
+                .client
+                .get(format!("{}/v1/web/keeper", app.base))
+                .header("x-device-id", device)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(body, json!({ "seen": [device] }));
+        }
+    }
+}
