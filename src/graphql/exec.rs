@@ -425,3 +425,89 @@ async fn js_step(step: &Step, function: &Arc<str>, args: &Args, parents: &[Held]
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::policy::Resilience;
+    use crate::backends::{BackendSettings, Backends};
+    use crate::demo::{DemoBackends, DemoOptions};
+    use crate::graphql::{plan, sdl};
+
+    /// Two backends of the demo, one field read from each: a title by ID, and its rating
+    /// through a batch route.
+    const SDL: &str = r#"
+extend schema
+  @backend(name: "catalog", url: "http://127.0.0.1:1")
+  @backend(name: "ratings", url: "http://127.0.0.1:1")
+type Query {
+  title(id: ID!): Title @http(backend: "catalog", get: "/titles/{$args.id}")
+}
+type Title {
+  id: ID!
+  name: String!
+  rating: Rating @http(backend: "ratings", batch: "POST /ratings/batch", keys: "$parent.id", match: "titleId")
+}
+type Rating {
+  titleId: ID!
+  average: Float
+}
+"#;
+
+    /// Runs `text` with the executor alone (no engine, no projection) against the demo
+    /// backends; returns the steps' results and each backend's calls.
+    async fn run_alone(text: &str) -> (Arc<plan::Plan>, Store, Vec<(&'static str, u64)>) {
+        let demo = DemoBackends::start(&DemoOptions::default()).await.unwrap();
+        let settings = demo
+            .urls()
+            .filter(|(name, _)| ["catalog", "ratings"].contains(name))
+            .map(|(name, url)| BackendSettings {
+                name: name.to_owned(),
+                url,
+                resilience: Resilience::default(),
+            })
+            .collect();
+        let backends = Arc::new(Backends::new(settings).unwrap());
+        let model = sdl::analyze(&[sdl::SchemaFile { name: "t.graphql".into(), text: SDL.into() }]).unwrap();
+        let document = Arc::new(async_graphql::parser::parse_query(text).unwrap());
+        let op = plan::Operation::new(document, None, Arc::new(model)).unwrap();
+        let variables = Map::new();
+        let plan = op.plan(&variables).unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let batcher = Batcher::new(backends, deadline);
+        let ctx = Context { batcher: &batcher, js: None, variables: &variables, default_list_size: 10 };
+        let store = run(&plan, &ctx).await;
+        let calls = demo.info().into_iter().map(|b| (b.name, b.requests)).collect();
+        (plan, store, calls)
+    }
+
+    fn calls_to(calls: &[(&'static str, u64)], backend: &str) -> u64 {
+        calls.iter().find(|(name, _)| *name == backend).map_or(0, |(_, n)| *n)
+    }
+
+    #[tokio::test]
+    async fn one_batched_call_serves_every_parent_of_a_step_and_each_parent_gets_its_own() {
+        let text =
+            "{ a: title(id: 1) { name rating { average } } b: title(id: 2) { name rating { average } } }";
+        let (plan, store, calls) = run_alone(text).await;
+        // Two root steps (one per title) and one rating step under each.
+        assert_eq!((plan.steps.len(), store.steps()), (4, 4));
+        assert_eq!(calls_to(&calls, "catalog"), 2, "one GET per title: {calls:?}");
+        assert_eq!(calls_to(&calls, "ratings"), 1, "both ratings in one batch: {calls:?}");
+        // Each title's step holds one value, for the root; each rating step one for its title.
+        for i in 0..plan.steps.len() {
+            let done = &store.results[i];
+            assert_eq!(done.len(), 1, "step {i} ran for one parent");
+            assert!(matches!(done[0].1, Resolved::Value(_)), "step {i} answered");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_parent_runs_nothing_below_it() {
+        // Title 99999 does not exist: its rating step has no parent and calls nobody.
+        let (_plan, store, calls) = run_alone("{ title(id: 99999) { name rating { average } } }").await;
+        assert_eq!(calls_to(&calls, "catalog"), 1);
+        assert_eq!(calls_to(&calls, "ratings"), 0, "{calls:?}");
+        assert!(store.results[1].is_empty(), "the rating step ran for no parent");
+    }
+}
