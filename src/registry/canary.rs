@@ -224,7 +224,7 @@ impl Registry {
                 "rollout.auto_rollback",
                 Some(why),
                 super::store::RolloutUpdate { figures: Some(&figures), guard: None },
-                |cur| {
+                &|cur: super::model::Rollout| {
                     if cur.canary != Some(canary) || cur.canary_percent == 0 {
                         return Err(StoreError::Conflict(format!(
                             "{target}: canary {canary} is no longer live"

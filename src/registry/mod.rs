@@ -242,15 +242,15 @@ impl Registry {
     ) -> Result<Arc<Self>, StoreError> {
         let store = Store::connect(url).await?;
         store.migrate().await?;
-        let sqlite_file = match &store {
-            Store::Sqlite(_) => {
+        let sqlite_file = match store.postgres() {
+            None => {
                 use std::str::FromStr;
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
                 let path = options.get_filename().to_owned();
                 let id = file_identity(&path);
                 Some((path, id))
             }
-            Store::Postgres(_) => None,
+            Some(_) => None,
         };
         let empty = Snapshot {
             generation: -1,
@@ -302,9 +302,9 @@ impl Registry {
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {} ms", READY_WAIT.as_millis()),
         };
-        match self.store {
-            Store::Sqlite(_) => StoreState::Lost(reason),
-            Store::Postgres(_) => StoreState::Unreachable(reason),
+        match self.store.postgres() {
+            None => StoreState::Lost(reason),
+            Some(_) => StoreState::Unreachable(reason),
         }
     }
 
@@ -540,7 +540,7 @@ impl Registry {
 
     /// Tells the other instances (PostgreSQL) that the registry changed.
     async fn tell_others(&self) -> Result<(), StoreError> {
-        if let Store::Postgres(p) = &self.store {
+        if let Some(p) = self.store.postgres() {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
                 .bind(self.snapshot().generation.to_string())
@@ -555,10 +555,7 @@ impl Registry {
     /// Stops when the registry is dropped.
     pub fn watch(self: &Arc<Self>, poll: Duration) {
         let weak = Arc::downgrade(self);
-        let listener_pool = match &self.store {
-            Store::Postgres(p) => Some(p.clone()),
-            Store::Sqlite(_) => None,
-        };
+        let listener_pool = self.store.postgres().cloned();
         tokio::spawn(async move {
             let mut listener = match listener_pool {
                 Some(pool) => match sqlx::postgres::PgListener::connect_with(&pool).await {
@@ -635,7 +632,7 @@ impl Registry {
             let write = store::RolloutUpdate { figures: None, guard };
             let next = self
                 .store
-                .update_rollout_with(client, endpoint, actor, action, reason, write, |cur| {
+                .update_rollout_with(client, endpoint, actor, action, reason, write, &|cur: Rollout| {
                     let next = apply(cur)?;
                     // Another instance changed the rollout since the check: checked again.
                     if serves(&next).into_iter().flatten().any(|n| !checked.contains(&Some(n))) {
