@@ -28,11 +28,16 @@ pub async fn call(
     body: Bytes,
 ) -> Response {
     let device = headers.get(DEVICE_HEADER).and_then(|v| v.to_str().ok());
-    let device_headers: Map<String, Value> = state
-        .device_headers
-        .iter()
-        .filter_map(|h| Some((h.clone(), Value::String(headers.get(h.as_str())?.to_str().ok()?.to_owned()))))
-        .collect();
+    // Read only when the version has a transform (the headers go to its `ctx`).
+    let device_headers = || -> Map<String, Value> {
+        state
+            .device_headers
+            .iter()
+            .filter_map(|h| {
+                Some((h.clone(), Value::String(headers.get(h.as_str())?.to_str().ok()?.to_owned())))
+            })
+            .collect()
+    };
     // Who is asking, once (a device sends no token and costs no lookup).
     let caller = super::auth::Caller::of(&state, &headers).await;
     let trace = super::debug::requested(&state, &headers, &caller, Some(client.as_str()));
@@ -43,7 +48,7 @@ pub async fn call(
         params: form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()).into_owned().collect(),
         body: &body,
         device_id: device,
-        device_headers,
+        device_headers: &device_headers,
         log: trace.as_ref().map(|t| t.log.clone()),
     };
     let called = match state.registry.call(&state.scripts, call).await {

@@ -147,7 +147,9 @@ pub struct DeviceCall<'a> {
     /// A JSON object of variables (empty: none), winning over the parameters.
     pub body: &'a [u8],
     pub device_id: Option<&'a str>,
-    pub device_headers: Map<String, Value>,
+    /// The request headers a transform sees (`ctx.device.headers`), read only when the
+    /// version has one.
+    pub device_headers: &'a (dyn Fn() -> Map<String, Value> + Sync),
     pub log: Option<FetchLog>,
 }
 
@@ -239,7 +241,7 @@ impl Registry {
             script: picked.version.script.as_ref(),
             variables,
             device_id: c.device_id,
-            device_headers: c.device_headers,
+            device_headers: if picked.version.script.is_some() { (c.device_headers)() } else { Map::new() },
             log: c.log,
         };
         let ran = run(&snapshot.engine, scripts, one).await;
