@@ -14,8 +14,7 @@ use std::collections::HashMap;
 use crate::config::{BackendConfig, Config};
 use crate::demo::{DemoBackends, DemoError, DemoOptions};
 use crate::graphql::js::JsFunctions;
-use crate::graphql::limits::OperationLimits;
-use crate::graphql::{Engine, EngineError, EngineOptions, QueryLimits};
+use crate::graphql::{Engine, EngineError, EngineOptions};
 use crate::http::{self, AppState};
 use crate::registry::Registry;
 use crate::scripts::{PoolSettings, ScriptLimits, ScriptPool, WorkerProgram};
@@ -72,13 +71,7 @@ pub fn engine_options(
             overrides.entry(name.to_owned()).or_default().url = Some(url);
         }
     }
-    EngineOptions {
-        overrides,
-        defaults: config.engine.clone(),
-        limits: QueryLimits::from(&config.limits),
-        js,
-        operation_limits: OperationLimits::from(&config.limits),
-    }
+    EngineOptions { overrides, defaults: config.engine.clone(), limits: config.limits, js }
 }
 
 impl App {

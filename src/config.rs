@@ -213,7 +213,9 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Read as they are by the engine (`graphql::limits`, validation) and the HTTP layer: no
+/// second struct restates them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest request body accepted, in bytes; larger ones get 413.

@@ -35,7 +35,14 @@ fuzz_target!(|data: &[u8]| {
         if skipped_may_differ && keep != Keep::All {
             continue;
         }
-        assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}: ours {:?}, serde_json {:?}", String::from_utf8_lossy(&body), ours.as_ref().err(), theirs.as_ref().err());
+        assert_eq!(
+            ours.is_ok(),
+            theirs.is_ok(),
+            "{:?}: ours {:?}, serde_json {:?}",
+            String::from_utf8_lossy(&body),
+            ours.as_ref().err(),
+            theirs.as_ref().err()
+        );
         if let (Ok(tape), Ok(value), Keep::All) = (&ours, &theirs, &keep) {
             assert_eq!(&tape.root().to_json(), value, "{:?}", String::from_utf8_lossy(&body));
         }

@@ -16,12 +16,11 @@ use super::answer::Answer;
 use super::model::{self, Diagnostics, FacadeSchema};
 use super::operation::{GraphqlRequest, Operations, Parsed, Prepared};
 use super::sdl::{self, LoadError};
-use super::validate::QueryLimits;
 use super::validate::Validator;
 use super::{exec, input, js, limits, plan, project};
 use crate::backends::policy::Resilience;
 use crate::backends::{BackendSettings, Backends, Batcher, ClientError};
-use crate::config::{BackendConfig, EngineConfig};
+use crate::config::{BackendConfig, EngineConfig, Limits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -42,8 +41,8 @@ pub struct EngineOptions {
     pub overrides: HashMap<String, BackendConfig>,
     /// Defaults for what neither the override nor `@backend` sets.
     pub defaults: EngineConfig,
-    pub limits: QueryLimits,
-    pub operation_limits: limits::OperationLimits,
+    /// `[limits]`: validation's depth, the operation limits, the default list size.
+    pub limits: Limits,
     /// Functions for `@js` fields; a schema with `@js` fields needs them.
     pub js: Option<js::JsFunctions>,
 }
@@ -132,7 +131,7 @@ pub struct Engine {
     validator: Arc<Validator>,
     operations: Operations,
     js: Option<js::JsFunctions>,
-    operation_limits: limits::OperationLimits,
+    limits: Limits,
     request_timeout: Duration,
     backends: Arc<Backends>,
     model: Arc<FacadeSchema>,
@@ -199,17 +198,16 @@ impl Engine {
             .collect::<Result<_, _>>()
             .map_err(EngineError::Build)?;
         let backends = Arc::new(Backends::carrying(settings, previous.map(|p| &*p.backends))?);
-        let mut limits = options.limits;
-        limits.default_list_size = options.operation_limits.default_list_size;
-        let validator = Arc::new(Validator::new(&model, limits).map_err(|e| EngineError::Build(e.0))?);
+        let validator =
+            Arc::new(Validator::new(&model, options.limits.max_depth).map_err(|e| EngineError::Build(e.0))?);
         let model = Arc::new(model);
-        let operations = Operations::new(model.clone(), options.operation_limits, validator.clone());
+        let operations = Operations::new(model.clone(), options.limits, validator.clone());
         let request_timeout = Duration::from_millis(options.defaults.request_timeout_ms);
         Ok(Self {
             validator,
             operations,
             js: options.js.clone(),
-            operation_limits: options.operation_limits,
+            limits: options.limits,
             request_timeout,
             backends,
             model,
@@ -282,15 +280,6 @@ impl Engine {
                 );
             }
         };
-        if let Err(e) = limits::check(
-            &op.document,
-            op.operation_name.as_deref(),
-            &self.model,
-            &variables,
-            self.operation_limits,
-        ) {
-            return Answer::request_error(&e);
-        }
         let plan = match op.plan(&coerced) {
             Ok(plan) => plan,
             Err(conflicts) => {
@@ -299,6 +288,9 @@ impl Engine {
                 );
             }
         };
+        if let Err(e) = limits::check(&plan, &coerced, &self.limits) {
+            return Answer::request_error(&e);
+        }
         let nulls: Vec<ServerError> = plan
             .required
             .iter()
@@ -316,7 +308,7 @@ impl Engine {
             batcher: &batcher,
             js: self.js.as_ref(),
             variables: &coerced,
-            default_list_size: self.operation_limits.default_list_size as usize,
+            default_list_size: self.limits.default_list_size as usize,
         };
         let (store, introspection) =
             tokio::join!(exec::run(&plan, &ctx), self.validator.introspect(op, &plan, &coerced));

@@ -6,54 +6,24 @@
 //!    over the spread graph with an explicit stack, so the work is linear in the document's
 //!    size whatever it holds, and it stops at the first count over its limit. Everything that
 //!    walks the document later (async-graphql's validation, which expands fragments, and the
-//!    cost below) is bounded by what this pass let through.
-//! 2. [`check`], after validation, per request (variables set): aliases, root fields and an estimated
-//!    cost. The cost counts every field once per item of the lists above it; a list is as
-//!    long as its limit argument (`first`, or the one its `@http(limit:)` names), or
-//!    `default_list_size` when that is null or unset and the field has no default — the same
-//!    number the fetch then asks for (`fetch.rs`).
+//!    compiler) is bounded by what this pass let through.
+//! 2. [`check`], per request on the compiled plan (variables set): root fields, aliases and an
+//!    estimated cost. The cost counts every field once per item of the lists above it; a list
+//!    is as long as its limit argument (`first`, or the one its `@http(limit:)` names; the plan
+//!    keeps it as a [`Count`]), or `default_list_size` when that is null or unset and the
+//!    field has no default — the same number the fetch then asks for (`fetch.rs`).
+//!
+//! The settings are `[limits]` of the config ([`Limits`]), read as they are.
 
 use std::collections::HashMap;
 
-use async_graphql::Value as GqlValue;
 use async_graphql::parser::Positioned;
-use async_graphql::parser::types::{ExecutableDocument, Field, OperationType, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use serde_json::{Map, Value};
 
-use super::model::{Binding, FacadeSchema, FieldDef};
+use super::plan::{Count, Field, Plan};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OperationLimits {
-    pub max_aliases: usize,
-    pub max_root_fields: usize,
-    pub max_cost: u64,
-    pub default_list_size: u64,
-    /// Most selections (fields, inline fragments, spreads) in one definition with every
-    /// fragment expanded.
-    pub max_selections: u64,
-    /// Deepest chain of fragment spreads (`...A` whose `A` spreads `...B`, …).
-    pub max_fragment_depth: usize,
-}
-
-impl From<&crate::config::Limits> for OperationLimits {
-    fn from(l: &crate::config::Limits) -> Self {
-        Self {
-            max_aliases: l.max_aliases,
-            max_root_fields: l.max_root_fields,
-            max_cost: l.max_cost,
-            default_list_size: l.default_list_size,
-            max_selections: l.max_selections,
-            max_fragment_depth: l.max_fragment_depth,
-        }
-    }
-}
-
-/// `[limits]`'s defaults (written there once).
-impl Default for OperationLimits {
-    fn default() -> Self {
-        Self::from(&crate::config::Limits::default())
-    }
-}
+use crate::config::Limits;
 
 /// What [`analyze`] found, and the work it took (tests assert the work is linear).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +70,7 @@ pub struct Refused {
 }
 
 /// Checks the document's fragment structure and expanded size; see the module comment.
-pub fn analyze(doc: &ExecutableDocument, limits: &OperationLimits) -> Result<Analysis, Refused> {
+pub fn analyze(doc: &ExecutableDocument, limits: &Limits) -> Result<Analysis, Refused> {
     let mut visited = 0u64;
     match walk_document(doc, limits, &mut visited) {
         Ok(expanded_selections) => Ok(Analysis { expanded_selections, visited }),
@@ -108,11 +78,7 @@ pub fn analyze(doc: &ExecutableDocument, limits: &OperationLimits) -> Result<Ana
     }
 }
 
-fn walk_document<'a>(
-    doc: &'a ExecutableDocument,
-    limits: &OperationLimits,
-    visited: &mut u64,
-) -> Result<u64, String> {
+fn walk_document<'a>(doc: &'a ExecutableDocument, limits: &Limits, visited: &mut u64) -> Result<u64, String> {
     let mut fragments: HashMap<&'a str, Local<'a>> = HashMap::with_capacity(doc.fragments.len());
     for (name, fragment) in &doc.fragments {
         let mut l = Local { own: 0, spreads: Vec::new() };
@@ -153,7 +119,7 @@ fn expand<'a>(
     root: &'a str,
     fragments: &HashMap<&'a str, Local<'a>>,
     marks: &mut HashMap<&'a str, Mark>,
-    limits: &OperationLimits,
+    limits: &Limits,
     visited: &mut u64,
 ) -> Result<u64, String> {
     if let Some(Mark::Done(n)) = marks.get(root) {
@@ -206,205 +172,171 @@ fn expand<'a>(
     }
 }
 
-fn too_many(limits: &OperationLimits, n: u64) -> String {
+fn too_many(limits: &Limits, n: u64) -> String {
     format!(
         "the document has over {} selections once its fragments are expanded (at least {n}); the limit is {}",
         limits.max_selections, limits.max_selections
     )
 }
 
-struct Walk<'a> {
-    doc: &'a ExecutableDocument,
-    schema: &'a FacadeSchema,
-    variables: &'a Map<String, Value>,
-    limits: OperationLimits,
-    aliases: usize,
-}
-
-/// Checks the operation that will run; `Err` names the limit and the figure. The document
-/// must have passed [`analyze`] (and validation), which bounds this walk.
-pub fn check(
-    doc: &ExecutableDocument,
-    operation_name: Option<&str>,
-    schema: &FacadeSchema,
-    variables: &Map<String, Value>,
-    limits: OperationLimits,
-) -> Result<(), String> {
-    // An operation the document does not have is refused before this runs (`plan::pick`).
-    let Ok(operation) = super::document::pick(doc, operation_name) else { return Ok(()) };
-    let root = match operation.ty {
-        OperationType::Mutation => schema.mutation.as_deref().unwrap_or("Mutation"),
-        _ => schema.query.as_str(),
-    };
-    let mut walk = Walk { doc, schema, variables, limits, aliases: 0 };
-    let mut roots = Vec::new();
-    walk.fields(&operation.selection_set, 0, &mut roots);
-    if roots.len() > limits.max_root_fields {
+/// Checks the plan that will run against the limits; `Err` names the limit and the figure.
+/// The plan holds every field once (fragments inlined, same keys merged, `@skip`/`@include`
+/// folded), so this reads it rather than the document; only list sizes given by variables
+/// are read per request.
+pub fn check(plan: &Plan, variables: &Map<String, Value>, limits: &Limits) -> Result<(), String> {
+    if plan.root.len() > limits.max_root_fields {
         return Err(format!(
             "the operation selects {} root fields; the limit is {}",
-            roots.len(),
+            plan.root.len(),
             limits.max_root_fields
         ));
     }
-    let cost = walk.cost(&operation.selection_set, root, 0)?;
-    if walk.aliases > limits.max_aliases {
+    let tally = tally(&plan.root, variables, limits.default_list_size, 0);
+    if tally.aliases > limits.max_aliases {
         return Err(format!(
             "the operation uses {} aliases; the limit is {}",
-            walk.aliases, limits.max_aliases
+            tally.aliases, limits.max_aliases
         ));
     }
-    if cost > limits.max_cost {
+    if tally.cost > limits.max_cost {
         return Err(format!(
-            "the operation's estimated cost is {cost}; the limit is {} (each field counts once per item of the \
+            "the operation's estimated cost is {}; the limit is {} (each field counts once per item of the \
              lists above it; a list counts its `first` argument, or {} without one)",
-            limits.max_cost, limits.default_list_size
+            tally.cost, limits.max_cost, limits.default_list_size
         ));
     }
     Ok(())
 }
 
-impl<'a> Walk<'a> {
-    /// The fields of a selection set, fragments expanded (their nesting is bounded by
-    /// [`analyze`]; `depth` guards against a document that skipped it).
-    fn fields(&self, set: &'a Positioned<SelectionSet>, depth: usize, out: &mut Vec<&'a Field>) {
-        if depth > self.limits.max_fragment_depth + 1 {
-            return;
+/// Aliases and estimated cost of some fields and everything below them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    aliases: usize,
+    cost: u64,
+}
+
+/// Each field counts once per item of the lists above it; under an interface or union, the
+/// possible type that costs most. Recursion follows the plan's nesting, which validation's
+/// depth limit bounds (`depth` guards against a plan that skipped it).
+fn tally(fields: &[Field], variables: &Map<String, Value>, default_list_size: u64, depth: usize) -> Tally {
+    let mut total = Tally::default();
+    if depth > 64 {
+        return total;
+    }
+    for field in fields {
+        if *field.key != *field.name {
+            total.aliases += 1;
         }
-        for selection in &set.node.items {
-            match &selection.node {
-                Selection::Field(field) => out.push(&field.node),
-                Selection::InlineFragment(inline) => self.fields(&inline.node.selection_set, depth + 1, out),
-                Selection::FragmentSpread(spread) => {
-                    if let Some(fragment) = self.doc.fragments.get(&spread.node.fragment_name.node) {
-                        self.fields(&fragment.node.selection_set, depth + 1, out);
-                    }
-                }
+        let mut below = tally(&field.children, variables, default_list_size, depth + 1);
+        for (_, fields) in &field.by_type {
+            let each = tally(fields, variables, default_list_size, depth + 1);
+            below.aliases = below.aliases.max(each.aliases);
+            below.cost = below.cost.max(each.cost);
+        }
+        let items = match &field.count {
+            Count::One => 1,
+            Count::Fixed(n) => *n,
+            Count::Default => default_list_size,
+            Count::Variable(name) => {
+                variables.get(&**name).and_then(Value::as_u64).unwrap_or(default_list_size)
             }
-        }
+        };
+        total.aliases += below.aliases;
+        total.cost = total.cost.saturating_add(items.saturating_mul(1 + below.cost));
     }
-
-    /// The cost of a selection set; stops with the error as soon as it passes the limit.
-    fn cost(
-        &mut self,
-        set: &'a Positioned<SelectionSet>,
-        type_name: &str,
-        depth: usize,
-    ) -> Result<u64, String> {
-        if depth > 64 {
-            return Ok(0); // async-graphql's depth limit refused such a query already
-        }
-        let mut fields = Vec::new();
-        self.fields(set, 0, &mut fields);
-        let mut total: u64 = 0;
-        for field in fields {
-            if field.alias.is_some() {
-                self.aliases += 1;
-                if self.aliases > self.limits.max_aliases {
-                    return Err(format!(
-                        "the operation uses at least {} aliases; the limit is {}",
-                        self.aliases, self.limits.max_aliases
-                    ));
-                }
-            }
-            let def = self.schema.field_of(type_name, field.name.node.as_str());
-            let Some(def) = def else {
-                total = total.saturating_add(1);
-                continue;
-            };
-            let is_list = matches!(def.ty.base, async_graphql::parser::types::BaseType::List(_));
-            let size = if is_list {
-                list_size(def, field, self.variables, self.limits.default_list_size)
-            } else {
-                1
-            };
-            let children = if field.selection_set.node.items.is_empty() {
-                0
-            } else {
-                self.cost(&field.selection_set, named(&def.ty), depth + 1)?
-            };
-            total = total.saturating_add(size.saturating_mul(1 + children));
-            if total > self.limits.max_cost {
-                return Err(format!(
-                    "the operation's estimated cost is over {}; the limit is {} (each field counts once per item of \
-                     the lists above it; a list counts its `first` argument, or {} without one)",
-                    self.limits.max_cost, self.limits.max_cost, self.limits.default_list_size
-                ));
-            }
-        }
-        Ok(total)
-    }
-}
-
-/// The argument that caps a list field's length: the one its `@http(limit:)` names, else
-/// `first`.
-pub fn limit_argument(def: &FieldDef) -> &str {
-    match &def.binding {
-        Binding::Http(http) => http.limit_arg.as_deref().unwrap_or("first"),
-        _ => "first",
-    }
-}
-
-/// How many items a list field is counted as: its limit argument's value; the argument's
-/// default when the argument is not written; `default_list_size` for null, an unset variable
-/// (which the executor passes on as null) or no value. The fetch asks for the same.
-fn list_size(def: &FieldDef, field: &Field, variables: &Map<String, Value>, default_list_size: u64) -> u64 {
-    let arg = limit_argument(def);
-    let declared_default =
-        || def.args.iter().find(|a| a.name == arg).and_then(|a| a.default.as_ref()).and_then(gql_u64);
-    let Some((_, value)) = field.arguments.iter().find(|(n, _)| n.node == arg) else {
-        return declared_default().unwrap_or(default_list_size);
-    };
-    let mut unset = false;
-    let resolved = value.node.clone().into_const_with(|name| match variables.get(name.as_str()) {
-        Some(v) => GqlValue::from_json(v.clone()).map_err(|_| ()),
-        None => {
-            unset = true;
-            Ok(GqlValue::Null)
-        }
-    });
-    match resolved {
-        _ if unset => default_list_size,
-        Ok(v) => gql_u64(&v).unwrap_or(default_list_size),
-        Err(()) => default_list_size,
-    }
-}
-
-fn gql_u64(v: &GqlValue) -> Option<u64> {
-    match v {
-        GqlValue::Number(n) => n.as_u64(),
-        _ => None,
-    }
-}
-
-use super::model::named_type as named;
-
-/// Whether any operation asks `__schema` or `__type`, at any depth (fragments included).
-/// The document must have passed [`analyze`], which bounds the walk.
-pub fn uses_introspection(doc: &ExecutableDocument) -> bool {
-    fn any(doc: &ExecutableDocument, set: &Positioned<SelectionSet>, depth: usize) -> bool {
-        depth < 128
-            && set.node.items.iter().any(|s| match &s.node {
-                Selection::Field(f) => {
-                    matches!(f.node.name.node.as_str(), "__schema" | "__type")
-                        || any(doc, &f.node.selection_set, depth + 1)
-                }
-                Selection::InlineFragment(i) => any(doc, &i.node.selection_set, depth + 1),
-                Selection::FragmentSpread(sp) => doc
-                    .fragments
-                    .get(&sp.node.fragment_name.node)
-                    .is_some_and(|f| any(doc, &f.node.selection_set, depth + 1)),
-            })
-    }
-    doc.operations.iter().any(|(_, op)| any(doc, &op.node.selection_set, 0))
+    total
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
     use super::*;
+    use crate::graphql::model::FacadeSchema;
+    use crate::graphql::plan::Operation;
+    use crate::graphql::sdl::{SchemaFile, analyze as analyze_sdl};
+
+    /// The plan of a (valid) document on the demo schema, and the limits' verdict on it.
+    fn judge(text: &str, variables: serde_json::Value, limits: &Limits) -> Result<(), String> {
+        let schema: FacadeSchema = analyze_sdl(&[SchemaFile {
+            name: "facade.graphql".into(),
+            text: include_str!("../../schema/facade.graphql").to_owned(),
+        }])
+        .expect("the demo schema loads");
+        let doc = async_graphql::parser::parse_query(text).expect("parses");
+        let variables = variables.as_object().cloned().unwrap_or_default();
+        let plan = Operation::new(Arc::new(doc), None, Arc::new(schema)).unwrap().plan(&variables).unwrap();
+        check(&plan, &variables, limits)
+    }
+
+    /// The estimated cost of a document (read from the refusal at a limit of 0).
+    fn cost(text: &str, variables: serde_json::Value) -> u64 {
+        let e = judge(text, variables, &Limits { max_cost: 0, ..Limits::default() }).unwrap_err();
+        let figure = e.strip_prefix("the operation's estimated cost is ").expect("a cost refusal");
+        figure.split(';').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_cost_counts_each_field_once_per_item_of_the_lists_above_it() {
+        let nested = r#"{ profile(id: 1) { rows(first: 3) { titles(first: 4) { id } } } }"#;
+        // profile 1 × (1 + rows 3 × (1 + titles 4 × (1 + id)))
+        assert_eq!(cost(nested, json!({})), 1 + 3 * (1 + 4 * 2));
+        // A list without its argument counts the argument's declared default (rows: 10, titles: 20).
+        assert_eq!(
+            cost(r#"{ profile(id: 1) { rows { titles { id } } } }"#, json!({})),
+            1 + 10 * (1 + 20 * 2)
+        );
+        // Null counts `default_list_size` (10), as the fetch asks for.
+        let null = r#"{ profile(id: 1) { rows(first: 3) { titles(first: null) { id } } } }"#;
+        assert_eq!(cost(null, json!({})), 1 + 3 * (1 + 10 * 2));
+    }
+
+    #[test]
+    fn a_list_size_given_by_a_variable_is_read_per_request() {
+        let q = r#"query($n: Int) { profile(id: 1) { rows(first: 3) { titles(first: $n) { id } } } }"#;
+        assert_eq!(cost(q, json!({ "n": 2 })), 1 + 3 * (1 + 2 * 2));
+        assert_eq!(cost(q, json!({ "n": 400 })), 1 + 3 * (1 + 400 * 2));
+        assert_eq!(cost(q, json!({})), 1 + 3 * (1 + 10 * 2), "unset counts default_list_size");
+        assert_eq!(cost(q, json!({ "n": null })), 1 + 3 * (1 + 10 * 2));
+        let limits = Limits { max_cost: 100, ..Limits::default() };
+        assert!(judge(q, json!({ "n": 2 }), &limits).is_ok());
+        let e = judge(q, json!({ "n": 400 }), &limits).unwrap_err();
+        assert!(e.contains("estimated cost is 2404; the limit is 100"), "{e}");
+    }
+
+    #[test]
+    fn what_the_plan_merges_or_skips_is_not_counted_again() {
+        // The same field twice, and once more through a fragment, is one field of the plan.
+        let merged = r#"{ title(id: 1) { id id ...F } } fragment F on Title { id }"#;
+        assert_eq!(cost(merged, json!({})), 2);
+        let skipped = r#"query($s: Boolean!) { title(id: 1) { id name @skip(if: $s) } }"#;
+        assert_eq!(cost(skipped, json!({ "s": true })), 2);
+        assert_eq!(cost(skipped, json!({ "s": false })), 3);
+    }
+
+    #[test]
+    fn aliases_and_root_fields_are_counted_on_the_plan() {
+        let four = r#"{ a1: title(id: 1) { id } a2: title(id: 2) { id } a3: title(id: 3) { n: name } }"#;
+        let limits = Limits { max_aliases: 3, max_root_fields: 2, ..Limits::default() };
+        let e = judge(four, json!({}), &limits).unwrap_err();
+        assert_eq!(e, "the operation selects 3 root fields; the limit is 2");
+        let limits = Limits { max_aliases: 3, ..Limits::default() };
+        let e = judge(four, json!({}), &limits).unwrap_err();
+        assert_eq!(e, "the operation uses 4 aliases; the limit is 3");
+        let e = judge(
+            r#"{ a: title(id: 1) { id } a: title(id: 1) { id } }"#,
+            json!({}),
+            &Limits { max_aliases: 0, ..Limits::default() },
+        )
+        .unwrap_err();
+        assert_eq!(e, "the operation uses 1 aliases; the limit is 0", "the same alias twice is one field");
+    }
 
     fn analyze_text(text: &str) -> Result<Analysis, String> {
         let doc = async_graphql::parser::parse_query(text).unwrap();
-        analyze(&doc, &OperationLimits::default()).map_err(|e| e.message)
+        analyze(&doc, &Limits::default()).map_err(|e| e.message)
     }
 
     #[test]
@@ -425,7 +357,7 @@ mod tests {
         }
         text.push_str(&format!(" fragment f{n} on Query {{ __typename }}"));
         let doc = async_graphql::parser::parse_query(&text).unwrap();
-        let e = analyze(&doc, &OperationLimits::default()).unwrap_err();
+        let e = analyze(&doc, &Limits::default()).unwrap_err();
         assert!(e.message.contains("nest deeper than 16"), "{e}");
         assert!(e.visited <= 2 * (n as u64 + 2), "linear in the document: {}", e.visited);
     }
@@ -439,7 +371,7 @@ mod tests {
         }
         text.push_str(&format!(" fragment F{n} on Query {{ title(id: 1) {{ id }} }}"));
         let doc = async_graphql::parser::parse_query(&text).unwrap();
-        let limits = OperationLimits { max_fragment_depth: 64, ..OperationLimits::default() };
+        let limits = Limits { max_fragment_depth: 64, ..Limits::default() };
         let e = analyze(&doc, &limits).unwrap_err();
         assert!(e.message.contains("selections"), "{e}");
         // 2^40 expanded selections, found out in work linear in the document (~120 nodes).
@@ -463,7 +395,7 @@ mod tests {
             text.push_str(&format!(" fragment F{i} on Query {{ __typename{spreads} }}"));
         }
         let doc = async_graphql::parser::parse_query(&text).unwrap();
-        let limits = OperationLimits { max_fragment_depth: 1_000, ..OperationLimits::default() };
+        let limits = Limits { max_fragment_depth: 1_000, ..Limits::default() };
         let r = analyze(&doc, &limits);
         let nodes = 1 + n * 6;
         let visited = match r {

@@ -30,4 +30,3 @@ pub use engine::{Engine, EngineError, EngineOptions, check_dir, check_js_functio
 pub use input::VarKind;
 pub use operation::{GraphqlRequest, OperationKind, Parsed, Prepared};
 pub use sdl::LoadError;
-pub use validate::QueryLimits;

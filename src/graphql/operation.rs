@@ -14,6 +14,7 @@ use super::input::VarKind;
 use super::model::FacadeSchema;
 use super::validate::Validator;
 use super::{limits, plan, usage};
+use crate::config::Limits;
 
 /// A GraphQL request as it arrives over HTTP.
 #[derive(Debug, Clone)]
@@ -81,7 +82,7 @@ impl Prepared {
 
     /// Whether the document asks `__schema` or `__type` anywhere.
     pub fn uses_introspection(&self) -> bool {
-        limits::uses_introspection(&self.document)
+        super::document::uses_introspection(&self.document)
     }
 
     /// The schema coordinates this document uses, read with `model` (`usage.rs`).
@@ -146,13 +147,13 @@ impl OperationCache {
 /// prepared; everything checked against this schema's model, limits and validator.
 pub struct Operations {
     model: Arc<FacadeSchema>,
-    limits: limits::OperationLimits,
+    limits: Limits,
     validator: Arc<Validator>,
     cache: std::sync::Mutex<OperationCache>,
 }
 
 impl Operations {
-    pub fn new(model: Arc<FacadeSchema>, limits: limits::OperationLimits, validator: Arc<Validator>) -> Self {
+    pub fn new(model: Arc<FacadeSchema>, limits: Limits, validator: Arc<Validator>) -> Self {
         let cache = OperationCache { lru: lru::LruCache::unbounded(), weight: 0 };
         Self { model, limits, validator, cache: std::sync::Mutex::new(cache) }
     }
@@ -174,7 +175,7 @@ impl Operations {
             .map_err(|e| Answer::request_errors(vec![e.into()]))?;
         let analysis = limits::analyze(&document, &self.limits)
             .map_err(|e| Answer::request_errors(vec![ServerError::new(e.message, None)]))?;
-        if !request.introspection && limits::uses_introspection(&document) {
+        if !request.introspection && super::document::uses_introspection(&document) {
             return Err(introspection_refused());
         }
         let selections = analysis.expanded_selections;
@@ -215,10 +216,10 @@ impl Operations {
         if !errors.is_empty() {
             return Err(errors);
         }
-        limits::check(&document, operation_name, &self.model, &Map::new(), self.limits)
-            .map_err(|e| vec![e])?;
         let document = Arc::new(document);
         let operation = self.compile(&document, operation_name, None).map_err(|e| vec![e])?;
+        let widest = operation.widest_plan()?;
+        limits::check(&widest, &Map::new(), &self.limits).map_err(|e| vec![e])?;
         Ok(Prepared {
             text: text.to_owned(),
             operation_name: operation_name.map(str::to_owned),
@@ -243,7 +244,7 @@ impl Operations {
         let mut op =
             plan::Operation::new(document.clone(), operation_name.map(str::to_owned), self.model.clone())?;
         op.text = text.map(str::to_owned);
-        op.check().map_err(|conflicts| conflicts.join("\n"))?;
+        op.widest_plan().map_err(|conflicts| conflicts.join("\n"))?;
         Ok(Arc::new(op))
     }
 

@@ -132,6 +132,52 @@ pub struct Field {
     pub children: Vec<Field>,
     /// For an interface or union: the selected fields per possible object type.
     pub by_type: Vec<(Arc<str>, Vec<Field>)>,
+    /// How many items the operation's cost counts this field as (`limits::check`).
+    pub count: Count,
+}
+
+/// How many items a field counts as in the operation's estimated cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Count {
+    /// Not a list.
+    One,
+    /// A list whose limit argument is this literal, or whose argument's declared default it is.
+    Fixed(u64),
+    /// A list whose limit argument is null, not a count, or not given and without a default:
+    /// `default_list_size`.
+    Default,
+    /// A list whose limit argument is this variable: its value, or `default_list_size` when
+    /// the request leaves it null or unset (as the fetch does).
+    Variable(Arc<str>),
+}
+
+impl Count {
+    /// The count of a field of this definition as the document writes it.
+    fn of(def: &FieldDef, field: &DocField) -> Self {
+        if !matches!(def.ty.base, BaseType::List(_)) {
+            return Self::One;
+        }
+        let arg = limit_argument(def);
+        let count = |n: Option<u64>| n.map_or(Self::Default, Self::Fixed);
+        match field.arguments.iter().find(|(n, _)| n.node == arg).map(|(_, v)| &v.node) {
+            Some(DocValue::Variable(name)) => Self::Variable(Arc::from(name.as_str())),
+            Some(DocValue::Number(n)) => count(n.as_u64()),
+            Some(_) => Self::Default,
+            None => match def.args.iter().find(|a| a.name == arg).and_then(|a| a.default.as_ref()) {
+                Some(async_graphql::Value::Number(n)) => count(n.as_u64()),
+                _ => Self::Default,
+            },
+        }
+    }
+}
+
+/// The argument that caps a list field's length: the one its `@http(limit:)` names, else
+/// `first`.
+fn limit_argument(def: &FieldDef) -> &str {
+    match &def.binding {
+        Binding::Http(http) => http.limit_arg.as_deref().unwrap_or("first"),
+        _ => "first",
+    }
 }
 
 /// Which parents a step runs for, under an interface or union: the object reached after
@@ -247,7 +293,7 @@ impl Operation {
         condition_variables(&document, &op.selection_set, &mut condition_vars, 0);
         Ok(Self {
             text: None,
-            uses_introspection: super::limits::uses_introspection(&document),
+            uses_introspection: super::document::uses_introspection(&document),
             document: document.clone(),
             operation_name,
             schema,
@@ -268,12 +314,13 @@ impl Operation {
         1usize.checked_shl(self.condition_vars.len() as u32).unwrap_or(usize::MAX).min(MAX_CONDITION_PLANS)
     }
 
-    /// Compiles the plan with every condition variable true (all conditioned fields in), so
-    /// that fields which cannot be merged are refused before any request runs.
-    pub fn check(&self) -> Result<(), Vec<String>> {
+    /// The plan with every condition variable true (all conditioned fields in): compiled
+    /// before any request runs, so that fields which cannot be merged are refused then, and
+    /// what the limits judge when an endpoint is published.
+    pub fn widest_plan(&self) -> Result<Arc<Plan>, Vec<String>> {
         let all: serde_json::Map<String, Value> =
             self.condition_vars.iter().map(|v| (v.clone(), Value::Bool(true))).collect();
-        self.plan(&all).map(|_| ())
+        self.plan(&all)
     }
 
     /// The plan for these (coerced) variables; `Err` lists fields that cannot be merged and
@@ -515,6 +562,7 @@ impl<'a> Compiler<'a> {
                     out: Out { nullable: vec![false], base: Base::Leaf(Leaf::Text) },
                     children: Vec::new(),
                     by_type: Vec::new(),
+                    count: Count::One,
                 });
                 continue;
             }
@@ -529,6 +577,7 @@ impl<'a> Compiler<'a> {
                     out: Out { nullable: vec![true], base: Base::Leaf(Leaf::Custom) },
                     children: Vec::new(),
                     by_type: Vec::new(),
+                    count: Count::One,
                 });
                 continue;
             }
@@ -548,6 +597,7 @@ impl<'a> Compiler<'a> {
                 out: out_ty.clone(),
                 children: Vec::new(),
                 by_type: Vec::new(),
+                count: Count::of(def, doc_field),
             };
             let child_type = named(&def.ty).to_owned();
             match &def.binding {

@@ -118,7 +118,7 @@ pub fn of_text(
     model: &FacadeSchema,
 ) -> Result<BTreeSet<String>, String> {
     let doc = async_graphql::parser::parse_query(text).map_err(|e| e.to_string())?;
-    super::limits::analyze(&doc, &super::limits::OperationLimits::default()).map_err(|e| e.message)?;
+    super::limits::analyze(&doc, &crate::config::Limits::default()).map_err(|e| e.message)?;
     Ok(of(&doc, operation_name, model))
 }
 

@@ -15,30 +15,8 @@ use serde_json::{Map, Value};
 use super::model::*;
 use super::plan;
 
-/// Limits applied to every operation at validation time.
-#[derive(Debug, Clone, Copy)]
-pub struct QueryLimits {
-    pub max_depth: usize,
-    /// Keys fetched for a list whose limit argument is null or unset (as the cost counts it).
-    pub default_list_size: u64,
-}
-
-impl From<&crate::config::Limits> for QueryLimits {
-    fn from(l: &crate::config::Limits) -> Self {
-        Self { max_depth: l.max_depth, default_list_size: l.default_list_size }
-    }
-}
-
-/// `[limits]`'s defaults (written there once).
-impl Default for QueryLimits {
-    fn default() -> Self {
-        Self::from(&crate::config::Limits::default())
-    }
-}
-
-fn build_schema(model: &FacadeSchema, limits: QueryLimits) -> Result<Schema, SchemaError> {
-    let mut builder =
-        Schema::build(&model.query, model.mutation.as_deref(), None).limit_depth(limits.max_depth);
+fn build_schema(model: &FacadeSchema, max_depth: usize) -> Result<Schema, SchemaError> {
+    let mut builder = Schema::build(&model.query, model.mutation.as_deref(), None).limit_depth(max_depth);
     for (name, def) in &model.types {
         builder = match def {
             TypeDef::Object { description, fields, implements } => {
@@ -155,9 +133,9 @@ pub struct Validator {
 }
 
 impl Validator {
-    /// The dynamic schema of `model`, with `limits`.
-    pub fn new(model: &FacadeSchema, limits: QueryLimits) -> Result<Self, SchemaError> {
-        Ok(Self { schema: build_schema(model, limits)? })
+    /// The dynamic schema of `model`, refusing selections nested deeper than `max_depth`.
+    pub fn new(model: &FacadeSchema, max_depth: usize) -> Result<Self, SchemaError> {
+        Ok(Self { schema: build_schema(model, max_depth)? })
     }
 
     /// The schema as SDL, without Facade's directives.
