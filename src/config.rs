@@ -570,6 +570,7 @@ pub const BACKEND_DEFAULTS: PolicyOverrides = PolicyOverrides {
     breaker_open_ms: Some(5_000),
     breaker_max_open_ms: Some(60_000),
     max_body_bytes: Some(16 * 1024 * 1024),
+    share_in_flight: Some(true),
 };
 
 /// Every number of a backend's policy that may be set: by a schema owner (`@backend`), in
@@ -620,6 +621,10 @@ pub struct PolicyOverrides {
     /// the call, and nothing past the limit is read.
     #[serde(alias = "maxBodyBytes")]
     pub max_body_bytes: Option<u64>,
+    /// Identical reads in flight at once (same method, path, body) made once, their answer
+    /// handed to every request waiting for it. Never a mutation's call or a single POST.
+    #[serde(alias = "shareInFlight")]
+    pub share_in_flight: Option<bool>,
 }
 
 impl PolicyOverrides {
@@ -641,7 +646,8 @@ impl PolicyOverrides {
             breaker_failure_ratio,
             breaker_open_ms,
             breaker_max_open_ms,
-            max_body_bytes
+            max_body_bytes,
+            share_in_flight
         )
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body_util::Full;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -14,8 +15,10 @@ use tracing::Instrument;
 
 use super::breaker::{self, Breaker, Outcome, TokioClock};
 use super::error::FetchError;
+use super::json::keep::KeepRef;
 use super::json::{self, Tape};
 use super::policy::{self, Limiter, Resilience, RetryBudget};
+use super::share::{CallKey, InFlight};
 use super::transport::{Method, ReadError, Reply, Transport, chain, read_capped, retry_after, shown};
 use crate::telemetry::metrics as m;
 
@@ -44,6 +47,8 @@ pub struct Backend {
     tape_share: json::TapeShare,
     /// Its per-call metrics, registered once.
     metered: Metered,
+    /// Its reads in flight that an identical read may join (`share.rs`).
+    in_flight: Arc<InFlight>,
 }
 
 /// A backend's metric handles for what every call records, registered when the backend is
@@ -55,6 +60,7 @@ pub struct Backend {
 struct Metered {
     ok: metrics::Counter,
     latency: metrics::Histogram,
+    shared: metrics::Counter,
 }
 
 impl Metered {
@@ -62,6 +68,7 @@ impl Metered {
         Self {
             ok: metrics::counter!(m::BACKEND_CALLS, "backend" => backend.to_owned(), "outcome" => "ok"),
             latency: metrics::histogram!(m::BACKEND_LATENCY, "backend" => backend.to_owned()),
+            shared: metrics::counter!(m::SHARED_CALLS, "backend" => backend.to_owned()),
         }
     }
 }
@@ -73,6 +80,8 @@ pub struct Live {
     pub circuit_open: crate::telemetry::window::Window,
     pub rate_limited: crate::telemetry::window::Window,
     pub bulkhead_full: crate::telemetry::window::Window,
+    /// Reads answered by an identical read another request had in flight (no call made).
+    pub shared: crate::telemetry::window::Window,
 }
 
 /// The policy numbers of a backend and the state that depends on them. A change builds a new
@@ -219,6 +228,49 @@ impl Backend {
         }
         .instrument(span)
         .await
+    }
+
+    /// A read through the whole policy stack ([`call`](Self::call)): a GET, or a batch read,
+    /// which may be retried. With `shareInFlight` on (the default), an identical read already
+    /// in flight for another request is joined instead of made again (`share.rs`); a joined
+    /// read still ends by this request's own deadline.
+    pub async fn read(
+        self: &Arc<Self>,
+        method: Method,
+        path: Arc<str>,
+        body: Option<Bytes>,
+        deadline: Instant,
+        keep: Option<KeepRef>,
+        keys: usize,
+    ) -> Result<Arc<Tape>, FetchError> {
+        if !self.policy.load().resilience.share_in_flight {
+            let keep = keep.as_ref().map(|k| &*k.0);
+            return self.call(method, &path, body.as_ref(), deadline, true, keep, keys).await.map(Arc::new);
+        }
+        let key = CallKey { method, path, body, keep };
+        let start = |key: &CallKey| {
+            let (me, key) = (self.clone(), key.clone());
+            async move {
+                let keep = key.keep.as_ref().map(|k| &*k.0);
+                me.call(key.method, &key.path, key.body.as_ref(), deadline, true, keep, keys)
+                    .await
+                    .map(Arc::new)
+            }
+            .boxed()
+        };
+        let Some(joined) = self.in_flight.join_or_start(key.clone(), start) else {
+            // As many distinct reads in flight as the map holds: this one goes alone.
+            return start(&key).await;
+        };
+        if !joined.shared {
+            return joined.call.await;
+        }
+        self.metered.shared.increment(1);
+        self.live.shared.record(Duration::ZERO, false);
+        match tokio::time::timeout_at(deadline, joined.call).await {
+            Ok(answer) => answer,
+            Err(_) => Err(FetchError::Deadline { backend: self.name.clone() }),
+        }
     }
 
     fn reject(&self, reason: &'static str) {
@@ -482,6 +534,7 @@ impl Backends {
                     live: Live::default(),
                     tape_share: json::TapeShare::default(),
                     metered: Metered::new(&s.name),
+                    in_flight: Arc::default(),
                 }))
             })
             .collect::<Result<_, ClientError>>()?;
@@ -489,6 +542,11 @@ impl Backends {
     }
 
     pub fn get(&self, index: usize) -> &Backend {
+        &self.list[index]
+    }
+
+    /// The backend at `index`, to hand to a call that may outlive this borrow (a shared read).
+    pub fn handle(&self, index: usize) -> &Arc<Backend> {
         &self.list[index]
     }
 

@@ -436,11 +436,21 @@ impl Batcher {
         async move {
             // The JSON text made when the request was planned.
             let body = req.body.as_ref().map(|text| bytes::Bytes::from(text.clone()));
-            let backend = backends.get(req.backend);
-            let keep = req.keep.as_ref().map(|k| &*k.0);
-            let call = backend.call(req.method, &req.path, body.as_ref(), deadline, read, keep, 0);
+            let backend = backends.handle(req.backend);
+            let call = async {
+                if read {
+                    let path = Arc::from(req.path.as_str());
+                    backend.read(req.method, path, body, deadline, req.keep.clone(), 0).await
+                } else {
+                    let keep = req.keep.as_ref().map(|k| &*k.0);
+                    backend
+                        .call(req.method, &req.path, body.as_ref(), deadline, false, keep, 0)
+                        .await
+                        .map(Arc::new)
+                }
+            };
             match FetchLog::record(log.as_ref(), backend, req.method, &req.path, 0, call).await {
-                Ok(v) => Ok(Held::new(v)),
+                Ok(v) => Ok(Held::whole(v)),
                 // A single resource that does not exist is a null field, not an error.
                 Err(FetchError::Status { status: 404, .. }) => Ok(Held::null()),
                 Err(e) => Err(e),
@@ -538,12 +548,12 @@ async fn fetch_batch(
     deadline: Instant,
     log: Option<&FetchLog>,
 ) -> BatchOutcome {
-    let backend = backends.get(route.backend);
+    let backend = backends.handle(route.backend);
     let calls = keys.chunks(backend.max_batch_size()).map(|chunk| async move {
         let (path, body) = route.render(chunk);
-        // A batch is a read whatever its method: it may be retried.
-        let keep = route.keep.as_ref().map(|k| &*k.0);
-        let call = backend.call(route.method, &path, body.as_ref(), deadline, true, keep, chunk.len());
+        // A batch is a read whatever its method: it may be retried, and shared.
+        let path: Arc<str> = Arc::from(path);
+        let call = backend.read(route.method, path.clone(), body, deadline, route.keep.clone(), chunk.len());
         let result =
             FetchLog::record(log, backend, route.method, &path, chunk.len(), call).await.and_then(|json| {
                 match_items(json, route.match_field.as_deref(), chunk).map_err(|reason| FetchError::Body {
@@ -578,8 +588,11 @@ async fn fetch_batch(
 /// order asked, some perhaps left out (the usual case: a backend omits what it does not
 /// have), is matched item by item; any other through a map of the items' keys (where a key
 /// appears twice, the later item is the one kept).
-fn match_items(json: Tape, match_field: Option<&str>, keys: &[Key]) -> Result<Vec<Option<Held>>, String> {
-    let answer = Arc::new(json);
+fn match_items(
+    answer: Arc<Tape>,
+    match_field: Option<&str>,
+    keys: &[Key],
+) -> Result<Vec<Option<Held>>, String> {
     let root = answer.root();
     if let (View::List(items), Some(field)) = (root.view(), match_field)
         && let Some(matched) = in_order(items, field, keys, &answer)
@@ -706,7 +719,7 @@ mod tests {
 
     #[test]
     fn match_items_by_field_and_by_object_key() {
-        let d = |v| Tape::from_json(&v);
+        let d = |v| Arc::new(Tape::from_json(&v));
         let keys = |list: serde_json::Value| -> Vec<Key> {
             list.as_array().unwrap().iter().filter_map(|v| Key::of(Tape::from_json(v).root())).collect()
         };

@@ -24,6 +24,9 @@ impl PolicyOverrides {
         if let Some(n) = self.max_body_bytes {
             r.max_body_bytes = n;
         }
+        if let Some(on) = self.share_in_flight {
+            r.share_in_flight = on;
+        }
         if let Some(n) = self.max_concurrent {
             r.max_concurrent = n;
         }
@@ -81,6 +84,8 @@ pub struct Resilience {
     /// Full-jitter backoff: a retry waits a random time up to `backoff_base × 2^attempt`.
     pub backoff_base: Duration,
     pub breaker: super::breaker::BreakerSettings,
+    /// Identical reads in flight at once are made once (`share.rs`).
+    pub share_in_flight: bool,
 }
 
 impl Default for Resilience {
@@ -98,6 +103,7 @@ impl Default for Resilience {
             retry_floor_per_sec: 0,
             backoff_base: Duration::from_millis(20),
             breaker: Default::default(),
+            share_in_flight: false,
         })
     }
 }

@@ -217,6 +217,7 @@ impl<'a> Analyzer<'a> {
         let mut name = None;
         let mut url = None;
         let mut numbers: HashMap<&'static str, u64> = HashMap::new();
+        let mut share_in_flight = None;
         for (arg, value) in &d.node.arguments {
             let number = NUMBERS.iter().find(|k| **k == arg.node.as_str()).copied();
             match (arg.node.as_str(), &value.node, number) {
@@ -224,6 +225,10 @@ impl<'a> Analyzer<'a> {
                 ("url", GqlValue::String(s), _) => url = Some(s.clone()),
                 ("name" | "url", _, _) => {
                     self.error(file, value.pos, format!("@backend argument {} must be a string", arg.node))
+                }
+                ("shareInFlight", GqlValue::Boolean(b), _) => share_in_flight = Some(*b),
+                ("shareInFlight", _, _) => {
+                    self.error(file, value.pos, "@backend argument shareInFlight must be true or false")
                 }
                 // maxRetries may be 0; every other number must be positive.
                 (_, GqlValue::Number(n), Some(key))
@@ -239,7 +244,10 @@ impl<'a> Analyzer<'a> {
                 (other, _, None) => self.error(
                     file,
                     arg.pos,
-                    format!("unknown @backend argument {other} (known: name, url, {})", NUMBERS.join(", ")),
+                    format!(
+                        "unknown @backend argument {other} (known: name, url, {}, shareInFlight)",
+                        NUMBERS.join(", ")
+                    ),
                 ),
             }
         }
@@ -264,6 +272,7 @@ impl<'a> Analyzer<'a> {
             burst: small("burst"),
             max_retries: small("maxRetries"),
             max_body_bytes: numbers.get("maxBodyBytes").copied(),
+            share_in_flight,
             ..Default::default()
         };
         // The same ranges as config and the admin API.

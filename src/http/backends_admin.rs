@@ -42,6 +42,7 @@ fn view(b: &Backend) -> Value {
             "breakerFailureRatio": r.breaker.failure_ratio,
             "breakerOpenMs": r.breaker.open_for.as_millis() as u64,
             "breakerMaxOpenMs": r.breaker.max_open_for.as_millis() as u64,
+            "shareInFlight": r.share_in_flight,
         },
         "breaker": { "state": b.breaker().state().as_str(), "transitions": b.breaker().transitions() },
     })

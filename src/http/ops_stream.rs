@@ -106,6 +106,7 @@ pub fn snapshot(state: &AppState, who: &Principal) -> Value {
                     "rateLimited": live.rate_limited.summary(SECS).per_sec,
                     "bulkheadFull": live.bulkhead_full.summary(SECS).per_sec,
                 },
+                "sharedPerSec": live.shared.summary(SECS).per_sec,
                 "rates": live.calls.rates(crate::telemetry::window::SECONDS - 1),
             })
         })

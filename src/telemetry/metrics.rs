@@ -13,6 +13,9 @@ pub const BACKEND_LATENCY: &str = "facade_backend_request_duration_seconds";
 pub const REJECTIONS: &str = "facade_rejections_total";
 /// Breaker state per `backend`: 1 for the current `state` (closed, open, half_open), 0 else.
 pub const BREAKER_STATE: &str = "facade_breaker_state";
+/// Reads answered by an identical read another request had in flight, by `backend`: calls
+/// not made (`shareInFlight`).
+pub const SHARED_CALLS: &str = "facade_backend_shared_calls_total";
 /// Retries made, by `backend`.
 pub const RETRIES: &str = "facade_backend_retries_total";
 /// Script calls that failed, by `script` and `kind` (thrown, deadline, out_of_memory, …).

@@ -211,8 +211,13 @@ async fn requests_in_flight_across_a_swap_all_succeed() {
     let reference = app.client.get(format!("{}/v1/tv/home?profileId=1", app.base)).send().await.unwrap();
     assert_eq!(reference.status(), 200);
     let reference = reference.bytes().await.unwrap();
-    // Every member lookup now takes a while, so the calls are still running at the swap.
+    // Every member lookup now takes a while, so the calls are still running at the swap; each
+    // request makes its own (not shared with an identical one in flight), so all 100 are.
     app.set_faults("members", json!({ "latencyMs": 300 })).await;
+    let (code, _) = admin(&app)
+        .send(reqwest::Method::PATCH, "/backends/members", Some(json!({ "shareInFlight": false })))
+        .await;
+    assert_eq!(code, 200);
     let done = Arc::new(AtomicUsize::new(0));
     let calls: Vec<_> = (0..100)
         .map(|i| {

@@ -21,6 +21,7 @@ mod playground;
 mod resilience;
 mod schema_check;
 mod scripts;
+mod sharing;
 mod tidy;
 mod traces;
 mod workers;

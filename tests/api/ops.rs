@@ -10,7 +10,7 @@ use crate::helpers::{TestApp, home_query};
 const ADMIN: &str = "fcd_admin_for_tests";
 
 /// Reads snapshots from an open stream until `want` holds for one (or the deadline).
-async fn until(
+pub async fn until(
     response: &mut reqwest::Response,
     buffer: &mut String,
     want: impl Fn(&Value) -> bool,
@@ -34,7 +34,7 @@ async fn until(
     }
 }
 
-async fn open(app: &TestApp, token: &str) -> reqwest::Response {
+pub async fn open(app: &TestApp, token: &str) -> reqwest::Response {
     let r = app.client.get(format!("{}/ops/stream", app.base)).bearer_auth(token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
