@@ -401,3 +401,72 @@ pub async fn schema_usage(client: &AdminClient, as_json: bool) -> anyhow::Result
     }
     Ok(())
 }
+
+/// `facade schema compose`: each `NAME=SOURCE` read (a file of SDL, or an `http(s)://` subgraph
+/// asked for its `_service { sdl }`, whose URL is then its routing URL; `routing` gives a file's
+/// as `NAME=URL`), composed, and the supergraph written to `out` (or printed). Every problem is
+/// listed, each as `subgraph:line:column: reason`.
+pub async fn schema_compose(specs: &[String], routing: &[String], out: Option<&Path>) -> anyhow::Result<()> {
+    use crate::graphql::compose::{Subgraph, compose};
+    let mut urls: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for r in routing {
+        let (name, url) = r.split_once('=').with_context(|| format!("--url {r:?}: expected NAME=URL"))?;
+        urls.insert(name, url);
+    }
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+    let mut subgraphs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let (name, source) =
+            spec.split_once('=').with_context(|| format!("{spec:?}: expected NAME=SOURCE"))?;
+        let (sdl, url) = if source.starts_with("http://") || source.starts_with("https://") {
+            (service_sdl(&client, name, source).await?, Some(source.to_owned()))
+        } else {
+            let sdl = std::fs::read_to_string(source)
+                .with_context(|| format!("subgraph {name}: cannot read {source}"))?;
+            (sdl, urls.get(name).map(|u| (*u).to_owned()))
+        };
+        subgraphs.push(Subgraph { name: name.to_owned(), url, sdl });
+    }
+    if let Some(unknown) = urls.keys().find(|n| !subgraphs.iter().any(|s| s.name == **n)) {
+        bail!("--url {unknown}=…: no subgraph {unknown} is given");
+    }
+    match compose(&subgraphs) {
+        Ok(composed) => {
+            for w in &composed.warnings {
+                eprintln!("warning: {w}");
+            }
+            match out {
+                Some(path) => {
+                    std::fs::write(path, &composed.supergraph)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("composed {} subgraphs into {}", subgraphs.len(), path.display());
+                }
+                None => print!("{}", composed.supergraph),
+            }
+            Ok(())
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            bail!("composition failed with {} problem(s)", problems.len())
+        }
+    }
+}
+
+/// A running subgraph's SDL, as it gives it (`{ _service { sdl } }`).
+async fn service_sdl(client: &reqwest::Client, name: &str, url: &str) -> anyhow::Result<String> {
+    let r = client
+        .post(url)
+        .json(&json!({ "query": "{ _service { sdl } }" }))
+        .send()
+        .await
+        .with_context(|| format!("subgraph {name}: cannot reach {url}"))?;
+    let status = r.status();
+    let body: Value =
+        r.json().await.with_context(|| format!("subgraph {name}: {url} answered {status} without JSON"))?;
+    match body["data"]["_service"]["sdl"].as_str() {
+        Some(sdl) => Ok(sdl.to_owned()),
+        None => bail!("subgraph {name}: {url} gave no _service {{ sdl }} ({status}): {body}"),
+    }
+}

@@ -252,6 +252,22 @@ enum SchemaCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Compose subgraph SDLs (Apollo Federation) into one supergraph (Federation 2, join
+    /// v0.3), the file a federated schema is loaded from. Problems are listed as
+    /// `subgraph:line:column: reason`.
+    ///
+    /// Each subgraph is NAME=SOURCE: a file of SDL, or the subgraph's http(s) URL (asked for
+    /// `{ _service { sdl } }`; the URL is also where the supergraph routes to it).
+    Compose {
+        #[arg(required = true, value_name = "NAME=SOURCE")]
+        subgraphs: Vec<String>,
+        /// Where a subgraph read from a file is reached, as NAME=URL (repeatable).
+        #[arg(long = "url", value_name = "NAME=URL")]
+        urls: Vec<String>,
+        /// Write the supergraph here instead of printing it.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Which live endpoint versions use each type, field and argument, with their calls in
     /// the last hour, and the deprecated fields still in use by client.
     Usage {
@@ -304,6 +320,8 @@ fn main() -> ExitCode {
                 })
             })
         }
+        Command::Schema { command: SchemaCommand::Compose { subgraphs, urls, out } } => runtime()
+            .and_then(|rt| rt.block_on(facade::cli::schema_compose(&subgraphs, &urls, out.as_deref()))),
         Command::Schema { command: SchemaCommand::Usage { api, json } } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let client = facade::cli::AdminClient::new(&api.url, api.token)?;

@@ -10,6 +10,7 @@ mod load;
 mod procs;
 mod scenarios;
 mod static_server;
+mod subgraphs;
 
 use std::path::PathBuf;
 
@@ -77,6 +78,13 @@ enum Child {
         #[arg(long)]
         backends: String,
     },
+    /// Serves the four subgraphs of The Guild's federation benchmark (accounts, inventory,
+    /// products, reviews) at `POST /NAME`, each's SDL at `GET /NAME/sdl`.
+    Subgraphs {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4200")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         Some(Child::StaticServer { backends }) => {
             servers()?.block_on(static_server::serve(serde_json::from_str(&backends)?))
         }
+        Some(Child::Subgraphs { listen }) => Ok(servers()?.block_on(subgraphs::serve(listen))?),
         // The load generator on one thread, as wrk runs with `-t1`: it needs a fraction of a
         // core, and a second worker thread would only add wake-ups between the two (CPU taken
         // from the servers measured on the same two cores).

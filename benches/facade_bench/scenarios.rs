@@ -687,7 +687,12 @@ pub async fn reload(env: &Env) -> anyhow::Result<Report> {
         None,
         env.smoke,
         "-reload",
-        &[("FACADE_SCHEMA_DIR", dir.display().to_string()), ("FACADE_SCHEMA__WATCH", "false".to_owned())],
+        &[
+            ("FACADE_SCHEMA_DIR", dir.display().to_string()),
+            ("FACADE_SCHEMA__WATCH", "false".to_owned()),
+            // One team publishes them all: past the default quota of endpoints per team.
+            ("FACADE_LIMITS__MAX_ENDPOINTS_PER_TEAM", (versions + 10).to_string()),
+        ],
     )?;
     let url = procs::server_url(&proc)?;
     let client = reqwest::Client::new();

@@ -8,6 +8,7 @@
 //! the parsed document inside [`Prepared`].
 
 pub mod answer;
+pub mod compose;
 pub mod diff;
 pub mod document;
 mod engine;

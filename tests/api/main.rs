@@ -11,6 +11,7 @@ mod demo;
 mod endpoints;
 mod engine;
 mod evolution;
+mod federation;
 mod generated;
 mod graphql_http;
 mod helpers;
