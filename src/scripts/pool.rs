@@ -1,7 +1,8 @@
 //! The server's side of the script workers: a bounded queue of calls, and one **lane** per
 //! worker — a dedicated OS thread (never a tokio worker) that owns one worker process, hands
 //! it a call at a time over a socket and waits for the answer. A lane drops a call whose
-//! caller has gone, refuses one that waited longer than `max_wait`, kills a worker that does
+//! caller has gone, refuses one that waited longer than `max_wait` (and the caller stops
+//! waiting for a lane at `max_wait` itself, however long the lanes are held), kills a worker that does
 //! not answer within the backstop (wall time, far above the deadline: the worker's own
 //! watchdog stops a call on CPU time), and starts a new worker after a crash or a kill, so a
 //! crash costs only the call that caused it.
@@ -11,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -46,6 +47,9 @@ struct Job {
     work: Work,
     queued: Instant,
     reply: oneshot::Sender<Result<Answer, ScriptError>>,
+    /// Set by the lane that takes the call: from then on its caller waits for the answer
+    /// (which the lane's backstop bounds); before, only for `max_wait`.
+    taken: Arc<AtomicBool>,
 }
 
 struct Answer {
@@ -68,6 +72,7 @@ struct Counts {
 pub struct ScriptPool {
     tx: Sender<Job>,
     capacity: usize,
+    max_wait: Duration,
     counts: Arc<Counts>,
 }
 
@@ -123,7 +128,7 @@ impl ScriptPool {
         for _ in 0..workers {
             started.recv().map_err(|_| std::io::Error::other("a script lane ended at start"))??;
         }
-        Ok(Self { tx, capacity: queue, counts })
+        Ok(Self { tx, capacity: queue, max_wait: settings.max_wait, counts })
     }
 
     /// A pool with default settings and `workers` workers running `program` (tools and tests).
@@ -208,8 +213,10 @@ impl ScriptPool {
     }
 
     async fn submit_in(&self, script: &Script, work: Work) -> Result<Answer, ScriptError> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job { script: script.clone(), work, queued: Instant::now(), reply };
+        let (reply, mut answer) = oneshot::channel();
+        let taken = Arc::new(AtomicBool::new(false));
+        let queued = Instant::now();
+        let job = Job { script: script.clone(), work, queued, reply, taken: taken.clone() };
         match self.tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -217,7 +224,17 @@ impl ScriptPool {
             }
             Err(TrySendError::Disconnected(_)) => return Err(ScriptError::Closed),
         }
-        let result = answer.await.unwrap_or(Err(ScriptError::Closed));
+        // A lane judges `max_wait` only when it gets to the call; with every lane held (a
+        // starved machine, workers stopped) that can be far later, so the caller gives up at
+        // `max_wait` by itself if no lane has taken the call by then (the lane then finds it
+        // abandoned and drops it).
+        let result = match tokio::time::timeout(self.max_wait, &mut answer).await {
+            Ok(answer) => answer.unwrap_or(Err(ScriptError::Closed)),
+            Err(_) if !taken.load(Ordering::Acquire) => {
+                Err(ScriptError::Waited { waited_ms: queued.elapsed().as_millis() as u64 })
+            }
+            Err(_) => answer.await.unwrap_or(Err(ScriptError::Closed)),
+        };
         result.map_err(|e| self.refused(script, e))
     }
 
@@ -340,6 +357,7 @@ impl Lane {
                 let _ = job.reply.send(Err(ScriptError::Waited { waited_ms: queue_wait.as_millis() as u64 }));
                 continue;
             }
+            job.taken.store(true, Ordering::Release);
             self.counts.trips.fetch_add(1, Ordering::Relaxed);
             let result = self.call(&job).map(|mut a| {
                 a.phases.queue_wait = queue_wait;

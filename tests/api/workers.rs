@@ -109,7 +109,8 @@ async fn the_queue_is_bounded_in_length_and_in_time_and_drops_calls_nobody_waits
         workers: 1,
         queue: 2,
         max_wait: Duration::from_millis(200),
-        limits: ScriptLimits { deadline: Duration::from_millis(400), ..ScriptLimits::default() },
+        // The spin holds the one worker for 2 s of CPU: far longer than the wait allowed.
+        limits: ScriptLimits { deadline: Duration::from_secs(2), ..ScriptLimits::default() },
         address_space: 0,
     })
     .unwrap();
@@ -120,7 +121,7 @@ async fn the_queue_is_bounded_in_length_and_in_time_and_drops_calls_nobody_waits
     };
     until("the worker to be busy", || pool.trips() == 1).await;
     let ok = script("tv/home@1", "return 1;");
-    // Queued behind 400 ms of CPU: it will have waited longer than 200 ms when its turn comes.
+    // Queued behind 2 s of CPU: its caller stops waiting at 200 ms, while the worker is held.
     let waiting = {
         let (pool, ok) = (pool.clone(), ok.clone());
         tokio::spawn(async move { transform(&pool, &ok, "{}").await })
@@ -136,10 +137,12 @@ async fn the_queue_is_bounded_in_length_and_in_time_and_drops_calls_nobody_waits
     let refused = transform(&pool, &ok, "{}").await.unwrap_err();
     assert!(matches!(refused, ScriptError::Busy { capacity: 2 }), "{refused}");
     gone.abort();
-    assert!(matches!(busy.await.unwrap().unwrap_err(), ScriptError::Deadline { .. }));
     let waited = waiting.await.unwrap().unwrap_err();
     assert!(matches!(waited, ScriptError::Waited { .. }), "{waited}");
-    until("the abandoned call to be dropped", || pool.dropped() == 1).await;
+    assert!(!busy.is_finished(), "the wait ended while every worker was still held");
+    assert!(matches!(busy.await.unwrap().unwrap_err(), ScriptError::Deadline { .. }));
+    // Both queued calls were abandoned by their callers: the lane drops them unrun.
+    until("the abandoned calls to be dropped", || pool.dropped() == 2).await;
     assert_eq!(pool.trips(), 1, "neither queued call ran");
     assert_eq!(transform(&pool, &ok, "{}").await.unwrap(), "1", "then the pool serves");
 }
