@@ -146,6 +146,10 @@ impl App {
             ),
             demo: demo.clone(),
             ops_streams: Arc::new(http::ops_stream::StreamSlots::default()),
+            shared_requests: config
+                .graphql
+                .share_identical_requests
+                .then(|| Arc::new(http::graphql::SharedRequests::new(http::graphql::MAX_SHARED_REQUESTS))),
         };
         if config.demo.enabled {
             crate::registry::samples::publish_samples(&registry, &scripts).await?;

@@ -137,11 +137,22 @@ pub struct GraphqlConfig {
     /// Bytes of automatic-persisted-query text kept in memory, at most (least recently
     /// used out first). One text may be at most 64 KiB.
     pub apq_max_bytes: usize,
+    /// Identical queries in flight at the same moment (same text, operation name, variables
+    /// and introspection right; no debug trace) run once, and every request waiting gets the
+    /// same answer. Off by default: each request then runs on its own (identical backend
+    /// calls are still shared, per backend's `shareInFlight`). Never a mutation.
+    pub share_identical_requests: bool,
 }
 
 impl Default for GraphqlConfig {
     fn default() -> Self {
-        Self { safelist: false, introspection: true, apq_capacity: 10_000, apq_max_bytes: 16 * 1024 * 1024 }
+        Self {
+            safelist: false,
+            introspection: true,
+            apq_capacity: 10_000,
+            apq_max_bytes: 16 * 1024 * 1024,
+            share_identical_requests: false,
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`telemetry`]: logs, OpenTelemetry traces, Prometheus metrics, sliding windows.
 //! - [`demo`]: Netflix-like demo backends with fault knobs.
 //! - [`cli`]: the tool commands (migrate, tokens, schema check and diff, admin-API client).
+//! - [`flight`]: identical work in flight done once (backend reads, opt-in identical requests).
 //! - [`alloc`]: the binaries' global allocator (mimalloc).
 
 pub mod alloc;
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod errors;
+pub mod flight;
 pub mod graphql;
 pub mod http;
 pub mod registry;

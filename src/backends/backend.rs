@@ -18,7 +18,7 @@ use super::error::FetchError;
 use super::json::keep::KeepRef;
 use super::json::{self, Tape};
 use super::policy::{self, Limiter, Resilience, RetryBudget};
-use super::share::{CallKey, InFlight};
+use super::share::{CallKey, InFlight, MAX_IN_FLIGHT};
 use super::transport::{Method, ReadError, Reply, Transport, chain, read_capped, retry_after, shown};
 use crate::telemetry::metrics as m;
 
@@ -534,7 +534,7 @@ impl Backends {
                     live: Live::default(),
                     tape_share: json::TapeShare::default(),
                     metered: Metered::new(&s.name),
-                    in_flight: Arc::default(),
+                    in_flight: Arc::new(InFlight::new(MAX_IN_FLIGHT)),
                 }))
             })
             .collect::<Result<_, ClientError>>()?;

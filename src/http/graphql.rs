@@ -3,6 +3,8 @@
 //! spec's status codes (400 for request errors under the new media type, 405 for a mutation
 //! over GET, 406 for an unacceptable Accept, 415 for a body that is not JSON).
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -13,6 +15,8 @@ use super::AppState;
 use super::error::status_of;
 use crate::errors::Code;
 use crate::graphql::{Answer, GraphqlRequest, OperationKind};
+use crate::telemetry::metrics as m;
+use futures_util::FutureExt;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
@@ -91,14 +95,30 @@ fn not_acceptable() -> Response {
     respond(MediaType::Json, StatusCode::NOT_ACCEPTABLE, &body)
 }
 
-fn outcome(media: MediaType, outcome: Answer) -> Response {
+fn outcome(media: MediaType, outcome: &Answer) -> Response {
     let status = if outcome.request_error && media == MediaType::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    respond_bytes(media, status, outcome.body)
+    respond_bytes(media, status, outcome.body.clone())
 }
+
+/// What makes two queries the same query: they get the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    query: String,
+    operation_name: Option<String>,
+    /// The variables as JSON text (as sent, key order included).
+    variables: String,
+    introspection: bool,
+}
+
+/// Identical queries in flight (`[graphql] share_identical_requests`).
+pub type SharedRequests = crate::flight::InFlight<RequestKey, Arc<Answer>>;
+
+/// Most distinct queries shared at once.
+pub const MAX_SHARED_REQUESTS: usize = 4_096;
 
 /// Reads an optional JSON object (variables, extensions) that may also be null.
 fn optional_object(value: Option<Value>, what: &str) -> Result<Option<Map<String, Value>>, String> {
@@ -338,12 +358,27 @@ async fn run(
         };
     let trace = super::debug::requested(state, headers, &caller, None);
     request.fetch_log = trace.as_ref().map(|t| t.log.clone());
+    // Known before the request moves into the engine; used only for a query (below).
+    let key = match (&state.shared_requests, &trace) {
+        (Some(_), None) => Some(RequestKey {
+            query: request.query.clone(),
+            operation_name: request.operation_name.clone(),
+            variables: request
+                .variables
+                .as_ref()
+                .map(|v| Value::Object(v.clone()).to_string())
+                .unwrap_or_default(),
+            introspection: request.introspection,
+        }),
+        _ => None,
+    };
     let engine = state.registry.engine();
     let parsed = match engine.parse(request) {
         Ok(p) => p,
-        Err(o) => return outcome(media, o),
+        Err(o) => return outcome(media, &o),
     };
-    match parsed.operation_kind() {
+    let kind = parsed.operation_kind();
+    match kind {
         Some(OperationKind::Mutation) if over_get => {
             let body = crate::errors::body(None, "mutations are not allowed over GET; use POST");
             let mut response = respond(media, StatusCode::METHOD_NOT_ALLOWED, &body);
@@ -351,20 +386,48 @@ async fn run(
             return response;
         }
         Some(OperationKind::Subscription) => {
-            return outcome(media, Answer::request_error("subscriptions are not supported over HTTP"));
+            return outcome(media, &Answer::request_error("subscriptions are not supported over HTTP"));
         }
         _ => {}
     }
-    let mut result = engine.execute(parsed).await;
+    let shared = match (&state.shared_requests, key) {
+        (Some(flights), Some(key)) if kind == Some(OperationKind::Query) => Some((flights, key)),
+        _ => None,
+    };
+    let result = match shared {
+        None => Arc::new(engine.execute(parsed).await),
+        Some((flights, key)) => {
+            let mut parsed = Some(parsed);
+            let run = |_: &RequestKey| {
+                let (engine, parsed) = (engine.clone(), parsed.take().expect("started once"));
+                async move { Arc::new(engine.execute(parsed).await) }.boxed()
+            };
+            match flights.join_or_start(key, run) {
+                Some(joined) => {
+                    if joined.shared {
+                        metrics::counter!(m::SHARED_REQUESTS).increment(1);
+                    }
+                    joined.call.await
+                }
+                // As many distinct queries in flight as the map holds: this one runs alone.
+                None => Arc::new(engine.execute(parsed.take().expect("not started")).await),
+            }
+        }
+    };
     // Registered only once it parsed and validated (validation happens in execute).
     if let Some((hash, text)) = register
         && !result.request_error
     {
         state.apq.put(hash, text);
     }
-    let Some(trace) = trace else { return outcome(media, result) };
-    result.body = super::debug::into_graphql_body(&result.body, &trace);
-    let mut response = outcome(media, result);
+    let Some(trace) = trace else { return outcome(media, &result) };
+    let traced = Answer {
+        body: super::debug::into_graphql_body(&result.body, &trace),
+        request_error: result.request_error,
+        error_codes: Vec::new(),
+        parts: None,
+    };
+    let mut response = outcome(media, &traced);
     if let Some(v) = trace.header() {
         response.headers_mut().insert(super::debug::TRACE_ID_HEADER, v);
     }

@@ -48,6 +48,8 @@ pub struct AppState {
     pub demo: Option<Arc<DemoBackends>>,
     /// Open `/ops/stream` connections, bounded.
     pub ops_streams: Arc<ops_stream::StreamSlots>,
+    /// Identical queries in flight, run once (`[graphql] share_identical_requests`; `None`: off).
+    pub shared_requests: Option<Arc<graphql::SharedRequests>>,
 }
 
 /// All routes, with the body limit, the request and body timeouts (408) and a tracing span

@@ -16,6 +16,9 @@ pub const BREAKER_STATE: &str = "facade_breaker_state";
 /// Reads answered by an identical read another request had in flight, by `backend`: calls
 /// not made (`shareInFlight`).
 pub const SHARED_CALLS: &str = "facade_backend_shared_calls_total";
+/// `/graphql` queries answered by an identical query another request had in flight
+/// (`[graphql] share_identical_requests`).
+pub const SHARED_REQUESTS: &str = "facade_shared_requests_total";
 /// Retries made, by `backend`.
 pub const RETRIES: &str = "facade_backend_retries_total";
 /// Script calls that failed, by `script` and `kind` (thrown, deadline, out_of_memory, …).

@@ -127,3 +127,46 @@ async fn mutations_and_backends_that_opt_out_make_every_call() {
         assert!(r.await.unwrap().get("errors").is_none());
     }
 }
+
+/// The counter of `/graphql` queries answered by another request's run (only this test turns
+/// the setting on, so the process-wide counter is this test's).
+async fn shared_requests(app: &TestApp) -> f64 {
+    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    metrics
+        .lines()
+        .find(|l| l.starts_with("facade_shared_requests_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_share_identical_requests_on_an_identical_query_in_flight_runs_once() {
+    let app = Arc::new(
+        app_on_with(None, |c| {
+            c.graphql.share_identical_requests = true;
+            c.engine.request_timeout_ms = 120_000;
+            c.backends.entry("catalog".to_owned()).or_default().policy.timeout_ms = Some(120_000);
+        })
+        .await,
+    );
+    let before = app.backend_calls().await["catalog"];
+    let shared_before = shared_requests(&app).await;
+    app.set_faults("catalog", json!({ "hang": true })).await;
+    let first = send(&app, QUERY, json!({}));
+    until_calls(&app, "catalog", before + 1).await;
+    let second = send(&app, QUERY, json!({}));
+    // Another query (other variables) is not the same request.
+    let other = send(&app, r#"query($id: ID!) { title(id: $id) { id name } }"#, json!({ "id": "4" }));
+    until_calls(&app, "catalog", before + 2).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shared_requests(&app).await < shared_before + 1.0 {
+        assert!(Instant::now() < deadline, "the second request never joined the first");
+        tokio::task::yield_now().await;
+    }
+    app.set_faults("catalog", json!({})).await;
+    let (a, b) = (first.await.unwrap(), second.await.unwrap());
+    assert!(a.get("errors").is_none(), "{a}");
+    assert_eq!(a, b, "one answer for both");
+    assert_eq!(other.await.unwrap()["data"]["title"]["id"], "4");
+    assert_eq!(app.backend_calls().await["catalog"], before + 2, "the title of each distinct query, once");
+}
