@@ -8,7 +8,13 @@
 //! Why not a crate: the in-flight de-duplicators on crates.io (`async_singleflight` and the
 //! like) key by string and hand back clones of the result; here keys hold values compared by
 //! identity (a plan's keep), results are shared `Arc`s, and abandoned work (every waiter
-//! gone) must not linger, which `futures`' `Shared`/`WeakShared` give directly.
+//! gone) must not linger.
+//!
+//! The one who starts the work does it on its own task, as it would without sharing (no
+//! boxed, shared future between it and its work: that cost every backend call ~5,000
+//! instructions, docs/benchmarks-history.md §27), and publishes the result when done; the
+//! others wait on a `watch` channel. A leader dropped before it finishes closes the channel:
+//! its followers then do the work themselves.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -16,88 +22,89 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use foldhash::fast::RandomState as Fast;
-use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared, WeakShared};
+use tokio::sync::watch;
 
-/// Work in flight that others may join, and how a joiner waits for it.
-pub type Flight<V> = Shared<BoxFuture<'static, V>>;
-/// A registered piece of work: its id (so that only it removes its entry) and a weak handle.
-type Entry<V> = (u64, WeakShared<BoxFuture<'static, V>>);
+/// A leader's id (so that only it removes its entry) and a receiver to hand to followers.
+type Entry<V> = (u64, watch::Receiver<Option<V>>);
 
 /// Work in flight by key.
 pub struct InFlight<K, V> {
-    /// Weak: work every waiter has dropped is dropped too, and its entry is then stale
-    /// (replaced by the next identical ask, or swept when the map is full).
     calls: Mutex<HashMap<K, Entry<V>, Fast>>,
     next_id: AtomicU64,
     max: usize,
 }
 
-/// Work to wait for, and whether someone else started it (shared).
-pub struct Joined<V> {
-    pub call: Flight<V>,
-    pub shared: bool,
+/// What an ask for work gets.
+pub enum Ticket<K: Eq + Hash, V> {
+    /// Nobody does this work now: do it, then [`Lead::finish`] with the result.
+    Lead(Lead<K, V>),
+    /// Someone does: [`follow`] waits for their result.
+    Follow(watch::Receiver<Option<V>>),
+    /// As many pieces of work in flight as the map holds: do it alone.
+    Alone,
+}
+
+/// The one doing a piece of work others may wait for. Dropped without [`Lead::finish`] (its
+/// request cancelled), it leaves and its followers do the work themselves.
+pub struct Lead<K: Eq + Hash, V> {
+    flights: Arc<InFlight<K, V>>,
+    key: Option<K>,
+    id: u64,
+    tx: watch::Sender<Option<V>>,
+}
+
+impl<K: Eq + Hash, V> Lead<K, V> {
+    /// Hands the result to every follower; later asks start anew.
+    pub fn finish(self, result: V) {
+        self.tx.send_replace(Some(result));
+    }
+}
+
+impl<K: Eq + Hash, V> Drop for Lead<K, V> {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let mut calls = self.flights.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if calls.get(&key).is_some_and(|(id, _)| *id == self.id) {
+            calls.remove(&key);
+        }
+    }
+}
+
+/// The leader's result; `None` when the leader left without one (do the work yourself).
+pub async fn follow<V: Clone>(mut rx: watch::Receiver<Option<V>>) -> Option<V> {
+    rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone())
 }
 
 impl<K, V> InFlight<K, V>
 where
-    K: Eq + Hash + Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
+    K: Eq + Hash + Clone,
 {
     /// At most `max` distinct pieces of work shared at once.
     pub fn new(max: usize) -> Self {
         Self { calls: Mutex::new(HashMap::default()), next_id: AtomicU64::new(0), max }
     }
 
-    /// The work in flight for `key`, or the one `start` makes (registered so that others may
-    /// join it until it ends; it removes itself then). `None` when the map is full: do the
-    /// work alone.
-    pub fn join_or_start(
-        self: &Arc<Self>,
-        key: K,
-        start: impl FnOnce(&K) -> BoxFuture<'static, V>,
-    ) -> Option<Joined<V>> {
+    /// Joins the work in flight for `key`, or leads it.
+    pub fn join(self: &Arc<Self>, key: &K) -> Ticket<K, V> {
         let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, weak)) = calls.get(&key)
-            && let Some(call) = weak.upgrade()
-        {
-            return Some(Joined { call, shared: true });
+        if let Some((_, rx)) = calls.get(key) {
+            return Ticket::Follow(rx.clone());
         }
         if calls.len() >= self.max {
-            calls.retain(|_, (_, weak)| weak.upgrade().is_some());
-            if calls.len() >= self.max {
-                return None;
-            }
+            return Ticket::Alone;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let inner = start(&key);
-        let me = Arc::downgrade(self);
-        let ended_key = key.clone();
-        let call = async move {
-            let result = inner.await;
-            // Ended: later asks start anew. (Only this work's entry: a stale one may have
-            // been replaced by newer work of the same key.)
-            if let Some(me) = me.upgrade() {
-                let mut calls = me.calls.lock().unwrap_or_else(PoisonError::into_inner);
-                if calls.get(&ended_key).is_some_and(|(entry, _)| *entry == id) {
-                    calls.remove(&ended_key);
-                }
-            }
-            result
-        }
-        .boxed()
-        .shared();
-        let weak = call.downgrade().expect("work not yet polled has its future");
-        calls.insert(key, (id, weak));
-        Some(Joined { call, shared: false })
+        let (tx, rx) = watch::channel(None);
+        calls.insert(key.clone(), (id, rx));
+        Ticket::Lead(Lead { flights: self.clone(), key: Some(key.clone()), id, tx })
     }
 
-    /// Entries now (tests; stale ones included).
+    /// Entries now (each a leader at work).
     pub fn len(&self) -> usize {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    /// Whether nothing is registered.
+    /// Whether no work is in flight.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -108,56 +115,56 @@ mod tests {
     use super::*;
 
     type Flights = InFlight<&'static str, Arc<u32>>;
-    const MAX: usize = 64;
 
-    fn ready(v: u32) -> BoxFuture<'static, Arc<u32>> {
-        async move { Arc::new(v) }.boxed()
+    fn lead(t: Ticket<&'static str, Arc<u32>>) -> Lead<&'static str, Arc<u32>> {
+        match t {
+            Ticket::Lead(l) => l,
+            _ => panic!("expected to lead"),
+        }
+    }
+
+    fn follower(t: Ticket<&'static str, Arc<u32>>) -> watch::Receiver<Option<Arc<u32>>> {
+        match t {
+            Ticket::Follow(rx) => rx,
+            _ => panic!("expected to follow"),
+        }
     }
 
     #[tokio::test]
     async fn identical_work_in_flight_is_joined_and_leaves_when_it_ends() {
-        let flights = Arc::new(Flights::new(MAX));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let started = std::sync::atomic::AtomicUsize::new(0);
-        let start = |_: &&str| {
-            started.fetch_add(1, Ordering::Relaxed);
-            async move {
-                let _ = rx.await;
-                Arc::new(7)
-            }
-            .boxed()
-        };
-        let first = flights.join_or_start("/a", start).unwrap();
-        assert!(!first.shared);
-        let second = flights.join_or_start("/a", |_| unreachable!("joined, not started")).unwrap();
-        assert!(second.shared);
-        assert!(!flights.join_or_start("/b", |_| ready(1)).unwrap().shared, "another key is other work");
-        tx.send(()).unwrap();
-        let (a, b) = tokio::join!(first.call, second.call);
+        let flights = Arc::new(Flights::new(64));
+        let first = lead(flights.join(&"/a"));
+        let second = follower(flights.join(&"/a"));
+        let third = follower(flights.join(&"/a"));
+        let other = lead(flights.join(&"/b"));
+        first.finish(Arc::new(7));
+        let (a, b) = (follow(second).await.unwrap(), follow(third).await.unwrap());
         assert!(Arc::ptr_eq(&a, &b), "one result, shared");
-        assert_eq!(started.load(Ordering::Relaxed), 1);
-        // Ended: the next identical ask is new work.
-        assert!(!flights.join_or_start("/a", |_| ready(2)).unwrap().shared);
+        assert_eq!(*a, 7);
+        // Ended: the next identical ask leads anew; another key was other work all along.
+        let again = lead(flights.join(&"/a"));
+        drop((again, other));
+        assert!(flights.is_empty(), "every leader left its entry");
     }
 
     #[tokio::test]
-    async fn work_every_waiter_dropped_is_not_joined_and_the_map_stays_bounded() {
-        let flights: Arc<InFlight<String, Arc<u32>>> = Arc::new(InFlight::new(MAX));
-        let pending = |_: &String| futures_util::future::pending::<Arc<u32>>().boxed();
-        drop(flights.join_or_start("/x".to_owned(), pending).unwrap());
-        let fresh = flights.join_or_start("/x".to_owned(), pending).unwrap();
-        assert!(!fresh.shared, "dropped work is not joined");
-        let mut held = vec![fresh];
-        for i in 0..MAX + 10 {
-            if let Some(j) = flights.join_or_start(format!("/{i}"), pending) {
-                held.push(j);
-            }
-        }
-        assert!(flights.len() <= MAX, "{}", flights.len());
-        assert_eq!(held.len(), MAX, "past the bound, work goes alone");
-        // Once the held work is dropped, the stale entries are swept for new work.
-        held.clear();
-        assert!(!flights.join_or_start("/new".to_owned(), pending).unwrap().shared);
-        assert!(flights.len() <= 1, "{}", flights.len());
+    async fn a_leader_that_leaves_without_a_result_lets_its_followers_work_alone() {
+        let flights = Arc::new(Flights::new(64));
+        let leader = lead(flights.join(&"/x"));
+        let waiting = follower(flights.join(&"/x"));
+        drop(leader);
+        assert_eq!(follow(waiting).await, None, "the follower learns it must do the work");
+        assert!(flights.is_empty());
+        let _next = lead(flights.join(&"/x"));
+    }
+
+    #[test]
+    fn past_the_bound_work_goes_alone() {
+        let flights = Arc::new(Flights::new(2));
+        let held = [lead(flights.join(&"/1")), lead(flights.join(&"/2"))];
+        assert!(matches!(flights.join(&"/3"), Ticket::Alone));
+        assert!(matches!(flights.join(&"/1"), Ticket::Follow(_)), "joining needs no room");
+        drop(held);
+        assert!(matches!(flights.join(&"/3"), Ticket::Lead(_)));
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http_body_util::Full;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -20,6 +19,7 @@ use super::json::{self, Tape};
 use super::policy::{self, Limiter, Resilience, RetryBudget};
 use super::share::{CallKey, InFlight, MAX_IN_FLIGHT};
 use super::transport::{Method, ReadError, Reply, Transport, chain, read_capped, retry_after, shown};
+use crate::flight::Ticket;
 use crate::telemetry::metrics as m;
 
 /// Settings of one backend client.
@@ -233,9 +233,10 @@ impl Backend {
     /// A read through the whole policy stack ([`call`](Self::call)): a GET, or a batch read,
     /// which may be retried. With `shareInFlight` on (the default), an identical read already
     /// in flight for another request is joined instead of made again (`share.rs`); a joined
-    /// read still ends by this request's own deadline.
+    /// read still ends by this request's own deadline, and makes the call itself if the
+    /// request it joined goes away first.
     pub async fn read(
-        self: &Arc<Self>,
+        &self,
         method: Method,
         path: Arc<str>,
         body: Option<Bytes>,
@@ -243,34 +244,41 @@ impl Backend {
         keep: Option<KeepRef>,
         keys: usize,
     ) -> Result<Arc<Tape>, FetchError> {
-        if !self.policy.load().resilience.share_in_flight {
-            let keep = keep.as_ref().map(|k| &*k.0);
-            return self.call(method, &path, body.as_ref(), deadline, true, keep, keys).await.map(Arc::new);
-        }
         let key = CallKey { method, path, body, keep };
-        let start = |key: &CallKey| {
-            let (me, key) = (self.clone(), key.clone());
-            async move {
-                let keep = key.keep.as_ref().map(|k| &*k.0);
-                me.call(key.method, &key.path, key.body.as_ref(), deadline, true, keep, keys)
-                    .await
-                    .map(Arc::new)
+        let alone = |key| self.read_alone(key, deadline, keys);
+        if !self.policy.load().resilience.share_in_flight {
+            return alone(&key).await;
+        }
+        match self.in_flight.join(&key) {
+            Ticket::Lead(lead) => {
+                let answer = alone(&key).await;
+                lead.finish(answer.clone());
+                answer
             }
-            .boxed()
-        };
-        let Some(joined) = self.in_flight.join_or_start(key.clone(), start) else {
+            Ticket::Follow(rx) => {
+                self.metered.shared.increment(1);
+                self.live.shared.record(Duration::ZERO, false);
+                match tokio::time::timeout_at(deadline, crate::flight::follow(rx)).await {
+                    Ok(Some(answer)) => answer,
+                    // The request it joined went away before the answer: its own call.
+                    Ok(None) => alone(&key).await,
+                    Err(_) => Err(FetchError::Deadline { backend: self.name.clone() }),
+                }
+            }
             // As many distinct reads in flight as the map holds: this one goes alone.
-            return start(&key).await;
-        };
-        if !joined.shared {
-            return joined.call.await;
+            Ticket::Alone => alone(&key).await,
         }
-        self.metered.shared.increment(1);
-        self.live.shared.record(Duration::ZERO, false);
-        match tokio::time::timeout_at(deadline, joined.call).await {
-            Ok(answer) => answer,
-            Err(_) => Err(FetchError::Deadline { backend: self.name.clone() }),
-        }
+    }
+
+    /// A read made by this request itself.
+    async fn read_alone(
+        &self,
+        key: &CallKey,
+        deadline: Instant,
+        keys: usize,
+    ) -> Result<Arc<Tape>, FetchError> {
+        let keep = key.keep.as_ref().map(|k| &*k.0);
+        self.call(key.method, &key.path, key.body.as_ref(), deadline, true, keep, keys).await.map(Arc::new)
     }
 
     fn reject(&self, reason: &'static str) {
@@ -542,11 +550,6 @@ impl Backends {
     }
 
     pub fn get(&self, index: usize) -> &Backend {
-        &self.list[index]
-    }
-
-    /// The backend at `index`, to hand to a call that may outlive this borrow (a shared read).
-    pub fn handle(&self, index: usize) -> &Arc<Backend> {
         &self.list[index]
     }
 

@@ -436,7 +436,7 @@ impl Batcher {
         async move {
             // The JSON text made when the request was planned.
             let body = req.body.as_ref().map(|text| bytes::Bytes::from(text.clone()));
-            let backend = backends.handle(req.backend);
+            let backend = backends.get(req.backend);
             let call = async {
                 if read {
                     let path = Arc::from(req.path.as_str());
@@ -548,7 +548,7 @@ async fn fetch_batch(
     deadline: Instant,
     log: Option<&FetchLog>,
 ) -> BatchOutcome {
-    let backend = backends.handle(route.backend);
+    let backend = backends.get(route.backend);
     let calls = keys.chunks(backend.max_batch_size()).map(|chunk| async move {
         let (path, body) = route.render(chunk);
         // A batch is a read whatever its method: it may be retried, and shared.

@@ -14,9 +14,9 @@ use serde_json::{Map, Value};
 use super::AppState;
 use super::error::status_of;
 use crate::errors::Code;
+use crate::flight::Ticket;
 use crate::graphql::{Answer, GraphqlRequest, OperationKind};
 use crate::telemetry::metrics as m;
-use futures_util::FutureExt;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
@@ -394,25 +394,22 @@ async fn run(
         (Some(flights), Some(key)) if kind == Some(OperationKind::Query) => Some((flights, key)),
         _ => None,
     };
-    let result = match shared {
-        None => Arc::new(engine.execute(parsed).await),
-        Some((flights, key)) => {
-            let mut parsed = Some(parsed);
-            let run = |_: &RequestKey| {
-                let (engine, parsed) = (engine.clone(), parsed.take().expect("started once"));
-                async move { Arc::new(engine.execute(parsed).await) }.boxed()
-            };
-            match flights.join_or_start(key, run) {
-                Some(joined) => {
-                    if joined.shared {
-                        metrics::counter!(m::SHARED_REQUESTS).increment(1);
-                    }
-                    joined.call.await
-                }
-                // As many distinct queries in flight as the map holds: this one runs alone.
-                None => Arc::new(engine.execute(parsed.take().expect("not started")).await),
+    let result = match shared.map(|(flights, key)| flights.join(&key)) {
+        Some(Ticket::Lead(lead)) => {
+            let answer = Arc::new(engine.execute(parsed).await);
+            lead.finish(answer.clone());
+            answer
+        }
+        Some(Ticket::Follow(rx)) => {
+            metrics::counter!(m::SHARED_REQUESTS).increment(1);
+            match crate::flight::follow(rx).await {
+                Some(answer) => answer,
+                // The request it joined went away first: it runs itself.
+                None => Arc::new(engine.execute(parsed).await),
             }
         }
+        // Sharing off, not a query, or as many distinct queries in flight as the map holds.
+        Some(Ticket::Alone) | None => Arc::new(engine.execute(parsed).await),
     };
     // Registered only once it parsed and validated (validation happens in execute).
     if let Some((hash, text)) = register
