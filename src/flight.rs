@@ -13,19 +13,47 @@
 //! The one who starts the work does it on its own task, as it would without sharing (no
 //! boxed, shared future between it and its work: that cost every backend call ~5,000
 //! instructions, docs/benchmarks-history.md §27), and publishes the result when done; the
-//! others wait on a `watch` channel. A leader dropped before it finishes closes the channel:
-//! its followers then do the work themselves.
+//! others wait on its slot (woken only when there are any). A leader dropped before it
+//! finishes marks its slot abandoned: its followers then do the work themselves.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use foldhash::fast::RandomState as Fast;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
-/// A leader's id (so that only it removes its entry) and a receiver to hand to followers.
-type Entry<V> = (u64, watch::Receiver<Option<V>>);
+/// Where a leader puts its result for its followers.
+pub struct Slot<V> {
+    result: OnceLock<V>,
+    /// The leader went away without a result.
+    abandoned: AtomicBool,
+    /// Followers waiting: the leader wakes them only if there are any (a wake with nobody to
+    /// wake still costs).
+    followers: AtomicUsize,
+    notify: Notify,
+}
+
+impl<V> Slot<V> {
+    fn new() -> Self {
+        Self {
+            result: OnceLock::new(),
+            abandoned: AtomicBool::new(false),
+            followers: AtomicUsize::new(0),
+            notify: Notify::new(),
+        }
+    }
+
+    fn wake(&self) {
+        if self.followers.load(Ordering::Acquire) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+/// A leader's id (so that only it removes its entry) and its slot.
+type Entry<V> = (u64, Arc<Slot<V>>);
 
 /// Work in flight by key.
 pub struct InFlight<K, V> {
@@ -39,7 +67,7 @@ pub enum Ticket<K: Eq + Hash, V> {
     /// Nobody does this work now: do it, then [`Lead::finish`] with the result.
     Lead(Lead<K, V>),
     /// Someone does: [`follow`] waits for their result.
-    Follow(watch::Receiver<Option<V>>),
+    Follow(Arc<Slot<V>>),
     /// As many pieces of work in flight as the map holds: do it alone.
     Alone,
 }
@@ -50,29 +78,49 @@ pub struct Lead<K: Eq + Hash, V> {
     flights: Arc<InFlight<K, V>>,
     key: Option<K>,
     id: u64,
-    tx: watch::Sender<Option<V>>,
+    slot: Arc<Slot<V>>,
 }
 
 impl<K: Eq + Hash, V> Lead<K, V> {
     /// Hands the result to every follower; later asks start anew.
     pub fn finish(self, result: V) {
-        self.tx.send_replace(Some(result));
+        let _ = self.slot.result.set(result);
+        self.slot.wake();
     }
 }
 
 impl<K: Eq + Hash, V> Drop for Lead<K, V> {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
-        let mut calls = self.flights.calls.lock().unwrap_or_else(PoisonError::into_inner);
-        if calls.get(&key).is_some_and(|(id, _)| *id == self.id) {
-            calls.remove(&key);
+        {
+            let mut calls = self.flights.calls.lock().unwrap_or_else(PoisonError::into_inner);
+            if calls.get(&key).is_some_and(|(id, _)| *id == self.id) {
+                calls.remove(&key);
+            }
+        }
+        if self.slot.result.get().is_none() {
+            self.slot.abandoned.store(true, Ordering::Release);
+            self.slot.wake();
         }
     }
 }
 
 /// The leader's result; `None` when the leader left without one (do the work yourself).
-pub async fn follow<V: Clone>(mut rx: watch::Receiver<Option<V>>) -> Option<V> {
-    rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone())
+pub async fn follow<V: Clone>(slot: Arc<Slot<V>>) -> Option<V> {
+    slot.followers.fetch_add(1, Ordering::AcqRel);
+    loop {
+        // Registered before the checks, so a wake between a check and the wait is not lost.
+        let notified = slot.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(result) = slot.result.get() {
+            return Some(result.clone());
+        }
+        if slot.abandoned.load(Ordering::Acquire) {
+            return None;
+        }
+        notified.await;
+    }
 }
 
 impl<K, V> InFlight<K, V>
@@ -87,16 +135,16 @@ where
     /// Joins the work in flight for `key`, or leads it.
     pub fn join(self: &Arc<Self>, key: &K) -> Ticket<K, V> {
         let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, rx)) = calls.get(key) {
-            return Ticket::Follow(rx.clone());
+        if let Some((_, slot)) = calls.get(key) {
+            return Ticket::Follow(slot.clone());
         }
         if calls.len() >= self.max {
             return Ticket::Alone;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = watch::channel(None);
-        calls.insert(key.clone(), (id, rx));
-        Ticket::Lead(Lead { flights: self.clone(), key: Some(key.clone()), id, tx })
+        let slot = Arc::new(Slot::new());
+        calls.insert(key.clone(), (id, slot.clone()));
+        Ticket::Lead(Lead { flights: self.clone(), key: Some(key.clone()), id, slot })
     }
 
     /// Entries now (each a leader at work).
@@ -123,7 +171,7 @@ mod tests {
         }
     }
 
-    fn follower(t: Ticket<&'static str, Arc<u32>>) -> watch::Receiver<Option<Arc<u32>>> {
+    fn follower(t: Ticket<&'static str, Arc<u32>>) -> Arc<Slot<Arc<u32>>> {
         match t {
             Ticket::Follow(rx) => rx,
             _ => panic!("expected to follow"),

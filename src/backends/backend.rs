@@ -17,7 +17,7 @@ use super::error::FetchError;
 use super::json::keep::KeepRef;
 use super::json::{self, Tape};
 use super::policy::{self, Limiter, Resilience, RetryBudget};
-use super::share::{CallKey, InFlight, MAX_IN_FLIGHT};
+use super::share::{Call, CallKey, Hashed, InFlight, MAX_IN_FLIGHT};
 use super::transport::{Method, ReadError, Reply, Transport, chain, read_capped, retry_after, shown};
 use crate::flight::Ticket;
 use crate::telemetry::metrics as m;
@@ -238,47 +238,44 @@ impl Backend {
     pub async fn read(
         &self,
         method: Method,
-        path: Arc<str>,
+        path: String,
         body: Option<Bytes>,
         deadline: Instant,
         keep: Option<KeepRef>,
         keys: usize,
     ) -> Result<Arc<Tape>, FetchError> {
-        let key = CallKey { method, path, body, keep };
-        let alone = |key| self.read_alone(key, deadline, keys);
+        let call = Call { method, path, body, keep };
         if !self.policy.load().resilience.share_in_flight {
-            return alone(&key).await;
+            return self.read_alone(&call, deadline, keys).await;
         }
+        let (key, hash) = CallKey::new(call);
+        let key = Hashed { key, hash };
+        let alone = || self.read_alone(key.key.call(), deadline, keys);
         match self.in_flight.join(&key) {
             Ticket::Lead(lead) => {
-                let answer = alone(&key).await;
+                let answer = alone().await;
                 lead.finish(answer.clone());
                 answer
             }
-            Ticket::Follow(rx) => {
+            Ticket::Follow(slot) => {
                 self.metered.shared.increment(1);
                 self.live.shared.record(Duration::ZERO, false);
-                match tokio::time::timeout_at(deadline, crate::flight::follow(rx)).await {
+                match tokio::time::timeout_at(deadline, crate::flight::follow(slot)).await {
                     Ok(Some(answer)) => answer,
                     // The request it joined went away before the answer: its own call.
-                    Ok(None) => alone(&key).await,
+                    Ok(None) => alone().await,
                     Err(_) => Err(FetchError::Deadline { backend: self.name.clone() }),
                 }
             }
             // As many distinct reads in flight as the map holds: this one goes alone.
-            Ticket::Alone => alone(&key).await,
+            Ticket::Alone => alone().await,
         }
     }
 
     /// A read made by this request itself.
-    async fn read_alone(
-        &self,
-        key: &CallKey,
-        deadline: Instant,
-        keys: usize,
-    ) -> Result<Arc<Tape>, FetchError> {
-        let keep = key.keep.as_ref().map(|k| &*k.0);
-        self.call(key.method, &key.path, key.body.as_ref(), deadline, true, keep, keys).await.map(Arc::new)
+    async fn read_alone(&self, call: &Call, deadline: Instant, keys: usize) -> Result<Arc<Tape>, FetchError> {
+        let keep = call.keep.as_ref().map(|k| &*k.0);
+        self.call(call.method, &call.path, call.body.as_ref(), deadline, true, keep, keys).await.map(Arc::new)
     }
 
     fn reject(&self, reason: &'static str) {

@@ -439,8 +439,7 @@ impl Batcher {
             let backend = backends.get(req.backend);
             let call = async {
                 if read {
-                    let path = Arc::from(req.path.as_str());
-                    backend.read(req.method, path, body, deadline, req.keep.clone(), 0).await
+                    backend.read(req.method, req.path.clone(), body, deadline, req.keep.clone(), 0).await
                 } else {
                     let keep = req.keep.as_ref().map(|k| &*k.0);
                     backend
@@ -551,8 +550,8 @@ async fn fetch_batch(
     let backend = backends.get(route.backend);
     let calls = keys.chunks(backend.max_batch_size()).map(|chunk| async move {
         let (path, body) = route.render(chunk);
-        // A batch is a read whatever its method: it may be retried, and shared.
-        let path: Arc<str> = Arc::from(path);
+        // A batch is a read whatever its method: it may be retried, and shared. (The path is
+        // kept for the log and errors: a copy, the one this read costs.)
         let call = backend.read(route.method, path.clone(), body, deadline, route.keep.clone(), chunk.len());
         let result =
             FetchLog::record(log, backend, route.method, &path, chunk.len(), call).await.and_then(|json| {

@@ -18,17 +18,66 @@ use super::transport::Method;
 /// Most distinct calls shared at once per backend (a bound on the map, not on calls).
 pub const MAX_IN_FLIGHT: usize = 4_096;
 
-/// What makes two calls the same call.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct CallKey {
+/// What makes two calls the same call: method, path, body and the fields kept of the answer
+/// (by identity: the same plan's fetches share it). Held once (`Arc`) by the map and the
+/// leader, hashed once when made (a batch path can be a kilobyte long).
+#[derive(Debug, Clone)]
+pub(super) struct CallKey(Arc<Call>);
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Call {
     pub method: Method,
-    pub path: Arc<str>,
+    pub path: String,
     pub body: Option<Bytes>,
-    /// The fields kept of the answer, by identity: the same plan's fetches share it.
     pub keep: Option<KeepRef>,
 }
+
+impl CallKey {
+    pub fn new(call: Call) -> (Self, u64) {
+        use std::hash::BuildHasher;
+        let hash = HASHER.hash_one((&call.method, &call.path, &call.body, &call.keep));
+        (Self(Arc::new(call)), hash)
+    }
+
+    pub fn call(&self) -> &Call {
+        &self.0
+    }
+}
+
+impl PartialEq for CallKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for CallKey {}
+
+/// A key with the hash computed when it was made.
+#[derive(Debug, Clone)]
+pub(super) struct Hashed {
+    pub key: CallKey,
+    pub hash: u64,
+}
+
+impl PartialEq for Hashed {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl Eq for Hashed {}
+
+impl std::hash::Hash for Hashed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// One fixed hasher: keys are hashed once, in [`CallKey::new`].
+static HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
+    std::sync::LazyLock::new(foldhash::fast::RandomState::default);
 
 pub(super) type Answer = Result<Arc<Tape>, FetchError>;
 
 /// One backend's reads in flight that an identical read may join.
-pub(super) type InFlight = crate::flight::InFlight<CallKey, Answer>;
+pub(super) type InFlight = crate::flight::InFlight<Hashed, Answer>;
