@@ -14,10 +14,9 @@ use tracing::Instrument;
 
 use super::breaker::{self, Breaker, Outcome, TokioClock};
 use super::error::FetchError;
-use super::json::keep::KeepRef;
 use super::json::{self, Tape};
 use super::policy::{self, Limiter, Resilience, RetryBudget};
-use super::share::{Call, CallKey, Hashed, InFlight, MAX_IN_FLIGHT};
+use super::share::{Call, Hashed, InFlight, MAX_IN_FLIGHT};
 use super::transport::{Method, ReadError, Reply, Transport, chain, read_capped, retry_after, shown};
 use crate::flight::Ticket;
 use crate::telemetry::metrics as m;
@@ -235,23 +234,17 @@ impl Backend {
     /// in flight for another request is joined instead of made again (`share.rs`); a joined
     /// read still ends by this request's own deadline, and makes the call itself if the
     /// request it joined goes away first.
-    pub async fn read(
+    pub(super) async fn read(
         &self,
-        method: Method,
-        path: String,
-        body: Option<Bytes>,
+        key: &Hashed,
         deadline: Instant,
-        keep: Option<KeepRef>,
         keys: usize,
     ) -> Result<Arc<Tape>, FetchError> {
-        let call = Call { method, path, body, keep };
+        let alone = || self.read_alone(key.call(), deadline, keys);
         if !self.policy.load().resilience.share_in_flight {
-            return self.read_alone(&call, deadline, keys).await;
+            return alone().await;
         }
-        let (key, hash) = CallKey::new(call);
-        let key = Hashed { key, hash };
-        let alone = || self.read_alone(key.key.call(), deadline, keys);
-        match self.in_flight.join(&key) {
+        match self.in_flight.join(key) {
             Ticket::Lead(lead) => {
                 let answer = alone().await;
                 lead.finish(answer.clone());

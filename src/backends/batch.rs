@@ -31,6 +31,7 @@ use tracing::Instrument;
 
 use super::backend::{Backend, Backends};
 use super::error::FetchError;
+use super::share::{Call, Hashed};
 use super::transport::Method;
 
 /// Characters left as they are in a key placed in a URL.
@@ -439,7 +440,9 @@ impl Batcher {
             let backend = backends.get(req.backend);
             let call = async {
                 if read {
-                    backend.read(req.method, req.path.clone(), body, deadline, req.keep.clone(), 0).await
+                    let call =
+                        Call { method: req.method, path: req.path.clone(), body, keep: req.keep.clone() };
+                    backend.read(&Hashed::new(call), deadline, 0).await
                 } else {
                     let keep = req.keep.as_ref().map(|k| &*k.0);
                     backend
@@ -550,15 +553,16 @@ async fn fetch_batch(
     let backend = backends.get(route.backend);
     let calls = keys.chunks(backend.max_batch_size()).map(|chunk| async move {
         let (path, body) = route.render(chunk);
-        // A batch is a read whatever its method: it may be retried, and shared. (The path is
-        // kept for the log and errors: a copy, the one this read costs.)
-        let call = backend.read(route.method, path.clone(), body, deadline, route.keep.clone(), chunk.len());
+        // A batch is a read whatever its method: it may be retried, and shared.
+        let key = Hashed::new(Call { method: route.method, path, body, keep: route.keep.clone() });
+        let path = &key.call().path;
+        let call = backend.read(&key, deadline, chunk.len());
         let result =
-            FetchLog::record(log, backend, route.method, &path, chunk.len(), call).await.and_then(|json| {
+            FetchLog::record(log, backend, route.method, path, chunk.len(), call).await.and_then(|json| {
                 match_items(json, route.match_field.as_deref(), chunk).map_err(|reason| FetchError::Body {
                     backend: Arc::from(backend.name()),
                     method: route.method.as_str(),
-                    path: super::transport::shown(&path),
+                    path: super::transport::shown(path),
                     reason,
                 })
             });

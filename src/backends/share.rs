@@ -33,12 +33,6 @@ pub(super) struct Call {
 }
 
 impl CallKey {
-    pub fn new(call: Call) -> (Self, u64) {
-        use std::hash::BuildHasher;
-        let hash = HASHER.hash_one((&call.method, &call.path, &call.body, &call.keep));
-        (Self(Arc::new(call)), hash)
-    }
-
     pub fn call(&self) -> &Call {
         &self.0
     }
@@ -57,6 +51,18 @@ impl Eq for CallKey {}
 pub(super) struct Hashed {
     pub key: CallKey,
     pub hash: u64,
+}
+
+impl Hashed {
+    pub fn new(call: Call) -> Self {
+        use std::hash::BuildHasher;
+        let hash = HASHER.hash_one((&call.method, &call.path, &call.body, &call.keep));
+        Self { key: CallKey(Arc::new(call)), hash }
+    }
+
+    pub fn call(&self) -> &Call {
+        self.key.call()
+    }
 }
 
 impl PartialEq for Hashed {
