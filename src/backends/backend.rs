@@ -254,7 +254,14 @@ impl Backend {
                 self.metered.shared.increment(1);
                 self.live.shared.record(Duration::ZERO, false);
                 match tokio::time::timeout_at(deadline, crate::flight::follow(slot)).await {
-                    Ok(Some(answer)) => answer,
+                    Ok(Some(answer)) => {
+                        // The breaker counts it as the call it stands for.
+                        self.breaker.observe(match &answer {
+                            Ok(_) => Outcome::Success,
+                            Err(e) => e.breaker_outcome(),
+                        });
+                        answer
+                    }
                     // The request it joined went away before the answer: its own call.
                     Ok(None) => alone().await,
                     Err(_) => Err(FetchError::Deadline { backend: self.name.clone() }),

@@ -229,6 +229,14 @@ impl Breaker {
         }
     }
 
+    /// Counts a call this breaker did not see but stands for: a read that joined another
+    /// request's identical call and got its outcome (`backends/share.rs`). Without it, a
+    /// hanging backend shared by every request would make too few calls to trip the breaker,
+    /// and every request would wait for its timeout.
+    pub fn observe(&self, outcome: Outcome) {
+        self.record(false, outcome);
+    }
+
     fn transition(&self, inner: &mut Inner, phase: Phase) {
         inner.phase = phase;
         inner.transitions += 1;

@@ -170,3 +170,43 @@ async fn with_share_identical_requests_on_an_identical_query_in_flight_runs_once
     assert_eq!(other.await.unwrap()["data"]["title"]["id"], "4");
     assert_eq!(app.backend_calls().await["catalog"], before + 2, "the title of each distinct query, once");
 }
+
+/// A hanging backend shared by every request still trips its breaker: each request that
+/// waited on the shared call counts as a call (else one real call per timeout would never
+/// reach the breaker's minimum, and every request would wait for the timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_share_a_failing_call_each_count_for_the_breaker() {
+    let app = Arc::new(
+        app_on_with(None, |c| {
+            c.engine.request_timeout_ms = 120_000;
+            let b = &mut c.backends.entry("catalog".to_owned()).or_default().policy;
+            b.timeout_ms = Some(3_000);
+            b.max_retries = Some(0);
+            b.breaker_min_calls = Some(5);
+        })
+        .await,
+    );
+    let before = app.backend_calls().await["catalog"];
+    app.set_faults("catalog", json!({ "hang": true })).await;
+    let first = send(&app, QUERY, json!({}));
+    until_calls(&app, "catalog", before + 1).await;
+    let rest: Vec<_> = (0..5).map(|_| send(&app, QUERY, json!({}))).collect();
+    let mut stream = crate::ops::open(&app, ADMIN).await;
+    let mut buffer = String::new();
+    crate::ops::until(&mut stream, &mut buffer, |s| {
+        s["backends"].as_array().unwrap().iter().any(|b| {
+            b["name"] == "catalog" && (b["sharedPerSec"].as_f64().unwrap() * 10.0).round() as u64 >= 5
+        })
+    })
+    .await;
+    drop(stream);
+    // The one call times out; its six requests each get TIMEOUT and count as six failures.
+    for r in std::iter::once(first).chain(rest) {
+        let body = r.await.unwrap();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT", "{body}");
+    }
+    assert_eq!(app.backend_calls().await["catalog"], before + 1, "one call made");
+    let (_, view) = Admin { app: &app, token: ADMIN.to_owned() }.get("/backends/catalog").await;
+    assert_eq!(view["breaker"]["state"], "open", "{view}");
+    app.set_faults("catalog", json!({})).await;
+}
