@@ -400,9 +400,9 @@ async fn run(
             lead.finish(answer.clone());
             answer
         }
-        Some(Ticket::Follow(rx)) => {
+        Some(Ticket::Follow(slot)) => {
             metrics::counter!(m::SHARED_REQUESTS).increment(1);
-            match crate::flight::follow(rx).await {
+            match crate::flight::follow(slot).await {
                 Some(answer) => answer,
                 // The request it joined went away first: it runs itself.
                 None => Arc::new(engine.execute(parsed).await),
