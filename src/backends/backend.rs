@@ -16,7 +16,7 @@ use super::breaker::{self, Breaker, Outcome, TokioClock};
 use super::error::FetchError;
 use super::json::{self, Tape};
 use super::policy::{self, Limiter, Resilience, RetryBudget};
-use super::share::{Call, Hashed, InFlight, MAX_IN_FLIGHT};
+use super::share::{Call, CallKey, InFlight, MAX_IN_FLIGHT};
 use super::transport::{Method, ReadError, Reply, Transport, chain, read_capped, retry_after, shown};
 use crate::flight::Ticket;
 use crate::telemetry::metrics as m;
@@ -236,7 +236,7 @@ impl Backend {
     /// request it joined goes away first.
     pub(super) async fn read(
         &self,
-        key: &Hashed,
+        key: &CallKey,
         deadline: Instant,
         keys: usize,
     ) -> Result<Arc<Tape>, FetchError> {

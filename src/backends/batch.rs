@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 use super::backend::{Backend, Backends};
 use super::error::FetchError;
-use super::share::{Call, Hashed};
+use super::share::{Call, CallKey};
 use super::transport::Method;
 
 /// Characters left as they are in a key placed in a URL.
@@ -442,7 +442,7 @@ impl Batcher {
                 if read {
                     let call =
                         Call { method: req.method, path: req.path.clone(), body, keep: req.keep.clone() };
-                    backend.read(&Hashed::new(call), deadline, 0).await
+                    backend.read(&CallKey::new(call), deadline, 0).await
                 } else {
                     let keep = req.keep.as_ref().map(|k| &*k.0);
                     backend
@@ -554,7 +554,7 @@ async fn fetch_batch(
     let calls = keys.chunks(backend.max_batch_size()).map(|chunk| async move {
         let (path, body) = route.render(chunk);
         // A batch is a read whatever its method: it may be retried, and shared.
-        let key = Hashed::new(Call { method: route.method, path, body, keep: route.keep.clone() });
+        let key = CallKey::new(Call { method: route.method, path, body, keep: route.keep.clone() });
         let path = &key.call().path;
         let call = backend.read(&key, deadline, chunk.len());
         let result =

@@ -20,9 +20,12 @@ pub const MAX_IN_FLIGHT: usize = 4_096;
 
 /// What makes two calls the same call: method, path, body and the fields kept of the answer
 /// (by identity: the same plan's fetches share it). Held once (`Arc`) by the map and the
-/// leader, hashed once when made (a batch path can be a kilobyte long).
+/// leader, and hashed once when made (a batch path can be a kilobyte long).
 #[derive(Debug, Clone)]
-pub(super) struct CallKey(Arc<Call>);
+pub(super) struct CallKey {
+    call: Arc<Call>,
+    hash: u64,
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Call {
@@ -33,47 +36,26 @@ pub(super) struct Call {
 }
 
 impl CallKey {
+    pub fn new(call: Call) -> Self {
+        use std::hash::BuildHasher;
+        let hash = HASHER.hash_one((&call.method, &call.path, &call.body, &call.keep));
+        Self { call: Arc::new(call), hash }
+    }
+
     pub fn call(&self) -> &Call {
-        &self.0
+        &self.call
     }
 }
 
 impl PartialEq for CallKey {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+        self.hash == other.hash && (Arc::ptr_eq(&self.call, &other.call) || self.call == other.call)
     }
 }
 
 impl Eq for CallKey {}
 
-/// A key with the hash computed when it was made.
-#[derive(Debug, Clone)]
-pub(super) struct Hashed {
-    pub key: CallKey,
-    pub hash: u64,
-}
-
-impl Hashed {
-    pub fn new(call: Call) -> Self {
-        use std::hash::BuildHasher;
-        let hash = HASHER.hash_one((&call.method, &call.path, &call.body, &call.keep));
-        Self { key: CallKey(Arc::new(call)), hash }
-    }
-
-    pub fn call(&self) -> &Call {
-        self.key.call()
-    }
-}
-
-impl PartialEq for Hashed {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.key == other.key
-    }
-}
-
-impl Eq for Hashed {}
-
-impl std::hash::Hash for Hashed {
+impl std::hash::Hash for CallKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
     }
@@ -86,4 +68,4 @@ static HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
 pub(super) type Answer = Result<Arc<Tape>, FetchError>;
 
 /// One backend's reads in flight that an identical read may join.
-pub(super) type InFlight = crate::flight::InFlight<Hashed, Answer>;
+pub(super) type InFlight = crate::flight::InFlight<CallKey, Answer>;
