@@ -409,6 +409,37 @@ impl Batcher {
         self.single_slot(request).await
     }
 
+    /// Posts a GraphQL document (`body`: query and variables) to a subgraph: a query's call
+    /// may be retried and shared with an identical one in flight; a mutation's (`write`) is
+    /// made exactly once. `items`: the representations it carries (for the log and metrics).
+    pub async fn subgraph(
+        &self,
+        backend: usize,
+        body: Vec<u8>,
+        keep: &super::json::keep::KeepRef,
+        write: bool,
+        items: usize,
+    ) -> Result<Arc<Tape>, FetchError> {
+        let b = self.backends.get(backend);
+        let body = bytes::Bytes::from(body);
+        let made = async {
+            if write {
+                b.call(Method::Post, "", Some(&body), self.deadline, false, Some(&keep.0), items)
+                    .await
+                    .map(Arc::new)
+            } else {
+                let call = Call {
+                    method: Method::Post,
+                    path: String::new(),
+                    body: Some(body),
+                    keep: Some(keep.clone()),
+                };
+                b.read(&CallKey::new(call), self.deadline, items).await
+            }
+        };
+        FetchLog::record(self.log.as_ref(), b, Method::Post, "", items, made).await
+    }
+
     /// Makes a call that changes something (a mutation's field): never shared with an
     /// identical call of the same request, never retried.
     pub async fn call_write(&self, request: SingleRequest) -> Result<Held, FetchError> {

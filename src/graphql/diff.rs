@@ -285,6 +285,14 @@ fn binding(f: &FieldDef, schema: &FacadeSchema) -> String {
     match &f.binding {
         Binding::Parent => format!("read from its parent's {:?} key", f.name),
         Binding::Js { function } => format!("computed by @js fn {function}"),
+        Binding::Subgraph(sf) => {
+            let names: Vec<&str> = sf
+                .owners
+                .iter()
+                .filter_map(|o| schema.backends.get(o.graph).map(|b| b.name.as_str()))
+                .collect();
+            format!("resolved by subgraph {}", names.join(", "))
+        }
         Binding::Http(h) => {
             let backend = schema.backends.get(h.backend).map_or("?", |b| b.name.as_str());
             let mut route = String::new();

@@ -23,6 +23,8 @@ use crate::backends::json::tape::{Held, Marks, Tape, Val, View};
 use crate::backends::{BatchRoute, Batcher, FetchError, Key, SingleRequest};
 use crate::errors::Code;
 
+mod subgraph;
+
 /// A step's results, by parent address, in parent (document) order.
 type Done = Vec<(usize, Resolved)>;
 
@@ -54,6 +56,10 @@ impl Store {
         let address = parent.address();
         let i = match done.get(*next) {
             Some((at, _)) if *at == address => *next,
+            // The parent just read again (several fields read one entity).
+            _ if next.checked_sub(1).and_then(|p| done.get(p)).is_some_and(|(at, _)| *at == address) => {
+                *next - 1
+            }
             _ => done.binary_search_by_key(&address, |(at, _)| *at).ok()?,
         };
         *next = i + 1;
@@ -84,6 +90,13 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
         Held::new(t)
     };
     let mut results: Vec<Done> = plan.steps.iter().map(|_| Vec::new()).collect();
+    // Each subgraph call waits for the parents of every step it serves.
+    let mut calls: Vec<Waiting> = plan
+        .calls
+        .iter()
+        .map(|c| Waiting { left: c.members.len(), parents: c.members.iter().map(|_| Vec::new()).collect() })
+        .collect();
+    let mut ready = Vec::new();
     // A query starts every root step at once; a mutation one root step at a time, each
     // finished with everything below it before the next starts.
     let waves: Vec<&[usize]> =
@@ -91,23 +104,74 @@ pub async fn run(plan: &Plan, ctx: &Context<'_>) -> Store {
     for wave in waves {
         let mut running = FuturesUnordered::new();
         for &s in wave {
-            let parents = vec![root.clone()];
-            running.push(run_step(&plan.steps[s], s, parents, ctx));
+            arrive(plan, s, vec![root.clone()], &mut calls, &mut ready);
         }
-        while let Some((id, mut done)) = running.next().await {
-            let step = &plan.steps[id];
-            for &child in &step.children {
-                let parents = parents_of(&plan.steps[child], step, &done);
-                if !parents.is_empty() {
-                    running.push(run_step(&plan.steps[child], child, parents, ctx));
+        running.extend(ready.drain(..).map(|w| work(plan, w, ctx)));
+        while let Some(finished) = running.next().await {
+            for (id, mut done) in finished {
+                let step = &plan.steps[id];
+                for &child in &step.children {
+                    let parents = parents_of(&plan.steps[child], step, &done);
+                    arrive(plan, child, parents, &mut calls, &mut ready);
                 }
+                // Parents are distinct objects (`parents_of` deduplicates them): one result each.
+                done.sort_unstable_by_key(|(at, _)| *at);
+                results[id] = done;
             }
-            // Parents are distinct objects (`parents_of` deduplicates them): one result each.
-            done.sort_unstable_by_key(|(at, _)| *at);
-            results[id] = done;
+            running.extend(ready.drain(..).map(|w| work(plan, w, ctx)));
         }
     }
     Store { root, results }
+}
+
+/// A subgraph call's steps still waiting for their parents, and the parents found so far.
+struct Waiting {
+    left: usize,
+    parents: Vec<Vec<Held>>,
+}
+
+/// Work ready to start: a step for its parents, or a subgraph call for its steps' parents.
+enum Work {
+    Step(usize, Vec<Held>),
+    Call(usize, Vec<Vec<Held>>),
+}
+
+/// One future type for both kinds of work (no box per step).
+async fn work(plan: &Plan, work: Work, ctx: &Context<'_>) -> smallvec::SmallVec<[(usize, Done); 1]> {
+    match work {
+        Work::Step(id, parents) => smallvec::smallvec![run_step(&plan.steps[id], id, parents, ctx).await],
+        Work::Call(call, parents) => subgraph::run_call(plan, call, parents, ctx).await.into(),
+    }
+}
+
+/// `step`'s parents are known (none: it runs for nobody, nor does anything below it). A
+/// subgraph step's call starts once all its steps' parents are known.
+fn arrive(plan: &Plan, step: usize, parents: Vec<Held>, calls: &mut [Waiting], ready: &mut Vec<Work>) {
+    let s = &plan.steps[step];
+    if let StepKind::Subgraph(sub) = &s.kind {
+        let call = &plan.calls[sub.call];
+        let waiting = &mut calls[sub.call];
+        if let Some(at) = call.members.iter().position(|m| *m == step) {
+            waiting.parents[at] = parents;
+        }
+        waiting.left -= 1;
+        if waiting.left == 0 {
+            let parents = std::mem::take(&mut waiting.parents);
+            ready.push(Work::Call(sub.call, parents));
+        }
+        return;
+    }
+    if !parents.is_empty() {
+        ready.push(Work::Step(step, parents));
+        return;
+    }
+    // Nothing runs below: the calls waiting for steps below learn they have no parents.
+    if plan.calls.is_empty() {
+        return;
+    }
+    for &child in &s.children {
+        arrive(plan, child, Vec::new(), calls, ready);
+    }
 }
 
 /// The objects `child` runs for, found in its producer's results (deduplicated by address).
@@ -211,7 +275,11 @@ async fn run_step(step: &Step, id: usize, parents: Vec<Held>, ctx: &Context<'_>)
             "fetch step",
             facade.step = id as i64,
             facade.field = %step.path_name,
-            facade.kind = match step.kind { StepKind::Http(_) => "http", StepKind::Js(_) => "js" },
+            facade.kind = match step.kind {
+                StepKind::Http(_) => "http",
+                StepKind::Js(_) => "js",
+                StepKind::Subgraph(_) => "subgraph",
+            },
             facade.parents = parents.len() as i64,
         )
     } else {
@@ -222,6 +290,8 @@ async fn run_step(step: &Step, id: usize, parents: Vec<Held>, ctx: &Context<'_>)
         match &step.kind {
             StepKind::Http(http) => http_step(step, http, &args, &parents, ctx).await,
             StepKind::Js(function) => js_step(step, function, &args, &parents, ctx).await,
+            // Run by their calls (`subgraph.rs`), never alone.
+            StepKind::Subgraph(_) => Vec::new(),
         }
     }
     .instrument(span)

@@ -60,6 +60,8 @@ pub struct BackendDecl {
     pub url: String,
     /// The numbers `@backend` sets (the schema owner's layer of the backend's policy).
     pub policy: crate::backends::policy::PolicyOverrides,
+    /// A subgraph of a supergraph (a `join__Graph` value): called with GraphQL POSTs.
+    pub subgraph: bool,
     pub loc: Loc,
 }
 
@@ -105,10 +107,45 @@ pub struct HttpBinding {
     pub limit_arg: Option<String>,
 }
 
+/// A field of a supergraph type: the subgraphs that resolve it (`@join__field`, or every
+/// subgraph of its type when it has none), each with what it needs and provides.
+#[derive(Debug, Clone)]
+pub struct SubgraphField {
+    pub owners: Vec<Owner>,
+}
+
+/// One subgraph that resolves a field.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// The subgraph's backend index.
+    pub graph: usize,
+    /// Fields of the parent this subgraph needs sent with the entity (`requires:`).
+    pub requires: Vec<Arc<str>>,
+    /// Fields of the value's type this subgraph resolves at this field (`provides:`).
+    pub provides: Vec<Arc<str>>,
+}
+
+impl SubgraphField {
+    pub fn owner(&self, graph: usize) -> Option<&Owner> {
+        self.owners.iter().find(|o| o.graph == graph)
+    }
+}
+
+/// An entity's key in one subgraph (`@join__type(graph:, key:)`).
+#[derive(Debug, Clone)]
+pub struct EntityKey {
+    pub graph: usize,
+    pub fields: Vec<Arc<str>>,
+    /// Whether the subgraph answers `_entities` for this type.
+    pub resolvable: bool,
+}
+
 #[derive(Debug, Clone)]
 pub enum Binding {
     /// Reads the same-named key of the parent JSON object.
     Parent,
+    /// Resolved by subgraphs of a supergraph.
+    Subgraph(Arc<SubgraphField>),
     Http(Arc<HttpBinding>),
     /// Computed by a function exported from `resolvers-js/*.js`, called as `f(parent, args)`.
     Js {
@@ -183,9 +220,16 @@ pub struct FacadeSchema {
     pub types: BTreeMap<String, TypeDef>,
     pub query: String,
     pub mutation: Option<String>,
+    /// A supergraph's entity keys, by type name (empty for a REST-bound schema).
+    pub entity_keys: BTreeMap<String, Vec<EntityKey>>,
 }
 
 impl FacadeSchema {
+    /// The key `graph` resolves `type_name`'s entities by.
+    pub fn entity_key(&self, type_name: &str, graph: usize) -> Option<&EntityKey> {
+        self.entity_keys.get(type_name)?.iter().find(|k| k.graph == graph && k.resolvable)
+    }
+
     pub fn backend_index(&self, name: &str) -> Option<usize> {
         self.backends.iter().position(|b| b.name == name)
     }

@@ -28,6 +28,9 @@ use serde_json::Value;
 use super::model::{Binding, FacadeSchema, FieldDef, HttpBinding, Part, TypeDef};
 use crate::backends::json::keep::{Keep, KeepRef};
 
+mod federate;
+pub use federate::{SubgraphCall, SubgraphStep};
+
 /// Most plans kept per operation, one per assignment of its `@skip`/`@include` variables.
 pub const MAX_CONDITION_PLANS: usize = 16;
 
@@ -80,6 +83,10 @@ pub enum Source {
     Parent,
     /// The result of this step for the parent object.
     Step(usize),
+    /// Read from a subgraph's answer: the object these subgraph steps give, one after
+    /// another, starting from the parent object (a root fetch's `data`, an entity), holds the
+    /// value at the field's `name` (the key its document asked it under).
+    Fetched(Box<[usize]>),
     /// `__schema` or `__type` at the query root: async-graphql's introspection answers it.
     Introspection,
 }
@@ -194,6 +201,9 @@ pub struct TypeCondition {
 pub enum StepKind {
     Http(Arc<HttpBinding>),
     Js(Arc<str>),
+    /// A fetch from a subgraph: a root fetch or an `_entities` fetch, one part of a
+    /// [`SubgraphCall`].
+    Subgraph(SubgraphStep),
 }
 
 /// One argument as written in the document (variables resolved per request).
@@ -246,6 +256,8 @@ pub struct Plan {
     /// Variables used where a value is required (`@skip(if:)`, a non-null argument), with
     /// the place: such a variable may not be null in a request.
     pub required: Vec<(String, String)>,
+    /// The subgraph calls: each serves the subgraph steps of one wave to one subgraph.
+    pub calls: Vec<SubgraphCall>,
 }
 
 /// A validated operation, ready to run: its variables and its plans.
@@ -352,20 +364,31 @@ impl Operation {
             required: std::cell::RefCell::new(Vec::new()),
             conflicts: std::cell::RefCell::new(Vec::new()),
             serial: self.serial,
+            subdocs: HashMap::new(),
         };
         let op = self.definition();
         let mut root = Vec::new();
-        c.fields(&self.root_type, &[&op.selection_set], None, &[], &[], &mut root);
+        c.fields(&self.root_type, &[&op.selection_set], None, &[], &[], None, &mut root);
         let roots =
             c.steps.iter().enumerate().filter(|(_, s)| s.producer.is_none()).map(|(i, _)| i).collect();
         let conflicts = c.conflicts.into_inner();
         if !conflicts.is_empty() {
             return Err(conflicts);
         }
+        let subdocs = std::mem::take(&mut c.subdocs);
         let mut steps = c.steps;
+        let calls = federate::calls(&mut steps, subdocs, op, self.serial);
         share_keeps(&root, &mut steps);
         let introspection = root.iter().any(|f| matches!(f.source, Source::Introspection));
-        Ok(Plan { root, steps, roots, serial: self.serial, introspection, required: c.required.into_inner() })
+        Ok(Plan {
+            root,
+            steps,
+            roots,
+            serial: self.serial,
+            introspection,
+            required: c.required.into_inner(),
+            calls,
+        })
     }
 }
 
@@ -449,6 +472,8 @@ struct Compiler<'a> {
     conflicts: std::cell::RefCell<Vec<String>>,
     /// Compiling a mutation: its root fields write.
     serial: bool,
+    /// The document of each subgraph step, by step (`federate.rs`).
+    subdocs: HashMap<usize, federate::SubDoc>,
 }
 
 impl<'a> Compiler<'a> {
@@ -534,7 +559,9 @@ impl<'a> Compiler<'a> {
     }
 
     /// Compiles the fields selected on `type_name` into `out`. `producer` and `via` say where
-    /// the objects of this type come from at run time.
+    /// the objects of this type come from at run time; `sub`, the subgraph document they are
+    /// fetched with (`federate.rs`).
+    #[allow(clippy::too_many_arguments)]
     fn fields(
         &mut self,
         type_name: &str,
@@ -542,110 +569,136 @@ impl<'a> Compiler<'a> {
         producer: Option<(usize, usize)>,
         via: &[(Arc<str>, usize)],
         guards: &[TypeCondition],
+        sub: Option<&federate::At>,
         out: &mut Vec<Field>,
     ) {
         let Some(TypeDef::Object { fields: defs, .. }) = self.schema.types.get(type_name) else { return };
+        if sub.is_some() || defs.iter().any(|d| matches!(d.binding, Binding::Subgraph(_))) {
+            return self.federated(type_name, sets, producer, via, sub, out);
+        }
         for merged in self.merge(sets, type_name) {
-            let doc_field = &merged.first.node;
-            let name = doc_field.name.node.as_str();
-            let key: Arc<str> = Arc::from(merged.key);
-            let key_json = KeyJson::new(merged.key);
-            if name == "__typename" {
-                let text = serde_json::to_vec(type_name).expect("a string").into_boxed_slice();
-                out.push(Field {
-                    key,
-                    key_json,
-                    name: Arc::from(name),
-                    path_name: Arc::from(format!("{type_name}.__typename")),
-                    pos: merged.first.pos,
-                    source: Source::Typename(text),
-                    out: Out { nullable: vec![false], base: Base::Leaf(Leaf::Text) },
-                    children: Vec::new(),
-                    by_type: Vec::new(),
-                    count: Count::One,
-                });
-                continue;
-            }
-            if matches!(name, "__schema" | "__type") && producer.is_none() && via.is_empty() {
-                out.push(Field {
-                    key,
-                    key_json,
-                    name: Arc::from(name),
-                    path_name: Arc::from(format!("{type_name}.{name}")),
-                    pos: merged.first.pos,
-                    source: Source::Introspection,
-                    out: Out { nullable: vec![true], base: Base::Leaf(Leaf::Custom) },
-                    children: Vec::new(),
-                    by_type: Vec::new(),
-                    count: Count::One,
-                });
-                continue;
-            }
-            // Validation let only known fields through.
-            let Some(def) = defs.iter().find(|d| *d.name == *name) else { continue };
-            let out_ty = out_type(self.schema, &def.ty);
-            let path_name: Arc<str> = Arc::from(format!("{type_name}.{name}"));
-            self.check_literals(doc_field, def, &path_name);
-            let mut field = Field {
+            self.own_field(type_name, defs, &merged, producer, via, guards, None, out);
+        }
+    }
+
+    /// Compiles one selected field bound as a facade field (read from its parent, `@http`,
+    /// `@js`, `__typename`); under a subgraph's object (`sub`), what an `@http` route reads
+    /// of its parent is added to that subgraph's document.
+    #[allow(clippy::too_many_arguments)]
+    fn own_field(
+        &mut self,
+        type_name: &str,
+        defs: &[FieldDef],
+        merged: &Merged<'a>,
+        producer: Option<(usize, usize)>,
+        via: &[(Arc<str>, usize)],
+        guards: &[TypeCondition],
+        sub: Option<&federate::At>,
+        out: &mut Vec<Field>,
+    ) {
+        let doc_field = &merged.first.node;
+        let name = doc_field.name.node.as_str();
+        let key: Arc<str> = Arc::from(merged.key);
+        let key_json = KeyJson::new(merged.key);
+        if name == "__typename" {
+            let text = serde_json::to_vec(type_name).expect("a string").into_boxed_slice();
+            out.push(Field {
                 key,
                 key_json,
-                // The schema's shared text: the kept names of the answers are the same.
-                name: def.name.clone(),
-                path_name: path_name.clone(),
+                name: Arc::from(name),
+                path_name: Arc::from(format!("{type_name}.__typename")),
                 pos: merged.first.pos,
-                source: Source::Parent,
-                out: out_ty.clone(),
+                source: Source::Typename(text),
+                out: Out { nullable: vec![false], base: Base::Leaf(Leaf::Text) },
                 children: Vec::new(),
                 by_type: Vec::new(),
-                count: Count::of(def, doc_field),
-            };
-            let child_type = named(&def.ty).to_owned();
-            match &def.binding {
-                Binding::Parent => {
-                    let mut via = via.to_vec();
-                    via.push((field.name.clone(), out_ty.list_depth()));
-                    self.children(&mut field, &child_type, &merged.sets, producer, &via, guards);
-                }
-                binding => {
-                    let kind = match binding {
-                        Binding::Http(http) => StepKind::Http(http.clone()),
-                        Binding::Js { function } => StepKind::Js(function.clone()),
-                        Binding::Parent => unreachable!("matched above"),
-                    };
-                    for (arg, value) in &doc_field.arguments {
-                        if let DocValue::Variable(v) = &value.node
-                            && def.args.iter().any(|a| a.name == arg.node.as_str() && !a.ty.nullable)
-                        {
-                            self.require(v, format!("argument {} of {path_name}", arg.node));
-                        }
-                    }
-                    let id = self.steps.len();
-                    self.steps.push(Step {
-                        kind,
-                        args: arguments(doc_field, def),
-                        producer: producer.map(|(p, _)| p),
-                        via: via.to_vec(),
-                        guards: guards.to_vec(),
-                        path_name,
-                        out: out_ty.clone(),
-                        fallback: def
-                            .fallback
-                            .clone()
-                            .map(|v| Arc::new(crate::backends::json::tape::Tape::from_json(&v))),
-                        children: Vec::new(),
-                        write: self.serial && producer.is_none() && via.is_empty(),
-                        keep: None,
-                    });
-                    if let Some((p, _)) = producer {
-                        self.steps[p].children.push(id);
-                    }
-                    field.source = Source::Step(id);
-                    let me = Some((id, out_ty.list_depth()));
-                    self.children(&mut field, &child_type, &merged.sets, me, &[], &[]);
-                }
-            }
-            out.push(field);
+                count: Count::One,
+            });
+            return;
         }
+        if matches!(name, "__schema" | "__type") && producer.is_none() && via.is_empty() {
+            out.push(Field {
+                key,
+                key_json,
+                name: Arc::from(name),
+                path_name: Arc::from(format!("{type_name}.{name}")),
+                pos: merged.first.pos,
+                source: Source::Introspection,
+                out: Out { nullable: vec![true], base: Base::Leaf(Leaf::Custom) },
+                children: Vec::new(),
+                by_type: Vec::new(),
+                count: Count::One,
+            });
+            return;
+        }
+        // Validation let only known fields through.
+        let Some(def) = defs.iter().find(|d| *d.name == *name) else { return };
+        let out_ty = out_type(self.schema, &def.ty);
+        let path_name: Arc<str> = Arc::from(format!("{type_name}.{name}"));
+        self.check_literals(doc_field, def, &path_name);
+        let mut field = Field {
+            key,
+            key_json,
+            // The schema's shared text: the kept names of the answers are the same.
+            name: def.name.clone(),
+            path_name: path_name.clone(),
+            pos: merged.first.pos,
+            source: Source::Parent,
+            out: out_ty.clone(),
+            children: Vec::new(),
+            by_type: Vec::new(),
+            count: Count::of(def, doc_field),
+        };
+        let child_type = named(&def.ty).to_owned();
+        match &def.binding {
+            Binding::Parent => {
+                let mut via = via.to_vec();
+                via.push((field.name.clone(), out_ty.list_depth()));
+                self.children(&mut field, &child_type, &merged.sets, producer, &via, guards, None);
+            }
+            binding => {
+                let kind = match binding {
+                    Binding::Http(http) => StepKind::Http(http.clone()),
+                    Binding::Js { function } => StepKind::Js(function.clone()),
+                    // Planned by `federate.rs`, which never hands such a field here.
+                    Binding::Parent | Binding::Subgraph(_) => return,
+                };
+                if let (StepKind::Http(http), Some(sub)) = (&kind, sub) {
+                    self.parent_reads(http, sub);
+                }
+                for (arg, value) in &doc_field.arguments {
+                    if let DocValue::Variable(v) = &value.node
+                        && def.args.iter().any(|a| a.name == arg.node.as_str() && !a.ty.nullable)
+                    {
+                        self.require(v, format!("argument {} of {path_name}", arg.node));
+                    }
+                }
+                let id = self.steps.len();
+                self.steps.push(Step {
+                    kind,
+                    args: arguments(doc_field, def),
+                    producer: producer.map(|(p, _)| p),
+                    via: via.to_vec(),
+                    guards: guards.to_vec(),
+                    path_name,
+                    out: out_ty.clone(),
+                    fallback: def
+                        .fallback
+                        .clone()
+                        .map(|v| Arc::new(crate::backends::json::tape::Tape::from_json(&v))),
+                    children: Vec::new(),
+                    write: self.serial && producer.is_none() && via.is_empty(),
+                    keep: None,
+                });
+                if let Some((p, _)) = producer {
+                    self.steps[p].children.push(id);
+                }
+                field.source = Source::Step(id);
+                let me = Some((id, out_ty.list_depth()));
+                self.children(&mut field, &child_type, &merged.sets, me, &[], &[], None);
+            }
+        }
+        out.push(field);
     }
 
     /// Refuses a literal argument value that does not fit its type (async-graphql's check of
@@ -670,6 +723,7 @@ impl<'a> Compiler<'a> {
 
     /// Compiles what `field` selects below it: an object type's fields, or an interface's or
     /// union's fields per possible type, each with the guard that picks its parents.
+    #[allow(clippy::too_many_arguments)]
     fn children(
         &mut self,
         field: &mut Field,
@@ -678,10 +732,11 @@ impl<'a> Compiler<'a> {
         producer: Option<(usize, usize)>,
         via: &[(Arc<str>, usize)],
         guards: &[TypeCondition],
+        sub: Option<&federate::At>,
     ) {
         match &field.out.base {
             Base::Leaf(_) => {}
-            Base::Object => self.fields(child_type, sets, producer, via, guards, &mut field.children),
+            Base::Object => self.fields(child_type, sets, producer, via, guards, sub, &mut field.children),
             Base::Abstract(discriminator) => {
                 let discriminator = discriminator.clone();
                 let possible: Vec<Arc<str>> =
@@ -694,7 +749,7 @@ impl<'a> Compiler<'a> {
                         type_name: type_name.clone(),
                     });
                     let mut children = Vec::new();
-                    self.fields(&type_name, sets, producer, via, &guards, &mut children);
+                    self.fields(&type_name, sets, producer, via, &guards, sub, &mut children);
                     field.by_type.push((type_name, children));
                 }
             }
@@ -796,10 +851,11 @@ fn object_keep(children: &[Field], steps: &[Step]) -> Keep {
     let mut keep = Keep::nothing();
     for child in children {
         let more = match &child.source {
-            Source::Typename(_) | Source::Introspection => continue,
+            Source::Typename(_) | Source::Introspection | Source::Fetched(_) => continue,
             Source::Parent => Keep::field(child.name.clone(), value_keep(child, steps)),
             Source::Step(id) => match &steps[*id].kind {
                 StepKind::Js(_) => return Keep::All,
+                StepKind::Subgraph(_) => continue,
                 StepKind::Http(http) => {
                     let parents = http.template.parts.iter().filter_map(|p| match p {
                         Part::Parent(name) => Some(name.clone()),

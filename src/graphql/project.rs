@@ -144,6 +144,18 @@ impl Writer<'_> {
                 serde_json::to_writer(&mut self.buf, answer).expect("JSON serializes");
                 Ok(())
             }
+            Source::Fetched(chain) => {
+                let mut at = parent;
+                for &step in chain.iter() {
+                    match self.store.get(step, at, &mut self.next[step]) {
+                        Some(Resolved::Value(v)) => at = v.val(),
+                        Some(Resolved::Error(e)) => return self.failed(f, step, e, path),
+                        // No fetch was needed (the parent lacks its key): null.
+                        _ => return self.value(f, 0, NULL, path),
+                    }
+                }
+                self.value(f, 0, at.field(&f.name), path)
+            }
             Source::Step(step) => match self.store.get(*step, parent, &mut self.next[*step]) {
                 // No fetch was needed (the parent holds no key): null.
                 None => self.value(f, 0, NULL, path),

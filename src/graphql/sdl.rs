@@ -16,6 +16,8 @@ use async_graphql::parser::{Pos, Positioned};
 
 use super::model::*;
 
+mod supergraph;
+
 /// One SDL file: the name it is reported under and its text.
 #[derive(Debug, Clone)]
 pub struct SchemaFile {
@@ -104,6 +106,11 @@ struct Analyzer<'a> {
     /// discriminators), one shared text per spelling: the plan's kept names and its lookups
     /// then hold the same text, and finding a field in an answer compares addresses.
     names: std::collections::HashMap<String, Arc<str>>,
+    /// A supergraph's subgraphs, when a file links the join spec (`supergraph.rs`).
+    join: Option<supergraph::Join>,
+    /// The `@join__field`s of the field being read: (graph, owner; `None` where external).
+    join_fields: Vec<(Option<usize>, Option<Owner>)>,
+    entity_keys: BTreeMap<String, Vec<EntityKey>>,
 }
 
 impl Analyzer<'_> {
@@ -141,12 +148,17 @@ impl<'a> Analyzer<'a> {
 
     fn collect(&mut self, docs: &'a [(Arc<str>, ServiceDocument)]) {
         let mut extensions = Vec::new();
+        let mut graphs = Vec::new();
         for (file, doc) in docs {
             for def in &doc.definitions {
                 match def {
                     TypeSystemDefinition::Schema(s) => {
                         for d in &s.node.directives {
-                            self.schema_directive(file, d);
+                            if d.node.name.node == "link" {
+                                self.link(file, d);
+                            } else {
+                                self.schema_directive(file, d);
+                            }
                         }
                         if let Some(q) = &s.node.query {
                             self.query = Some(q.node.to_string());
@@ -156,6 +168,11 @@ impl<'a> Analyzer<'a> {
                         }
                         if let Some(sub) = &s.node.subscription {
                             self.error(file, sub.pos, "subscriptions are not supported");
+                        }
+                    }
+                    TypeSystemDefinition::Type(t) if supergraph::is_spec_type(&t.node.name.node) => {
+                        if t.node.name.node == "join__Graph" {
+                            graphs.push((file, t));
                         }
                     }
                     TypeSystemDefinition::Type(t) if t.node.extend => extensions.push((file, t)),
@@ -183,6 +200,17 @@ impl<'a> Analyzer<'a> {
                 }
             }
         }
+        for (file, t) in graphs {
+            if self.join.as_ref().is_some_and(|j| j.file == *file) {
+                self.graphs(file, t);
+            } else {
+                self.error(
+                    file,
+                    t.pos,
+                    "join__Graph outside a supergraph (no @link to the join spec in this file)",
+                );
+            }
+        }
         for (file, t) in extensions {
             let name = t.node.name.node.as_str();
             match (self.raw.get_mut(name), &t.node.kind) {
@@ -201,7 +229,7 @@ impl<'a> Analyzer<'a> {
 
     fn schema_directive(&mut self, file: &Arc<str>, d: &Positioned<ConstDirective>) {
         if d.node.name.node != "backend" {
-            let msg = format!("unknown schema directive @{} (known: @backend)", d.node.name.node);
+            let msg = format!("unknown schema directive @{} (known: @backend, @link)", d.node.name.node);
             self.error(file, d.pos, msg);
             return;
         }
@@ -279,7 +307,7 @@ impl<'a> Analyzer<'a> {
         for problem in policy.check() {
             self.error(file, d.pos, format!("backend {name:?}: {problem}"));
         }
-        self.backends.push(BackendDecl { name, url, policy, loc: loc(file, d.pos) });
+        self.backends.push(BackendDecl { name, url, policy, subgraph: false, loc: loc(file, d.pos) });
     }
 
     fn convert(&mut self) -> FacadeSchema {
@@ -308,9 +336,21 @@ impl<'a> Analyzer<'a> {
             let raw = &self.raw[&name];
             let (file, description, kind) = (raw.file.clone(), raw.description.clone(), raw.kind);
             let (pos, directives) = (raw.pos, raw.directives);
+            let extra: Vec<_> = raw.extra_fields.clone();
+            // A type of the supergraph: the subgraphs that have it.
+            let join = self.join.as_ref().is_some_and(|j| j.file == file);
+            if join && matches!(kind, TypeKind::Interface(_) | TypeKind::Union(_)) {
+                self.error(
+                    &file,
+                    pos,
+                    format!("{name}: interfaces and unions in a supergraph are not supported yet"),
+                );
+                continue;
+            }
+            let graphs = (join && matches!(kind, TypeKind::Object(_)))
+                .then(|| self.join_type(&file, &name, directives));
             let def = match kind {
                 TypeKind::Object(obj) => {
-                    let extra: Vec<_> = raw.extra_fields.clone();
                     let all = obj.fields.iter().map(|f| (file.clone(), f)).chain(extra);
                     let mut fields: Vec<FieldDef> = Vec::new();
                     for (ffile, f) in all {
@@ -323,7 +363,8 @@ impl<'a> Analyzer<'a> {
                             continue;
                         }
                         let is_root = name == query || Some(&name) == mutation.as_ref();
-                        if let Some(field) = self.field(&ffile, &name, is_root, f) {
+                        let graphs = graphs.as_deref().filter(|_| ffile == file);
+                        if let Some(field) = self.field(&ffile, &name, is_root, graphs, f) {
                             fields.push(field);
                         }
                     }
@@ -333,7 +374,7 @@ impl<'a> Analyzer<'a> {
                 TypeKind::Interface(iface) => {
                     let mut fields: Vec<FieldDef> = Vec::new();
                     for f in &iface.fields {
-                        if let Some(field) = self.field(&file, &name, false, f) {
+                        if let Some(field) = self.field(&file, &name, false, None, f) {
                             if !matches!(field.binding, Binding::Parent) {
                                 self.error(
                                     &file,
@@ -393,7 +434,8 @@ impl<'a> Analyzer<'a> {
             types.insert(name, def);
         }
         self.check_implementations(&types);
-        FacadeSchema { backends: self.backends.clone(), types, query, mutation }
+        let entity_keys = std::mem::take(&mut self.entity_keys);
+        FacadeSchema { backends: self.backends.clone(), types, query, mutation, entity_keys }
     }
 
     /// `@discriminator(field: "…")` of an interface or union: required, it says which JSON
@@ -523,8 +565,10 @@ impl<'a> Analyzer<'a> {
         file: &Arc<str>,
         owner: &str,
         is_root: bool,
+        graphs: Option<&[usize]>,
         f: &Positioned<FieldDefinition>,
     ) -> Option<FieldDef> {
+        self.join_fields.clear();
         let fname = self.intern(f.node.name.node.as_str());
         let path = format!("{owner}.{fname}");
         let tname = named(&f.node.ty.node);
@@ -585,6 +629,7 @@ impl<'a> Analyzer<'a> {
                         Err(e) => self.error(file, v.pos, format!("{path}: bad @fallback value: {e}")),
                     },
                 },
+                "join__field" if graphs.is_some() => self.join_field(file, &path, d),
                 "deprecated" => {
                     let reason = string_arg(&d.node, "reason").and_then(|(_, v)| match &v.node {
                         GqlValue::String(s) => Some(s.clone()),
@@ -599,7 +644,13 @@ impl<'a> Analyzer<'a> {
                 ),
             }
         }
-        if is_root && !matches!(binding, Binding::Http(_)) {
+        if let Some(graphs) = graphs {
+            if !matches!(binding, Binding::Parent) {
+                self.error(file, f.pos, format!("{path}: a supergraph's field is bound by @join__field, not @http or @js (add such fields in another file with extend type)"));
+            }
+            binding = Binding::Subgraph(Arc::new(self.owners(file, &path, f.pos, graphs)));
+        }
+        if is_root && !matches!(binding, Binding::Http(_) | Binding::Subgraph(_)) {
             self.error(
                 file,
                 f.pos,

@@ -1,0 +1,184 @@
+//! Running one subgraph call: the representations of its entity steps' parents written
+//! from their answers (deduplicated by their bytes), one GraphQL POST, and each parent's
+//! result found by index in the answer's `data` (a root fetch: `data` itself). No JSON tree
+//! is built or merged: results are nodes of the answer's tape.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::{Error as GqlError, ErrorExtensions};
+use foldhash::fast::RandomState as Fast;
+
+use super::{Context, Done, Resolved};
+use crate::backends::json::tape::{Held, Val, View};
+use crate::errors::Code;
+use crate::graphql::plan::{Plan, StepKind, SubgraphStep};
+
+/// Where each parent's entity sits: per step, per parent, (alias, index) or `None` when the
+/// parent lacks a field of its representation.
+type Places = Vec<Vec<Option<(usize, usize)>>>;
+
+/// One alias's representations written so far (`a,b,…`), and each one's index by its bytes.
+type Written = (Vec<u8>, HashMap<Box<[u8]>, usize, Fast>);
+
+/// Makes call `id` of `plan` for its steps' parents (`parents[i]`: the `i`th member's).
+pub(super) async fn run_call(
+    plan: &Plan,
+    id: usize,
+    parents: Vec<Vec<Held>>,
+    ctx: &Context<'_>,
+) -> Vec<(usize, Done)> {
+    let call = &plan.calls[id];
+    let mut body = Vec::with_capacity(call.head.len() + 256);
+    body.extend_from_slice(&call.head);
+    let mut first = true;
+    let mut comma = |body: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            body.push(b',');
+        }
+    };
+    for (name, key) in &call.variables {
+        comma(&mut body);
+        body.extend_from_slice(key);
+        let value = ctx.variables.get(name).unwrap_or(&serde_json::Value::Null);
+        serde_json::to_writer(&mut body, value).expect("JSON serializes");
+    }
+    // Each alias's representations, deduplicated by their bytes.
+    let mut reps: Vec<Written> = call.aliases.iter().map(|_| (Vec::new(), HashMap::default())).collect();
+    let mut places: Places = Vec::with_capacity(call.members.len());
+    let mut scratch = Vec::new();
+    let mut root = false;
+    for (m, &step) in call.members.iter().enumerate() {
+        let StepKind::Subgraph(sub) = &plan.steps[step].kind else { continue };
+        let Some(alias) = sub.alias else {
+            root = true;
+            places.push(Vec::new());
+            continue;
+        };
+        let (list, seen) = &mut reps[alias];
+        let mine = parents[m]
+            .iter()
+            .map(|p| {
+                scratch.clear();
+                representation(sub, p.val(), &mut scratch)?;
+                let n = seen.len();
+                let at = *seen.entry(scratch.as_slice().into()).or_insert_with(|| {
+                    if n > 0 {
+                        list.push(b',');
+                    }
+                    list.extend_from_slice(&scratch);
+                    n
+                });
+                Some((alias, at))
+            })
+            .collect();
+        places.push(mine);
+    }
+    let count: usize = reps.iter().map(|(_, seen)| seen.len()).sum();
+    if !root && count == 0 {
+        // Nothing to fetch: every parent lacked its key.
+        return call.members.iter().map(|&s| (s, Vec::new())).collect();
+    }
+    for (a, (list, _)) in reps.iter().enumerate() {
+        comma(&mut body);
+        body.extend_from_slice(b"\"r");
+        body.extend_from_slice(itoa::Buffer::new().format(a).as_bytes());
+        body.extend_from_slice(b"\":[");
+        body.extend_from_slice(list);
+        body.push(b']');
+    }
+    body.extend_from_slice(b"}}");
+    let answer = ctx.batcher.subgraph(call.backend, body, &call.keep, call.write, count).await;
+    let mut out = Vec::with_capacity(call.members.len());
+    let answer = match answer {
+        Ok(tape) => tape,
+        Err(e) => {
+            let error = Arc::new(super::fetch_error(&e));
+            for (m, &step) in call.members.iter().enumerate() {
+                let done =
+                    parents[m].iter().map(|p| (p.val().address(), Resolved::Error(error.clone()))).collect();
+                out.push((step, done));
+            }
+            return out;
+        }
+    };
+    let data = answer.root().get(&call.data).filter(|d| d.is_object());
+    let errors = answer.root().get(&call.errors);
+    let Some(data) = data else {
+        // No data: every field this call serves fails with the subgraph's first error.
+        let message =
+            errors.and_then(|e| first_message(e, None)).unwrap_or_else(|| "no data in the answer".into());
+        let error = Arc::new(subgraph_error(&call.name, &message));
+        for (m, &step) in call.members.iter().enumerate() {
+            let done =
+                parents[m].iter().map(|p| (p.val().address(), Resolved::Error(error.clone()))).collect();
+            out.push((step, done));
+        }
+        return out;
+    };
+    let lists: Vec<Option<Val<'_>>> =
+        call.aliases.iter().map(|a| data.get(a).filter(|l| l.is_list())).collect();
+    for (m, &step) in call.members.iter().enumerate() {
+        let mut done = Vec::with_capacity(parents[m].len());
+        for (i, parent) in parents[m].iter().enumerate() {
+            let resolved = match places[m].get(i) {
+                // A root fetch: its value is `data`.
+                None => Resolved::Value(Held::of(&answer, data)),
+                Some(None) => continue,
+                Some(Some((alias, at))) => {
+                    let entity = lists[*alias].map(|l| l.item(*at));
+                    match entity {
+                        Some(e) if !e.is_null() => Resolved::Value(Held::of(&answer, e)),
+                        _ => {
+                            let message = errors
+                                .and_then(|e| first_message(e, Some((&call.aliases[*alias], *at))))
+                                .unwrap_or_else(|| "the subgraph returned no entity".into());
+                            Resolved::Error(Arc::new(subgraph_error(&call.name, &message)))
+                        }
+                    }
+                }
+            };
+            done.push((parent.val().address(), resolved));
+        }
+        out.push((step, done));
+    }
+    out
+}
+
+/// Writes a parent's representation (`{"__typename":"T","key":…}`); `None` when the parent
+/// lacks one of its fields.
+fn representation(sub: &SubgraphStep, parent: Val<'_>, out: &mut Vec<u8>) -> Option<()> {
+    out.extend_from_slice(&sub.typename);
+    for (key, written) in &sub.representation {
+        let v = parent.get(key).filter(|v| !v.is_null())?;
+        out.extend_from_slice(written);
+        serde_json::to_writer(&mut *out, &v).ok()?;
+    }
+    out.push(b'}');
+    Some(())
+}
+
+/// The message of the first error whose path starts at `alias`/`index` (any, if `None`).
+fn first_message(errors: Val<'_>, at: Option<(&str, usize)>) -> Option<String> {
+    let View::List(items) = errors.view() else { return None };
+    for e in items {
+        let matches = match at {
+            None => true,
+            Some((alias, index)) => {
+                let path = e.get("path");
+                path.is_some_and(|p| {
+                    p.item(0).as_str() == Some(alias) && p.item(1).as_i64() == Some(index as i64)
+                })
+            }
+        };
+        if matches {
+            return e.get("message").and_then(Val::as_str).map(str::to_owned);
+        }
+    }
+    None
+}
+
+fn subgraph_error(name: &str, message: &str) -> GqlError {
+    GqlError::new(format!("{name}: {message}"))
+        .extend_with(|_, ext| ext.set("code", Code::BackendError.as_str()))
+}

@@ -1,0 +1,263 @@
+//! Reading a supergraph (Apollo Federation 2, `@link` join v0.3) as it is: each `join__Graph`
+//! value becomes a backend called with GraphQL POSTs, `@join__type(graph:, key:)` gives each
+//! entity's keys per subgraph, and `@join__field(graph:, requires:, provides:, external:)`
+//! the subgraphs that resolve each field. The `join__*` and `link__*` definitions are left
+//! out of the API schema. What the planner cannot do yet (`@override`, interface objects,
+//! keys or field sets with nested selections, interfaces and unions) is refused here, each at
+//! its `file:line:column`.
+
+use std::sync::Arc;
+
+use async_graphql::Value as GqlValue;
+use async_graphql::parser::types::{ConstDirective, TypeDefinition, TypeKind};
+use async_graphql::parser::{Pos, Positioned};
+
+use super::{Analyzer, string_arg};
+use crate::graphql::model::{BackendDecl, EntityKey, Owner, SubgraphField};
+
+/// The join spec versions read.
+const JOIN: &str = "https://specs.apollo.dev/join/v0.";
+
+/// A supergraph being read: where it was declared, and its subgraphs by `join__Graph` value.
+pub(super) struct Join {
+    pub file: Arc<str>,
+    /// `join__Graph` value → backend index.
+    pub graphs: Vec<(String, usize)>,
+}
+
+/// One `@join__field` of a field.
+struct JoinField {
+    graph: Option<usize>,
+    requires: Vec<Arc<str>>,
+    provides: Vec<Arc<str>>,
+    external: bool,
+}
+
+/// Whether a type definition is the join or link spec's own (kept out of the API schema).
+pub(super) fn is_spec_type(name: &str) -> bool {
+    name.starts_with("join__") || name.starts_with("link__")
+}
+
+/// The names of a field set such as `"price weight"`: only plain field names for now.
+fn field_set(text: &str) -> Result<Vec<&str>, String> {
+    let names: Vec<&str> = text.split_whitespace().collect();
+    if names.is_empty() {
+        return Err("an empty field set".to_owned());
+    }
+    match names.iter().find(|n| !super::is_name(n)) {
+        Some(bad) => Err(format!(
+            "field set {text:?}: {bad:?} is not a field name (nested selections in keys, requires and \
+             provides are not supported yet)"
+        )),
+        None => Ok(names),
+    }
+}
+
+impl Analyzer<'_> {
+    /// `@link(url:)` on the schema: the join spec makes this file a supergraph; the link spec
+    /// itself is read; any other spec is refused when it is for execution or security.
+    pub(super) fn link(&mut self, file: &Arc<str>, d: &Positioned<ConstDirective>) {
+        let url = match string_arg(&d.node, "url").map(|(_, v)| &v.node) {
+            Some(GqlValue::String(url)) => url.clone(),
+            _ => return self.error(file, d.pos, "@link needs url: \"…\""),
+        };
+        if let Some(version) = url.strip_prefix(JOIN) {
+            if !matches!(version, "2" | "3") {
+                let msg = format!("@link {url}: join v0.{version} is not supported (v0.2 and v0.3 are)");
+                return self.error(file, d.pos, msg);
+            }
+            if let Some(first) = &self.join {
+                let msg = format!("a second supergraph; the first is {}", first.file);
+                return self.error(file, d.pos, msg);
+            }
+            self.join = Some(Join { file: file.clone(), graphs: Vec::new() });
+            return;
+        }
+        // `@inaccessible` and `@tag` are read where they appear (refused, for now, if used).
+        if ["link/v1.", "inaccessible/v0.", "tag/v0."]
+            .iter()
+            .any(|spec| url.starts_with(&format!("https://specs.apollo.dev/{spec}")))
+        {
+            return;
+        }
+        let purpose = d.node.arguments.iter().find(|(n, _)| n.node == "for").map(|(_, v)| v.node.to_string());
+        if matches!(purpose.as_deref(), Some("EXECUTION" | "SECURITY")) {
+            self.error(file, d.pos, format!("@link {url}: this spec is not supported"));
+        }
+    }
+
+    /// `enum join__Graph { NAME @join__graph(name:, url:) … }`: one backend per value.
+    pub(super) fn graphs(&mut self, file: &Arc<str>, def: &Positioned<TypeDefinition>) {
+        let TypeKind::Enum(e) = &def.node.kind else {
+            return self.error(file, def.pos, "join__Graph must be an enum");
+        };
+        for value in &e.values {
+            let Some(d) = value.node.directives.iter().find(|d| d.node.name.node == "join__graph") else {
+                let msg = format!("join__Graph.{} has no @join__graph(name:, url:)", value.node.value.node);
+                self.error(file, value.pos, msg);
+                continue;
+            };
+            let text = |arg: &str| match string_arg(&d.node, arg).map(|(_, v)| &v.node) {
+                Some(GqlValue::String(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let (Some(name), Some(url)) = (text("name"), text("url")) else {
+                self.error(file, d.pos, "@join__graph needs name and url strings");
+                continue;
+            };
+            if let Some(prev) = self.backends.iter().find(|b| b.name == name) {
+                let msg = format!("subgraph {name:?}: a backend of that name is declared at {}", prev.loc);
+                self.error(file, d.pos, msg);
+                continue;
+            }
+            if let Err(reason) = super::check_url(&url) {
+                self.error(file, d.pos, format!("subgraph {name:?}: {reason}"));
+            }
+            let index = self.backends.len();
+            self.backends.push(BackendDecl {
+                name,
+                url,
+                policy: Default::default(),
+                subgraph: true,
+                loc: super::loc(file, d.pos),
+            });
+            if let Some(join) = &mut self.join {
+                join.graphs.push((value.node.value.node.to_string(), index));
+            }
+        }
+    }
+
+    /// The backend a `graph:` argument names.
+    fn graph_arg(&mut self, file: &Arc<str>, d: &Positioned<ConstDirective>) -> Option<usize> {
+        let value = d.node.arguments.iter().find(|(n, _)| n.node == "graph").map(|(_, v)| v)?;
+        let GqlValue::Enum(name) = &value.node else {
+            self.error(file, value.pos, "graph: must be a join__Graph value");
+            return None;
+        };
+        let found = self.join.as_ref()?.graphs.iter().find(|(g, _)| g == name.as_str()).map(|(_, i)| *i);
+        if found.is_none() {
+            self.error(file, value.pos, format!("graph: {name} is not a join__Graph value"));
+        }
+        found
+    }
+
+    /// A field set argument's names, interned; a problem reported at the argument.
+    fn field_set_arg(&mut self, file: &Arc<str>, d: &ConstDirective, arg: &str) -> Vec<Arc<str>> {
+        let Some((_, value)) = string_arg(d, arg) else { return Vec::new() };
+        let GqlValue::String(text) = &value.node else {
+            self.error(file, value.pos, format!("{arg}: must be a string"));
+            return Vec::new();
+        };
+        match field_set(text) {
+            Ok(names) => names.into_iter().map(|n| self.intern(n)).collect(),
+            Err(why) => {
+                self.error(file, value.pos, why);
+                Vec::new()
+            }
+        }
+    }
+
+    fn flag(d: &ConstDirective, arg: &str) -> bool {
+        matches!(string_arg(d, arg).map(|(_, v)| &v.node), Some(GqlValue::Boolean(true)))
+    }
+
+    /// A type's `@join__type`s: the subgraphs that have it and its keys in each.
+    pub(super) fn join_type(
+        &mut self,
+        file: &Arc<str>,
+        name: &str,
+        directives: &[Positioned<ConstDirective>],
+    ) -> Vec<usize> {
+        let mut graphs = Vec::new();
+        let mut keys = Vec::new();
+        for d in directives.iter().filter(|d| d.node.name.node == "join__type") {
+            if Self::flag(&d.node, "isInterfaceObject") {
+                self.error(file, d.pos, format!("{name}: interface objects are not supported yet"));
+                continue;
+            }
+            let Some(graph) = self.graph_arg(file, d) else { continue };
+            if !graphs.contains(&graph) {
+                graphs.push(graph);
+            }
+            if string_arg(&d.node, "key").is_some() {
+                let fields = self.field_set_arg(file, &d.node, "key");
+                let resolvable = !matches!(
+                    string_arg(&d.node, "resolvable").map(|(_, v)| &v.node),
+                    Some(GqlValue::Boolean(false))
+                );
+                if !fields.is_empty() {
+                    keys.push(EntityKey { graph, fields, resolvable });
+                }
+            }
+        }
+        for d in directives.iter().filter(|d| !d.node.name.node.starts_with("join__")) {
+            let msg = format!("{name}: unknown directive @{} in a supergraph", d.node.name.node);
+            self.error(file, d.pos, msg);
+        }
+        if !keys.is_empty() {
+            self.entity_keys.insert(name.to_owned(), keys);
+        }
+        graphs
+    }
+
+    /// Reads a `@join__field` of `path`.
+    pub(super) fn join_field(&mut self, file: &Arc<str>, path: &str, d: &Positioned<ConstDirective>) {
+        if string_arg(&d.node, "override").is_some() {
+            return self.error(file, d.pos, format!("{path}: @override is not supported yet"));
+        }
+        let graph = if d.node.arguments.iter().any(|(n, _)| n.node == "graph") {
+            match self.graph_arg(file, d) {
+                Some(g) => Some(g),
+                None => return,
+            }
+        } else {
+            None
+        };
+        let field = JoinField {
+            graph,
+            requires: self.field_set_arg(file, &d.node, "requires"),
+            provides: self.field_set_arg(file, &d.node, "provides"),
+            external: Self::flag(&d.node, "external"),
+        };
+        self.join_fields.push(field_owner(field));
+    }
+
+    /// The subgraphs resolving a field of a type the subgraphs `graphs` have, from the
+    /// `@join__field`s read for it (taken).
+    pub(super) fn owners(
+        &mut self,
+        file: &Arc<str>,
+        path: &str,
+        pos: Pos,
+        graphs: &[usize],
+    ) -> SubgraphField {
+        let read = std::mem::take(&mut self.join_fields);
+        let owners: Vec<Owner> = if read.is_empty() {
+            graphs.iter().map(|&graph| Owner { graph, requires: Vec::new(), provides: Vec::new() }).collect()
+        } else {
+            let mut owners = Vec::new();
+            for (graph, owner) in read {
+                match (graph, owner) {
+                    (Some(g), Some(o)) => owners.push(Owner { graph: g, ..o }),
+                    (None, Some(o)) => owners.extend(graphs.iter().map(|&g| Owner { graph: g, ..o.clone() })),
+                    (_, None) => {}
+                }
+            }
+            owners
+        };
+        if owners.is_empty() {
+            self.error(
+                file,
+                pos,
+                format!("{path}: no subgraph resolves it (every @join__field is external)"),
+            );
+        }
+        SubgraphField { owners }
+    }
+}
+
+/// A `@join__field` as (its graph, the owner it makes: `None` when external there).
+fn field_owner(f: JoinField) -> (Option<usize>, Option<Owner>) {
+    let owner = (!f.external).then_some(Owner { graph: 0, requires: f.requires, provides: f.provides });
+    (f.graph, owner)
+}
