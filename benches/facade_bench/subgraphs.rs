@@ -8,6 +8,11 @@
 //! - the reviews subgraph answers any user entity with username `user` and reviews 1 and 2;
 //! - inventory answers a product entity from its own table, ignoring the `price` and
 //!   `weight` it is sent, so `shippingEstimate` (which `@requires` them) is always null.
+//!
+//! For tests, not part of the harness: `GET /_calls` counts each subgraph's requests;
+//! `POST /_hold` holds every request until `POST /_release`, and `POST /_step` lets the
+//! requests held now go on while holding later ones (how a test keeps a call in flight while
+//! another request arrives, without timing).
 
 use async_graphql::{
     ComplexObject, EmptyMutation, EmptySubscription, ID, Object, ObjectType, SDLExportOptions, Schema,
@@ -282,17 +287,37 @@ fn subgraph<Q: ObjectType + 'static>(query: Q) -> (Schema<Q, EmptyMutation, Empt
     (schema, sdl)
 }
 
-async fn execute<Q: ObjectType + 'static>(
-    State(schema): State<Schema<Q, EmptyMutation, EmptySubscription>>,
-    Json(request): Json<async_graphql::Request>,
-) -> Json<async_graphql::Response> {
-    Json(schema.execute(request).await)
+/// Requests per subgraph, and the gate that holds them (see the module's note).
+struct Control {
+    calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Whether requests are held, and the step count (`/_step` lets those entered before it go).
+    held: tokio::sync::watch::Sender<(bool, u64)>,
 }
 
-fn routes<Q: ObjectType + 'static>(name: &str, query: Q) -> Router {
+static CONTROL: std::sync::LazyLock<Control> = std::sync::LazyLock::new(|| Control {
+    calls: std::sync::Mutex::default(),
+    held: tokio::sync::watch::Sender::new((false, 0)),
+});
+
+impl Control {
+    /// Counts a request to `name`, then waits while requests are held.
+    async fn enter(&self, name: &'static str) {
+        *self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(name).or_default() += 1;
+        let mut open = self.held.subscribe();
+        let entered = open.borrow().1;
+        let _ = open.wait_for(|(held, step)| !*held || *step > entered).await;
+    }
+}
+
+fn routes<Q: ObjectType + 'static>(name: &'static str, query: Q) -> Router {
     let (schema, sdl) = subgraph(query);
+    let execute = move |State(schema): State<Schema<Q, EmptyMutation, EmptySubscription>>,
+                        Json(request): Json<async_graphql::Request>| async move {
+        CONTROL.enter(name).await;
+        Json(schema.execute(request).await)
+    };
     Router::new()
-        .route(&format!("/{name}"), post(execute::<Q>))
+        .route(&format!("/{name}"), post(execute))
         .route(&format!("/{name}/sdl"), get(move || async move { sdl }))
         .with_state(schema)
 }
@@ -304,6 +329,15 @@ pub fn router() -> Router {
         .merge(routes("inventory", inventory::Query))
         .merge(routes("products", products::Query))
         .merge(routes("reviews", reviews::Query))
+        .route(
+            "/_calls",
+            get(|| async {
+                Json(CONTROL.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+            }),
+        )
+        .route("/_hold", post(|| async { CONTROL.held.send_modify(|(held, _)| *held = true) }))
+        .route("/_step", post(|| async { CONTROL.held.send_modify(|(_, step)| *step += 1) }))
+        .route("/_release", post(|| async { CONTROL.held.send_modify(|(held, _)| *held = false) }))
 }
 
 /// Serves the subgraphs on `listen` until the process ends.

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use serde_json::{Value, json};
 
 use crate::cli::{facade, text};
+use crate::endpoints::Admin;
+use crate::helpers::{TestApp, repo_path, spawn_with};
 
 /// `facade-bench subgraphs` on a free port; killed when dropped.
 pub struct Subgraphs {
@@ -133,4 +135,236 @@ fn compose_places_every_problem_at_subgraph_line_and_column() {
     assert!(t.contains("a:3:3: ") || t.contains("b:4:3: "), "placed at Query.x: {t}");
     let o = facade(&["schema", "compose", &a, "--url", "nope=http://x"], &[]);
     assert!(!o.status.success() && text(&o).contains("no subgraph nope"), "{}", text(&o));
+}
+
+impl Subgraphs {
+    /// Requests each subgraph has served so far.
+    pub async fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        reqwest::get(format!("{}/_calls", self.base)).await.unwrap().json().await.unwrap()
+    }
+
+    /// Requests each subgraph served while `f` ran (absent: none).
+    pub async fn calls_during<F: std::future::Future>(
+        &self,
+        f: F,
+    ) -> (F::Output, std::collections::BTreeMap<String, u64>) {
+        let before = self.calls().await;
+        let out = f.await;
+        let mut delta = self.calls().await;
+        for (name, n) in &mut delta {
+            *n -= before.get(name).copied().unwrap_or(0);
+        }
+        delta.retain(|_, n| *n > 0);
+        (out, delta)
+    }
+
+    async fn gate(&self, action: &str) {
+        let r = reqwest::Client::new().post(format!("{}/_{action}", self.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+const ADMIN: &str = "fcd_admin_for_tests";
+
+/// The benchmark's supergraph (`benches/federation/`) bound to these subgraphs, in a schema
+/// folder of its own with `extra` files beside it.
+fn schema_folder(s: &Subgraphs, extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_path("benches/federation/supergraph.graphql")).unwrap();
+    std::fs::write(dir.path().join("supergraph.graphql"), text.replace("http://127.0.0.1:4200", &s.base))
+        .unwrap();
+    for (name, text) in extra {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+/// Facade serving that folder (the benchmark query's cost is past the default limit).
+async fn serve(schema: &std::path::Path, adjust: impl FnOnce(&mut facade::config::Config)) -> TestApp {
+    let schema = schema.to_owned();
+    let hash = facade::http::auth::token_hash(ADMIN);
+    spawn_with(move |c| {
+        c.schema_dir = schema;
+        c.schema.watch = false;
+        c.admin.token_sha256 = vec![hash];
+        c.limits.max_cost = 1_000_000;
+        adjust(c);
+    })
+    .await
+}
+
+fn benchmark_query() -> String {
+    std::fs::read_to_string(repo_path("benches/federation/query.graphql")).unwrap()
+}
+
+#[tokio::test]
+async fn the_benchmark_query_chains_entities_across_four_subgraphs_in_seven_calls() {
+    let s = Subgraphs::start();
+    let dir = schema_folder(&s, &[]);
+    let app = serve(dir.path(), |_| {}).await;
+    let (r, calls) = s.calls_during(app.graphql(&benchmark_query(), json!({}))).await;
+    assert!(r.get("errors").is_none(), "{r}");
+    let calls: Vec<(&str, u64)> = calls.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(calls, [("accounts", 2), ("inventory", 2), ("products", 2), ("reviews", 1)]);
+    // users (accounts) → reviews (reviews) → product name (products) → inStock (inventory).
+    let review = &r["data"]["users"][0]["reviews"][0];
+    assert_eq!(review["product"]["name"], "Table", "{review}");
+    assert_eq!(review["product"]["inStock"], true, "{review}");
+    assert_eq!(review["product"]["shippingEstimate"], Value::Null, "{review}");
+    // The author's username comes from reviews (@provides: "user" for any user there), the
+    // name from accounts.
+    let author = &review["product"]["reviews"][0]["author"];
+    assert_eq!(
+        (&author["username"], &author["name"]),
+        (&json!("urigo"), &json!("Uri Goldshtein")),
+        "{author}"
+    );
+    // Keys in the client's order, hidden fields (__typename, keys, requires) never shown.
+    let product = r["data"]["topProducts"][0].as_object().unwrap();
+    let keys: Vec<&str> = product.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["inStock", "name", "price", "shippingEstimate", "upc", "weight", "reviews"]);
+    assert_eq!(r["data"]["topProducts"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn requires_fetches_hidden_fields_first_and_provides_saves_a_call() {
+    let s = Subgraphs::start();
+    let dir = schema_folder(&s, &[]);
+    let app = serve(dir.path(), |_| {}).await;
+    // shippingEstimate @requires price and weight: fetched from products, never shown.
+    let (r, calls) =
+        s.calls_during(app.graphql("{ topProducts(first: 2) { shippingEstimate } }", json!({}))).await;
+    assert_eq!(
+        r,
+        json!({ "data": { "topProducts": [{ "shippingEstimate": null }, { "shippingEstimate": null }] } })
+    );
+    assert_eq!(calls.into_iter().collect::<Vec<_>>(), [("inventory".into(), 1), ("products".into(), 1)]);
+    // username is provided by reviews at a review's author: accounts is not called.
+    let q = "{ topProducts(first: 1) { reviews { author { username } } } }";
+    let (r, calls) = s.calls_during(app.graphql(q, json!({}))).await;
+    assert_eq!(r["data"]["topProducts"][0]["reviews"][0]["author"]["username"], "urigo", "{r}");
+    assert!(!calls.contains_key("accounts"), "{calls:?}");
+    // name is not: one accounts call for every author.
+    let q = "{ topProducts(first: 2) { reviews { author { name } } } }";
+    let (r, calls) = s.calls_during(app.graphql(q, json!({}))).await;
+    assert_eq!(r["data"]["topProducts"][1]["reviews"][0]["author"]["name"], "Uri Goldshtein", "{r}");
+    assert_eq!(calls.get("accounts"), Some(&1), "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_subgraph_down_costs_only_its_fields_with_errors_at_the_clients_paths() {
+    let s = Subgraphs::start();
+    let dir = schema_folder(&s, &[]);
+    let app = serve(dir.path(), |c| {
+        c.backends.entry("inventory".into()).or_default().url = Some("http://127.0.0.1:1/inventory".into());
+    })
+    .await;
+    let r = app.graphql("{ topProducts(first: 2) { name inStock } }", json!({})).await;
+    assert_eq!(r["data"]["topProducts"][0], json!({ "name": "Table", "inStock": null }), "{r}");
+    assert_eq!(r["data"]["topProducts"][1], json!({ "name": "Couch", "inStock": null }), "{r}");
+    let paths: Vec<&Value> = r["errors"].as_array().unwrap().iter().map(|e| &e["path"]).collect();
+    assert_eq!(paths, [&json!(["topProducts", 0, "inStock"]), &json!(["topProducts", 1, "inStock"])], "{r}");
+    assert_eq!(r["errors"][0]["extensions"]["code"], "BACKEND_ERROR", "{r}");
+}
+
+#[tokio::test]
+async fn a_type_mixes_subgraph_fields_and_a_rest_field() {
+    let s = Subgraphs::start();
+    let rest = r#"
+extend schema @backend(name: "ratings", url: "http://127.0.0.1:1")
+type Rating {
+  titleId: ID!
+  average: Float
+}
+extend type Product {
+  "From the REST ratings service, by the product's upc."
+  rating: Rating @http(backend: "ratings", batch: "POST /ratings/batch", keys: "$parent.upc", match: "titleId")
+}
+"#;
+    let dir = schema_folder(&s, &[("rest.graphql", rest)]);
+    let app = serve(dir.path(), |_| {}).await;
+    let (r, calls) = app
+        .calls_during(app.graphql("{ topProducts(first: 3) { name rating { average } } }", json!({})))
+        .await;
+    assert!(r.get("errors").is_none(), "{r}");
+    for p in r["data"]["topProducts"].as_array().unwrap() {
+        assert!(p["name"].is_string() && p["rating"]["average"].is_number(), "{p}");
+        // upc is read for the route, not shown.
+        assert!(p.get("upc").is_none(), "{p}");
+    }
+    assert_eq!(calls["ratings"], 1, "one batch for every product: {calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persisted_endpoint_with_a_transform_runs_on_the_supergraph_and_a_breaking_change_is_refused() {
+    let s = Subgraphs::start();
+    let dir = schema_folder(&s, &[]);
+    let app = serve(dir.path(), |_| {}).await;
+    let a = Admin { app: &app, token: ADMIN.to_owned() };
+    assert_eq!(a.post("/clients", json!({ "name": "shop", "team": "shop" })).await.0, 201);
+    let script = "export default function (data) {\n  return { inStock: data.topProducts.filter(p => p.inStock).map(p => p.name) };\n}";
+    let document = "query Top($n: Int) { topProducts(first: $n) { name inStock } }";
+    let (code, v) = a
+        .post("/clients/shop/endpoints/top/versions", json!({ "document": document, "script": script }))
+        .await;
+    assert_eq!(code, 201, "{v}");
+    let r: Value =
+        app.client.get(format!("{}/v1/shop/top?n=5", app.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r, json!({ "inStock": ["Table", "TV"] }));
+
+    // Removing inStock from the supergraph breaks shop/top@1: refused, the old one serves.
+    let file = dir.path().join("supergraph.graphql");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = "  inStock: Boolean @join__field(graph: INVENTORY)\n";
+    assert!(text.contains(line));
+    std::fs::write(&file, text.replace(line, "")).unwrap();
+    let (code, attempt) = a.post("/schema/reload", json!({})).await;
+    assert_eq!(code, 422, "{attempt}");
+    let reasons: Vec<&str> =
+        attempt["reasons"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(reasons.contains(&"shop/top@1: field Product.inStock was removed"), "{reasons:?}");
+    let r: Value =
+        app.client.get(format!("{}/v1/shop/top?n=2", app.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r, json!({ "inStock": ["Table"] }));
+}
+
+#[tokio::test]
+async fn two_identical_requests_in_flight_cost_one_call_per_subgraph_step() {
+    let s = Subgraphs::start();
+    let dir = schema_folder(&s, &[]);
+    let app = serve(dir.path(), |_| {}).await;
+    let q = "{ topProducts(first: 3) { name inStock } }";
+    // Compiled once before (two first sights of a text compile two plans, whose calls
+    // differ in the fields they keep).
+    app.graphql(q, json!({})).await;
+    let before = s.calls().await;
+    s.gate("hold").await;
+    // Held at products: the second request joins the first one's call; let through, both
+    // go on to inventory, where the same happens; then released.
+    let app = &app;
+    let shared = |backend: &'static str| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let line = format!("facade_backend_shared_calls_total{{backend=\"{backend}\"}} 1");
+        loop {
+            let metrics =
+                app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+            if metrics.contains(&line) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no shared {backend} call:\n{metrics}");
+            tokio::task::yield_now().await;
+        }
+    };
+    let control = async {
+        shared("products").await;
+        s.gate("step").await;
+        shared("inventory").await;
+        s.gate("release").await;
+    };
+    let (a, b, ()) = futures_util::join!(app.graphql(q, json!({})), app.graphql(q, json!({})), control);
+    assert_eq!(a, b);
+    assert_eq!(a["data"]["topProducts"][0], json!({ "name": "Table", "inStock": true }), "{a}");
+    let after = s.calls().await;
+    let delta = |n: &str| after.get(n).copied().unwrap_or(0) - before.get(n).copied().unwrap_or(0);
+    assert_eq!((delta("products"), delta("inventory")), (1, 1), "{after:?}");
 }

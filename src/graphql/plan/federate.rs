@@ -750,3 +750,98 @@ pub(super) fn calls(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{Operation, Plan, Source, StepKind};
+
+    fn supergraph() -> Arc<crate::graphql::model::FacadeSchema> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/federation");
+        let text = std::fs::read_to_string(dir.join("supergraph.graphql")).unwrap();
+        let file = crate::graphql::sdl::SchemaFile { name: "supergraph.graphql".into(), text };
+        Arc::new(crate::graphql::sdl::analyze(&[file]).unwrap())
+    }
+
+    fn plan(text: &str) -> Arc<Plan> {
+        let doc = Arc::new(async_graphql::parser::parse_query(text).unwrap());
+        Operation::new(doc, None, supergraph()).unwrap().plan(&serde_json::Map::new()).unwrap()
+    }
+
+    /// Each call as `subgraph: document`, and the wave it runs in (steps from the root).
+    fn calls(plan: &Plan) -> Vec<(usize, String, String)> {
+        let schema = supergraph();
+        let wave = |mut s: usize| {
+            let mut n = 0;
+            while let Some(p) = plan.steps[s].producer {
+                s = p;
+                n += 1;
+            }
+            n
+        };
+        plan.calls
+            .iter()
+            .map(|c| {
+                let head: serde_json::Value = serde_json::from_slice(&[&c.head[..], b"}}"].concat()).unwrap();
+                let doc = head["query"].as_str().unwrap().to_owned();
+                (wave(c.members[0]), schema.backends[c.backend].name.clone(), doc)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_benchmark_query_costs_seven_calls_in_four_waves() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/federation/query.graphql"),
+        )
+        .unwrap();
+        let p = plan(&text);
+        let calls = calls(&p);
+        for c in &calls {
+            eprintln!("{c:?}");
+        }
+        let mut shape: Vec<(usize, &str)> = calls.iter().map(|(w, g, _)| (*w, g.as_str())).collect();
+        shape.sort();
+        assert_eq!(
+            shape,
+            [
+                (0, "accounts"),
+                (0, "products"),
+                (1, "inventory"),
+                (1, "reviews"),
+                (2, "accounts"),
+                (2, "products"),
+                (3, "inventory")
+            ]
+        );
+        // The reviews call serves both roots' entities, one alias per type.
+        let reviews = &calls.iter().find(|c| c.1 == "reviews").unwrap().2;
+        assert!(reviews.contains("_e0:_entities") && reviews.contains("_e1:_entities"), "{reviews}");
+        // `username` is provided by reviews: no accounts entity asks it.
+        for (_, graph, doc) in &calls {
+            if graph == "accounts" && doc.contains("_entities") {
+                assert!(!doc.contains("username"), "{doc}");
+            }
+        }
+        // shippingEstimate's inventory step reads price and weight from the products step.
+        let last = calls.iter().find(|c| c.0 == 3).unwrap();
+        assert!(last.2.contains("shippingEstimate") && last.2.contains("inStock"), "{last:?}");
+    }
+
+    #[test]
+    fn fields_of_one_subgraph_stay_in_its_document_and_others_become_entity_steps() {
+        let p = plan("{ topProducts(first: 2) { upc name inStock reviews { body } } }");
+        let calls = calls(&p);
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert_eq!(calls[0].2, "query{topProducts(first:2){upc name}}");
+        let top = &p.root[0];
+        assert!(matches!(top.source, Source::Fetched(ref chain) if chain.len() == 1));
+        let [upc, name, in_stock, reviews] = &top.children[..] else { panic!("{:?}", top.children) };
+        assert!(matches!(upc.source, Source::Parent) && matches!(name.source, Source::Parent));
+        assert!(
+            matches!(in_stock.source, Source::Fetched(_)) && matches!(reviews.source, Source::Fetched(_))
+        );
+        assert!(p.steps.iter().all(|s| matches!(s.kind, StepKind::Subgraph(_))));
+    }
+}
