@@ -38,7 +38,14 @@ pub enum Resolved {
     /// The step failed for this parent (the step's `@fallback`, if any, applies). Shared: a
     /// failed batch is one error for every parent it served.
     Error(Arc<GqlError>),
+    /// A subgraph's object that came with errors below it (written where the object is).
+    Partial(Held, Arc<SubErrors>),
 }
+
+/// A subgraph's errors for one object it fetched: each message, and its path below the
+/// object (the client's response keys: the documents ask every field under its key).
+#[derive(Debug, Default, Clone)]
+pub struct SubErrors(pub Vec<(String, Vec<async_graphql::PathSegment>)>);
 
 /// Every step's results, each step's sorted by parent address (found where the last one
 /// was, else by binary search: cheaper than hashing every parent into a map).
@@ -182,7 +189,7 @@ fn parents_of(child: &Step, producer: &Step, done: &Done) -> Vec<Held> {
     let items: usize = done
         .iter()
         .map(|(_, r)| match r {
-            Resolved::Value(v) if depth > 0 => v.val().len(),
+            Resolved::Value(v) | Resolved::Partial(v, _) if depth > 0 => v.val().len(),
             Resolved::Items(items) => items.len(),
             _ => 1,
         })
@@ -192,7 +199,9 @@ fn parents_of(child: &Step, producer: &Step, done: &Done) -> Vec<Held> {
     let route: Route<'_> = (&child.via, 0, &child.guards);
     for (_, resolved) in done {
         match resolved {
-            Resolved::Value(v) => walk(v, v.val(), depth, route, &mut seen, &mut out),
+            Resolved::Value(v) | Resolved::Partial(v, _) => {
+                walk(v, v.val(), depth, route, &mut seen, &mut out)
+            }
             Resolved::Items(items) => {
                 for v in items.iter().flatten() {
                     walk(v, v.val(), depth.saturating_sub(1), route, &mut seen, &mut out);

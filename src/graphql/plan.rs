@@ -86,7 +86,9 @@ pub enum Source {
     /// Read from a subgraph's answer: the object these subgraph steps give, one after
     /// another, starting from the parent object (a root fetch's `data`, an entity), holds the
     /// value at the field's `name` (the key its document asked it under).
-    Fetched(Box<[usize]>),
+    /// `report`: this field writes the errors the last step's subgraph gave for the object
+    /// (one field per object and step does).
+    Fetched { chain: Box<[usize]>, report: bool },
     /// `__schema` or `__type` at the query root: async-graphql's introspection answers it.
     Introspection,
 }
@@ -851,7 +853,7 @@ fn object_keep(children: &[Field], steps: &[Step]) -> Keep {
     let mut keep = Keep::nothing();
     for child in children {
         let more = match &child.source {
-            Source::Typename(_) | Source::Introspection | Source::Fetched(_) => continue,
+            Source::Typename(_) | Source::Introspection | Source::Fetched { .. } => continue,
             Source::Parent => Keep::field(child.name.clone(), value_keep(child, steps)),
             Source::Step(id) => match &steps[*id].kind {
                 StepKind::Js(_) => return Keep::All,

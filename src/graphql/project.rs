@@ -10,10 +10,10 @@
 //! Recursion follows the plan (bounded by the validated depth limit) and the list levels of
 //! its types, not the data.
 
-use async_graphql::{PathSegment, Pos, ServerError};
+use async_graphql::{ErrorExtensions, PathSegment, Pos, ServerError};
 use serde_json::Value;
 
-use super::exec::{Resolved, Store};
+use super::exec::{Resolved, Store, SubErrors};
 use super::fetch::{bad_value, preview};
 use super::plan::{Base, Field, Leaf, Plan, Source};
 use crate::backends::json::tape::{Held, NULL, Val, View};
@@ -144,11 +144,17 @@ impl Writer<'_> {
                 serde_json::to_writer(&mut self.buf, answer).expect("JSON serializes");
                 Ok(())
             }
-            Source::Fetched(chain) => {
+            Source::Fetched { chain, report } => {
                 let mut at = parent;
                 for &step in chain.iter() {
                     match self.store.get(step, at, &mut self.next[step]) {
                         Some(Resolved::Value(v)) => at = v.val(),
+                        Some(Resolved::Partial(v, errors)) => {
+                            if *report && Some(&step) == chain.last() {
+                                self.subgraph_errors(errors, f.pos, path.up);
+                            }
+                            at = v.val();
+                        }
                         Some(Resolved::Error(e)) => return self.failed(f, step, e, path),
                         // No fetch was needed (the parent lacks its key): null.
                         _ => return self.value(f, 0, NULL, path),
@@ -159,7 +165,7 @@ impl Writer<'_> {
             Source::Step(step) => match self.store.get(*step, parent, &mut self.next[*step]) {
                 // No fetch was needed (the parent holds no key): null.
                 None => self.value(f, 0, NULL, path),
-                Some(Resolved::Value(v)) => self.value(f, 0, v.val(), path),
+                Some(Resolved::Value(v) | Resolved::Partial(v, _)) => self.value(f, 0, v.val(), path),
                 Some(Resolved::Items(items)) => self.items(f, items, path),
                 Some(Resolved::Error(e)) => self.failed(f, *step, e, path),
             },
@@ -182,6 +188,19 @@ impl Writer<'_> {
         }
         self.error(error, f.pos, path);
         self.absorb(f, 0)
+    }
+
+    /// A subgraph's errors below an object, at the object's path (`None`: the root).
+    fn subgraph_errors(&mut self, errors: &SubErrors, pos: Pos, object: Option<&Path<'_>>) {
+        for (message, below) in &errors.0 {
+            let mut e = async_graphql::Error::new(message.clone())
+                .extend_with(|_, ext| ext.set("code", crate::errors::Code::BackendError.as_str()))
+                .into_server_error(pos);
+            let mut path = object.map(Path::segments).unwrap_or_default();
+            path.extend(below.iter().cloned());
+            e.path = path;
+            self.errors.push(e);
+        }
     }
 
     fn error(&mut self, e: async_graphql::Error, pos: Pos, path: &Path<'_>) {

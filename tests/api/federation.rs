@@ -368,3 +368,113 @@ async fn two_identical_requests_in_flight_cost_one_call_per_subgraph_step() {
     let delta = |n: &str| after.get(n).copied().unwrap_or(0) - before.get(n).copied().unwrap_or(0);
     assert_eq!((delta("products"), delta("inventory")), (1, 1), "{after:?}");
 }
+
+/// A supergraph of two hand-written subgraphs (`one`, `two`) at `base`.
+const TWO_SUBGRAPHS: &str = r#"schema
+  @link(url: "https://specs.apollo.dev/link/v1.0")
+  @link(url: "https://specs.apollo.dev/join/v0.3", for: EXECUTION)
+{
+  query: Query
+  mutation: Mutation
+}
+enum join__Graph {
+  ONE @join__graph(name: "one", url: "BASE/one")
+  TWO @join__graph(name: "two", url: "BASE/two")
+}
+type Query @join__type(graph: ONE) {
+  things: [Thing] @join__field(graph: ONE)
+}
+type Mutation @join__type(graph: ONE) {
+  bump: Int @join__field(graph: ONE)
+}
+type Thing @join__type(graph: ONE, key: "id") @join__type(graph: TWO, key: "id") {
+  id: ID!
+  name: String @join__field(graph: ONE)
+  score: Int @join__field(graph: TWO)
+  note: String @join__field(graph: TWO)
+}
+"#;
+
+/// Two subgraphs that answer with errors beside their data (`one`: a root field's error;
+/// `two`: an entity's field failed, another entity missing), and count `bump`s; each
+/// request's body is kept.
+async fn erring_subgraphs() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = |seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>, answer: fn(&Value) -> Value| {
+        move |axum::Json(body): axum::Json<Value>| async move {
+            let out = answer(&body);
+            seen.lock().unwrap().push(body);
+            axum::Json(out)
+        }
+    };
+    let one = |body: &Value| {
+        if body["query"].as_str().unwrap().starts_with("mutation") {
+            // As a subgraph would answer `a:bump` or `b:bump`.
+            return json!({ "data": { "a": 1, "b": 1 } });
+        }
+        json!({
+            "data": { "things": [{ "id": "1", "name": "a" }, { "id": "2", "name": null }] },
+            "errors": [{ "message": "name 2 failed", "path": ["things", 1, "name"] }]
+        })
+    };
+    let two = |_: &Value| {
+        json!({
+            "data": { "_e0": [{ "score": 1, "note": null }, null] },
+            "errors": [
+                { "message": "note failed", "path": ["_e0", 0, "note"] },
+                { "message": "thing 2 is gone", "path": ["_e0", 1] }
+            ]
+        })
+    };
+    let app = axum::Router::new()
+        .route("/one", post(keep(seen.clone(), one)))
+        .route("/two", post(keep(seen.clone(), two)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, seen)
+}
+
+#[tokio::test]
+async fn subgraph_errors_are_written_at_the_clients_paths_and_mutations_run_once_each_in_order() {
+    let (base, seen) = erring_subgraphs().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("supergraph.graphql"), TWO_SUBGRAPHS.replace("BASE", &base)).unwrap();
+    let app = serve(dir.path(), |_| {}).await;
+    let r = app.graphql("{ things { id name score note } }", json!({})).await;
+    assert_eq!(
+        r["data"],
+        json!({ "things": [
+            { "id": "1", "name": "a", "score": 1, "note": null },
+            { "id": "2", "name": null, "score": null, "note": null }
+        ] }),
+        "{r}"
+    );
+    let errors: Vec<(String, Value)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["message"].as_str().unwrap().to_owned(), e["path"].clone()))
+        .collect();
+    let expect =
+        |m: &str, p: Value| assert!(errors.contains(&(m.to_owned(), p.clone())), "{m} at {p}: {errors:?}");
+    expect("name 2 failed", json!(["things", 1, "name"]));
+    expect("note failed", json!(["things", 0, "note"]));
+    expect("Thing@two: thing 2 is gone", json!(["things", 1, "score"]));
+    expect("Thing@two: thing 2 is gone", json!(["things", 1, "note"]));
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    // Both things' representations went in one call.
+    let bodies = seen.lock().unwrap().clone();
+    let reps = &bodies.iter().find(|b| b["query"].as_str().unwrap().contains("_entities")).unwrap()["variables"]
+        ["r0"];
+    assert_eq!(reps, &json!([{ "__typename": "Thing", "id": "1" }, { "__typename": "Thing", "id": "2" }]));
+
+    // Two mutation fields: two calls, one after the other, each a mutation document.
+    seen.lock().unwrap().clear();
+    let r = app.graphql("mutation { a: bump b: bump }", json!({})).await;
+    assert_eq!(r, json!({ "data": { "a": 1, "b": 1 } }));
+    let bodies = seen.lock().unwrap().clone();
+    let docs: Vec<&str> = bodies.iter().map(|b| b["query"].as_str().unwrap()).collect();
+    assert_eq!(docs, ["mutation{a:bump}", "mutation{b:bump}"]);
+}

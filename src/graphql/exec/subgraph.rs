@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_graphql::{Error as GqlError, ErrorExtensions};
 use foldhash::fast::RandomState as Fast;
 
-use super::{Context, Done, Resolved};
+use super::{Context, Done, Resolved, SubErrors};
 use crate::backends::json::tape::{Held, Val, View};
 use crate::errors::Code;
 use crate::graphql::plan::{Plan, StepKind, SubgraphStep};
@@ -118,17 +118,38 @@ pub(super) async fn run_call(
     };
     let lists: Vec<Option<Val<'_>>> =
         call.aliases.iter().map(|a| data.get(a).filter(|l| l.is_list())).collect();
+    let mut sorted = errors.map(|e| sort_errors(e, &call.aliases)).unwrap_or_default();
+    // Errors of no entity go with the call's first object.
+    let mut general = (!sorted.general.0.is_empty()).then(|| Arc::new(std::mem::take(&mut sorted.general)));
     for (m, &step) in call.members.iter().enumerate() {
         let mut done = Vec::with_capacity(parents[m].len());
         for (i, parent) in parents[m].iter().enumerate() {
             let resolved = match places[m].get(i) {
                 // A root fetch: its value is `data`.
-                None => Resolved::Value(Held::of(&answer, data)),
+                None => match general.take() {
+                    Some(errors) => Resolved::Partial(Held::of(&answer, data), errors),
+                    None => Resolved::Value(Held::of(&answer, data)),
+                },
                 Some(None) => continue,
                 Some(Some((alias, at))) => {
                     let entity = lists[*alias].map(|l| l.item(*at));
                     match entity {
-                        Some(e) if !e.is_null() => Resolved::Value(Held::of(&answer, e)),
+                        Some(e) if !e.is_null() => {
+                            let mine = sorted.by_entity.remove(&(*alias, *at));
+                            let errors = match (mine, general.take()) {
+                                (None, None) => None,
+                                (Some(m), None) => Some(Arc::new(m)),
+                                (None, Some(g)) => Some(g),
+                                (Some(mut m), Some(g)) => {
+                                    m.0.extend(g.0.iter().cloned());
+                                    Some(Arc::new(m))
+                                }
+                            };
+                            match errors {
+                                Some(errors) => Resolved::Partial(Held::of(&answer, e), errors),
+                                None => Resolved::Value(Held::of(&answer, e)),
+                            }
+                        }
                         _ => {
                             let message = errors
                                 .and_then(|e| first_message(e, Some((&call.aliases[*alias], *at))))
@@ -156,6 +177,45 @@ fn representation(sub: &SubgraphStep, parent: Val<'_>, out: &mut Vec<u8>) -> Opt
     }
     out.push(b'}');
     Some(())
+}
+
+/// A subgraph's errors, by the entity their path starts at (`_eK`, index) with the rest of
+/// the path, and those of no entity (a root fetch's, with their whole path).
+#[derive(Default)]
+struct Sorted {
+    by_entity: HashMap<(usize, usize), SubErrors>,
+    general: SubErrors,
+}
+
+fn sort_errors(errors: Val<'_>, aliases: &[Arc<str>]) -> Sorted {
+    use async_graphql::PathSegment;
+    let mut sorted = Sorted::default();
+    let View::List(items) = errors.view() else { return sorted };
+    for e in items {
+        let message =
+            e.get("message").and_then(Val::as_str).unwrap_or("an error without a message").to_owned();
+        let mut path: Vec<PathSegment> = Vec::new();
+        if let Some(View::List(segments)) = e.get("path").map(Val::view) {
+            for seg in segments {
+                match (seg.as_str(), seg.as_i64()) {
+                    (Some(key), _) => path.push(PathSegment::Field(key.to_owned())),
+                    (None, Some(i)) => path.push(PathSegment::Index(usize::try_from(i).unwrap_or(0))),
+                    _ => {}
+                }
+            }
+        }
+        let entity = match (path.first(), path.get(1)) {
+            (Some(PathSegment::Field(a)), Some(PathSegment::Index(i))) => {
+                aliases.iter().position(|x| **x == **a).map(|alias| (alias, *i))
+            }
+            _ => None,
+        };
+        match entity {
+            Some(at) => sorted.by_entity.entry(at).or_default().0.push((message, path.split_off(2))),
+            None => sorted.general.0.push((message, path)),
+        }
+    }
+    sorted
 }
 
 /// The message of the first error whose path starts at `alias`/`index` (any, if `None`).

@@ -190,6 +190,17 @@ enum From {
     Group(usize),
 }
 
+/// Where a field is read: asked in `step`'s document under `node` (of subgraph `graph`),
+/// read from the parent object (`chain` `None`) or from the object the chain of steps gives
+/// for it; `report`: it writes the subgraph's errors for that object.
+struct Read {
+    step: usize,
+    node: usize,
+    graph: usize,
+    chain: Option<Vec<usize>>,
+    report: bool,
+}
+
 /// The fields of one object one subgraph step fetches.
 struct Group {
     graph: usize,
@@ -321,6 +332,7 @@ impl<'a> Compiler<'a> {
             self.make_group(type_name, defs, &merged, &from, &groups, g, producer, via, sub, &mut made);
         }
         // The fields, in selection order.
+        let mut reported = vec![false; groups.len()];
         for (m, f) in merged.iter().zip(&from) {
             match f {
                 From::Skip => {}
@@ -328,9 +340,9 @@ impl<'a> Compiler<'a> {
                 From::Here => {
                     let Some(sub) = sub else { continue };
                     let def = def_of(m).expect("a subgraph field has its definition");
-                    let (step, node) = (sub.step, sub.node);
-                    let field =
-                        self.fetched_field(type_name, def, m, step, node, None, sub.graph, producer, via);
+                    let read =
+                        Read { step: sub.step, node: sub.node, graph: sub.graph, chain: None, report: false };
+                    let field = self.fetched_field(type_name, def, m, read, producer, via);
                     out.push(field);
                 }
                 From::Group(g) => {
@@ -340,18 +352,11 @@ impl<'a> Compiler<'a> {
                     if let Some(h) = group.after.and_then(|h| made[h].as_ref()) {
                         chain.insert(0, h.step);
                     }
-                    let (step, graph) = (group.step, group.graph);
-                    let field = self.fetched_field(
-                        type_name,
-                        def,
-                        m,
-                        step,
-                        0,
-                        Some(chain),
-                        graph,
-                        Some((step, 0)),
-                        &[],
-                    );
+                    // The first field read from a group's object writes its errors.
+                    let report = !std::mem::replace(&mut reported[*g], true);
+                    let step = group.step;
+                    let read = Read { step, node: 0, graph: group.graph, chain: Some(chain), report };
+                    let field = self.fetched_field(type_name, def, m, read, Some((step, 0)), &[]);
                     out.push(field);
                 }
             }
@@ -550,21 +555,17 @@ impl<'a> Compiler<'a> {
         made[g] = Some(Group { graph, after, step: id });
     }
 
-    /// A field read from a subgraph's answer: asked in `step`'s document under `node`; read
-    /// from the parent object (`chain` `None`) or from the object the chain of steps gives.
-    #[allow(clippy::too_many_arguments)]
+    /// A field read from a subgraph's answer (see [`Read`]).
     fn fetched_field(
         &mut self,
         type_name: &str,
         def: &FieldDef,
         m: &Merged<'a>,
-        step: usize,
-        node: usize,
-        chain: Option<Vec<usize>>,
-        graph: usize,
+        read: Read,
         producer: Option<(usize, usize)>,
         via: &[(Arc<str>, usize)],
     ) -> Field {
+        let Read { step, node, graph, chain, report } = read;
         let doc_field = &m.first.node;
         let path_name: Arc<str> = Arc::from(format!("{type_name}.{}", def.name));
         self.check_literals(doc_field, def, &path_name);
@@ -602,7 +603,7 @@ impl<'a> Compiler<'a> {
             name: key.clone(),
             path_name,
             pos: m.first.pos,
-            source: chain.map_or(Source::Parent, |c| Source::Fetched(c.into_boxed_slice())),
+            source: chain.map_or(Source::Parent, |c| Source::Fetched { chain: c.into_boxed_slice(), report }),
             out: out_ty.clone(),
             children: Vec::new(),
             by_type: Vec::new(),
@@ -836,12 +837,25 @@ mod tests {
         assert_eq!(calls.len(), 3, "{calls:?}");
         assert_eq!(calls[0].2, "query{topProducts(first:2){upc name}}");
         let top = &p.root[0];
-        assert!(matches!(top.source, Source::Fetched(ref chain) if chain.len() == 1));
+        assert!(matches!(top.source, Source::Fetched { ref chain, report: true } if chain.len() == 1));
         let [upc, name, in_stock, reviews] = &top.children[..] else { panic!("{:?}", top.children) };
         assert!(matches!(upc.source, Source::Parent) && matches!(name.source, Source::Parent));
         assert!(
-            matches!(in_stock.source, Source::Fetched(_)) && matches!(reviews.source, Source::Fetched(_))
+            matches!(in_stock.source, Source::Fetched { report: true, .. })
+                && matches!(reviews.source, Source::Fetched { report: true, .. })
         );
         assert!(p.steps.iter().all(|s| matches!(s.kind, StepKind::Subgraph(_))));
+        // Of two fields read from one entity, the first writes the subgraph's errors for it.
+        let p = plan("{ topProducts { inStock shippingEstimate } }");
+        let [a, b] = &p.root[0].children[..] else { panic!() };
+        assert!(matches!(a.source, Source::Fetched { report: true, .. }));
+        assert!(matches!(b.source, Source::Fetched { report: false, .. }));
+        // shippingEstimate @requires price and weight: its representation carries them.
+        let inventory = p.steps.iter().find_map(|s| match &s.kind {
+            StepKind::Subgraph(sub) if !sub.representation.is_empty() => Some(sub),
+            _ => None,
+        });
+        let names: Vec<&str> = inventory.unwrap().representation.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(names, ["upc", "price", "weight"]);
     }
 }
