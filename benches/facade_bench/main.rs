@@ -5,6 +5,7 @@
 //! and prints one markdown table per scenario. See docs/BENCHMARKS.md.
 
 mod chaos;
+mod federation;
 mod js_micro;
 mod load;
 mod procs;
@@ -45,6 +46,13 @@ struct Cli {
     /// baseline minute comes after the process has met each of them once.
     #[arg(long, value_name = "SECS", default_value_t = 480)]
     chaos_warmup_secs: u64,
+    /// The Hive Router binary `federation` compares with (default: `$HIVE_ROUTER`, else
+    /// `hive_router` on the PATH; without one, Facade is measured alone).
+    #[arg(long, value_name = "FILE")]
+    hive_router: Option<PathBuf>,
+    /// The CPUs `federation` pins each router to (taskset's list syntax).
+    #[arg(long, value_name = "LIST", default_value = "0,1")]
+    router_cpus: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,6 +70,9 @@ enum Scenario {
     /// Not in `all`: ten minutes of device and ad-hoc load while a fault moves across the
     /// backends (`--chaos-secs`).
     Chaos,
+    /// Not in `all`: The Guild's federation benchmark, Facade beside Hive Router
+    /// (`--hive-router`), in alternating rounds.
+    Federation,
 }
 
 #[derive(Subcommand)]
@@ -111,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             cli.smoke,
             cli.json,
             (cli.chaos_secs, cli.chaos_warmup_secs),
+            (cli.hive_router, cli.router_cpus),
         )),
     }
 }
@@ -145,6 +157,7 @@ async fn run(
     smoke: bool,
     json: Option<PathBuf>,
     (chaos_secs, chaos_warmup_secs): (u64, u64),
+    (hive_router, router_cpus): (Option<PathBuf>, String),
 ) -> anyhow::Result<()> {
     if scenarios.contains(&Scenario::All) {
         scenarios = vec![
@@ -159,7 +172,12 @@ async fn run(
             Scenario::Reload,
         ];
     }
-    let env = scenarios::Env::start(smoke)?;
+    // The federation scenario brings its own subgraphs and routers.
+    let env = if scenarios.iter().all(|s| *s == Scenario::Federation) {
+        None
+    } else {
+        Some(scenarios::Env::start(smoke)?)
+    };
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
@@ -173,18 +191,25 @@ async fn run(
     );
     let mut all = serde_json::Map::new();
     for scenario in scenarios {
+        if scenario == Scenario::Federation {
+            let report = federation::federation(smoke, hive_router.clone(), &router_cpus).await?;
+            println!("## {}\n\n{}\n", report.name, report.table);
+            all.insert(report.name.to_owned(), report.figures);
+            continue;
+        }
+        let Some(env) = &env else { unreachable!("started above for every other scenario") };
         let report = match scenario {
-            Scenario::Chattiness => scenarios::chattiness(&env).await?,
-            Scenario::Batching => scenarios::batching(&env).await?,
-            Scenario::Parallelism => scenarios::parallelism(&env).await?,
-            Scenario::Throughput => scenarios::throughput(&env).await?,
-            Scenario::Overhead => scenarios::overhead(&env).await?,
-            Scenario::Isolation => scenarios::isolation(&env).await?,
-            Scenario::ById => scenarios::by_id(&env).await?,
-            Scenario::Scripts => scenarios::scripts(&env).await?,
-            Scenario::Reload => scenarios::reload(&env).await?,
-            Scenario::Chaos => chaos::chaos(&env, chaos_secs, chaos_warmup_secs).await?,
-            Scenario::All => unreachable!("expanded above"),
+            Scenario::Chattiness => scenarios::chattiness(env).await?,
+            Scenario::Batching => scenarios::batching(env).await?,
+            Scenario::Parallelism => scenarios::parallelism(env).await?,
+            Scenario::Throughput => scenarios::throughput(env).await?,
+            Scenario::Overhead => scenarios::overhead(env).await?,
+            Scenario::Isolation => scenarios::isolation(env).await?,
+            Scenario::ById => scenarios::by_id(env).await?,
+            Scenario::Scripts => scenarios::scripts(env).await?,
+            Scenario::Reload => scenarios::reload(env).await?,
+            Scenario::Chaos => chaos::chaos(env, chaos_secs, chaos_warmup_secs).await?,
+            Scenario::All | Scenario::Federation => unreachable!("expanded or run above"),
         };
         println!("## {}\n\n{}\n", report.name, report.table);
         all.insert(report.name.to_owned(), report.figures);
