@@ -411,10 +411,12 @@ impl Batcher {
 
     /// Posts a GraphQL document (`body`: query and variables) to a subgraph: a query's call
     /// may be retried and shared with an identical one in flight; a mutation's (`write`) is
-    /// made exactly once. `items`: the representations it carries (for the log and metrics).
+    /// made exactly once. `items`: the representations it carries (for the log and metrics);
+    /// `label`: what the waterfall shows for it (the subgraph's URL is its path).
     pub async fn subgraph(
         &self,
         backend: usize,
+        label: &str,
         body: Vec<u8>,
         keep: &super::json::keep::KeepRef,
         write: bool,
@@ -437,7 +439,7 @@ impl Batcher {
                 b.read(&CallKey::new(call), self.deadline, items).await
             }
         };
-        FetchLog::record(self.log.as_ref(), b, Method::Post, "", items, made).await
+        FetchLog::record(self.log.as_ref(), b, Method::Post, label, items, made).await
     }
 
     /// Makes a call that changes something (a mutation's field): never shared with an

@@ -88,7 +88,20 @@ pub(super) async fn run_call(
         body.push(b']');
     }
     body.extend_from_slice(b"}}");
-    let answer = ctx.batcher.subgraph(call.backend, body, &call.keep, call.write, count).await;
+    use tracing::Instrument;
+    // A span per call when traces are on (the backend's HTTP span is its child).
+    let span = if crate::telemetry::otel::traced() {
+        tracing::info_span!(
+            "subgraph call",
+            facade.subgraph = %call.name,
+            facade.steps = call.members.len() as i64,
+            facade.representations = count as i64,
+        )
+    } else {
+        tracing::Span::none()
+    };
+    let answer =
+        ctx.batcher.subgraph(call.backend, &call.name, body, &call.keep, call.write, count).instrument(span).await;
     let mut out = Vec::with_capacity(call.members.len());
     let answer = match answer {
         Ok(tape) => tape,
@@ -154,7 +167,7 @@ pub(super) async fn run_call(
                             let message = errors
                                 .and_then(|e| first_message(e, Some((&call.aliases[*alias], *at))))
                                 .unwrap_or_else(|| "the subgraph returned no entity".into());
-                            Resolved::Error(Arc::new(subgraph_error(&call.name, &message)))
+                            Resolved::Error(Arc::new(subgraph_error(&plan.steps[step].path_name, &message)))
                         }
                     }
                 }

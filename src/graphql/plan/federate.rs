@@ -73,7 +73,8 @@ pub struct SubgraphCall {
     pub errors: Arc<str>,
     /// A mutation's: made once, never retried or shared.
     pub write: bool,
-    /// The subgraph step's name for errors and traces (`products`, `Product@inventory`).
+    /// What the call is, for errors, traces and the waterfall (`products: query`,
+    /// `reviews: _entities(User, Product)`).
     pub name: Arc<str>,
 }
 
@@ -729,7 +730,15 @@ pub(super) fn calls(
             head.extend_from_slice(&serde_json::to_vec(&text).expect("a string"));
             head.extend_from_slice(b",\"variables\":{");
             let keep = Keep::field(data.clone(), data_keep).union(Keep::field(errors.clone(), Keep::All));
-            let name = steps[members[0]].path_name.clone();
+            // `products: query`, `reviews: _entities(User, Product)`.
+            let graph_name = &steps[members[0]].path_name;
+            let graph_name = graph_name.rsplit('@').next().unwrap_or(graph_name);
+            let name: Arc<str> = if aliases.is_empty() {
+                Arc::from(format!("{graph_name}: {}", if serial { "mutation" } else { "query" }))
+            } else {
+                let types: Vec<&str> = aliases.iter().map(|(t, _)| &**t).collect();
+                Arc::from(format!("{graph_name}: _entities({})", types.join(", ")))
+            };
             SubgraphCall {
                 backend: graph,
                 head: head.into(),

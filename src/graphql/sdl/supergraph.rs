@@ -261,3 +261,55 @@ fn field_owner(f: JoinField) -> (Option<usize>, Option<Owner>) {
     let owner = (!f.external).then_some(Owner { graph: 0, requires: f.requires, provides: f.provides });
     (f.graph, owner)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::graphql::model::{Binding, TypeDef};
+    use crate::graphql::sdl::{SchemaFile, analyze};
+
+    const HEAD: &str = "schema\n  @link(url: \"https://specs.apollo.dev/link/v1.0\")\n  @link(url: \"https://specs.apollo.dev/join/v0.3\", for: EXECUTION)\n{\n  query: Query\n}\nenum join__Graph {\n  A @join__graph(name: \"a\", url: \"http://127.0.0.1:1/a\")\n  B @join__graph(name: \"b\", url: \"http://127.0.0.1:1/b\")\n}\nscalar join__FieldSet\n";
+
+    fn check(body: &str) -> Result<crate::graphql::model::FacadeSchema, Vec<String>> {
+        let file = SchemaFile { name: "super.graphql".into(), text: format!("{HEAD}{body}") };
+        analyze(&[file]).map_err(|d| d.0.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn reads_subgraphs_keys_owners_and_leaves_the_specs_types_out() {
+        let schema = check(
+            "type Query @join__type(graph: A) {\n  t: T @join__field(graph: A)\n}\n\
+             type T @join__type(graph: A, key: \"id\") @join__type(graph: B, key: \"id\") {\n  id: ID!\n  \
+             x: Int @join__field(graph: B, requires: \"y\")\n  y: Int @join__field(graph: A) @join__field(graph: B, external: true)\n}\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = schema.backends.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(schema.backends.iter().all(|b| b.subgraph));
+        assert!(!schema.types.keys().any(|t| t.starts_with("join__")), "{:?}", schema.types.keys());
+        assert_eq!(schema.entity_key("T", 1).unwrap().fields.iter().map(|f| &**f).collect::<Vec<_>>(), ["id"]);
+        let Some(TypeDef::Object { fields, .. }) = schema.types.get("T") else { panic!() };
+        let owners = |name: &str| match &fields.iter().find(|f| &*f.name == name).unwrap().binding {
+            Binding::Subgraph(sf) => sf.owners.iter().map(|o| (o.graph, o.requires.len())).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(owners("id"), [(0, 0), (1, 0)], "no @join__field: every subgraph of the type");
+        assert_eq!(owners("x"), [(1, 1)]);
+        assert_eq!(owners("y"), [(0, 0)], "external in B");
+    }
+
+    #[test]
+    fn what_the_planner_cannot_do_yet_is_refused_at_its_place() {
+        let errors = check(
+            "type Query @join__type(graph: A) {\n  t: T @join__field(graph: A)\n}\n\
+             type T @join__type(graph: A, key: \"id { a }\") {\n  id: ID!\n  \
+             x: Int @join__field(graph: B, override: \"a\")\n  z: Int @join__field(graph: C)\n}\n\
+             interface I @join__type(graph: A) {\n  id: ID!\n}\n",
+        )
+        .unwrap_err();
+        let has = |text: &str| errors.iter().any(|e| e.contains(text));
+        assert!(has("super.graphql:15:35: field set \"id { a }\""), "{errors:?}");
+        assert!(has("super.graphql:17:10: T.x: @override is not supported yet"), "{errors:?}");
+        assert!(has("super.graphql:18:30: graph: C is not a join__Graph value"), "{errors:?}");
+        assert!(has("super.graphql:20:1: I: interfaces and unions in a supergraph are not supported yet"), "{errors:?}");
+    }
+}
