@@ -69,10 +69,36 @@ pub fn compose(subgraphs: &[Subgraph]) -> Result<Composed, Vec<String>> {
         Ok(graph) => {
             let supergraph = graphql_composition::render_federated_sdl(&graph)
                 .map_err(|e| vec![format!("supergraph: the composed graph could not be written: {e}")])?;
-            Ok(Composed { supergraph, warnings })
+            Ok(Composed { supergraph: root_join_types(&supergraph), warnings })
         }
         Err(diagnostics) => Err(diagnostics.iter_errors().map(place).collect()),
     }
+}
+
+/// Gives each root type written without `@join__type` one per subgraph its fields name, as
+/// Apollo's composition writes them: routers that plan from the types' subgraphs (Hive
+/// Router) find no root field without them. `graphql-composition` leaves them out.
+fn root_join_types(sdl: &str) -> String {
+    let mut out = sdl.to_owned();
+    for root in ["Query", "Mutation", "Subscription"] {
+        let head = format!("\ntype {root}\n{{");
+        let Some(start) = out.find(&head) else { continue };
+        let body_start = start + head.len();
+        let Some(len) = out[body_start..].find("\n}") else { continue };
+        let mut graphs: Vec<&str> = Vec::new();
+        for piece in out[body_start..body_start + len].split("@join__field(graph: ").skip(1) {
+            let graph = piece.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or("");
+            if !graph.is_empty() && !graphs.contains(&graph) {
+                graphs.push(graph);
+            }
+        }
+        if graphs.is_empty() {
+            continue;
+        }
+        let directives: String = graphs.iter().map(|g| format!("\n  @join__type(graph: {g})")).collect();
+        out.replace_range(start..body_start, &format!("\ntype {root}{directives}\n{{"));
+    }
+    out
 }
 
 /// A subgraph's name becomes a `join__Graph` value and a backend name.
@@ -181,6 +207,15 @@ mod tests {
     }
 
     const FED2: &str = "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.3\", import: [\"@key\", \"@shareable\"])\n";
+
+    #[test]
+    fn root_types_get_a_join_type_per_subgraph_of_their_fields() {
+        let sdl = "scalar x\n\ntype Query\n{\n  a: Int @join__field(graph: B)\n  b: Int @join__field(graph: A_1)\n  c: Int @join__field(graph: B)\n}\n";
+        assert_eq!(
+            root_join_types(sdl),
+            "scalar x\n\ntype Query\n  @join__type(graph: B)\n  @join__type(graph: A_1)\n{\n  a: Int @join__field(graph: B)\n  b: Int @join__field(graph: A_1)\n  c: Int @join__field(graph: B)\n}\n"
+        );
+    }
 
     #[test]
     fn two_subgraphs_compose_into_a_join_supergraph() {

@@ -100,8 +100,11 @@ pub(super) async fn run_call(
     } else {
         tracing::Span::none()
     };
-    let answer =
-        ctx.batcher.subgraph(call.backend, &call.name, body, &call.keep, call.write, count).instrument(span).await;
+    let answer = ctx
+        .batcher
+        .subgraph(call.backend, &call.name, body, &call.keep, call.write, count)
+        .instrument(span)
+        .await;
     let mut out = Vec::with_capacity(call.members.len());
     let answer = match answer {
         Ok(tape) => tape,

@@ -71,7 +71,7 @@ pub struct SubgraphCall {
     pub keep: KeepRef,
     pub data: Arc<str>,
     pub errors: Arc<str>,
-    /// A mutation's: made once, never retried or shared.
+    /// A mutation's root field: made once, never retried or shared.
     pub write: bool,
     /// What the call is, for errors, traces and the waterfall (`products: query`,
     /// `reviews: _entities(User, Product)`).
@@ -691,7 +691,9 @@ pub(super) fn calls(
     built
         .into_iter()
         .map(|(graph, members, aliases, variables)| {
-            let mut text = String::from(if serial { "mutation" } else { "query" });
+            // A mutation's root fields write; what is fetched below them is read.
+            let write = steps[members[0]].write;
+            let mut text = String::from(if write { "mutation" } else { "query" });
             let mut defs: Vec<String> = (0..aliases.len()).map(|a| format!("$r{a}:[_Any!]!")).collect();
             for v in &variables {
                 if let Some(d) = op.variable_definitions.iter().find(|d| d.node.name.node.as_str() == v) {
@@ -734,7 +736,7 @@ pub(super) fn calls(
             let graph_name = &steps[members[0]].path_name;
             let graph_name = graph_name.rsplit('@').next().unwrap_or(graph_name);
             let name: Arc<str> = if aliases.is_empty() {
-                Arc::from(format!("{graph_name}: {}", if serial { "mutation" } else { "query" }))
+                Arc::from(format!("{graph_name}: {}", if write { "mutation" } else { "query" }))
             } else {
                 let types: Vec<&str> = aliases.iter().map(|(t, _)| &**t).collect();
                 Arc::from(format!("{graph_name}: _entities({})", types.join(", ")))
@@ -754,7 +756,7 @@ pub(super) fn calls(
                 keep: KeepRef(Arc::new(keep)),
                 data: data.clone(),
                 errors: errors.clone(),
-                write: serial,
+                write,
                 name,
             }
         })

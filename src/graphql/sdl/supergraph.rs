@@ -286,10 +286,15 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert!(schema.backends.iter().all(|b| b.subgraph));
         assert!(!schema.types.keys().any(|t| t.starts_with("join__")), "{:?}", schema.types.keys());
-        assert_eq!(schema.entity_key("T", 1).unwrap().fields.iter().map(|f| &**f).collect::<Vec<_>>(), ["id"]);
+        assert_eq!(
+            schema.entity_key("T", 1).unwrap().fields.iter().map(|f| &**f).collect::<Vec<_>>(),
+            ["id"]
+        );
         let Some(TypeDef::Object { fields, .. }) = schema.types.get("T") else { panic!() };
         let owners = |name: &str| match &fields.iter().find(|f| &*f.name == name).unwrap().binding {
-            Binding::Subgraph(sf) => sf.owners.iter().map(|o| (o.graph, o.requires.len())).collect::<Vec<_>>(),
+            Binding::Subgraph(sf) => {
+                sf.owners.iter().map(|o| (o.graph, o.requires.len())).collect::<Vec<_>>()
+            }
             other => panic!("{other:?}"),
         };
         assert_eq!(owners("id"), [(0, 0), (1, 0)], "no @join__field: every subgraph of the type");
@@ -310,6 +315,9 @@ mod tests {
         assert!(has("super.graphql:15:35: field set \"id { a }\""), "{errors:?}");
         assert!(has("super.graphql:17:10: T.x: @override is not supported yet"), "{errors:?}");
         assert!(has("super.graphql:18:30: graph: C is not a join__Graph value"), "{errors:?}");
-        assert!(has("super.graphql:20:1: I: interfaces and unions in a supergraph are not supported yet"), "{errors:?}");
+        assert!(
+            has("super.graphql:20:1: I: interfaces and unions in a supergraph are not supported yet"),
+            "{errors:?}"
+        );
     }
 }
