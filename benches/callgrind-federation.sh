@@ -30,11 +30,6 @@ VG=$!
 wait_up localhost:8099/healthz 600 0.5
 BODY=$(python3 -c 'import json,sys;print(json.dumps({"query":open(sys.argv[1]).read()}))' benches/federation/query.graphql)
 post() { curl -s -o /dev/null -w '%{size_download}\n' localhost:8099/graphql -H 'content-type: application/json' -d "$BODY"; }
-for _ in $(seq 1 10); do post > /dev/null; done   # warm up
-callgrind_control -i on > /dev/null
-for _ in $(seq 1 "$N"); do post; done | sort | uniq -c | sed 's/^/response bytes: /'
-callgrind_control -i off > /dev/null
-callgrind_control -d > /dev/null
-TOTAL=$(cat "$T"/cg.out* | awk '/^totals:/ {s += $2} END {print s}')
+callgrind_batch "$N" 10 "$T"
 echo "instructions over $N federated queries: $TOTAL; per query: $((TOTAL / N))"
 if [ -n "${KEEP:-}" ]; then cat "$T"/cg.out* > "$KEEP"; fi

@@ -38,13 +38,8 @@ if [ -n "${DEVICE:-}" ]; then
 else
   post() { curl -s -o /dev/null -w '%{size_download}\n' localhost:8099/graphql -H 'content-type: application/json' -d "$BODY"; }
 fi
-for _ in $(seq 1 20); do post > /dev/null; done   # warm up
 # Every process under callgrind: the server and its script workers.
-callgrind_control -i on > /dev/null
-for _ in $(seq 1 "$N"); do post; done | sort | uniq -c | sed 's/^/response bytes: /'
-callgrind_control -i off > /dev/null
-callgrind_control -d > /dev/null
-TOTAL=$(cat "$T"/cg.out* | awk '/^totals:/ {s += $2} END {print s}')
+callgrind_batch "$N" 20 "$T"
 WORKERS=$( (grep -l "script-worker" "$T"/cg.out* 2>/dev/null || true) | xargs -r cat | awk '/^totals:/ {s += $2} END {print s + 0}')
 echo "instructions over $N home queries: $TOTAL; per query: $((TOTAL / N)) (script workers: $((WORKERS / N)))"
 # KEEP=FILE keeps the profile for callgrind_annotate; KEEP_DIR=DIR keeps one file per process

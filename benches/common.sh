@@ -35,3 +35,16 @@ publish_samples() {
   done
   "$bin" publish resolvers-js/endpoints --url http://127.0.0.1:8099 --token "$token" --reason bench > /dev/null
 }
+
+# Calls `post` (a function the script defines, printing the answer's size) WARM times, then
+# N times with callgrind's instrumentation on in every process it traces (profiles in
+# DIR/cg.out*); prints the answers' sizes and sets TOTAL to the instructions counted.
+callgrind_batch() {
+  local n=$1 warm=$2 dir=$3
+  for _ in $(seq 1 "$warm"); do post > /dev/null; done
+  callgrind_control -i on > /dev/null
+  for _ in $(seq 1 "$n"); do post; done | sort | uniq -c | sed 's/^/response bytes: /'
+  callgrind_control -i off > /dev/null
+  callgrind_control -d > /dev/null
+  TOTAL=$(cat "$dir"/cg.out* | awk '/^totals:/ {s += $2} END {print s}')
+}

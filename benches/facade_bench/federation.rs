@@ -108,6 +108,8 @@ async fn answer(url: &str, body: &Value) -> anyhow::Result<String> {
 struct Side {
     run: load::Run,
     cpu: f64,
+    /// Subgraph calls made while it was measured.
+    calls: u64,
     rounds: Vec<(f64, f64)>,
 }
 
@@ -140,7 +142,7 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
     }
     table.push_str("| setting | round | Facade RPS | Hive Router RPS | ratio |\n|---|---|---|---|---|\n");
     let mut summary = String::from(
-        "\n| setting | router | RPS | p50 ms | p99 ms | CPU µs/request | peak RSS | errors |\n|---|---|---|---|---|---|---|---|\n",
+        "\n| setting | router | RPS | p50 ms | p99 ms | CPU µs/request | peak RSS | subgraph calls/request under load | errors |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for (setting, dedupe) in [("engine", false), ("harness", true)] {
         let db = dir.path().join(format!("facade-{setting}.db"));
@@ -163,15 +165,9 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
             notes.push(format!("{setting}: taskset could not pin the routers to {cpus}"));
         }
         // Answers, and the subgraph calls of one of Facade's.
-        let calls =
-            |c: &Value| -> u64 { c.as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum()) };
-        let calls_now = || async {
-            let r = reqwest::get(format!("{base}/_calls")).await?.json::<Value>().await?;
-            anyhow::Ok(calls(&r))
-        };
-        let before = calls_now().await?;
+        let before = subgraph_calls(&base).await;
         let facade_answer = answer(&facade_url, &body).await?;
-        let facade_calls = calls_now().await? - before;
+        let facade_calls = subgraph_calls(&base).await - before;
         if facade_answer.contains("\"errors\"") {
             bail!("Facade answered with errors: {}", &facade_answer[..facade_answer.len().min(400)]);
         }
@@ -179,9 +175,9 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
         let mut hive_calls = None;
         if let Some(h) = &hive {
             let hive_answer = answer(&h.url, &body).await?;
-            let before = calls_now().await?;
+            let before = subgraph_calls(&base).await;
             answer(&h.url, &body).await?;
-            hive_calls = Some(calls_now().await? - before);
+            hive_calls = Some(subgraph_calls(&base).await - before);
             same = Some(hive_answer == facade_answer);
             if hive_answer != facade_answer {
                 notes.push(format!(
@@ -201,7 +197,7 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
         let (mut f, mut h) = (Side::default(), Side::default());
         let length = Duration::from_secs(secs);
         for round in 0..rounds {
-            let measure = |target, pid, side| measure(target, pid, side, vus, length);
+            let measure = |target, pid, side| measure(target, pid, side, vus, length, &base);
             // Who goes first alternates, so the machine's drift weighs on both alike.
             let (fr, hr) = if round % 2 == 0 {
                 let fr = measure(&facade_target, facade.pid(), &mut f).await;
@@ -224,13 +220,14 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
         let row = |name: &str, side: &Side, rss: Option<u64>| {
             let s = side.run.stats();
             let us = side.cpu * 1e6 / s.requests.max(1) as f64;
+            let per = side.calls as f64 / s.requests.max(1) as f64;
             let rss = rss.map_or("?".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
             (
                 format!(
-                    "| {setting} | {name} | {:.0} | {:.1} | {:.1} | {us:.0} | {rss} | {} |\n",
+                    "| {setting} | {name} | {:.0} | {:.1} | {:.1} | {us:.0} | {rss} | {per:.2} | {} |\n",
                     s.rps, s.p50_ms, s.p99_ms, s.errors
                 ),
-                json!({ "rps": s.rps, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "cpu_us": us, "rss_kib": rss, "errors": s.errors, "rounds": side.rounds }),
+                json!({ "rps": s.rps, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "cpu_us": us, "rss_kib": rss, "calls_per_request": per, "errors": s.errors, "rounds": side.rounds }),
             )
         };
         let (text, facade_json) = row("Facade", &f, facade.peak_rss_kib());
@@ -243,7 +240,7 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
         }
         figures.insert(setting.to_owned(), entry);
         notes.push(format!(
-            "{setting}: subgraph calls per request: Facade {facade_calls}{}; same answer: {}",
+            "{setting}: subgraph calls for one request alone: Facade {facade_calls}{}; same answer: {}",
             hive_calls.map_or(String::new(), |c| format!(", Hive Router {c}")),
             same.map_or("–".to_owned(), |s| if s {
                 "yes, byte for byte".to_owned()
@@ -260,14 +257,23 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
 }
 
 /// One round of closed-loop load on one router: its RPS, added to `side`.
-async fn measure(target: &Target, pid: u32, side: &mut Side, vus: usize, length: Duration) -> f64 {
+async fn measure(target: &Target, pid: u32, side: &mut Side, vus: usize, length: Duration, base: &str) -> f64 {
     let cpu0 = cpu_of(pid);
+    let calls0 = subgraph_calls(base).await;
     let run = load::closed_run(target, vus, length).await;
     let stats = run.stats();
     side.cpu += cpu_of(pid).zip(cpu0).map_or(0.0, |(a, b)| a - b);
+    side.calls += subgraph_calls(base).await.saturating_sub(calls0);
     side.rounds.push((stats.rps, stats.p99_ms));
     side.run.add(&run);
     stats.rps
+}
+
+/// Every subgraph's requests so far (`GET /_calls`), summed; 0 if they cannot be read.
+async fn subgraph_calls(base: &str) -> u64 {
+    let Ok(r) = reqwest::get(format!("{base}/_calls")).await else { return 0 };
+    let counts: Value = r.json().await.unwrap_or_default();
+    counts.as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
 }
 
 /// A fresh folder under the system's temporary one; removed when dropped.
