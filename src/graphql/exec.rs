@@ -147,7 +147,9 @@ enum Work {
 async fn work(plan: &Plan, work: Work, ctx: &Context<'_>) -> smallvec::SmallVec<[(usize, Done); 1]> {
     match work {
         Work::Step(id, parents) => smallvec::smallvec![run_step(&plan.steps[id], id, parents, ctx).await],
-        Work::Call(call, parents) => subgraph::run_call(plan, call, parents, ctx).await.into(),
+        // Boxed: a call's future is larger than a step's, and every step's future would be
+        // as large as the largest kind (one allocation per call instead).
+        Work::Call(call, parents) => Box::pin(subgraph::run_call(plan, call, parents, ctx)).await.into(),
     }
 }
 
