@@ -5,10 +5,11 @@
 //! alternating rounds under the same closed-loop load (50 connections), both routers pinned
 //! to the same cores (`--router-cpus`).
 //!
-//! Two settings are measured: engine against engine (neither shares whole identical requests
-//! in flight; both share identical subgraph calls, each one's default), and the published
-//! harness's (Hive Router's inbound deduplication on; Facade's
-//! `[graphql] share_identical_requests` on). Hive Router is the binary `hive_router`
+//! Three settings are measured: `unshared` (engine against engine, nothing shared in flight:
+//! every request makes its subgraph calls), `engine` (each router's defaults: identical
+//! subgraph calls in flight shared), and `harness`, the published harness's (also whole
+//! identical requests shared: Hive Router's inbound deduplication, Facade's
+//! `[graphql] share_identical_requests`). Hive Router is the binary `hive_router`
 //! (`cargo install hive-router --version 0.2.9 --features graphiql --locked`), found by
 //! `--hive-router`, `$HIVE_ROUTER` or on the PATH; without it, Facade is measured alone and
 //! the report says so.
@@ -43,11 +44,12 @@ impl Drop for Hive {
 }
 
 impl Hive {
-    fn start(program: &Path, dir: &Path, dedupe: bool) -> anyhow::Result<Self> {
+    fn start(program: &Path, dir: &Path, setting: Setting) -> anyhow::Result<Self> {
         let port = free_port()?;
+        let (calls, requests) = (setting.share_calls, setting.share_requests);
         let config = format!(
             "supergraph:\n  source: file\n  path: ./supergraph.graphql\nhttp:\n  host: 127.0.0.1\n  port: {port}\n\
-             traffic_shaping:\n  router:\n    dedupe:\n      enabled: {dedupe}\n"
+             traffic_shaping:\n  all:\n    dedupe_enabled: {calls}\n  router:\n    dedupe:\n      enabled: {requests}\n"
         );
         std::fs::write(dir.join("router.config.yaml"), config)?;
         let child = Command::new(program)
@@ -62,6 +64,16 @@ impl Hive {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// `FACADE_BACKENDS__NAME__SHARE_IN_FLIGHT` (a `&'static str`, as `Proc::start` takes).
+fn share_var(name: &str) -> &'static str {
+    match name {
+        "ACCOUNTS" => "FACADE_BACKENDS__ACCOUNTS__SHARE_IN_FLIGHT",
+        "INVENTORY" => "FACADE_BACKENDS__INVENTORY__SHARE_IN_FLIGHT",
+        "PRODUCTS" => "FACADE_BACKENDS__PRODUCTS__SHARE_IN_FLIGHT",
+        _ => "FACADE_BACKENDS__REVIEWS__SHARE_IN_FLIGHT",
     }
 }
 
@@ -102,6 +114,24 @@ async fn answer(url: &str, body: &Value) -> anyhow::Result<String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// What both routers share in flight: identical subgraph calls (each's default), whole
+/// identical requests (the published harness turns it on for Hive Router).
+#[derive(Clone, Copy)]
+struct Setting {
+    name: &'static str,
+    share_calls: bool,
+    share_requests: bool,
+}
+
+const SETTINGS: [Setting; 3] = [
+    // Engine against engine, every request making its 7 calls.
+    Setting { name: "unshared", share_calls: false, share_requests: false },
+    // Each router's defaults.
+    Setting { name: "engine", share_calls: true, share_requests: false },
+    // The published harness's.
+    Setting { name: "harness", share_calls: true, share_requests: true },
+];
 
 /// One router's figures over the rounds of one setting.
 #[derive(Default)]
@@ -144,20 +174,24 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
     let mut summary = String::from(
         "\n| setting | router | RPS | p50 ms | p99 ms | CPU µs/request | peak RSS | subgraph calls/request under load | errors |\n|---|---|---|---|---|---|---|---|---|\n",
     );
-    for (setting, dedupe) in [("engine", false), ("harness", true)] {
+    for s in SETTINGS {
+        let setting = s.name;
         let db = dir.path().join(format!("facade-{setting}.db"));
-        let env = [
+        let mut env = vec![
             ("FACADE_SCHEMA_DIR", dir.path().join("schema").display().to_string()),
             ("FACADE_DATABASE__URL", format!("sqlite://{}", db.display())),
             ("FACADE_SCHEMA__WATCH", "false".to_owned()),
             // The benchmark query's estimated cost is past the default limit.
             ("FACADE_LIMITS__MAX_COST", "100000000".to_owned()),
-            ("FACADE_GRAPHQL__SHARE_IDENTICAL_REQUESTS", dedupe.to_string()),
+            ("FACADE_GRAPHQL__SHARE_IDENTICAL_REQUESTS", s.share_requests.to_string()),
         ];
+        for name in ["ACCOUNTS", "INVENTORY", "PRODUCTS", "REVIEWS"] {
+            env.push((share_var(name), s.share_calls.to_string()));
+        }
         let facade = Proc::start(&["_serve"], &env)?;
         let facade_url = format!("{}/graphql", procs::server_url(&facade)?);
         let hive = match &hive {
-            Some(program) => Some(Hive::start(program, dir.path(), dedupe)?),
+            Some(program) => Some(Hive::start(program, dir.path(), s)?),
             None => None,
         };
         let pinned = pin(facade.pid(), cpus) & hive.as_ref().is_none_or(|h| pin(h.pid(), cpus));
