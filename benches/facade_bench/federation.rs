@@ -291,7 +291,14 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
 }
 
 /// One round of closed-loop load on one router: its RPS, added to `side`.
-async fn measure(target: &Target, pid: u32, side: &mut Side, vus: usize, length: Duration, base: &str) -> f64 {
+async fn measure(
+    target: &Target,
+    pid: u32,
+    side: &mut Side,
+    vus: usize,
+    length: Duration,
+    base: &str,
+) -> f64 {
     let cpu0 = cpu_of(pid);
     let calls0 = subgraph_calls(base).await;
     let run = load::closed_run(target, vus, length).await;

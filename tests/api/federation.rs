@@ -224,6 +224,46 @@ async fn the_benchmark_query_chains_entities_across_four_subgraphs_in_seven_call
     let keys: Vec<&str> = product.keys().map(String::as_str).collect();
     assert_eq!(keys, ["inStock", "name", "price", "shippingEstimate", "upc", "weight", "reviews"]);
     assert_eq!(r["data"]["topProducts"].as_array().unwrap().len(), 5);
+
+    // The waterfall (`x-facade-debug`) shows each subgraph call, named by what it fetches.
+    let r: Value = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("x-facade-debug", "1")
+        .bearer_auth(ADMIN)
+        .json(&json!({ "query": benchmark_query() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fetches = r["extensions"]["facade"]["fetches"].as_array().unwrap();
+    let mut routes: Vec<String> = fetches
+        .iter()
+        .map(|f| format!("{} {}", f["backend"].as_str().unwrap(), f["route"].as_str().unwrap()))
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            "accounts accounts: _entities(User)",
+            "accounts accounts: query",
+            "inventory inventory: _entities(Product)",
+            "inventory inventory: _entities(Product)",
+            "products products: _entities(Product)",
+            "products products: query",
+            "reviews reviews: _entities(User, Product)"
+        ]
+    );
+    assert!(fetches.iter().all(|f| f["outcome"] == "ok" && f["method"] == "POST"), "{fetches:?}");
+    // The subgraphs are backends like any other for operators (policies, breaker, calls).
+    let (code, list) = Admin { app: &app, token: ADMIN.to_owned() }.get("/backends").await;
+    assert_eq!(code, 200, "{list}");
+    let names: Vec<&str> = list.as_array().unwrap().iter().filter_map(|b| b["name"].as_str()).collect();
+    for name in ["accounts", "inventory", "products", "reviews"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
 }
 
 #[tokio::test]
