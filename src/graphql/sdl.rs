@@ -246,6 +246,7 @@ impl<'a> Analyzer<'a> {
         let mut url = None;
         let mut numbers: HashMap<&'static str, u64> = HashMap::new();
         let mut share_in_flight = None;
+        let mut subgraph = false;
         for (arg, value) in &d.node.arguments {
             let number = NUMBERS.iter().find(|k| **k == arg.node.as_str()).copied();
             match (arg.node.as_str(), &value.node, number) {
@@ -255,6 +256,12 @@ impl<'a> Analyzer<'a> {
                     self.error(file, value.pos, format!("@backend argument {} must be a string", arg.node))
                 }
                 ("shareInFlight", GqlValue::Boolean(b), _) => share_in_flight = Some(*b),
+                ("protocol", GqlValue::String(p), _) if p == "graphql" || p == "rest" => {
+                    subgraph = p == "graphql"
+                }
+                ("protocol", _, _) => {
+                    self.error(file, value.pos, "@backend argument protocol must be \"rest\" or \"graphql\"")
+                }
                 ("shareInFlight", _, _) => {
                     self.error(file, value.pos, "@backend argument shareInFlight must be true or false")
                 }
@@ -273,7 +280,7 @@ impl<'a> Analyzer<'a> {
                     file,
                     arg.pos,
                     format!(
-                        "unknown @backend argument {other} (known: name, url, {}, shareInFlight)",
+                        "unknown @backend argument {other} (known: name, url, protocol, {}, shareInFlight)",
                         NUMBERS.join(", ")
                     ),
                 ),
@@ -307,7 +314,7 @@ impl<'a> Analyzer<'a> {
         for problem in policy.check() {
             self.error(file, d.pos, format!("backend {name:?}: {problem}"));
         }
-        self.backends.push(BackendDecl { name, url, policy, subgraph: false, loc: loc(file, d.pos) });
+        self.backends.push(BackendDecl { name, url, policy, subgraph, loc: loc(file, d.pos) });
     }
 
     fn convert(&mut self) -> FacadeSchema {
@@ -349,6 +356,9 @@ impl<'a> Analyzer<'a> {
             }
             let graphs = (join && matches!(kind, TypeKind::Object(_)))
                 .then(|| self.join_type(&file, &name, directives));
+            if !join && matches!(kind, TypeKind::Object(_)) {
+                self.entities(&file, &name, directives);
+            }
             let def = match kind {
                 TypeKind::Object(obj) => {
                     let all = obj.fields.iter().map(|f| (file.clone(), f)).chain(extra);
@@ -630,6 +640,7 @@ impl<'a> Analyzer<'a> {
                     },
                 },
                 "join__field" if graphs.is_some() => self.join_field(file, &path, d),
+                "graphql" if graphs.is_none() => self.graphql_field(file, owner, &path, is_root, d),
                 "deprecated" => {
                     let reason = string_arg(&d.node, "reason").and_then(|(_, v)| match &v.node {
                         GqlValue::String(s) => Some(s.clone()),
@@ -640,7 +651,7 @@ impl<'a> Analyzer<'a> {
                 other => self.error(
                     file,
                     d.pos,
-                    format!("{path}: unknown directive @{other} (known: @http, @js, @fallback, @deprecated)"),
+                    format!("{path}: unknown directive @{other} (known: @http, @graphql, @js, @fallback, @deprecated)"),
                 ),
             }
         }
@@ -649,6 +660,11 @@ impl<'a> Analyzer<'a> {
                 self.error(file, f.pos, format!("{path}: a supergraph's field is bound by @join__field, not @http or @js (add such fields in another file with extend type)"));
             }
             binding = Binding::Subgraph(Arc::new(self.owners(file, &path, f.pos, graphs)));
+        } else if !self.join_fields.is_empty() {
+            if !matches!(binding, Binding::Parent) {
+                self.error(file, f.pos, format!("{path}: @graphql and @http or @js on one field"));
+            }
+            binding = Binding::Subgraph(Arc::new(self.owners(file, &path, f.pos, &[])));
         }
         if is_root && !matches!(binding, Binding::Http(_) | Binding::Subgraph(_)) {
             self.error(

@@ -518,3 +518,65 @@ async fn subgraph_errors_are_written_at_the_clients_paths_and_mutations_run_once
     let docs: Vec<&str> = bodies.iter().map(|b| b["query"].as_str().unwrap()).collect();
     assert_eq!(docs, ["mutation{a:bump}", "mutation{b:bump}"]);
 }
+
+/// The same subgraphs bound by hand in a facade schema of its own (no supergraph): `@graphql`
+/// fields, `@entity` keys, a REST field on the same type.
+const HAND_WRITTEN: &str = r#"
+extend schema
+  @backend(name: "products", url: "BASE/products", protocol: "graphql")
+  @backend(name: "inventory", url: "BASE/inventory", protocol: "graphql")
+  @backend(name: "reviews", url: "BASE/reviews", protocol: "graphql")
+  @backend(name: "ratings", url: "http://127.0.0.1:1")
+type Query {
+  topProducts(first: Int = 5): [Product] @graphql(backend: "products")
+}
+type Product
+  @entity(backend: "products", key: "upc")
+  @entity(backend: "inventory", key: "upc")
+  @entity(backend: "reviews", key: "upc") {
+  upc: String!
+  name: String @graphql(backend: "products")
+  price: Int @graphql(backend: "products")
+  weight: Int @graphql(backend: "products")
+  inStock: Boolean @graphql(backend: "inventory")
+  shippingEstimate: Int @graphql(backend: "inventory", requires: "price weight")
+  reviews: [Review] @graphql(backend: "reviews")
+  rating: Rating @http(backend: "ratings", batch: "POST /ratings/batch", keys: "$parent.upc", match: "titleId")
+}
+type Review {
+  id: ID!
+  body: String
+}
+type Rating {
+  titleId: ID!
+  average: Float
+}
+"#;
+
+#[tokio::test]
+async fn hand_written_graphql_bindings_mix_subgraph_and_rest_fields_on_one_type() {
+    let s = Subgraphs::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("shop.graphql"), HAND_WRITTEN.replace("BASE", &s.base)).unwrap();
+    let app = serve(dir.path(), |_| {}).await;
+    let q = "{ topProducts(first: 2) { name inStock shippingEstimate reviews { body } rating { average } } }";
+    let (r, calls) = s.calls_during(app.graphql(q, json!({}))).await;
+    assert!(r.get("errors").is_none(), "{r}");
+    let first = &r["data"]["topProducts"][0];
+    assert_eq!((&first["name"], &first["inStock"]), (&json!("Table"), &json!(true)), "{r}");
+    assert!(first["reviews"][0]["body"].is_string() && first["rating"]["average"].is_number(), "{r}");
+    let calls: Vec<(&str, u64)> = calls.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(calls, [("inventory", 1), ("products", 1), ("reviews", 1)]);
+}
+
+#[test]
+fn hand_written_bindings_are_checked_at_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = "extend schema\n  @backend(name: \"rest\", url: \"http://127.0.0.1:1\")\n  @backend(name: \"sub\", url: \"http://127.0.0.1:1\", protocol: \"graphql\")\ntype Query {\n  a: A @graphql(backend: \"rest\")\n  b: A @graphql(backend: \"sub\")\n}\ntype A {\n  x: Int @graphql(backend: \"sub\")\n}\n";
+    std::fs::write(dir.path().join("s.graphql"), bad).unwrap();
+    let o = facade(&["schema", "check", "--schema", dir.path().to_str().unwrap()], &[]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("s.graphql:5:26: Query.a @graphql: backend \"rest\" is not a subgraph"), "{t}");
+    assert!(t.contains("s.graphql:9:10: A.x: A has no @entity(backend: \"sub\""), "{t}");
+}

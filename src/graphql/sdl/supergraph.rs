@@ -256,6 +256,96 @@ impl Analyzer<'_> {
     }
 }
 
+/// The hand-written spelling (a facade schema of its own, no supergraph): a backend declared
+/// `@backend(…, protocol: "graphql")` is a subgraph; `@entity(backend:, key:)` on an object
+/// type gives its key there; `@graphql(backend:, requires:, provides:)` on a field says that
+/// subgraph resolves it (fields without a directive are read from their parent's answer).
+impl Analyzer<'_> {
+    /// A subgraph backend named by a `backend:` argument.
+    fn subgraph_arg(&mut self, file: &Arc<str>, what: &str, d: &Positioned<ConstDirective>) -> Option<usize> {
+        let Some((_, value)) = string_arg(&d.node, "backend") else {
+            self.error(file, d.pos, format!("{what} needs backend: \"NAME\""));
+            return None;
+        };
+        let GqlValue::String(name) = &value.node else {
+            self.error(file, value.pos, format!("{what}: backend must be a string"));
+            return None;
+        };
+        match self.backends.iter().position(|b| b.name == *name) {
+            Some(i) if self.backends[i].subgraph => Some(i),
+            Some(_) => {
+                let msg = format!(
+                    "{what}: backend {name:?} is not a subgraph (declare it with protocol: \"graphql\")"
+                );
+                self.error(file, value.pos, msg);
+                None
+            }
+            None => {
+                self.error(file, value.pos, format!("{what}: no backend {name:?} is declared"));
+                None
+            }
+        }
+    }
+
+    /// `@entity(backend:, key:)`s of an object type.
+    pub(super) fn entities(
+        &mut self,
+        file: &Arc<str>,
+        name: &str,
+        directives: &[Positioned<ConstDirective>],
+    ) {
+        let mut keys = Vec::new();
+        for d in directives.iter().filter(|d| d.node.name.node == "entity") {
+            let what = format!("{name} @entity");
+            let Some(graph) = self.subgraph_arg(file, &what, d) else { continue };
+            if string_arg(&d.node, "key").is_none() {
+                self.error(file, d.pos, format!("{what} needs key: \"FIELD …\""));
+                continue;
+            }
+            let fields = self.field_set_arg(file, &d.node, "key");
+            if !fields.is_empty() {
+                keys.push(EntityKey { graph, fields, resolvable: true });
+            }
+        }
+        if !keys.is_empty() {
+            self.entity_keys.insert(name.to_owned(), keys);
+        }
+    }
+
+    /// `@graphql(backend:, requires:, provides:)` of a field: one more subgraph resolving it.
+    /// Below the root, the type must be an entity of that subgraph.
+    pub(super) fn graphql_field(
+        &mut self,
+        file: &Arc<str>,
+        owner: &str,
+        path: &str,
+        is_root: bool,
+        d: &Positioned<ConstDirective>,
+    ) {
+        let Some(graph) = self.subgraph_arg(file, &format!("{path} @graphql"), d) else { return };
+        let raw_entity = self.raw.get(owner).is_some_and(|r| {
+            r.directives.iter().any(|e| {
+                e.node.name.node == "entity"
+                    && matches!(string_arg(&e.node, "backend").map(|(_, v)| &v.node), Some(GqlValue::String(b)) if *b == self.backends[graph].name)
+            })
+        });
+        if !is_root && !raw_entity {
+            let backend = &self.backends[graph].name;
+            let msg = format!(
+                "{path}: {owner} has no @entity(backend: {backend:?}, key: …): the subgraph cannot be asked for it"
+            );
+            self.error(file, d.pos, msg);
+            return;
+        }
+        let owner = Owner {
+            graph,
+            requires: self.field_set_arg(file, &d.node, "requires"),
+            provides: self.field_set_arg(file, &d.node, "provides"),
+        };
+        self.join_fields.push((Some(graph), Some(owner)));
+    }
+}
+
 /// A `@join__field` as (its graph, the owner it makes: `None` when external there).
 fn field_owner(f: JoinField) -> (Option<usize>, Option<Owner>) {
     let owner = (!f.external).then_some(Owner { graph: 0, requires: f.requires, provides: f.provides });
