@@ -169,6 +169,24 @@ pub async fn list_endpoints(client: &AdminClient) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `facade endpoints types CLIENT/ENDPOINT[@VERSION]`: the version's TypeScript types, as
+/// the server generates them on the schema it runs.
+pub async fn endpoint_types(client: &AdminClient, endpoint: &str) -> anyhow::Result<String> {
+    let (path, version) = endpoint.split_once('@').unwrap_or((endpoint, "latest"));
+    let Some((c, e)) = path.split_once('/') else {
+        bail!("{endpoint:?}: expected CLIENT/ENDPOINT or CLIENT/ENDPOINT@VERSION");
+    };
+    let (status, body) = client
+        .call(reqwest::Method::GET, &format!("/clients/{c}/endpoints/{e}/versions/{version}/types"), None)
+        .await?;
+    match body {
+        Value::String(types) if (200..300).contains(&status) => Ok(types),
+        body => {
+            bail!("HTTP {status}: {}", body.get("error").and_then(Value::as_str).unwrap_or(&body.to_string()))
+        }
+    }
+}
+
 /// What `facade rollout` does to an endpoint.
 pub enum RolloutChange {
     Set { stable: i64, canary: Option<i64>, percent: i64 },

@@ -163,6 +163,26 @@ enum EndpointsCommand {
         #[command(flatten)]
         api: Api,
     },
+    /// Print the TypeScript types of an endpoint's `data` and of its transform's `ctx`, to
+    /// write and check a transform in TypeScript against: of a stored version
+    /// (`CLIENT/ENDPOINT[@VERSION]`, the latest without one, on the schema the server runs),
+    /// or of a document not published yet (`--document FILE`, on `--schema DIR`).
+    Types {
+        /// CLIENT/ENDPOINT or CLIENT/ENDPOINT@VERSION.
+        #[arg(required_unless_present = "document", conflicts_with = "document")]
+        endpoint: Option<String>,
+        /// A GraphQL document instead, read from this file.
+        #[arg(long, value_name = "FILE")]
+        document: Option<PathBuf>,
+        /// With --document: the schema folder to type it on.
+        #[arg(long, value_name = "DIR", default_value = "schema")]
+        schema: PathBuf,
+        /// With --document: the operation to type, when it holds several.
+        #[arg(long, value_name = "NAME")]
+        operation: Option<String>,
+        #[command(flatten)]
+        api: Api,
+    },
 }
 
 #[derive(Subcommand)]
@@ -347,6 +367,29 @@ fn main() -> ExitCode {
             rt.block_on(async {
                 let client = facade::cli::AdminClient::new(&api.url, api.token)?;
                 facade::cli::publish(&client, &dir, reason.as_deref()).await
+            })
+        }),
+        Command::Endpoints {
+            command: EndpointsCommand::Types { endpoint, document, schema, operation, api },
+        } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let types = match (endpoint, document) {
+                    (Some(endpoint), _) => {
+                        let client = facade::cli::AdminClient::new(&api.url, api.token)?;
+                        facade::cli::endpoint_types(&client, &endpoint).await?
+                    }
+                    (None, Some(file)) => {
+                        let text = std::fs::read_to_string(&file)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                        let what = file.display().to_string();
+                        facade::graphql::typescript::of_document(&schema, &text, operation.as_deref(), &what)
+                            .await
+                            .map_err(|errors| anyhow::anyhow!("{what}: {}", errors.join("\n")))?
+                    }
+                    (None, None) => unreachable!("clap requires one"),
+                };
+                print!("{types}");
+                Ok(())
             })
         }),
         Command::Endpoints { command: EndpointsCommand::List { api } } => runtime().and_then(|rt| {

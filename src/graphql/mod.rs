@@ -23,6 +23,7 @@ pub mod plan;
 pub mod project;
 pub mod route;
 pub mod sdl;
+pub mod typescript;
 pub mod usage;
 pub mod validate;
 

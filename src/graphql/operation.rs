@@ -90,6 +90,13 @@ impl Prepared {
         usage::of(&self.document, self.operation_name.as_deref(), model)
     }
 
+    /// The TypeScript types of this document's `data` and of a transform's `ctx`
+    /// (`typescript.rs`); `what` names it in the module's header (`tv/home@3`).
+    pub fn typescript(&self, what: &str, model: &FacadeSchema) -> Result<String, Vec<String>> {
+        let plan = self.operation.widest_plan()?;
+        Ok(super::typescript::module(what, &plan.root, self.operation.definition(), model))
+    }
+
     /// A query-string parameter as the JSON value of the variable it names: numbers and
     /// booleans are parsed by the variable's declared type; unknown names are ignored.
     pub fn variable_from_text(&self, name: &str, raw: &str) -> Option<Value> {

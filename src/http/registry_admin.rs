@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/clients/{client}/endpoints/{name}/versions", post(publish).get(list_versions))
         .route("/admin/v1/clients/{client}/endpoints/{name}/preview", post(preview))
         .route("/admin/v1/clients/{client}/endpoints/{name}/versions/{n}", get(get_version))
+        .route("/admin/v1/clients/{client}/endpoints/{name}/versions/{n}/types", get(get_types))
         .route("/admin/v1/clients/{client}/endpoints/{name}/rollout", put(put_rollout).get(get_rollout))
         .route("/admin/v1/clients/{client}/endpoints/{name}/promote", post(promote))
         .route("/admin/v1/clients/{client}/endpoints/{name}/rollback", post(rollback))
@@ -313,6 +314,37 @@ async fn get_version(
         .find(|v| v.version == n)
         .ok_or_else(|| ApiError::NotFound(format!("{client}/{name} has no version {n}")))?;
     Ok(Json(serde_json::to_value(v).unwrap_or(Value::Null)))
+}
+
+/// The TypeScript types of a version's `data` and of its transform's `ctx`, compiled on the
+/// schema being served (`n`: a version number, or `latest`).
+async fn get_types(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((client, name, n)): Path<(String, String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let client = authorize(&state, &who, &client)?;
+    let name = endpoint_name(&name)?;
+    let versions = state.registry.store().versions(client.as_str(), name.as_str()).await?;
+    let v = if n == "latest" {
+        versions.into_iter().max_by_key(|v| v.version)
+    } else {
+        let n: i64 = n
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("bad version {n:?}: a positive number or latest")))?;
+        versions.into_iter().find(|v| v.version == n)
+    }
+    .ok_or_else(|| ApiError::NotFound(format!("{client}/{name} has no version {n}")))?;
+    let engine = state.registry.engine();
+    let what = format!("{client}/{name}@{}", v.version);
+    let prepared = engine.prepare(&v.document, v.operation_name.as_deref()).await.map_err(|errors| {
+        ApiError::Conflict(format!("{what} does not compile on the schema served: {}", errors.join("; ")))
+    })?;
+    let types = prepared
+        .typescript(&what, engine.model())
+        .map_err(|errors| ApiError::Conflict(format!("{what}: {}", errors.join("; "))))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], types).into_response())
 }
 
 /// A rollout as the API shows it: its versions and its canary guard.

@@ -25,4 +25,5 @@ mod scripts;
 mod sharing;
 mod tidy;
 mod traces;
+mod typescript;
 mod workers;

@@ -1,0 +1,127 @@
+//! Transforms in TypeScript (issue: TypeScript transforms): the types of an endpoint's `data`
+//! and `ctx` from the admin API and `facade endpoints types`, and the sample transform checked
+//! with the real TypeScript compiler (`tsc --strict`) against them — a misspelt field fails.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::cli::{facade, text};
+use crate::endpoints::Admin;
+use crate::helpers::{repo_path, spawn_with};
+
+const ADMIN: &str = "fcd_admin_for_tests";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_versions_types_come_from_the_admin_api_and_the_cli() {
+    let hash = facade::http::auth::token_hash(ADMIN);
+    let app = spawn_with(move |c| c.admin.token_sha256 = vec![hash]).await;
+    let a = Admin { app: &app, token: ADMIN.to_owned() };
+    assert_eq!(a.post("/clients", json!({ "name": "box", "team": "box" })).await.0, 201);
+    let document = "query Tile($id: ID!) { t: title(id: $id) { id name year rating { average } } }";
+    assert_eq!(a.publish("box", "tile", document).await.0, 201);
+    let get = |path: String| {
+        let r = app.client.get(format!("{}/admin/v1{path}", app.base)).bearer_auth(ADMIN).send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (code, types) = get("/clients/box/endpoints/tile/versions/1/types".into()).await;
+    assert_eq!(code, 200, "{types}");
+    assert!(types.contains("The types of box/tile@1"), "{types}");
+    assert!(
+        types.contains(
+            "export type Data = {\n  t: {\n    id: string;\n    name: string;\n    year: number | null;"
+        ),
+        "{types}"
+    );
+    assert!(types.contains("export type Variables = {\n  id: string;\n};"), "{types}");
+    let (code, latest) = get("/clients/box/endpoints/tile/versions/latest/types".into()).await;
+    assert_eq!((code, &latest), (200, &types));
+    let (code, body) = get("/clients/box/endpoints/tile/versions/7/types".into()).await;
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("box/tile has no version 7"), "{body}");
+
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        facade(&["endpoints", "types", "box/tile@1", "--url", &base, "--token", ADMIN], &[])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), types);
+    let out = facade(&["endpoints", "types", "box", "--url", &app.base, "--token", ADMIN], &[]);
+    assert!(!out.status.success() && text(&out).contains("expected CLIENT/ENDPOINT"), "{}", text(&out));
+}
+
+/// The TypeScript compiler of `tests/typescript` (`npm ci` there), or why it is missing.
+fn tsc() -> Result<std::path::PathBuf, String> {
+    let tsc = repo_path("tests/typescript/node_modules/typescript/bin/tsc");
+    if !tsc.is_file() {
+        return Err(format!("{} is missing: run npm ci in tests/typescript", tsc.display()));
+    }
+    match std::process::Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(tsc),
+        _ => Err("node is not installed".to_owned()),
+    }
+}
+
+/// Checks `transform` against `types` with `tsc --noEmit --strict`: its output when it fails.
+fn check(dir: &Path, tsc: &Path, types: &str, transform: &str) -> Result<(), String> {
+    std::fs::write(dir.join("home.types.ts"), types).unwrap();
+    std::fs::write(dir.join("home.ts"), transform).unwrap();
+    let config = json!({
+        "compilerOptions": {
+            "strict": true, "noEmit": true, "target": "es2022", "module": "es2022",
+            "moduleResolution": "bundler", "lib": ["es2022"], "types": []
+        },
+        "files": ["home.ts"]
+    });
+    std::fs::write(dir.join("tsconfig.json"), config.to_string()).unwrap();
+    let out = std::process::Command::new("node").arg(tsc).arg("-p").arg(dir).output().expect("node runs");
+    if out.status.success() { Ok(()) } else { Err(text(&out)) }
+}
+
+#[test]
+fn the_sample_transform_type_checks_against_its_types_and_a_misspelt_field_does_not() {
+    let tsc = match tsc() {
+        Ok(tsc) => tsc,
+        Err(why) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED the_sample_transform_type_checks…: {why}");
+            return;
+        }
+        Err(why) => panic!("CI must check transforms with tsc: {why}"),
+    };
+    let document = repo_path("resolvers-js/endpoints/tv/home.graphql");
+    let schema = repo_path("schema");
+    let out = facade(
+        &[
+            "endpoints",
+            "types",
+            "--document",
+            document.to_str().unwrap(),
+            "--schema",
+            schema.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let types = String::from_utf8(out.stdout).unwrap();
+    let sample = std::fs::read_to_string(repo_path("tests/typescript/fixtures/home.ts")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    check(dir.path(), &tsc, &types, &sample).unwrap_or_else(|e| panic!("the sample should check:\n{e}"));
+    // A field the query does not select, spelt wrong.
+    let misspelt = sample.replace("t.artwork.url", "t.artwork.uri");
+    assert_ne!(misspelt, sample);
+    let e = check(dir.path(), &tsc, &types, &misspelt).expect_err("a misspelt field must fail");
+    assert!(e.contains("home.ts(") && e.contains("'uri'"), "{e}");
+    // A field that may be null, read without a check.
+    let unchecked = sample.replace(
+        "t.rating ? Math.round(t.rating.average * 2) / 2 : null",
+        "Math.round(t.rating.average * 2) / 2",
+    );
+    assert_ne!(unchecked, sample);
+    let e = check(dir.path(), &tsc, &types, &unchecked).expect_err("null must be checked");
+    assert!(e.contains("possibly 'null'"), "{e}");
+}
