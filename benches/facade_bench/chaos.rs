@@ -60,7 +60,7 @@ pub async fn chaos(env: &Env, secs: u64, warmup: u64) -> anyhow::Result<Report> 
     let _ = admin("/clients").json(&json!({ "name": "tv", "team": "tv-team" })).send().await?;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("resolvers-js/endpoints/tv");
     let document = std::fs::read_to_string(root.join("home.graphql"))?;
-    let script = std::fs::read_to_string(root.join("home.js"))?;
+    let script = std::fs::read_to_string(root.join("home.ts"))?;
     let published = admin("/clients/tv/endpoints/home/versions")
         .json(&json!({ "document": document, "script": script }))
         .send()

@@ -29,7 +29,10 @@ pub struct Micro {
 }
 
 fn module<'js>(ctx: &Ctx<'js>, source: &str) -> rquickjs::Result<Function<'js>> {
-    let (module, promise) = Module::declare(ctx.clone(), "home.js", source)?.eval()?;
+    // The sample is TypeScript: its types stripped to spaces first, as a publish does.
+    let source = facade::scripts::typescript::strip("home.ts", source)
+        .map_err(|e| rquickjs::Error::new_from_js_message("typescript", "javascript", e))?;
+    let (module, promise) = Module::declare(ctx.clone(), "home.ts", source)?.eval()?;
     promise.finish::<()>()?;
     module.get("default")
 }

@@ -518,7 +518,7 @@ pub async fn by_id(env: &Env) -> anyhow::Result<Report> {
     })
 }
 
-const TV_TRANSFORM: &str = include_str!("../../resolvers-js/endpoints/tv/home.js");
+const TV_TRANSFORM: &str = include_str!("../../resolvers-js/endpoints/tv/home.ts");
 
 /// Scenario 8: transforms. Where a transform call's time goes, phase by phase, through the
 /// pool as it runs (worker processes; module loaded from bytecode, or compiled from source),
@@ -609,7 +609,7 @@ pub async fn scripts(env: &Env) -> anyhow::Result<Report> {
         load::closed_loop(&Target::get(format!("{}/v1/tv/shaped?profileId=1", env.facade_url)), 1, one).await;
     let added = shaped.p50_ms - plain.p50_ms;
     let table = format!(
-        "Home payload: {} KiB of JSON in, the tv/home transform (`resolvers-js/endpoints/tv/home.js`).\n\n\
+        "Home payload: {} KiB of JSON in, the tv/home transform (`resolvers-js/endpoints/tv/home.ts`).\n\n\
          Through the pool as it runs (one worker process, calls one after another), µs per call:\n\n\
          | phase | bytecode (as served) | source (compiled per call) |\n|---|---:|---:|\n{phases_table}\
          | whole call as the caller sees it | {:.0} | {:.0} |\n\n\

@@ -1,6 +1,7 @@
 //! Sample endpoints for the demo: `resolvers-js/endpoints/<client>/<name>.graphql`, published
 //! on `serve --demo` start for clients `tv`, `ios` and `web` (teams `<client>-team`), each with
-//! its transform (`<name>.js`) and sample variables (`<name>.variables.json`) when present.
+//! its transform (`<name>.ts` or `<name>.js`) and sample variables (`<name>.variables.json`)
+//! when present.
 //! Publishing identical content again keeps the existing version, so restarts add nothing.
 
 use std::path::Path;
@@ -12,8 +13,8 @@ use super::store::StoreError;
 /// Where the sample endpoints live, relative to the working directory.
 pub const SAMPLES_DIR: &str = "resolvers-js/endpoints";
 
-/// A `<client>/<name>.graphql` file (and an optional `<name>.js` and `<name>.variables.json`
-/// beside it).
+/// A `<client>/<name>.graphql` file (and an optional transform, `<name>.ts` or `<name>.js`,
+/// and `<name>.variables.json` beside it).
 pub struct EndpointFile {
     pub client: ClientName,
     pub name: EndpointName,
@@ -38,7 +39,19 @@ pub fn read_dir(dir: &Path) -> Result<Vec<EndpointFile>, String> {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let name = EndpointName::parse(&stem).map_err(|e| format!("{}: {e}", path.display()))?;
             let document = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let script = std::fs::read_to_string(path.with_extension("js")).ok();
+            let script = match (
+                std::fs::read_to_string(path.with_extension("ts")).ok(),
+                std::fs::read_to_string(path.with_extension("js")).ok(),
+            ) {
+                (Some(_), Some(_)) => {
+                    let stem = path.with_extension("");
+                    return Err(format!(
+                        "{0}.ts and {0}.js: one transform per endpoint (TypeScript or JavaScript)",
+                        stem.display()
+                    ));
+                }
+                (ts, js) => ts.or(js),
+            };
             let variables_path = path.with_extension("variables.json");
             let sample_variables = match std::fs::read_to_string(&variables_path) {
                 Err(_) => None,

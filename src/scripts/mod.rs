@@ -17,6 +17,7 @@ pub mod crossing;
 mod engine;
 mod frame;
 mod pool;
+pub mod typescript;
 pub mod worker;
 
 use std::sync::{Arc, OnceLock};
@@ -125,19 +126,34 @@ impl ScriptError {
     }
 }
 
-/// A script: its source, the name errors and logs use, and its bytecode once compiled (at
-/// publish, when a registry snapshot is built, when `@js` files are loaded). Clones share the
-/// bytecode. Each call still runs in a realm of its own.
+/// A script: its source (JavaScript or TypeScript), the name errors and logs use, the
+/// JavaScript it runs as (`typescript.rs`: types stripped to spaces, positions kept; or why
+/// it cannot run), and its bytecode once compiled (at publish, when a registry snapshot is
+/// built, when `@js` files are loaded). Clones share the bytecode. Each call still runs in a
+/// realm of its own.
 #[derive(Debug, Clone)]
 pub struct Script {
     pub name: Arc<str>,
     pub source: Arc<str>,
+    code: Result<Arc<str>, Arc<str>>,
     bytecode: Arc<OnceLock<Arc<[u8]>>>,
 }
 
 impl Script {
     pub fn new(name: impl Into<Arc<str>>, source: &str) -> Self {
-        Self { name: name.into(), source: Arc::from(source), bytecode: Arc::default() }
+        let name = name.into();
+        let code = typescript::strip(&name, source).map(Arc::from).map_err(Arc::from);
+        Self { name, source: Arc::from(source), code, bytecode: Arc::default() }
+    }
+
+    /// The JavaScript QuickJS compiles, or the compile error of a script that cannot run.
+    fn code(&self) -> Result<&str, ScriptError> {
+        match &self.code {
+            Ok(code) => Ok(code),
+            Err(message) => {
+                Err(ScriptError::Compile { script: self.name.to_string(), message: message.to_string() })
+            }
+        }
     }
 
     /// Whether the script has been compiled to bytecode.

@@ -213,6 +213,8 @@ impl ScriptPool {
     }
 
     async fn submit_in(&self, script: &Script, work: Work) -> Result<Answer, ScriptError> {
+        // A script whose TypeScript could not be stripped never reaches a worker.
+        script.code()?;
         let (reply, mut answer) = oneshot::channel();
         let taken = Arc::new(AtomicBool::new(false));
         let queued = Instant::now();
@@ -490,13 +492,15 @@ fn encode(job: &Job) -> std::io::Result<Vec<u8>> {
         }
         Work::Check { export } => (wire::CHECK, export, Vec::new()),
     };
-    let size: usize = args.iter().map(|a| a.len() + 4).sum::<usize>() + script.source.len() + 64;
+    // Checked before the job was queued (`submit_in`).
+    let code = script.code().unwrap_or_default();
+    let size: usize = args.iter().map(|a| a.len() + 4).sum::<usize>() + code.len() + 64;
     let mut w = Writer::with_capacity(size);
     w.u8(kind).bytes(script.name.as_bytes());
     // A check always compiles the source (it is what makes the bytecode).
     match script.bytecode.get() {
         Some(bytes) if kind != wire::CHECK => w.u8(wire::BYTECODE).bytes(bytes),
-        _ => w.u8(wire::SOURCE).bytes(script.source.as_bytes()),
+        _ => w.u8(wire::SOURCE).bytes(code.as_bytes()),
     };
     w.bytes(export.as_bytes()).list(&args);
     w.finish()

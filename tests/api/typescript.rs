@@ -93,22 +93,17 @@ fn the_sample_transform_type_checks_against_its_types_and_a_misspelt_field_does_
         }
         Err(why) => panic!("CI must check transforms with tsc: {why}"),
     };
-    let document = repo_path("resolvers-js/endpoints/tv/home.graphql");
-    let schema = repo_path("schema");
-    let out = facade(
-        &[
-            "endpoints",
-            "types",
-            "--document",
-            document.to_str().unwrap(),
-            "--schema",
-            schema.to_str().unwrap(),
-        ],
-        &[],
-    );
+    // The sample's types, committed beside it for editors, are what the tool makes now.
+    let out = facade(&["endpoints", "types", "--document", "resolvers-js/endpoints/tv/home.graphql"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let types = String::from_utf8(out.stdout).unwrap();
-    let sample = std::fs::read_to_string(repo_path("tests/typescript/fixtures/home.ts")).unwrap();
+    let committed = std::fs::read_to_string(repo_path("resolvers-js/endpoints/tv/home.types.ts")).unwrap();
+    assert!(
+        committed == types,
+        "resolvers-js/endpoints/tv/home.types.ts is stale: run `facade endpoints types --document \
+         resolvers-js/endpoints/tv/home.graphql > resolvers-js/endpoints/tv/home.types.ts`"
+    );
+    let sample = std::fs::read_to_string(repo_path("resolvers-js/endpoints/tv/home.ts")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     check(dir.path(), &tsc, &types, &sample).unwrap_or_else(|e| panic!("the sample should check:\n{e}"));
     // A field the query does not select, spelt wrong.
@@ -124,4 +119,45 @@ fn the_sample_transform_type_checks_against_its_types_and_a_misspelt_field_does_
     assert_ne!(unchecked, sample);
     let e = check(dir.path(), &tsc, &types, &unchecked).expect_err("null must be checked");
     assert!(e.contains("possibly 'null'"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typescript_transform_is_published_and_its_errors_are_placed_in_the_typescript() {
+    let hash = facade::http::auth::token_hash(ADMIN);
+    let app = spawn_with(move |c| c.admin.token_sha256 = vec![hash]).await;
+    let a = Admin { app: &app, token: ADMIN.to_owned() };
+    assert_eq!(a.post("/clients", json!({ "name": "box", "team": "box" })).await.0, 201);
+    let document = "query T($id: ID!) { title(id: $id) { name } }";
+    let publish = |script: &'static str| {
+        a.post("/clients/box/endpoints/t/versions", json!({ "document": document, "script": script }))
+    };
+    // A syntax error, placed in the TypeScript as written.
+    let (code, body) = publish("type D = { title: { name: string } | null };\nexport default function (data: D) {\n  return data.(;\n}\n").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("box/t@new:3:15"), "{body}");
+    // TypeScript that would need code generated is refused at its place.
+    let (code, body) = publish("enum Kind { A }\nexport default function () { return Kind.A; }\n").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("box/t@new:1:1"), "{body}");
+    // A transform with types, interfaces and a type-only import runs.
+    let script = "import type { Data } from \"./t.types\";\ninterface Out {\n  letters: number;\n}\nexport default function (data: { title: { name: string } | null }, ctx: { variables: { id: string } }): Out {\n  if (ctx.variables.id === \"2\") {\n    throw new Error(\"no second title\");\n  }\n  return { letters: (data.title as { name: string }).name.length };\n}\n";
+    let (code, body) = publish(script).await;
+    assert_eq!(code, 201, "{body}");
+    let get = |id: &str| {
+        let url = format!("{}/v1/box/t?id={id}", app.base);
+        let r = app.client.get(url).bearer_auth(ADMIN).send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (code, body) = get("1").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body["letters"].as_u64().unwrap() > 0, "{body}");
+    // Thrown at run time: line and column in the TypeScript (of `Error(`, where QuickJS
+    // places a throw).
+    let (code, body) = get("2").await;
+    assert_eq!(code, 500, "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("no second title") && message.contains("box/t@1:7:15"), "{body}");
 }

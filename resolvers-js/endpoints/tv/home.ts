@@ -1,16 +1,20 @@
 // The TV home screen, shaped for a 10-foot UI: rows of tiles, each with one image and a
-// progress bar instead of raw bookmark seconds.
-export default function transform(data, ctx) {
-  const profile = data && data.profile;
+// progress bar instead of raw bookmark seconds. TypeScript, checked against the types of the
+// endpoint's answer (home.types.ts: `facade endpoints types --document
+// resolvers-js/endpoints/tv/home.graphql`); its types are stripped when it is published.
+import type { Ctx, Data } from "./home.types";
+
+export default function transform(data: Data, ctx: Ctx) {
+  const profile = data.profile;
   if (!profile) {
     return { error: "unknown profile", profileId: ctx.variables.profileId };
   }
   return {
     profile: profile.name,
     version: ctx.version,
-    rows: (profile.rows || []).map((row) => ({
+    rows: (profile.rows ?? []).map((row) => ({
       title: row.name,
-      tiles: (row.titles || []).map((t) => ({
+      tiles: (row.titles ?? []).map((t) => ({
         id: t.id,
         label: `${t.name} (${t.year})`,
         image: t.artwork ? t.artwork.url : null,
