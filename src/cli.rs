@@ -169,6 +169,24 @@ pub async fn list_endpoints(client: &AdminClient) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The TypeScript types of `text` (an endpoint's document) on the schema folder `dir`,
+/// without an engine: no backend is bound, no `@js` function is needed (`facade endpoints
+/// types --document`).
+pub async fn document_types(
+    dir: &std::path::Path,
+    text: &str,
+    operation_name: Option<&str>,
+    what: &str,
+) -> Result<String, Vec<String>> {
+    let model = std::sync::Arc::new(crate::graphql::check_dir(dir).map_err(|e| vec![e.to_string()])?);
+    let limits = crate::config::Limits::default();
+    let validator = crate::graphql::validate::Validator::new(&model, limits.max_depth)
+        .map_err(|e| vec![e.to_string()])?;
+    let operations =
+        crate::graphql::operation::Operations::new(model.clone(), limits, std::sync::Arc::new(validator));
+    operations.prepare(text, operation_name).await?.typescript(what, &model)
+}
+
 /// `facade endpoints types CLIENT/ENDPOINT[@VERSION]`: the version's TypeScript types, as
 /// the server generates them on the schema it runs.
 pub async fn endpoint_types(client: &AdminClient, endpoint: &str) -> anyhow::Result<String> {

@@ -382,7 +382,7 @@ fn main() -> ExitCode {
                         let text = std::fs::read_to_string(&file)
                             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
                         let what = file.display().to_string();
-                        facade::graphql::typescript::of_document(&schema, &text, operation.as_deref(), &what)
+                        facade::cli::document_types(&schema, &text, operation.as_deref(), &what)
                             .await
                             .map_err(|errors| anyhow::anyhow!("{what}: {}", errors.join("\n")))?
                     }

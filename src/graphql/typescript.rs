@@ -15,23 +15,6 @@ use async_graphql::parser::types::{BaseType, OperationDefinition, Type};
 use super::model::{FacadeSchema, TypeDef};
 use super::plan::{Base, Field, Leaf, Source};
 
-/// The TypeScript types of `text` (an endpoint's document) on the schema folder `dir`,
-/// without an engine: no backend is bound, no `@js` function is needed (`facade endpoints
-/// types --document`).
-pub async fn of_document(
-    dir: &std::path::Path,
-    text: &str,
-    operation_name: Option<&str>,
-    what: &str,
-) -> Result<String, Vec<String>> {
-    let model = std::sync::Arc::new(super::check_dir(dir).map_err(|e| vec![e.to_string()])?);
-    let limits = crate::config::Limits::default();
-    let validator =
-        super::validate::Validator::new(&model, limits.max_depth).map_err(|e| vec![e.to_string()])?;
-    let operations = super::operation::Operations::new(model.clone(), limits, std::sync::Arc::new(validator));
-    operations.prepare(text, operation_name).await?.typescript(what, &model)
-}
-
 /// How deep input object types are written out (they may refer to themselves).
 const MAX_INPUT_DEPTH: usize = 8;
 

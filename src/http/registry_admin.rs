@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/clients/{client}/endpoints", get(list_endpoints))
         .route("/admin/v1/clients/{client}/endpoints/{name}/versions", post(publish).get(list_versions))
         .route("/admin/v1/clients/{client}/endpoints/{name}/preview", post(preview))
+        .route("/admin/v1/clients/{client}/endpoints/{name}/types", post(draft_types))
         .route("/admin/v1/clients/{client}/endpoints/{name}/versions/{n}", get(get_version))
         .route("/admin/v1/clients/{client}/endpoints/{name}/versions/{n}/types", get(get_types))
         .route("/admin/v1/clients/{client}/endpoints/{name}/rollout", put(put_rollout).get(get_rollout))
@@ -314,6 +315,43 @@ async fn get_version(
         .find(|v| v.version == n)
         .ok_or_else(|| ApiError::NotFound(format!("{client}/{name} has no version {n}")))?;
     Ok(Json(serde_json::to_value(v).unwrap_or(Value::Null)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TypesBody {
+    document: String,
+    operation_name: Option<String>,
+}
+
+/// The TypeScript types of a draft document (not stored) on the schema served: what the
+/// playground checks a transform against while it is written.
+async fn draft_types(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((client, name)): Path<(String, String)>,
+    body: Result<Json<TypesBody>, JsonRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let client = authorize(&state, &who, &client)?;
+    let name = endpoint_name(&name)?;
+    let b = json_body(body, "types")?;
+    if b.document.len() > publish::MAX_DOCUMENT_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "the document is over {} bytes",
+            publish::MAX_DOCUMENT_BYTES
+        )));
+    }
+    let engine = state.registry.engine();
+    let what = format!("{client}/{name} (draft)");
+    let prepared = engine
+        .prepare(&b.document, b.operation_name.as_deref())
+        .await
+        .map_err(|errors| ApiError::BadRequest(format!("{what}: {}", errors.join("; "))))?;
+    let types = prepared
+        .typescript(&what, engine.model())
+        .map_err(|errors| ApiError::BadRequest(format!("{what}: {}", errors.join("; "))))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], types).into_response())
 }
 
 /// The TypeScript types of a version's `data` and of its transform's `ctx`, compiled on the

@@ -43,6 +43,29 @@ async fn a_versions_types_come_from_the_admin_api_and_the_cli() {
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("box/tile has no version 7"), "{body}");
 
+    // A draft document, not stored: the playground types the transform being written so.
+    let draft = |document: &str| {
+        let r = app
+            .client
+            .post(format!("{}/admin/v1/clients/box/endpoints/tile/types", app.base))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "document": document }))
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (code, body) = draft("{ title(id: 1) { name } }").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("The types of box/tile (draft)") && body.contains("title: {\n    name: string;"),
+        "{body}"
+    );
+    let (code, body) = draft("{ title(id: 1) { nope } }").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains(r#"Unknown field \"nope\""#), "{body}");
+
     let base = app.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         facade(&["endpoints", "types", "box/tile@1", "--url", &base, "--token", ADMIN], &[])
