@@ -7,7 +7,8 @@ import { EditorView, basicSetup } from 'codemirror';
 import { EditorState } from '@codemirror/state';
 import { javascript } from '@codemirror/lang-javascript';
 import { json } from '@codemirror/lang-json';
-import { setDiagnostics } from '@codemirror/lint';
+import { linter, setDiagnostics } from '@codemirror/lint';
+import { autocompletion } from '@codemirror/autocomplete';
 import { graphql, updateSchema } from 'cm6-graphql';
 import {
   buildClientSchema,
@@ -227,6 +228,50 @@ function endpointPath() {
 
 // ---------------------------------------------------------------- author
 
+// The transform's TypeScript check: the types of the draft document from the server (fetched
+// again when the document changes), the compiler loaded on first use (`ts-check.js`, a chunk
+// of its own). A transform declaring `data: Data` and `ctx: Ctx` is checked in full.
+const typesOf = { key: null, text: null };
+let checker = null;
+
+async function transformTypes() {
+  const document_ = doc('query');
+  if (!state.client || !state.endpoint || !document_.trim()) return null;
+  const key = `${endpointPath()}\n${document_}`;
+  if (typesOf.key !== key) {
+    // A document that does not validate has no types to check against (the query editor
+    // shows its problems).
+    typesOf.text = await admin('POST', `${endpointPath()}/types`, { document: document_ }).catch(() => null);
+    typesOf.key = key;
+  }
+  return typesOf.text;
+}
+
+async function tsLint(view) {
+  const source = view.state.doc.toString();
+  const shown = document.getElementById('ts-problems');
+  const types = source.trim() ? await transformTypes() : null;
+  if (types == null) {
+    if (shown) shown.textContent = '';
+    return [];
+  }
+  checker ??= import('./ts-check.js');
+  const found = (await checker).check(types, source);
+  if (shown) shown.textContent = found.length ? `Type errors: ${found.map((d) => d.message.split('\n')[0]).join(' · ')}` : '';
+  return found.map((d) => ({ from: Math.min(d.from, source.length), to: Math.min(d.to, source.length), severity: 'error', message: d.message }));
+}
+
+async function tsCompletions(context) {
+  const word = context.matchBefore(/[\w$]*/);
+  const afterDot = context.state.sliceDoc(word.from - 1, word.from) === '.';
+  if (word.from === word.to && !afterDot && !context.explicit) return null;
+  const types = await transformTypes();
+  if (types == null) return null;
+  checker ??= import('./ts-check.js');
+  const options = (await checker).complete(types, context.state.doc.toString(), context.pos);
+  return options.length ? { from: word.from, options } : null;
+}
+
 function authorView() {
   const queryHost = h('div', { id: 'query', class: 'editor' });
   const varsHost = h('div', { id: 'variables', class: 'editor small' });
@@ -239,18 +284,25 @@ function authorView() {
     }),
   });
   state.editors.variables = new EditorView({ parent: varsHost, state: EditorState.create({ doc: '{}', extensions: [basicSetup, json()] }) });
-  state.editors.transform = new EditorView({ parent: scriptHost, state: EditorState.create({ doc: '', extensions: [basicSetup, javascript()] }) });
+  state.editors.transform = new EditorView({
+    parent: scriptHost,
+    state: EditorState.create({
+      doc: '',
+      extensions: [basicSetup, javascript({ typescript: true }), linter(tsLint, { delay: 400 }), autocompletion({ override: [tsCompletions] })],
+    }),
+  });
   const reason = h('input', { id: 'publish-reason', placeholder: 'reason (audit log)', size: 30 });
   return h('main', { id: 'view-author', class: 'author' },
     h('section', { class: 'left' },
       h('h2', {}, 'Query'), queryHost,
       h('h2', {}, 'Variables (JSON)'), varsHost,
-      h('h2', {}, 'Transform (JavaScript) ',
+      h('h2', {}, 'Transform (TypeScript or JavaScript) ',
         h('button', { id: 'starter', onclick: () => setDoc('transform', STARTER_TRANSFORM) }, 'Starter template'),
         h('button', { onclick: () => setDoc('transform', '') }, 'No transform')),
       h('details', { class: 'ctx' }, h('summary', {}, 'What ctx holds'),
         h('dl', {}, CTX_FIELDS.map(([k, v]) => [h('dt', {}, `ctx.${k}`), h('dd', {}, v)]))),
       scriptHost,
+      h('p', { id: 'ts-problems', class: 'error' }),
       h('p', { id: 'script-error', class: 'error' }),
       h('div', { class: 'row' },
         h('button', { id: 'run', class: 'primary', onclick: () => run().catch(fail) }, 'Run ▶'),
