@@ -235,16 +235,16 @@ impl<'a> Compiler<'a> {
                     if sub.is_some_and(|s| self.resolves(type_name, s.graph, &s.provided, &def.name)) {
                         From::Here
                     } else {
-                        match self.pick(type_name, def, sf, &groups, root) {
+                        match self.pick(type_name, sf, &groups, root) {
                             Ok(Some(g)) => From::Group(g),
                             Ok(None) => {
                                 groups.push((sf.owners[0].graph, None));
                                 From::Group(groups.len() - 1)
                             }
-                            Err(graph) => match self.pick_owner(type_name, sf, root) {
+                            // Its first owner has no key for the type: another owner may.
+                            Err(()) => match self.pick_owner(type_name, sf, root) {
                                 Some(g) => {
                                     groups.push((g, None));
-                                    let _ = graph;
                                     From::Group(groups.len() - 1)
                                 }
                                 None => {
@@ -426,11 +426,10 @@ impl<'a> Compiler<'a> {
     fn pick(
         &self,
         type_name: &str,
-        _def: &FieldDef,
         sf: &SubgraphField,
         groups: &[(usize, Option<usize>)],
         root: bool,
-    ) -> Result<Option<usize>, usize> {
+    ) -> Result<Option<usize>, ()> {
         // A mutation's root fields are fetched one by one.
         if !(root && self.serial)
             && let Some(g) = groups.iter().position(|(g, _)| sf.owner(*g).is_some())
@@ -438,7 +437,7 @@ impl<'a> Compiler<'a> {
             return Ok(Some(g));
         }
         let first = sf.owners[0].graph;
-        if root || self.schema.entity_key(type_name, first).is_some() { Ok(None) } else { Err(first) }
+        if root || self.schema.entity_key(type_name, first).is_some() { Ok(None) } else { Err(()) }
     }
 
     /// The first owner that has a key for the type.
