@@ -93,7 +93,7 @@ impl Prepared {
     /// The TypeScript types of this document's `data` and of a transform's `ctx`
     /// (`typescript.rs`); `what` names it in the module's header (`tv/home@3`).
     pub fn typescript(&self, what: &str, model: &FacadeSchema) -> Result<String, Vec<String>> {
-        let plan = self.operation.widest_plan()?;
+        let plan = self.operation.fullest_plan()?;
         Ok(super::typescript::module(what, &plan.root, self.operation.definition(), model))
     }
 

@@ -143,6 +143,9 @@ pub struct Field {
     pub by_type: Vec<(Arc<str>, Vec<Field>)>,
     /// How many items the operation's cost counts this field as (`limits::check`).
     pub count: Count,
+    /// Under `@skip`/`@include` on a variable everywhere it is selected: present in this plan,
+    /// absent in another's (its TypeScript type makes it optional).
+    pub conditional: bool,
 }
 
 /// How many items a field counts as in the operation's estimated cost.
@@ -357,10 +360,26 @@ impl Operation {
         Ok(plan)
     }
 
+    /// The plan with every field a variable's `@skip`/`@include` may keep kept (as if each
+    /// such condition held): the shape of every answer at once, for typing it
+    /// (`typescript.rs`, which marks those fields optional). Not for running; not cached.
+    pub fn fullest_plan(&self) -> Result<Plan, Vec<String>> {
+        self.compile_with(&serde_json::Map::new(), true)
+    }
+
     fn compile(&self, variables: &serde_json::Map<String, Value>) -> Result<Plan, Vec<String>> {
+        self.compile_with(variables, false)
+    }
+
+    fn compile_with(
+        &self,
+        variables: &serde_json::Map<String, Value>,
+        everything: bool,
+    ) -> Result<Plan, Vec<String>> {
         let mut c = Compiler {
             doc: &self.document,
             schema: &self.schema,
+            everything,
             variables,
             steps: Vec::new(),
             required: std::cell::RefCell::new(Vec::new()),
@@ -392,6 +411,14 @@ impl Operation {
             calls,
         })
     }
+}
+
+/// Whether `@skip`/`@include` among these directives reads a variable.
+fn on_variable(directives: &[Positioned<Directive>]) -> bool {
+    directives.iter().any(|d| {
+        matches!(d.node.name.node.as_str(), "skip" | "include")
+            && matches!(d.node.get_argument("if").map(|v| &v.node), Some(DocValue::Variable(_)))
+    })
 }
 
 /// The variables `@skip(if: $v)` / `@include(if: $v)` read, anywhere under `set`.
@@ -460,6 +487,9 @@ struct Merged<'d> {
     key: &'d str,
     first: &'d Positioned<DocField>,
     sets: Vec<&'d Positioned<SelectionSet>>,
+    /// Every occurrence sits under `@skip`/`@include` on a variable: another assignment of the
+    /// variables leaves the field out (see [`Field::conditional`]).
+    conditional: bool,
 }
 
 struct Compiler<'a> {
@@ -474,6 +504,8 @@ struct Compiler<'a> {
     conflicts: std::cell::RefCell<Vec<String>>,
     /// Compiling a mutation: its root fields write.
     serial: bool,
+    /// Every condition on a variable holds (`Operation::fullest_plan`).
+    everything: bool,
     /// The document of each subgraph step, by step (`federate.rs`).
     subdocs: HashMap<usize, federate::SubDoc>,
 }
@@ -498,6 +530,9 @@ impl<'a> Compiler<'a> {
                 Some(DocValue::Boolean(b)) => *b,
                 Some(DocValue::Variable(name)) => {
                     self.require(name, format!("@{}(if:)", d.node.name.node));
+                    if self.everything {
+                        return true;
+                    }
                     self.variables.get(name.as_str()).and_then(Value::as_bool).unwrap_or(false)
                 }
                 _ => false,
@@ -512,9 +547,11 @@ impl<'a> Compiler<'a> {
             condition.is_none_or(|c| self.schema.applies(c.node.on.node.as_str(), concrete))
         };
         let mut out: Vec<Merged<'a>> = Vec::new();
-        let mut stack: Vec<std::slice::Iter<'a, Positioned<Selection>>> =
-            sets.iter().rev().map(|s| s.node.items.iter()).collect();
-        while let Some(top) = stack.last_mut() {
+        // Each level: its selections, and whether a variable's condition holds it.
+        let mut stack: Vec<(std::slice::Iter<'a, Positioned<Selection>>, bool)> =
+            sets.iter().rev().map(|s| (s.node.items.iter(), false)).collect();
+        while let Some((top, under)) = stack.last_mut() {
+            let under = *under;
             let Some(item) = top.next() else {
                 stack.pop();
                 continue;
@@ -524,9 +561,11 @@ impl<'a> Compiler<'a> {
                     if !self.included(&f.node.directives) {
                         continue;
                     }
+                    let conditional = under || on_variable(&f.node.directives);
                     let key = f.node.response_key().node.as_str();
                     match out.iter_mut().find(|m| m.key == key) {
                         Some(m) => {
+                            m.conditional &= conditional;
                             if m.first.node.name.node != f.node.name.node
                                 || m.first.node.arguments != f.node.arguments
                             {
@@ -539,12 +578,15 @@ impl<'a> Compiler<'a> {
                             }
                             m.sets.push(&f.node.selection_set)
                         }
-                        None => out.push(Merged { key, first: f, sets: vec![&f.node.selection_set] }),
+                        None => {
+                            out.push(Merged { key, first: f, sets: vec![&f.node.selection_set], conditional })
+                        }
                     }
                 }
                 Selection::InlineFragment(i) => {
                     if self.included(&i.node.directives) && applies(i.node.type_condition.as_ref()) {
-                        stack.push(i.node.selection_set.node.items.iter());
+                        let conditional = under || on_variable(&i.node.directives);
+                        stack.push((i.node.selection_set.node.items.iter(), conditional));
                     }
                 }
                 Selection::FragmentSpread(s) => {
@@ -552,7 +594,8 @@ impl<'a> Compiler<'a> {
                         && let Some(fragment) = self.doc.fragments.get(&s.node.fragment_name.node)
                         && applies(Some(&fragment.node.type_condition))
                     {
-                        stack.push(fragment.node.selection_set.node.items.iter());
+                        let conditional = under || on_variable(&s.node.directives);
+                        stack.push((fragment.node.selection_set.node.items.iter(), conditional));
                     }
                 }
             }
@@ -615,6 +658,7 @@ impl<'a> Compiler<'a> {
                 children: Vec::new(),
                 by_type: Vec::new(),
                 count: Count::One,
+                conditional: merged.conditional,
             });
             return;
         }
@@ -630,6 +674,7 @@ impl<'a> Compiler<'a> {
                 children: Vec::new(),
                 by_type: Vec::new(),
                 count: Count::One,
+                conditional: merged.conditional,
             });
             return;
         }
@@ -650,6 +695,7 @@ impl<'a> Compiler<'a> {
             children: Vec::new(),
             by_type: Vec::new(),
             count: Count::of(def, doc_field),
+            conditional: merged.conditional,
         };
         let child_type = named(&def.ty).to_owned();
         match &def.binding {

@@ -1,12 +1,13 @@
 //! TypeScript types of an operation's answer and of a transform's `ctx`: what a transform
 //! written in TypeScript is checked against before it ships (`facade endpoints types`).
 //!
-//! The answer's type is read off the operation's widest plan (every `@skip`/`@include`d
-//! field in), so it is exactly what the projection writes: response keys (aliases), fragments
+//! The answer's type is read off the operation's fullest plan (every field a variable's
+//! `@skip`/`@include` may keep, kept), so it is exactly what the projection writes: response keys (aliases), fragments
 //! merged, each field's nullability at every list level, enums as unions of their values,
 //! `__typename` as its literal, an interface or union as the union of its possible types'
 //! shapes (discriminated by `__typename` when the selection asks for it). Custom scalars are
-//! `unknown` (any JSON). Recursion follows the plan, which validation bounded in depth.
+//! `unknown` (any JSON); a field under `@skip`/`@include` on a variable is optional.
+//! Recursion follows the plan, which validation bounded in depth.
 
 use std::fmt::Write as _;
 
@@ -69,7 +70,8 @@ fn object(fields: &[Field], depth: usize, out: &mut String) {
     for f in fields {
         indent(depth + 1, out);
         key(&f.key, out);
-        out.push_str(": ");
+        // Left out of the answer when its `@skip`/`@include` variable says so.
+        out.push_str(if f.conditional { "?: " } else { ": " });
         field(f, depth + 1, out);
         out.push_str(";\n");
     }
@@ -201,7 +203,7 @@ mod tests {
         let schema = Arc::new(crate::graphql::check_dir(&dir).unwrap());
         let doc = Arc::new(async_graphql::parser::parse_query(text).unwrap());
         let op = crate::graphql::plan::Operation::new(doc, None, schema.clone()).unwrap();
-        let plan = op.widest_plan().unwrap();
+        let plan = op.fullest_plan().unwrap();
         super::module("t/e@1", &plan.root, op.definition(), &schema)
     }
 
@@ -213,6 +215,18 @@ mod tests {
         assert!(t.contains("export type Data = {\n  p: {\n    name: string;\n"), "{t}");
         assert!(t.contains("  id: string;\n  n?: number | null;\n"), "{t}");
         assert!(t.contains("export type Ctx = {\n  variables: Variables;"), "{t}");
+    }
+
+    #[test]
+    fn a_field_a_variable_may_leave_out_is_optional() {
+        let t = types(
+            "query Q($full: Boolean!) { title(id: 1) { name year @include(if: $full) ... @skip(if: $full) { id } ... on Title @include(if: true) { runtime } } }",
+        );
+        assert!(
+            t.contains("    name: string;\n    year?: number | null;\n    id?: string;\n    runtime"),
+            "{t}"
+        );
+        assert!(!t.contains("runtime?"), "a literal condition is no condition: {t}");
     }
 
     #[test]

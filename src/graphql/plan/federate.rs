@@ -608,6 +608,7 @@ impl<'a> Compiler<'a> {
             children: Vec::new(),
             by_type: Vec::new(),
             count: Count::of(def, doc_field),
+            conditional: m.conditional,
         };
         if object {
             let provided = match &def.binding {
