@@ -67,16 +67,6 @@ impl Hive {
     }
 }
 
-/// `FACADE_BACKENDS__NAME__SHARE_IN_FLIGHT` (a `&'static str`, as `Proc::start` takes).
-fn share_var(name: &str) -> &'static str {
-    match name {
-        "ACCOUNTS" => "FACADE_BACKENDS__ACCOUNTS__SHARE_IN_FLIGHT",
-        "INVENTORY" => "FACADE_BACKENDS__INVENTORY__SHARE_IN_FLIGHT",
-        "PRODUCTS" => "FACADE_BACKENDS__PRODUCTS__SHARE_IN_FLIGHT",
-        _ => "FACADE_BACKENDS__REVIEWS__SHARE_IN_FLIGHT",
-    }
-}
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -93,11 +83,6 @@ fn pin(pid: u32, cpus: &str) -> bool {
 
 fn cpu_of(pid: u32) -> Option<f64> {
     procs::cpu_seconds(&format!("/proc/{pid}/stat"))
-}
-
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// POSTs the query once: the answer's bytes (waiting up to 30 s for the router to come up).
@@ -185,9 +170,11 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
             ("FACADE_LIMITS__MAX_COST", "100000000".to_owned()),
             ("FACADE_GRAPHQL__SHARE_IDENTICAL_REQUESTS", s.share_requests.to_string()),
         ];
-        for name in ["ACCOUNTS", "INVENTORY", "PRODUCTS", "REVIEWS"] {
-            env.push((share_var(name), s.share_calls.to_string()));
-        }
+        let share: Vec<String> = ["ACCOUNTS", "INVENTORY", "PRODUCTS", "REVIEWS"]
+            .iter()
+            .map(|name| format!("FACADE_BACKENDS__{name}__SHARE_IN_FLIGHT"))
+            .collect();
+        env.extend(share.iter().map(|k| (k.as_str(), s.share_calls.to_string())));
         let facade = Proc::start(&["_serve"], &env)?;
         let facade_url = format!("{}/graphql", procs::server_url(&facade)?);
         let hive = match &hive {
@@ -268,7 +255,7 @@ pub async fn federation(smoke: bool, hive: Option<PathBuf>, cpus: &str) -> anyho
         summary.push_str(&text);
         let mut entry = json!({ "facade": facade_json, "facade_calls": facade_calls, "same_answer": same, "hive_calls": hive_calls });
         if let Some(x) = &hive {
-            let (text, hive_json) = row("Hive Router", &h, rss_of(x.pid()));
+            let (text, hive_json) = row("Hive Router", &h, procs::peak_rss_kib(x.pid()));
             summary.push_str(&text);
             entry["hive"] = hive_json;
         }

@@ -48,12 +48,7 @@ impl Proc {
 
     /// Peak resident set size of the child, from /proc (Linux), in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|n| n.parse().ok())
+        peak_rss_kib(self.pid())
     }
 
     /// CPU time the child has used so far (user + system, all threads), in seconds.
@@ -65,6 +60,16 @@ impl Proc {
     pub fn system_seconds(&self) -> Option<f64> {
         cpu_times(&format!("/proc/{}/stat", self.pid())).map(|(_, system)| system)
     }
+}
+
+/// Peak resident set size of process `pid`, from /proc (Linux), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
 }
 
 /// CPU time (user + system) of the process whose `stat` file is at `path`, in seconds: fields

@@ -119,11 +119,11 @@ pub(super) async fn run_call(
         }
     };
     let data = answer.root().get(&call.data).filter(|d| d.is_object());
-    let errors = answer.root().get(&call.errors);
+    let mut sorted =
+        answer.root().get(&call.errors).map(|e| sort_errors(e, &call.aliases)).unwrap_or_default();
     let Some(data) = data else {
         // No data: every field this call serves fails with the subgraph's first error.
-        let message =
-            errors.and_then(|e| first_message(e, None)).unwrap_or_else(|| "no data in the answer".into());
+        let message = sorted.first.take().unwrap_or_else(|| "no data in the answer".into());
         let error = Arc::new(subgraph_error(&call.name, &message));
         for (m, &step) in call.members.iter().enumerate() {
             let done =
@@ -134,7 +134,6 @@ pub(super) async fn run_call(
     };
     let lists: Vec<Option<Val<'_>>> =
         call.aliases.iter().map(|a| data.get(a).filter(|l| l.is_list())).collect();
-    let mut sorted = errors.map(|e| sort_errors(e, &call.aliases)).unwrap_or_default();
     // Errors of no entity go with the call's first object.
     let mut general = (!sorted.general.0.is_empty()).then(|| Arc::new(std::mem::take(&mut sorted.general)));
     for (m, &step) in call.members.iter().enumerate() {
@@ -167,9 +166,11 @@ pub(super) async fn run_call(
                             }
                         }
                         _ => {
-                            let message = errors
-                                .and_then(|e| first_message(e, Some((&call.aliases[*alias], *at))))
-                                .unwrap_or_else(|| "the subgraph returned no entity".into());
+                            let message = sorted
+                                .by_entity
+                                .get(&(*alias, *at))
+                                .and_then(|e| e.0.first())
+                                .map_or_else(|| "the subgraph returned no entity".into(), |(m, _)| m.clone());
                             Resolved::Error(Arc::new(subgraph_error(&plan.steps[step].path_name, &message)))
                         }
                     }
@@ -201,6 +202,8 @@ fn representation(sub: &SubgraphStep, parent: Val<'_>, out: &mut Vec<u8>) -> Opt
 struct Sorted {
     by_entity: HashMap<(usize, usize), SubErrors>,
     general: SubErrors,
+    /// The first error's message, in the answer's order.
+    first: Option<String>,
 }
 
 fn sort_errors(errors: Val<'_>, aliases: &[Arc<str>]) -> Sorted {
@@ -210,6 +213,9 @@ fn sort_errors(errors: Val<'_>, aliases: &[Arc<str>]) -> Sorted {
     for e in items {
         let message =
             e.get("message").and_then(Val::as_str).unwrap_or("an error without a message").to_owned();
+        if sorted.first.is_none() {
+            sorted.first = Some(message.clone());
+        }
         let mut path: Vec<PathSegment> = Vec::new();
         if let Some(View::List(segments)) = e.get("path").map(Val::view) {
             for seg in segments {
@@ -232,26 +238,6 @@ fn sort_errors(errors: Val<'_>, aliases: &[Arc<str>]) -> Sorted {
         }
     }
     sorted
-}
-
-/// The message of the first error whose path starts at `alias`/`index` (any, if `None`).
-fn first_message(errors: Val<'_>, at: Option<(&str, usize)>) -> Option<String> {
-    let View::List(items) = errors.view() else { return None };
-    for e in items {
-        let matches = match at {
-            None => true,
-            Some((alias, index)) => {
-                let path = e.get("path");
-                path.is_some_and(|p| {
-                    p.item(0).as_str() == Some(alias) && p.item(1).as_i64() == Some(index as i64)
-                })
-            }
-        };
-        if matches {
-            return e.get("message").and_then(Val::as_str).map(str::to_owned);
-        }
-    }
-    None
 }
 
 fn subgraph_error(name: &str, message: &str) -> GqlError {
